@@ -1,0 +1,5 @@
+//! cohortd: live cohort membership behind a Braze-compatible partner cohort
+//! import API.
+pub mod model;
+pub mod profiles;
+pub mod time;

@@ -1,0 +1,199 @@
+//! One profile's data and the rule for merging two profiles.
+
+use std::collections::BTreeMap;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Alias, Identifier, Millis};
+
+/// A custom attribute value as stored.
+///
+/// A string that parses as an ISO-8601 time is stored as `Time`, keeping its
+/// text: `equals`/`regex` filters see the text, `greater_than`/`less_than`
+/// with a time value see the instant. Numbers are `f64` so `3` equals `3.0`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AttrValue {
+    Str(CompactString),
+    Num(f64),
+    Bool(bool),
+    Time { text: CompactString, at: Millis },
+    Array(Vec<CompactString>),
+}
+
+impl AttrValue {
+    /// A string value: `Time` if it parses as ISO-8601, else `Str`.
+    pub fn from_text(s: &str) -> AttrValue {
+        match crate::time::parse_iso8601(s) {
+            // Only strings that look like a date: a bare number is not a time.
+            Some(at) if s.len() >= 10 && s.as_bytes()[4] == b'-' => {
+                AttrValue::Time { text: s.into(), at }
+            }
+            _ => AttrValue::Str(s.into()),
+        }
+    }
+
+    /// The value as JSON, the way it was sent.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            AttrValue::Str(s) => Value::String(s.to_string()),
+            AttrValue::Num(n) => serde_json::Number::from_f64(*n)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            AttrValue::Bool(b) => Value::Bool(*b),
+            AttrValue::Time { text, .. } => Value::String(text.to_string()),
+            AttrValue::Array(items) => {
+                Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
+            }
+        }
+    }
+}
+
+/// What is known of one custom event on one profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventStats {
+    pub count: u64,
+    pub first: Millis,
+    pub last: Millis,
+}
+
+impl EventStats {
+    pub fn record(&mut self, at: Millis) {
+        self.count += 1;
+        self.first = self.first.min(at);
+        self.last = self.last.max(at);
+    }
+
+    /// The merge rule: counts add, earliest first, latest last.
+    pub fn merge(&mut self, other: &EventStats) {
+        self.count += other.count;
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+    }
+}
+
+/// A person known to a workspace. Identified when `external_id` is set,
+/// anonymous otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub external_id: Option<CompactString>,
+    pub aliases: Vec<Alias>,
+    pub devices: Vec<CompactString>,
+    pub attributes: BTreeMap<CompactString, AttrValue>,
+    pub events: BTreeMap<CompactString, EventStats>,
+}
+
+impl Profile {
+    pub fn is_anonymous(&self) -> bool {
+        self.external_id.is_none()
+    }
+
+    /// How the profile is listed: its external_id, else its first alias, else
+    /// its first device id. `None` only for a profile with no identifier at
+    /// all, which the store never keeps.
+    pub fn listed_as(&self) -> Option<Identifier> {
+        if let Some(e) = &self.external_id {
+            return Some(Identifier::External(e.clone()));
+        }
+        if let Some(a) = self.aliases.first() {
+            return Some(Identifier::Alias(a.clone()));
+        }
+        self.devices.first().map(|d| Identifier::Device(d.clone()))
+    }
+
+    /// Folds `other` into `self` (the identified side): aliases and devices are
+    /// unioned, `self`'s attributes win, event stats merge.
+    pub fn absorb(&mut self, other: Profile) {
+        for a in other.aliases {
+            if !self.aliases.contains(&a) {
+                self.aliases.push(a);
+            }
+        }
+        for d in other.devices {
+            if !self.devices.contains(&d) {
+                self.devices.push(d);
+            }
+        }
+        for (k, v) in other.attributes {
+            self.attributes.entry(k).or_insert(v);
+        }
+        for (k, v) in other.events {
+            self.events
+                .entry(k)
+                .and_modify(|mine| mine.merge(&v))
+                .or_insert(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_strings_are_times_and_keep_their_text() {
+        match AttrValue::from_text("2024-05-01T10:00:00Z") {
+            AttrValue::Time { text, at } => {
+                assert_eq!(text, "2024-05-01T10:00:00Z");
+                assert_eq!(at, 1_714_557_600_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(AttrValue::from_text("gold"), AttrValue::Str("gold".into()));
+        assert_eq!(
+            AttrValue::from_text("20240501"),
+            AttrValue::Str("20240501".into())
+        );
+    }
+
+    #[test]
+    fn absorbing_keeps_identified_attributes_and_merges_events() {
+        let mut me = Profile {
+            external_id: Some("u1".into()),
+            ..Default::default()
+        };
+        me.attributes
+            .insert("plan".into(), AttrValue::Str("gold".into()));
+        me.events.insert(
+            "buy".into(),
+            EventStats {
+                count: 2,
+                first: 10,
+                last: 20,
+            },
+        );
+        let mut other = Profile {
+            aliases: vec![Alias::new("email", "a@b")],
+            devices: vec!["d1".into()],
+            ..Default::default()
+        };
+        other
+            .attributes
+            .insert("plan".into(), AttrValue::Str("free".into()));
+        other
+            .attributes
+            .insert("city".into(), AttrValue::Str("Oslo".into()));
+        other.events.insert(
+            "buy".into(),
+            EventStats {
+                count: 3,
+                first: 5,
+                last: 15,
+            },
+        );
+        me.absorb(other);
+        assert_eq!(me.attributes["plan"], AttrValue::Str("gold".into()));
+        assert_eq!(me.attributes["city"], AttrValue::Str("Oslo".into()));
+        assert_eq!(
+            me.events["buy"],
+            EventStats {
+                count: 5,
+                first: 5,
+                last: 20
+            }
+        );
+        assert_eq!(me.aliases, vec![Alias::new("email", "a@b")]);
+        assert_eq!(me.devices, vec![CompactString::from("d1")]);
+    }
+}
