@@ -1,5 +1,26 @@
 //! cohortd: live cohort membership behind a Braze-compatible partner cohort
 //! import API.
+//!
+//! Layout and request flow:
+//!
+//! - `http` parses and authenticates at the edge (wire types → domain
+//!   types), then makes one call into the `engine`.
+//! - `engine::Engine` is the handle: reads go straight to `engine::state`;
+//!   writes become a `router::Command` sent to the `Router` actor, the single
+//!   sequencer of mutations, which resolves identifiers with the `profiles`
+//!   store and dispatches resolved ids to one `cohort::Cohort` actor per
+//!   partner cohort.
+//! - `profiles` owns the identifier matching and merge rules; `model` is the
+//!   shared vocabulary; `config`, `secrets`, `keys`, `metrics`, `time` are
+//!   what their names say.
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod profiles;
+pub mod secrets;
 pub mod time;

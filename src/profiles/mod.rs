@@ -13,6 +13,7 @@
 //! that move or end a profile (merge, delete) return what happened so that
 //! the router can tell the cohorts.
 
+pub mod commands;
 mod profile;
 
 pub use profile::{AttrValue, EventStats, Profile};

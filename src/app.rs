@@ -1,0 +1,116 @@
+//! Start-up and shut-down order.
+//!
+//! 1. Resolve secrets (generate and print the missing ones).
+//! 2. Start the engine (router and cohort arbiters).
+//! 3. Bind the HTTP server (port 0 works: tests use it) and serve until
+//!    SIGTERM/SIGINT, then stop accepting and drain in-flight requests
+//!    within `shutdown_timeout_secs`.
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::http;
+use crate::secrets::Secrets;
+
+async fn launch(config: Config) -> Result<(Server, SocketAddr), String> {
+    let (secrets, announce) = Secrets::ensure(&config)?;
+    for line in announce {
+        println!("{line}");
+    }
+    let engine = Engine::start(config.clone(), secrets);
+    let workers = match config.http_workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap_fn(http::observe)
+            .configure(http::configure(engine.clone()))
+    })
+    .workers(workers)
+    .shutdown_timeout(config.shutdown_timeout_secs)
+    .bind(config.listen)
+    .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| "bound to no address".to_string())?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "cohortd listening");
+    Ok((server.run(), addr))
+}
+
+/// Runs the server in this thread until it is stopped by a signal.
+pub fn serve(config: Config) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let (server, _) = launch(config).await?;
+        server.await.map_err(|e| e.to_string())
+    })
+}
+
+/// A server running on its own thread (tests, benchmarks).
+pub struct Running {
+    pub addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Running {
+    /// `http://addr`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop: finish in-flight requests, then return.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), String> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        actix_web::rt::System::new().block_on(self.handle.stop(true));
+        thread
+            .join()
+            .map_err(|_| "server thread panicked".to_string())?
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Starts a server on a thread of its own and returns once it listens.
+pub fn start(config: Config) -> Result<Running, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            match launch(config).await {
+                Ok((server, addr)) => {
+                    let _ = tx.send(Ok((addr, server.handle())));
+                    server.await.map_err(|e| e.to_string())
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.clone()));
+                    Err(e)
+                }
+            }
+        })
+    });
+    let (addr, handle) = rx
+        .recv()
+        .map_err(|_| "server thread ended before listening".to_string())??;
+    Ok(Running {
+        addr,
+        handle,
+        thread: Some(thread),
+    })
+}

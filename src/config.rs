@@ -1,0 +1,213 @@
+//! Configuration, mirroring `config.toml` field for field.
+//!
+//! The shipped `config.toml` is embedded in the binary and is the default:
+//! `Config::default()` parses it, so the file and the built-in defaults
+//! cannot drift. Environment variables override the listen address, the data
+//! dir and secrets (`apply_env`). Secrets that are set nowhere are generated
+//! by `secrets::ensure` at start-up.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The shipped `config.toml`, embedded.
+pub const SHIPPED: &str = include_str!("../config.toml");
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    #[serde(default)]
+    pub http_workers: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub engine: EngineConfig,
+    pub rate_limit: RateLimitConfig,
+    pub snapshot: SnapshotConfig,
+    pub wal: WalConfig,
+    pub metrics: MetricsConfig,
+    pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    pub cohort_arbiters: usize,
+    pub max_inflight_writes: usize,
+    pub import_history_len: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub requests: u64,
+    pub window_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    pub interval_secs: u64,
+    pub retain: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    Always,
+    Interval,
+    Off,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    pub fsync: Fsync,
+    pub fsync_interval_millis: u64,
+    pub segment_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub require_admin_token: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse(SHIPPED).expect("the shipped config.toml parses")
+    }
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.sanitize()
+    }
+
+    /// Reads `path`; a missing file means the embedded default.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Applies `COHORTD_*` environment overrides from `get` (the process
+    /// environment in production, a map in tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(v) = get("COHORTD_LISTEN") {
+            self.listen = v.parse().map_err(|e| format!("COHORTD_LISTEN={v}: {e}"))?;
+        }
+        if let Some(v) = get("COHORTD_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("COHORTD_ADMIN_TOKEN") {
+            self.admin_token = Some(v);
+        }
+        for (name, p) in self.partners.iter_mut() {
+            let var = format!(
+                "COHORTD_PARTNER_KEY_{}",
+                name.to_ascii_uppercase().replace('-', "_")
+            );
+            if let Some(v) = get(&var) {
+                p.api_key = Some(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn sanitize(self) -> Result<Config, String> {
+        if self.partners.is_empty() {
+            return Err("at least one partner must be configured under [partners]".into());
+        }
+        for name in self.partners.keys() {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(format!(
+                    "partner name {name:?}: use letters, digits, '-' and '_'"
+                ));
+            }
+        }
+        if self.engine.cohort_arbiters == 0 || self.engine.max_inflight_writes == 0 {
+            return Err(
+                "engine.cohort_arbiters and engine.max_inflight_writes must be at least 1".into(),
+            );
+        }
+        if self.rate_limit.window_secs == 0 {
+            return Err("rate_limit.window_secs must be at least 1".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_is_the_default_and_names_the_partners() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.max_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.snapshot.retain, 5);
+        assert_eq!(c.wal.fsync, Fsync::Always);
+        assert_eq!(c.rate_limit.requests, 250_000);
+        for p in [
+            "hightouch",
+            "segment",
+            "heap",
+            "kubit",
+            "amplitude",
+            "mixpanel",
+            "census",
+        ] {
+            assert!(c.partners.contains_key(p), "{p}");
+        }
+        assert_eq!(
+            Config::load(Path::new("definitely/not/here.toml")).unwrap(),
+            c
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let text = format!("{SHIPPED}\nlisten_port = 3\n");
+        assert!(Config::parse(&text).unwrap_err().contains("listen_port"));
+    }
+
+    #[test]
+    fn environment_overrides_secrets_and_addresses() {
+        let mut c = Config::default();
+        let env = |k: &str| match k {
+            "COHORTD_LISTEN" => Some("127.0.0.1:9999".to_string()),
+            "COHORTD_ADMIN_TOKEN" => Some("adm".to_string()),
+            "COHORTD_PARTNER_KEY_SEGMENT" => Some("seg-key".to_string()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.admin_token.as_deref(), Some("adm"));
+        assert_eq!(c.partners["segment"].api_key.as_deref(), Some("seg-key"));
+        assert_eq!(c.partners["heap"].api_key, None);
+    }
+}

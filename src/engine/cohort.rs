@@ -1,0 +1,300 @@
+//! A partner cohort: the actor that owns its membership set, and the pure
+//! rules for changing that set.
+//!
+//! The actor is the only writer of its cohort's members and import history.
+//! It mutates the set copy-on-write inside `CohortCell`, so a reader (a
+//! segment count, a member page, a snapshot) takes an `Arc` of the current
+//! set in O(1) and never waits for ingest, and ingest never waits for a
+//! reader longer than that clone of an `Arc`.
+//!
+//! Messages arrive only from the router, in the router's order (`do_send`,
+//! never dropped or reordered); each carries a oneshot for its reply, which
+//! the HTTP handler awaits, so a 2xx is sent only after the change is
+//! visible to every later read.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use actix::{Actor, Context, Handler, Message};
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::model::{CohortKey, Millis, Uid};
+
+/// What a cohort listing shows besides the size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CohortMeta {
+    pub name: String,
+    pub created_at: Millis,
+    /// Whether a name call has set `created_at` (the first one's value is kept).
+    pub named: bool,
+    pub updated_at: Millis,
+}
+
+/// One entry of a cohort's import history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    pub at: Millis,
+    pub added: u64,
+    pub removed: u64,
+    pub unmatched: u64,
+    pub size: u64,
+}
+
+/// The shared, readable face of a cohort. Readers use the accessors; only
+/// the cohort's actor (members, history) and the router (name) write.
+#[derive(Debug)]
+pub struct CohortCell {
+    pub key: CohortKey,
+    meta: RwLock<CohortMeta>,
+    members: RwLock<Arc<RoaringBitmap>>,
+    history: Mutex<VecDeque<ImportRecord>>,
+    history_len: usize,
+}
+
+impl CohortCell {
+    pub fn new(key: CohortKey, meta: CohortMeta, history_len: usize) -> Self {
+        CohortCell {
+            key,
+            meta: RwLock::new(meta),
+            members: RwLock::new(Arc::new(RoaringBitmap::new())),
+            history: Mutex::new(VecDeque::new()),
+            history_len,
+        }
+    }
+
+    pub fn meta(&self) -> CohortMeta {
+        self.meta.read().clone()
+    }
+
+    /// The current member set, in O(1).
+    pub fn members(&self) -> Arc<RoaringBitmap> {
+        self.members.read().clone()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.members.read().len()
+    }
+
+    /// Import history, newest first, at most `limit` entries.
+    pub fn history(&self, limit: usize) -> Vec<ImportRecord> {
+        self.history.lock().iter().take(limit).copied().collect()
+    }
+
+    /// The name rule: rename; the first name call's `created_at` is kept.
+    pub fn rename(&self, name: &str, created_at: Millis, at: Millis) {
+        let mut m = self.meta.write();
+        m.name = name.to_string();
+        if !m.named {
+            m.created_at = created_at;
+            m.named = true;
+        }
+        m.updated_at = at;
+    }
+
+    fn write_members<R>(&self, f: impl FnOnce(&mut RoaringBitmap) -> R) -> R {
+        let mut guard = self.members.write();
+        f(Arc::make_mut(&mut guard))
+    }
+}
+
+/// The ordering rule of a delta: operations apply in order, and when one
+/// request names a profile more than once the later operation wins. Returns
+/// the net `(added, removed)`: a profile added and removed again in one
+/// request counts in neither.
+pub fn apply_ops(set: &mut RoaringBitmap, ops: &[(Uid, bool)]) -> (u64, u64) {
+    // Stable sort by uid keeps request order within one uid: the last of each
+    // run is the operation that wins. Sorted ids also suit roaring.
+    let mut sorted: Vec<(Uid, bool)> = ops.to_vec();
+    sorted.sort_by_key(|&(uid, _)| uid);
+    let (mut added, mut removed) = (0, 0);
+    for (i, &(uid, add)) in sorted.iter().enumerate() {
+        if sorted.get(i + 1).is_some_and(|next| next.0 == uid) {
+            continue;
+        }
+        if add {
+            added += u64::from(set.insert(uid));
+        } else {
+            removed += u64::from(set.remove(uid));
+        }
+    }
+    (added, removed)
+}
+
+/// The merge rule for memberships: each `from` that is a member is replaced
+/// by its `into` (membership is the union of both profiles'). In order, so
+/// chains of merges compose.
+pub fn move_members(set: &mut RoaringBitmap, pairs: &[(Uid, Uid)]) {
+    for &(from, into) in pairs {
+        if set.remove(from) {
+            set.insert(into);
+        }
+    }
+}
+
+pub struct Cohort {
+    cell: Arc<CohortCell>,
+}
+
+impl Cohort {
+    pub fn new(cell: Arc<CohortCell>) -> Self {
+        Cohort { cell }
+    }
+}
+
+impl Actor for Cohort {
+    type Context = Context<Self>;
+}
+
+/// The outcome of one delta on this cohort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeltaOutcome {
+    pub added: u64,
+    pub removed: u64,
+    pub unmatched: u64,
+    pub size: u64,
+}
+
+/// A resolved delta: `(uid, add?)` in request order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ApplyChanges {
+    pub ops: Vec<(Uid, bool)>,
+    pub unmatched: u64,
+    pub at: Millis,
+    pub reply: oneshot::Sender<DeltaOutcome>,
+}
+
+/// Profiles merged (`from` → `into`) or deleted (`into` = `None`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MoveMembers {
+    pub merges: Arc<Vec<(Uid, Uid)>>,
+    pub deletes: Arc<Vec<Uid>>,
+    pub reply: oneshot::Sender<()>,
+}
+
+impl Handler<ApplyChanges> for Cohort {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyChanges, _: &mut Context<Self>) {
+        let (added, removed, size) = self.cell.write_members(|set| {
+            let (a, r) = apply_ops(set, &msg.ops);
+            (a, r, set.len())
+        });
+        let record = ImportRecord {
+            at: msg.at,
+            added,
+            removed,
+            unmatched: msg.unmatched,
+            size,
+        };
+        {
+            let mut h = self.cell.history.lock();
+            h.push_front(record);
+            h.truncate(self.cell.history_len);
+        }
+        self.cell.meta.write().updated_at = msg.at;
+        let _ = msg.reply.send(DeltaOutcome {
+            added,
+            removed,
+            unmatched: msg.unmatched,
+            size,
+        });
+    }
+}
+
+impl Handler<MoveMembers> for Cohort {
+    type Result = ();
+
+    fn handle(&mut self, msg: MoveMembers, _: &mut Context<Self>) {
+        let touches = {
+            let set = self.cell.members.read();
+            msg.merges.iter().any(|&(from, _)| set.contains(from))
+                || msg.deletes.iter().any(|&uid| set.contains(uid))
+        };
+        if touches {
+            self.cell.write_members(|set| {
+                move_members(set, &msg.merges);
+                for &uid in msg.deletes.iter() {
+                    set.remove(uid);
+                }
+            });
+        }
+        let _ = msg.reply.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[u32]) -> RoaringBitmap {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn later_operation_wins_and_counts_are_net() {
+        let mut s = set(&[1]);
+        // 2 added then removed: neither; 1 removed then added: neither; 3 added.
+        let (a, r) = apply_ops(
+            &mut s,
+            &[(2, true), (1, false), (2, false), (1, true), (3, true)],
+        );
+        assert_eq!((a, r), (1, 0));
+        assert_eq!(s, set(&[1, 3]));
+    }
+
+    #[test]
+    fn adding_a_member_twice_or_removing_a_stranger_is_a_no_op() {
+        let mut s = set(&[1]);
+        assert_eq!(
+            apply_ops(&mut s, &[(1, true), (1, true), (9, false)]),
+            (0, 0)
+        );
+        assert_eq!(s, set(&[1]));
+    }
+
+    #[test]
+    fn merges_move_membership_and_compose() {
+        let mut s = set(&[1, 5]);
+        move_members(&mut s, &[(1, 2), (2, 3), (7, 8)]);
+        assert_eq!(s, set(&[3, 5]));
+    }
+
+    #[test]
+    fn rename_keeps_the_first_named_created_at() {
+        let meta = CohortMeta {
+            name: "c1".into(),
+            created_at: 100,
+            named: false,
+            updated_at: 100,
+        };
+        let cell = CohortCell::new(CohortKey::new("segment", "c1"), meta, 10);
+        cell.rename("First", 5, 200);
+        cell.rename("Second", 7, 300);
+        let m = cell.meta();
+        assert_eq!(
+            (m.name.as_str(), m.created_at, m.updated_at),
+            ("Second", 5, 300)
+        );
+    }
+
+    #[test]
+    fn readers_keep_their_set_while_the_writer_moves_on() {
+        let meta = CohortMeta {
+            name: "c".into(),
+            created_at: 0,
+            named: false,
+            updated_at: 0,
+        };
+        let cell = CohortCell::new(CohortKey::new("p", "c"), meta, 10);
+        cell.write_members(|s| apply_ops(s, &[(1, true)]));
+        let held = cell.members();
+        cell.write_members(|s| apply_ops(s, &[(2, true)]));
+        assert_eq!(*held, set(&[1]));
+        assert_eq!(*cell.members(), set(&[1, 2]));
+    }
+}

@@ -1,0 +1,173 @@
+//! Everything the engine holds, as readers see it.
+//!
+//! `State` is shared by `Arc` between the router (the only writer, apart
+//! from each cohort actor writing its own members) and the HTTP workers
+//! (readers). Readers never go through an actor: they take short locks or
+//! `Arc`s of immutable sets, which is what makes reads fast and
+//! read-your-writes (a write is acknowledged only once it is visible here).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use actix::Addr;
+use compact_str::CompactString;
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::cohort::{Cohort, CohortCell};
+use crate::keys::KeyHash;
+use crate::model::{CohortKey, Millis, WorkspaceId};
+use crate::profiles::ProfileStore;
+
+/// A data import key (`client_secret`) as stored: hash only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportKey {
+    pub key_id: String,
+    pub partner: CompactString,
+    pub hash: KeyHash,
+    pub masked: String,
+    pub created_at: Millis,
+}
+
+/// A cohort as the workspace holds it: its readable cell and its actor.
+#[derive(Clone)]
+pub struct CohortEntry {
+    pub cell: Arc<CohortCell>,
+    pub addr: Addr<Cohort>,
+}
+
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub created_at: Millis,
+    pub rest_key: KeyHash,
+    pub profiles: RwLock<ProfileStore>,
+    pub cohorts: DashMap<CohortKey, CohortEntry>,
+    pub import_keys: RwLock<Vec<ImportKey>>,
+}
+
+impl Workspace {
+    pub fn new(id: WorkspaceId, name: String, rest_key: KeyHash, created_at: Millis) -> Self {
+        Workspace {
+            id,
+            name,
+            created_at,
+            rest_key,
+            profiles: RwLock::new(ProfileStore::new()),
+            cohorts: DashMap::new(),
+            import_keys: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn cohort(&self, key: &CohortKey) -> Option<Arc<CohortCell>> {
+        self.cohorts.get(key).map(|e| e.cell.clone())
+    }
+
+    /// Every cohort, ordered by (partner, cohort_id).
+    pub fn cohorts_sorted(&self) -> Vec<Arc<CohortCell>> {
+        let mut all: Vec<_> = self.cohorts.iter().map(|e| e.cell.clone()).collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        all
+    }
+
+    pub fn cohort_addrs(&self) -> Vec<Addr<Cohort>> {
+        self.cohorts.iter().map(|e| e.addr.clone()).collect()
+    }
+}
+
+/// Where a live client secret points.
+#[derive(Clone, Debug)]
+pub struct ImportKeyOwner {
+    pub workspace: WorkspaceId,
+    pub partner: CompactString,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub workspaces: DashMap<WorkspaceId, Arc<Workspace>>,
+    by_rest_key: DashMap<KeyHash, WorkspaceId>,
+    by_import_key: DashMap<KeyHash, ImportKeyOwner>,
+    next_workspace: AtomicU32,
+}
+
+impl State {
+    pub fn workspace(&self, id: WorkspaceId) -> Option<Arc<Workspace>> {
+        self.workspaces.get(&id).map(|w| w.clone())
+    }
+
+    pub fn workspace_by_rest_key(&self, key: &str) -> Option<Arc<Workspace>> {
+        let id = *self.by_rest_key.get(&KeyHash::of(key))?;
+        self.workspace(id)
+    }
+
+    pub fn import_key_owner(&self, secret: &str) -> Option<ImportKeyOwner> {
+        self.by_import_key
+            .get(&KeyHash::of(secret))
+            .map(|o| o.clone())
+    }
+
+    /// Workspaces by id.
+    pub fn workspaces_sorted(&self) -> Vec<Arc<Workspace>> {
+        let mut all: Vec<_> = self.workspaces.iter().map(|w| w.clone()).collect();
+        all.sort_by_key(|w| w.id);
+        all
+    }
+
+    // ---- writes: called by the router only ----
+
+    pub(super) fn next_workspace_id(&self) -> WorkspaceId {
+        WorkspaceId(self.next_workspace.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(super) fn insert_workspace(&self, ws: Workspace) {
+        self.by_rest_key.insert(ws.rest_key, ws.id);
+        self.workspaces.insert(ws.id, Arc::new(ws));
+    }
+
+    pub(super) fn insert_import_key(&self, ws: &Workspace, key: ImportKey) {
+        self.by_import_key.insert(
+            key.hash,
+            ImportKeyOwner {
+                workspace: ws.id,
+                partner: key.partner.clone(),
+            },
+        );
+        ws.import_keys.write().push(key);
+    }
+
+    /// Invalidates a key; false if the workspace has no such key for `partner`.
+    pub(super) fn remove_import_key(&self, ws: &Workspace, partner: &str, key_id: &str) -> bool {
+        let mut keys = ws.import_keys.write();
+        let Some(pos) = keys
+            .iter()
+            .position(|k| k.key_id == key_id && k.partner == partner)
+        else {
+            return false;
+        };
+        let key = keys.remove(pos);
+        self.by_import_key.remove(&key.hash);
+        true
+    }
+
+    /// Counts for `/metrics`: (workspaces, profiles, cohorts, memberships).
+    pub fn totals(&self) -> (u64, u64, u64, u64) {
+        let (mut profiles, mut cohorts, mut members) = (0, 0, 0);
+        for ws in self.workspaces.iter() {
+            profiles += ws.profiles.read().len();
+            cohorts += ws.cohorts.len() as u64;
+            members += ws.cohorts.iter().map(|c| c.cell.size()).sum::<u64>();
+        }
+        (self.workspaces.len() as u64, profiles, cohorts, members)
+    }
+}
+
+/// Import keys of one workspace grouped by partner (for listings).
+pub fn keys_by_partner(ws: &Workspace) -> BTreeMap<CompactString, Vec<ImportKey>> {
+    let mut out: BTreeMap<CompactString, Vec<ImportKey>> = BTreeMap::new();
+    for k in ws.import_keys.read().iter() {
+        out.entry(k.partner.clone()).or_default().push(k.clone());
+    }
+    out
+}

@@ -1,0 +1,158 @@
+//! One error type for the whole service and its two JSON shapes.
+//!
+//! Partner endpoints answer Braze's exact texts as `{"message": …}` (partner
+//! clients and support staff key on them). Every other endpoint answers
+//! `{"code": …, "message": …}` with a stable `code`. Internal causes go to the
+//! log, never into a body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    // ---- partner cohort import API: texts are pinned by SPEC §2 ----
+    #[error("Invalid Partner API key")]
+    InvalidPartnerKey,
+    #[error("Invalid client secret")]
+    InvalidClientSecret,
+    #[error("Partner not enabled for client with client secret: {0}")]
+    PartnerNotEnabled(String),
+    #[error("cohort_id must be a valid string")]
+    InvalidCohortId,
+    #[error("cohort_changes must be an array of objects each with key user_ids and/or device_ids mapping to an array of strings, or an aliases object")]
+    InvalidCohortChanges,
+    #[error("Only 1,000 user_ids, device_ids, and aliases are allowed per request")]
+    TooManyIdentifiers,
+    #[error("name must be a non-empty string")]
+    InvalidName,
+    #[error("created_at must be a valid time as an ISO-8601 string")]
+    InvalidCreatedAt,
+    #[error("unknown partner {0:?}")]
+    UnknownPartner(String),
+
+    // ---- everything else ----
+    /// Malformed input: `code` is stable, `message` says what was expected.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("rate limit exceeded")]
+    RateLimited,
+    #[error("the engine is saturated; retry later (nothing was applied)")]
+    Saturated,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Error {
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidPartnerKey => "invalid_partner_api_key",
+            Error::InvalidClientSecret => "invalid_client_secret",
+            Error::PartnerNotEnabled(_) => "partner_not_enabled",
+            Error::InvalidCohortId => "invalid_cohort_id",
+            Error::InvalidCohortChanges => "invalid_cohort_changes",
+            Error::TooManyIdentifiers => "too_many_identifiers",
+            Error::InvalidName => "invalid_name",
+            Error::InvalidCreatedAt => "invalid_created_at",
+            Error::UnknownPartner(_) => "unknown_partner",
+            Error::BadRequest { code, .. } => code,
+            Error::Unauthorized => "unauthorized",
+            Error::NotFound(_) => "not_found",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::RateLimited => "rate_limited",
+            Error::Saturated => "saturated",
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The body a partner endpoint sends: `{"message": …}` only.
+    pub fn partner_body(&self) -> serde_json::Value {
+        json!({ "message": self.public_message() })
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Error::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::InvalidPartnerKey
+            | Error::InvalidClientSecret
+            | Error::PartnerNotEnabled(_)
+            | Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::InvalidCohortId
+            | Error::InvalidCohortChanges
+            | Error::TooManyIdentifiers
+            | Error::InvalidName
+            | Error::InvalidCreatedAt
+            | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::UnknownPartner(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Error::Saturated | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(json!({ "code": self.code(), "message": self.public_message() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partner_texts_are_braze_texts() {
+        assert_eq!(
+            Error::InvalidPartnerKey.to_string(),
+            "Invalid Partner API key"
+        );
+        assert_eq!(
+            Error::PartnerNotEnabled("abc".into()).to_string(),
+            "Partner not enabled for client with client secret: abc"
+        );
+        assert_eq!(
+            Error::TooManyIdentifiers.to_string(),
+            "Only 1,000 user_ids, device_ids, and aliases are allowed per request"
+        );
+        assert_eq!(
+            Error::InvalidCohortChanges.partner_body(),
+            json!({"message": "cohort_changes must be an array of objects each with key user_ids and/or device_ids mapping to an array of strings, or an aliases object"})
+        );
+    }
+
+    #[test]
+    fn internal_causes_stay_out_of_bodies() {
+        let e = Error::Internal("disk on fire at /secret/path".into());
+        assert_eq!(e.partner_body(), json!({"message": "internal error"}));
+    }
+}

@@ -1,0 +1,64 @@
+//! Operator API: workspaces.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{created, AdminAuth};
+use crate::engine::router::{Command, Outcome};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::keys::{self, KeyHash};
+use crate::time::{format_millis, now_millis};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkspace {
+    name: String,
+}
+
+pub async fn create_workspace(
+    _: AdminAuth,
+    engine: web::Data<Engine>,
+    body: web::Json<NewWorkspace>,
+) -> Result<HttpResponse> {
+    let name = body.into_inner().name;
+    if name.trim().is_empty() {
+        return Err(Error::bad_request(
+            "invalid_name",
+            "name must be a non-empty string",
+        ));
+    }
+    let rest_key = keys::generate("crk_");
+    let cmd = Command::CreateWorkspace {
+        name,
+        rest_key: KeyHash::of(&rest_key),
+        at: now_millis(),
+    };
+    let Outcome::Workspace(id) = engine.submit(cmd).await? else {
+        return Err(Error::Internal(
+            "workspace creation answered with another outcome".into(),
+        ));
+    };
+    Ok(created(
+        json!({ "workspace_id": id.to_string(), "rest_api_key": rest_key }),
+    ))
+}
+
+pub async fn list_workspaces(_: AdminAuth, engine: web::Data<Engine>) -> HttpResponse {
+    let all: Vec<_> = engine
+        .state()
+        .workspaces_sorted()
+        .iter()
+        .map(|w| {
+            json!({
+                "workspace_id": w.id.to_string(),
+                "name": w.name,
+                "created_at": format_millis(w.created_at),
+                "profiles": w.profiles.read().len(),
+                "cohorts": w.cohorts.len(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "workspaces": all }))
+}

@@ -1,0 +1,211 @@
+//! The thin HTTP layer: the route table, authentication extractors, and
+//! the wire types of each resource (one file per resource). Handlers parse
+//! into domain types, make one engine call, and render; no business rule
+//! lives here.
+
+mod admin;
+mod cohorts;
+mod ops;
+mod partner;
+mod technology_partners;
+mod users;
+
+use std::future::{ready, Ready};
+use std::time::Instant;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::future::FutureExt;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::engine::state::Workspace;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// Registers every route. The one place to read to see the API.
+pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let limit = engine.config().max_body_bytes;
+        cfg.app_data(web::Data::new(engine))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .content_type_required(false)
+                    .error_handler(|e, _| json_error(e)),
+            )
+            .app_data(
+                web::QueryConfig::default().error_handler(|e, _| {
+                    Error::bad_request("invalid_query", e.to_string()).into()
+                }),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| Error::bad_request("invalid_path", e.to_string()).into()),
+            )
+            // Partner cohort import API (Braze-compatible).
+            .route(
+                "/partners/{partner}/cohorts",
+                web::post().to(partner::name_cohort),
+            )
+            .route(
+                "/partners/{partner}/cohorts/users",
+                web::post().to(partner::cohort_users),
+            )
+            // Users API.
+            .route("/users/track", web::post().to(users::track))
+            .route("/users/identify", web::post().to(users::identify))
+            .route("/users/alias/new", web::post().to(users::alias_new))
+            .route("/users/delete", web::post().to(users::delete))
+            // Queries.
+            .route("/cohorts", web::get().to(cohorts::list))
+            .route(
+                "/cohorts/{partner}/{cohort_id}",
+                web::get().to(cohorts::one),
+            )
+            .route(
+                "/cohorts/{partner}/{cohort_id}/members",
+                web::get().to(cohorts::members),
+            )
+            .route(
+                "/cohorts/{partner}/{cohort_id}/imports",
+                web::get().to(cohorts::imports),
+            )
+            // Technology partners and data import keys.
+            .route(
+                "/technology_partners",
+                web::get().to(technology_partners::list),
+            )
+            .route(
+                "/technology_partners/{partner}/data_import_keys",
+                web::post().to(technology_partners::create_key),
+            )
+            .route(
+                "/technology_partners/{partner}/data_import_keys/{key_id}",
+                web::delete().to(technology_partners::revoke_key),
+            )
+            // Operators.
+            .route("/admin/workspaces", web::post().to(admin::create_workspace))
+            .route("/admin/workspaces", web::get().to(admin::list_workspaces))
+            .route("/healthz", web::get().to(ops::healthz))
+            .route("/readyz", web::get().to(ops::readyz))
+            .route("/metrics", web::get().to(ops::metrics))
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(Error::NotFound("route"))
+            }));
+    }
+}
+
+/// Wraps the app: counts and times every request by its route pattern.
+pub fn observe<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<
+        actix_web::dev::ServiceRequest,
+        Response = ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+{
+    let started = Instant::now();
+    let engine = req.app_data::<web::Data<Engine>>().cloned();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().to_string();
+    srv.call(req).map(move |res| {
+        if let (Some(engine), Ok(res)) = (engine, &res) {
+            engine.metrics().observe(
+                &method,
+                &route,
+                res.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        res
+    })
+}
+
+fn json_error(e: actix_web::error::JsonPayloadError) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    match e {
+        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
+            Error::PayloadTooLarge(limit).into()
+        }
+        J::Deserialize(e) => {
+            Error::bad_request("invalid_json", format!("invalid JSON body: {e}")).into()
+        }
+        other => Error::bad_request("invalid_json", format!("invalid JSON body: {other}")).into(),
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn engine(req: &HttpRequest) -> Engine {
+    req.app_data::<web::Data<Engine>>()
+        .expect("configure() registers the engine")
+        .get_ref()
+        .clone()
+}
+
+/// A request made with a workspace REST API key.
+pub struct WorkspaceAuth(pub std::sync::Arc<Workspace>);
+
+impl FromRequest for WorkspaceAuth {
+    type Error = Error;
+    type Future = Ready<Result<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let ws = bearer(req).and_then(|k| engine(req).workspace_for_key(k));
+        ready(ws.map(WorkspaceAuth).ok_or(Error::Unauthorized))
+    }
+}
+
+/// A request made with the admin token.
+pub struct AdminAuth;
+
+impl FromRequest for AdminAuth {
+    type Error = Error;
+    type Future = Ready<Result<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let ok = bearer(req).is_some_and(|t| engine(req).is_admin(t));
+        ready(if ok {
+            Ok(AdminAuth)
+        } else {
+            Err(Error::Unauthorized)
+        })
+    }
+}
+
+/// Reads a whole body, refusing (413) past `limit` bytes without reading on.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Error::bad_request("invalid_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Error::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Parses a JSON body into a wire type with a message that names the field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::bad_request("invalid_json", format!("invalid request body: {e}")))
+}
+
+pub fn created(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Created().json(body)
+}

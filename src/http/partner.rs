@@ -1,0 +1,347 @@
+//! `POST /partners/{partner}/cohorts` and `/partners/{partner}/cohorts/users`:
+//! the Braze partner cohort import API, exactly.
+//!
+//! Checks run in SPEC order: unknown partner (404) → body read (413) → JSON
+//! parses into an object (400) → partner API key (401) → client secret (401)
+//! → the secret belongs to this partner (401) → rate limit (429) → fields
+//! (400). The body is parsed zero-copy: the envelope borrows each field as
+//! raw JSON, and only the fields needed so far are decoded, so a request
+//! with a bad key is refused before its `cohort_changes` are looked at.
+//! Errors answer `{"message": …}` with Braze's texts; `X-RateLimit-*`
+//! headers are on every response once the workspace is known.
+
+use std::borrow::Cow;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::engine::ratelimit::RateStatus;
+use crate::engine::router::{Command, Outcome};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::{Alias, Change, CohortKey, Identifier, Millis};
+
+/// At most this many identifiers per users request, counted raw.
+pub const MAX_IDENTIFIERS: usize = 1000;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    partner_api_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    client_secret: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cohort_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    created_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cohort_changes: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChangeWire<'a> {
+    #[serde(borrow, default)]
+    user_ids: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    device_ids: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    aliases: Option<Vec<AliasWire<'a>>>,
+    #[serde(default)]
+    should_remove: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct AliasWire<'a> {
+    #[serde(borrow)]
+    alias_name: Cow<'a, str>,
+    #[serde(borrow)]
+    alias_label: Cow<'a, str>,
+}
+
+/// A raw field as a string, or `None` when absent, `null` or not a string.
+fn text<'a>(raw: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
+    raw.and_then(|r| serde_json::from_str::<Cow<'a, str>>(r.get()).ok())
+}
+
+fn non_empty<'a>(raw: Option<&'a RawValue>, err: Error) -> Result<Cow<'a, str>> {
+    text(raw).filter(|s| !s.is_empty()).ok_or(err)
+}
+
+/// An authorized partner request: its workspace and rate-limit status.
+struct Authorized {
+    ws: std::sync::Arc<crate::engine::state::Workspace>,
+    rate: RateStatus,
+}
+
+/// The common front of both endpoints, up to and including the rate limit.
+/// On error, returns the rate status too when the workspace was known.
+async fn admit<'a>(
+    engine: &Engine,
+    partner: &str,
+    body: &'a [u8],
+) -> std::result::Result<(Envelope<'a>, Authorized), (Error, Option<RateStatus>)> {
+    let env: Envelope<'a> = serde_json::from_slice(body).map_err(|e| {
+        let what = if e.is_data() {
+            "request body must be a JSON object"
+        } else {
+            "malformed JSON"
+        };
+        (
+            Error::bad_request("invalid_json", format!("{what}: {e}")),
+            None,
+        )
+    })?;
+    let ws = engine
+        .authorize_partner(
+            partner,
+            text(env.partner_api_key).as_deref(),
+            text(env.client_secret).as_deref(),
+        )
+        .map_err(|e| (e, None))?;
+    let rate = engine.rate_hit(&ws, partner);
+    if !rate.allowed {
+        return Err((Error::RateLimited, Some(rate)));
+    }
+    Ok((env, Authorized { ws, rate }))
+}
+
+fn respond(
+    result: std::result::Result<(serde_json::Value, RateStatus), (Error, Option<RateStatus>)>,
+) -> HttpResponse {
+    let (mut builder, body, rate) = match result {
+        Ok((body, rate)) => (HttpResponse::Created(), body, Some(rate)),
+        Err((e, rate)) => {
+            let status = actix_web::ResponseError::status_code(&e);
+            (HttpResponse::build(status), e.partner_body(), rate)
+        }
+    };
+    if let Some(r) = rate {
+        builder
+            .insert_header(("X-RateLimit-Limit", r.limit.to_string()))
+            .insert_header(("X-RateLimit-Remaining", r.remaining.to_string()))
+            .insert_header(("X-RateLimit-Reset", r.reset.to_string()));
+        if !r.allowed {
+            builder.status(StatusCode::TOO_MANY_REQUESTS);
+        }
+    }
+    builder.json(body)
+}
+
+async fn body_of(engine: &Engine, partner: &str, payload: web::Payload) -> Result<web::BytesMut> {
+    if !engine.is_partner(partner) {
+        return Err(Error::UnknownPartner(partner.to_string()));
+    }
+    super::read_body(payload, engine.config().max_body_bytes)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, Error::PayloadTooLarge(_)) {
+                engine.metrics().reject("too_large");
+            }
+        })
+}
+
+/// `POST /partners/{partner}/cohorts`: create or rename a cohort.
+pub async fn name_cohort(
+    engine: web::Data<Engine>,
+    partner: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match body_of(&engine, &partner, payload).await {
+        Ok(b) => b,
+        Err(e) => return respond(Err((e, None))),
+    };
+    let (env, auth) = match admit(&engine, &partner, &body).await {
+        Ok(ok) => ok,
+        Err(e) => return respond(Err(e)),
+    };
+    let rate = auth.rate;
+    let result = async {
+        let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
+        let name = non_empty(env.name, Error::InvalidName)?;
+        let created_at = text(env.created_at)
+            .and_then(|s| crate::time::parse_iso8601(&s))
+            .ok_or(Error::InvalidCreatedAt)?;
+        let cmd = Command::NameCohort {
+            ws: auth.ws.id,
+            key: CohortKey::new(&partner, &cohort_id),
+            name: name.into_owned(),
+            created_at,
+            at: crate::time::now_millis(),
+        };
+        engine.submit(cmd).await?;
+        Ok(json!({ "message": "success" }))
+    }
+    .await;
+    respond(result.map(|b| (b, rate)).map_err(|e| (e, Some(rate))))
+}
+
+/// `POST /partners/{partner}/cohorts/users`: apply a delta.
+pub async fn cohort_users(
+    engine: web::Data<Engine>,
+    partner: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match body_of(&engine, &partner, payload).await {
+        Ok(b) => b,
+        Err(e) => return respond(Err((e, None))),
+    };
+    let (env, auth) = match admit(&engine, &partner, &body).await {
+        Ok(ok) => ok,
+        Err(e) => return respond(Err(e)),
+    };
+    let rate = auth.rate;
+    let result = async {
+        let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
+        let changes = parse_changes(env.cohort_changes)?;
+        let matched_before = changes.iter().map(Change::id_count).sum::<usize>();
+        let cmd = Command::ApplyDelta {
+            ws: auth.ws.id,
+            key: CohortKey::new(&partner, &cohort_id),
+            changes,
+            at: now(),
+        };
+        let Outcome::Delta(d) = engine.submit(cmd).await? else {
+            return Err(Error::Internal(
+                "delta answered with another outcome".into(),
+            ));
+        };
+        let m = engine.metrics();
+        m.identifiers_unmatched.inc_by(d.unmatched);
+        m.identifiers_matched
+            .inc_by((matched_before as u64).saturating_sub(d.unmatched));
+        Ok(json!({
+            "message": "success",
+            "added": d.added,
+            "removed": d.removed,
+            "unmatched": d.unmatched,
+            "cohort_size": d.size,
+        }))
+    }
+    .await;
+    respond(result.map(|b| (b, rate)).map_err(|e| (e, Some(rate))))
+}
+
+fn now() -> Millis {
+    crate::time::now_millis()
+}
+
+/// `cohort_changes` → domain changes. Every shape error is Braze's one
+/// message; the 1,000 cap counts identifiers raw, before de-duplication.
+fn parse_changes(raw: Option<&RawValue>) -> Result<Vec<Change>> {
+    let raw = raw.ok_or(Error::InvalidCohortChanges)?;
+    let wire: Vec<ChangeWire<'_>> =
+        serde_json::from_str(raw.get()).map_err(|_| Error::InvalidCohortChanges)?;
+    let total: usize = wire
+        .iter()
+        .map(|c| {
+            c.user_ids.as_ref().map_or(0, Vec::len)
+                + c.device_ids.as_ref().map_or(0, Vec::len)
+                + c.aliases.as_ref().map_or(0, Vec::len)
+        })
+        .sum();
+    if total > MAX_IDENTIFIERS {
+        return Err(Error::TooManyIdentifiers);
+    }
+    let mut out = Vec::with_capacity(wire.len());
+    for c in wire {
+        let mut ids = Vec::new();
+        for u in c.user_ids.unwrap_or_default() {
+            ids.push(Identifier::External(id_text(&u)?));
+        }
+        for d in c.device_ids.unwrap_or_default() {
+            ids.push(Identifier::Device(id_text(&d)?));
+        }
+        for a in c.aliases.unwrap_or_default() {
+            if a.alias_name.is_empty() || a.alias_label.is_empty() {
+                return Err(Error::InvalidCohortChanges);
+            }
+            ids.push(Identifier::Alias(Alias::new(&a.alias_name, &a.alias_label)));
+        }
+        out.push(Change {
+            remove: c.should_remove.unwrap_or(false),
+            ids,
+        });
+    }
+    Ok(out)
+}
+
+fn id_text(s: &str) -> Result<compact_str::CompactString> {
+    if s.is_empty() {
+        return Err(Error::InvalidCohortChanges);
+    }
+    Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Vec<Change>> {
+        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+        parse_changes(Some(&raw))
+    }
+
+    #[test]
+    fn absent_null_and_empty_keys_mean_none() {
+        let c =
+            parse(r#"[{"user_ids": null, "device_ids": [], "should_remove": null}, {}]"#).unwrap();
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().all(|c| c.ids.is_empty() && !c.remove));
+    }
+
+    #[test]
+    fn identifiers_keep_the_partners_order() {
+        let c = parse(
+            r#"[{"user_ids":["a"],"device_ids":["d"],"aliases":[{"alias_name":"n","alias_label":"l"}],"should_remove":true}]"#,
+        )
+        .unwrap();
+        assert!(c[0].remove);
+        assert_eq!(
+            c[0].ids,
+            vec![
+                Identifier::External("a".into()),
+                Identifier::Device("d".into()),
+                Identifier::Alias(Alias::new("n", "l"))
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_the_braze_message() {
+        for bad in [
+            r#""[]""#,
+            r#"{}"#,
+            r#"[1]"#,
+            r#"[{"user_ids":[1]}]"#,
+            r#"[{"user_ids":[null]}]"#,
+            r#"[{"user_ids":[""]}]"#,
+            r#"[{"user_ids":"u1"}]"#,
+            r#"[{"should_remove":"yes"}]"#,
+            r#"[{"aliases":[{"alias_name":"n"}]}]"#,
+            r#"[{"aliases":[{"alias_name":"n","alias_label":""}]}]"#,
+        ] {
+            assert_eq!(parse(bad), Err(Error::InvalidCohortChanges), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cap_counts_raw_identifiers() {
+        let ids: Vec<String> = (0..600).map(|_| "\"same\"".to_string()).collect();
+        let list = ids.join(",");
+        let body = format!(r#"[{{"user_ids":[{list}]}},{{"device_ids":[{list}]}}]"#);
+        assert_eq!(parse(&body), Err(Error::TooManyIdentifiers));
+        let body = format!(r#"[{{"user_ids":[{list}]}}]"#);
+        assert!(parse(&body).is_ok());
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let c = parse(r#"[{"user_ids":["a\u00e9\"b"]}]"#).unwrap();
+        assert_eq!(c[0].ids[0], Identifier::External("aé\"b".into()));
+    }
+}

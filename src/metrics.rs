@@ -1,0 +1,140 @@
+//! Prometheus metrics: request counts and latencies by route, rejections by
+//! reason, and engine gauges read from the state at scrape time.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RouteLabels, Histogram>,
+    pub rejected: Family<ReasonLabels, Counter>,
+    pub identifiers_matched: Counter,
+    pub identifiers_unmatched: Counter,
+    pub workspaces: Gauge,
+    pub profiles: Gauge,
+    pub cohorts: Gauge,
+    pub memberships: Gauge,
+    pub inflight_writes: Gauge,
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cohortd");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.0, 18))
+        });
+        let rejected = Family::<ReasonLabels, Counter>::default();
+        let m = Metrics {
+            requests: requests.clone(),
+            latency: latency.clone(),
+            rejected: rejected.clone(),
+            identifiers_matched: Counter::default(),
+            identifiers_unmatched: Counter::default(),
+            workspaces: Gauge::default(),
+            profiles: Gauge::default(),
+            cohorts: Gauge::default(),
+            memberships: Gauge::default(),
+            inflight_writes: Gauge::default(),
+            ready: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency,
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests refused before doing work (saturated, rate_limited, too_large)",
+            rejected,
+        );
+        registry.register(
+            "import_identifiers_matched",
+            "Cohort import identifiers that matched a profile",
+            m.identifiers_matched.clone(),
+        );
+        registry.register(
+            "import_identifiers_unmatched",
+            "Cohort import identifiers that matched no profile",
+            m.identifiers_unmatched.clone(),
+        );
+        registry.register("workspaces", "Workspaces", m.workspaces.clone());
+        registry.register("profiles", "Live profiles", m.profiles.clone());
+        registry.register("cohorts", "Partner cohorts", m.cohorts.clone());
+        registry.register(
+            "memberships",
+            "Cohort memberships (sum of cohort sizes)",
+            m.memberships.clone(),
+        );
+        registry.register(
+            "inflight_writes",
+            "Writes admitted and not yet answered (the router and cohort mailboxes' depth)",
+            m.inflight_writes.clone(),
+        );
+        registry.register("ready", "1 once recovery has finished", m.ready.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
