@@ -1,0 +1,210 @@
+//! Test harness: a real cohortd on an ephemeral loopback port with a temp
+//! data dir, and a small blocking client that speaks to it as partners,
+//! workspaces and operators do.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::PathBuf;
+
+use cohortd::app::{self, Running};
+use cohortd::config::Config;
+use serde_json::{json, Value};
+
+pub const ADMIN: &str = "test-admin-token";
+pub const PARTNER_KEY: &str = "test-partner-key";
+
+pub struct Server {
+    pub running: Running,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// The shipped config with test secrets, a temp data dir and port 0.
+pub fn test_config(data_dir: PathBuf) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir,
+        admin_token: Some(ADMIN.to_string()),
+        http_workers: 2,
+        ..Config::default()
+    };
+    for p in c.partners.values_mut() {
+        p.api_key = Some(PARTNER_KEY.to_string());
+    }
+    // Heap gets its own key so tests can tell partner keys apart.
+    c.partners.get_mut("heap").unwrap().api_key = Some("heap-partner-key".into());
+    c
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(|_| {})
+    }
+
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path().to_path_buf());
+        tweak(&mut config);
+        let running = app::start(config).expect("server starts");
+        let url = running.url();
+        Server { running, url, data_dir }
+    }
+
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
+        let mut req = ureq::request(method, &format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let result = match body {
+            Some(b) => req.send_json(b.clone()),
+            None => req.call(),
+        };
+        Resp::from(result)
+    }
+
+    /// POSTs raw bytes (for malformed bodies).
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> Resp {
+        let req = ureq::post(&format!("{}{path}", self.url)).set("Content-Type", "application/json");
+        Resp::from(req.send_bytes(body))
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Resp {
+        self.call("GET", path, Some(token), None)
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call("POST", path, Some(token), Some(&body))
+    }
+
+    /// A new workspace: its REST key.
+    pub fn workspace(&self, name: &str) -> Workspace<'_> {
+        let r = self.post("/admin/workspaces", ADMIN, json!({ "name": name }));
+        assert_eq!(r.status, 201, "{}", r.body);
+        Workspace {
+            server: self,
+            id: r.body["workspace_id"].as_str().unwrap().to_string(),
+            key: r.body["rest_api_key"].as_str().unwrap().to_string(),
+        }
+    }
+}
+
+pub struct Workspace<'a> {
+    pub server: &'a Server,
+    pub id: String,
+    pub key: String,
+}
+
+impl Workspace<'_> {
+    pub fn get(&self, path: &str) -> Resp {
+        self.server.get(path, &self.key)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Resp {
+        self.server.post(path, &self.key, body)
+    }
+
+    /// A live data import key (client_secret) for `partner`.
+    pub fn import_key(&self, partner: &str) -> String {
+        let r = self.server.call(
+            "POST",
+            &format!("/technology_partners/{partner}/data_import_keys"),
+            Some(&self.key),
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["data_import_key"].as_str().unwrap().to_string()
+    }
+
+    /// Creates identified profiles.
+    pub fn users(&self, ids: &[&str]) {
+        let attrs: Vec<Value> = ids.iter().map(|id| json!({ "external_id": id })).collect();
+        for chunk in attrs.chunks(75) {
+            let r = self.post("/users/track", json!({ "attributes": chunk }));
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+    }
+
+    /// Every member of a cohort, walking all pages.
+    pub fn members(&self, partner: &str, cohort: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let r = self.get(&format!("/cohorts/{partner}/{cohort}/members?limit=1000&cursor={cursor}"));
+            assert_eq!(r.status, 200, "{}", r.body);
+            out.extend(r.body["members"].as_array().unwrap().iter().cloned());
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => return out,
+            }
+        }
+    }
+
+    /// The external ids of a cohort's members, sorted.
+    pub fn member_ids(&self, partner: &str, cohort: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .members(partner, cohort)
+            .iter()
+            .map(|m| match m.get("external_id") {
+                Some(e) => e.as_str().unwrap().to_string(),
+                None => m.to_string(),
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn size(&self, partner: &str, cohort: &str) -> Option<u64> {
+        let r = self.get(&format!("/cohorts/{partner}/{cohort}"));
+        (r.status == 200).then(|| r.body["size"].as_u64().unwrap())
+    }
+}
+
+/// A partner's users body.
+pub fn delta(secret: &str, cohort: &str, changes: Value) -> Value {
+    json!({
+        "partner_api_key": PARTNER_KEY,
+        "client_secret": secret,
+        "cohort_id": cohort,
+        "cohort_changes": changes,
+    })
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+}
+
+impl From<Result<ureq::Response, ureq::Error>> for Resp {
+    fn from(r: Result<ureq::Response, ureq::Error>) -> Resp {
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(_, resp)) => resp,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or("").to_string();
+                (n, v)
+            })
+            .collect();
+        let text = resp.into_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, body, headers }
+    }
+}
