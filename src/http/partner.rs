@@ -85,17 +85,18 @@ async fn admit<'a>(
     partner: &str,
     body: &'a [u8],
 ) -> std::result::Result<(Envelope<'a>, Authorized), (Error, Option<RateStatus>)> {
-    let env: Envelope<'a> = serde_json::from_slice(body).map_err(|e| {
-        let what = if e.is_data() {
-            "request body must be a JSON object"
-        } else {
-            "malformed JSON"
-        };
-        (
-            Error::bad_request("invalid_json", format!("{what}: {e}")),
-            None,
-        )
-    })?;
+    // serde would also read a JSON array into the envelope struct.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let env: Envelope<'a> = serde_json::from_slice(body)
+        .map_err(|e| format!("malformed JSON: {e}"))
+        .and_then(|env| {
+            if is_object {
+                Ok(env)
+            } else {
+                Err("request body must be a JSON object".to_string())
+            }
+        })
+        .map_err(|m| (Error::bad_request("invalid_json", m), None))?;
     let ws = engine
         .authorize_partner(
             partner,

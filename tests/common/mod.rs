@@ -46,10 +46,20 @@ impl Server {
         tweak(&mut config);
         let running = app::start(config).expect("server starts");
         let url = running.url();
-        Server { running, url, data_dir }
+        Server {
+            running,
+            url,
+            data_dir,
+        }
     }
 
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
         let mut req = ureq::request(method, &format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
@@ -63,7 +73,8 @@ impl Server {
 
     /// POSTs raw bytes (for malformed bodies).
     pub fn post_raw(&self, path: &str, body: &[u8]) -> Resp {
-        let req = ureq::post(&format!("{}{path}", self.url)).set("Content-Type", "application/json");
+        let req =
+            ureq::post(&format!("{}{path}", self.url)).set("Content-Type", "application/json");
         Resp::from(req.send_bytes(body))
     }
 
@@ -128,7 +139,9 @@ impl Workspace<'_> {
         let mut out = Vec::new();
         let mut cursor = String::new();
         loop {
-            let r = self.get(&format!("/cohorts/{partner}/{cohort}/members?limit=1000&cursor={cursor}"));
+            let r = self.get(&format!(
+                "/cohorts/{partner}/{cohort}/members?limit=1000&cursor={cursor}"
+            ));
             assert_eq!(r.status, 200, "{}", r.body);
             out.extend(r.body["members"].as_array().unwrap().iter().cloned());
             match r.body["next_cursor"].as_str() {
@@ -205,6 +218,10 @@ impl From<Result<ureq::Response, ureq::Error>> for Resp {
             .collect();
         let text = resp.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp { status, body, headers }
+        Resp {
+            status,
+            body,
+            headers,
+        }
     }
 }
