@@ -15,8 +15,10 @@
 
 pub mod commands;
 mod profile;
+mod table;
 
 pub use profile::{AttrValue, EventStats, Profile};
+pub use table::Table;
 
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
@@ -68,18 +70,22 @@ pub enum IdentifyError {
     NoSuchUser,
 }
 
+/// What a snapshot stores of a `ProfileStore`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProfileImage {
+    table: Table,
+    live: RoaringBitmap,
+}
+
+#[derive(Clone, Debug, Default)]
 pub struct ProfileStore {
     /// Indexed by `Uid`; `None` for a deleted or merged-away profile (ids are
     /// never reused).
-    table: Vec<Option<Profile>>,
+    table: Table,
     /// The live profiles: the universe that `not` is taken against.
     live: RoaringBitmap,
-    #[serde(skip)]
     by_external: Map<CompactString, Uid>,
-    #[serde(skip)]
     by_alias: Map<Alias, Uid>,
-    #[serde(skip)]
     by_device: Map<CompactString, Uid>,
 }
 
@@ -94,9 +100,7 @@ impl ProfileStore {
         self.by_external.clear();
         self.by_alias.clear();
         self.by_device.clear();
-        for (uid, p) in self.table.iter().enumerate() {
-            let Some(p) = p else { continue };
-            let uid = uid as Uid;
+        for (uid, p) in self.table.iter() {
             if let Some(e) = &p.external_id {
                 self.by_external.insert(e.clone(), uid);
             }
@@ -107,6 +111,27 @@ impl ProfileStore {
                 self.by_device.insert(d.clone(), uid);
             }
         }
+    }
+
+    /// A point-in-time image of the profiles for a snapshot, in
+    /// O(number of chunks): the table's chunks are shared copy-on-write, and
+    /// the indexes are not part of it (`from_image` rebuilds them).
+    pub fn image(&self) -> ProfileImage {
+        ProfileImage {
+            table: self.table.clone(),
+            live: self.live.clone(),
+        }
+    }
+
+    /// The store an image describes, with its indexes rebuilt.
+    pub fn from_image(image: ProfileImage) -> ProfileStore {
+        let mut store = ProfileStore {
+            table: image.table,
+            live: image.live,
+            ..Default::default()
+        };
+        store.reindex();
+        store
     }
 
     /// The live profiles.
@@ -124,19 +149,16 @@ impl ProfileStore {
 
     /// One past the highest id ever given out.
     pub fn id_bound(&self) -> u32 {
-        self.table.len() as u32
+        self.table.len()
     }
 
     pub fn get(&self, uid: Uid) -> Option<&Profile> {
-        self.table.get(uid as usize).and_then(Option::as_ref)
+        self.table.get(uid)
     }
 
     /// Every live profile with its id, in id order.
     pub fn iter(&self) -> impl Iterator<Item = (Uid, &Profile)> {
-        self.table
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.as_ref().map(|p| (i as Uid, p)))
+        self.table.iter()
     }
 
     /// How `uid` is listed in member pages, or `None` if it no longer exists.
@@ -177,7 +199,7 @@ impl ProfileStore {
     }
 
     fn insert(&mut self, p: Profile) -> Uid {
-        let uid = self.table.len() as Uid;
+        let uid = self.table.len();
         if let Some(e) = &p.external_id {
             self.by_external.insert(e.clone(), uid);
         }
@@ -187,14 +209,14 @@ impl ProfileStore {
         for d in &p.devices {
             self.by_device.insert(d.clone(), uid);
         }
-        self.table.push(Some(p));
+        self.table.push(p);
         self.live.insert(uid);
         uid
     }
 
     fn profile_mut(&mut self, uid: Uid) -> &mut Profile {
-        self.table[uid as usize]
-            .as_mut()
+        self.table
+            .get_mut(uid)
             .expect("uid handed out by this store is live")
     }
 
@@ -356,9 +378,7 @@ impl ProfileStore {
 
     /// Folds profile `from` into `into` and ends `from`.
     fn merge(&mut self, from: Uid, into: Uid) {
-        let gone = self.table[from as usize]
-            .take()
-            .expect("merge source is live");
+        let gone = self.table.take(from).expect("merge source is live");
         self.live.remove(from);
         for a in &gone.aliases {
             self.by_alias.insert(a.clone(), into);
@@ -395,7 +415,7 @@ impl ProfileStore {
     /// Deletes a profile: its identifiers are freed (a later track with the
     /// same external_id creates a new profile with a new id).
     pub fn delete(&mut self, uid: Uid) -> bool {
-        let Some(p) = self.table.get_mut(uid as usize).and_then(Option::take) else {
+        let Some(p) = self.table.take(uid) else {
             return false;
         };
         self.live.remove(uid);
@@ -592,14 +612,34 @@ mod tests {
     }
 
     #[test]
-    fn reindex_restores_lookups_after_serde() {
+    fn an_image_restores_profiles_and_lookups() {
         let mut s = ProfileStore::new();
         s.upsert_external("u1", true);
         s.upsert_device("d1");
-        let json = serde_json::to_string(&s).unwrap();
-        let mut back: ProfileStore = serde_json::from_str(&json).unwrap();
-        back.reindex();
+        let gone = s.upsert_external("gone", true).unwrap();
+        s.delete(gone);
+        let json = serde_json::to_string(&s.image()).unwrap();
+        let back = ProfileStore::from_image(serde_json::from_str(&json).unwrap());
         assert_eq!(back.resolve(&ext("u1")), Some(0));
         assert_eq!(back.resolve(&dev("d1")), Some(1));
+        assert_eq!(back.resolve(&ext("gone")), None);
+        assert_eq!(
+            back.id_bound(),
+            3,
+            "ids are never reused, even after a restore"
+        );
+        assert_eq!(back.len(), 2);
+    }
+
+    #[test]
+    fn an_image_is_not_changed_by_later_writes() {
+        let mut s = ProfileStore::new();
+        let u = s.upsert_external("u1", true).unwrap();
+        let image = s.image();
+        s.record_event(u, "e", 1);
+        s.upsert_external("u2", true);
+        let back = ProfileStore::from_image(image);
+        assert!(back.get(u).unwrap().events.is_empty());
+        assert_eq!(back.len(), 1);
     }
 }

@@ -1,0 +1,100 @@
+//! The profile table: profiles by dense id, stored in fixed-size chunks
+//! behind `Arc`s so that a snapshot can take the whole table in
+//! O(number of chunks) and keep it while writes go on: a write to a chunk
+//! that a snapshot still holds copies that one chunk (copy-on-write).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::Profile;
+use crate::model::Uid;
+
+const CHUNK: usize = 4096;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Table {
+    chunks: Vec<Arc<Vec<Option<Profile>>>>,
+    len: u32,
+}
+
+impl Table {
+    /// One past the highest id ever given out.
+    pub fn len(&self) -> Uid {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, uid: Uid) -> Option<&Profile> {
+        let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
+        self.chunks.get(c)?.get(i)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, uid: Uid) -> Option<&mut Profile> {
+        let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
+        Arc::make_mut(self.chunks.get_mut(c)?).get_mut(i)?.as_mut()
+    }
+
+    /// Appends a profile under the next id.
+    pub fn push(&mut self, p: Profile) -> Uid {
+        let uid = self.len;
+        if uid as usize % CHUNK == 0 {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        let last = self.chunks.last_mut().expect("a chunk was just ensured");
+        Arc::make_mut(last).push(Some(p));
+        self.len += 1;
+        uid
+    }
+
+    /// Removes and returns a profile; its id stays used.
+    pub fn take(&mut self, uid: Uid) -> Option<Profile> {
+        if self.get(uid).is_none() {
+            return None;
+        }
+        let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
+        Arc::make_mut(&mut self.chunks[c])[i].take()
+    }
+
+    /// Live profiles in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (Uid, &Profile)> {
+        self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, p)| p.as_ref().map(|p| ((c * CHUNK + i) as Uid, p)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_span_chunks_and_holes_stay_holes() {
+        let mut t = Table::default();
+        for _ in 0..(CHUNK * 2 + 5) {
+            t.push(Profile::default());
+        }
+        assert_eq!(t.len() as usize, CHUNK * 2 + 5);
+        assert!(t.take(CHUNK as Uid).is_some());
+        assert!(t.take(CHUNK as Uid).is_none());
+        assert!(t.get(CHUNK as Uid).is_none());
+        assert_eq!(t.iter().count(), CHUNK * 2 + 4);
+        assert!(t.get((CHUNK * 2 + 5) as Uid).is_none());
+    }
+
+    #[test]
+    fn a_clone_keeps_its_chunks_while_the_original_changes() {
+        let mut t = Table::default();
+        let uid = t.push(Profile::default());
+        let held = t.clone();
+        t.get_mut(uid).unwrap().external_id = Some("x".into());
+        assert_eq!(held.get(uid).unwrap().external_id, None);
+        assert_eq!(t.get(uid).unwrap().external_id.as_deref(), Some("x"));
+    }
+}
