@@ -52,9 +52,7 @@ impl Table {
 
     /// Removes and returns a profile; its id stays used.
     pub fn take(&mut self, uid: Uid) -> Option<Profile> {
-        if self.get(uid).is_none() {
-            return None;
-        }
+        self.get(uid)?;
         let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
         Arc::make_mut(&mut self.chunks[c])[i].take()
     }
