@@ -1,0 +1,836 @@
+//! A segmented write-ahead log of opaque records, with group commit.
+//!
+//! # Format
+//!
+//! The log is a directory of segment files `wal-{first_position:020}.log`.
+//! Each holds whole records, back to back, little-endian:
+//!
+//! ```text
+//! u32 len | u32 crc32(position ‖ payload) | u64 position | payload (len bytes)
+//! ```
+//!
+//! Positions start at 1 and are consecutive across segments; a segment's name
+//! is the position of its first record (an empty newest segment is fine: the
+//! name still says where the log continues). The position is inside the
+//! checksum so that a record copied or left over at the wrong place is caught.
+//!
+//! # Group commit
+//!
+//! [`Wal::append`] is synchronous and cheap: under one short lock it assigns
+//! the next position and frames the record into a shared batch buffer, so
+//! the caller's order *is* the log's order. A dedicated writer thread swaps
+//! the whole buffer out, writes it with one `write` call, fsyncs once (under
+//! [`FsyncPolicy::Always`]) and then completes every record of the batch.
+//! While it is busy, the next batch accumulates: the more concurrent writers,
+//! the more records share one fsync, which is what keeps throughput up with
+//! fsync on.
+//!
+//! The queue is unbounded on purpose: `append` is called by the engine's
+//! single sequencer, which must never block, and every queued record belongs
+//! to a request that is waiting for it, so the queue is bounded upstream by
+//! the bounded mailboxes and the HTTP layer (a full mailbox is a 503 before
+//! anything reaches the log).
+//!
+//! # IO errors (disk full and friends)
+//!
+//! - A record is reported durable only after its bytes were written and, under
+//!   `Always`, fdatasync'd. A record whose write or fsync fails gets the error
+//!   and is **not** in the log: the writer cuts the segment back to the last
+//!   whole record, so a half-written record is never left looking valid.
+//! - Records queued behind a failed batch fail too (their positions would
+//!   leave a hole), and the next append reuses the first failed position.
+//!   So positions are consecutive in the log, but a *failed* `Appended`'s
+//!   position will be handed out again: the engine must only treat a record
+//!   as logged (e.g. count it in a snapshot's `log_position`) once its
+//!   [`Appended::durable`] resolved `Ok`.
+//! - The writer keeps going: later appends try again (a failed cut-back is
+//!   retried first), so the server recovers once space is freed.
+//! - Under `Interval` and `Off`, records are acknowledged on write; a failed
+//!   background fsync is logged and counted in [`WalStats::io_errors`], and
+//!   what it covered may be lost on power failure (that is the policy's
+//!   trade-off). [`Wal::sync`] and [`Wal::close`] report fsync errors.
+//!
+//! # Recovery
+//!
+//! [`Wal::open`] reads only the newest segment. A damaged record at its very
+//! end (short, or bad checksum with nothing valid after it) is a torn write
+//! of a record that was never acknowledged: it is cut off with a warning. A
+//! damaged record followed by any valid record is corruption of acknowledged
+//! data and [`Error::Corrupt`]. [`Recovered::replay`] then streams the
+//! records after a snapshot's position, one reused buffer at a time, and
+//! reports damage in older segments as `Corrupt` and missing positions as
+//! [`Error::Gap`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
+
+use super::{sync_dir, Error, Result};
+
+const FRAME_HEADER: usize = 16;
+
+/// When the log fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// fdatasync every batch before acknowledging it (group commit).
+    #[default]
+    Always,
+    /// Acknowledge on write; fsync at most every `millis` while dirty.
+    Interval { millis: u64 },
+    /// Acknowledge on write; leave flushing to the OS.
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// Start a new segment once the active one holds at least this many
+    /// bytes (a segment may exceed it by one batch).
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: 64 << 20,
+            fsync: FsyncPolicy::Always,
+        }
+    }
+}
+
+/// Resolves once the record is durable under the policy, or with the IO
+/// error that kept it out of the log.
+pub type Durable = oneshot::Receiver<std::result::Result<(), Arc<Error>>>;
+
+/// A queued record: its position, and when it is safe to acknowledge.
+#[derive(Debug)]
+pub struct Appended {
+    pub position: u64,
+    pub durable: Durable,
+}
+
+impl Appended {
+    /// Wait until durable; `Ok(position)` or the error shared by the batch.
+    pub async fn wait(self) -> std::result::Result<u64, Arc<Error>> {
+        finish(self.position, self.durable.await)
+    }
+
+    /// The same for plain threads (panics inside an async runtime).
+    pub fn wait_blocking(self) -> std::result::Result<u64, Arc<Error>> {
+        finish(self.position, self.durable.blocking_recv())
+    }
+}
+
+fn finish(
+    position: u64,
+    got: std::result::Result<std::result::Result<(), Arc<Error>>, oneshot::error::RecvError>,
+) -> std::result::Result<u64, Arc<Error>> {
+    match got {
+        Ok(Ok(())) => Ok(position),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Arc::new(Error::Closed)),
+    }
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records written since open.
+    pub records: u64,
+    /// Bytes written since open, framing included.
+    pub bytes: u64,
+    /// fdatasync calls on segment files.
+    pub fsyncs: u64,
+    /// Batches written (one write call each).
+    pub batches: u64,
+    /// Failed writes, fsyncs and roll-overs.
+    pub io_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    records: AtomicU64,
+    bytes: AtomicU64,
+    fsyncs: AtomicU64,
+    batches: AtomicU64,
+    io_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    first: u64,
+    path: PathBuf,
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("wal-{first:020}.log"))
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(Error::io("read log directory", dir))? {
+        let path = entry.map_err(Error::io("read log directory", dir))?.path();
+        if let Some(first) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_segment_name)
+        {
+            segments.push(Segment { first, path });
+        }
+    }
+    segments.sort_by_key(|s| s.first);
+    Ok(segments)
+}
+
+fn frame_crc(position: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&position.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn encode_frame(out: &mut Vec<u8>, position: u64, len: u32, payload: &[u8]) {
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&frame_crc(position, payload).to_le_bytes());
+    out.extend_from_slice(&position.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// (len, crc, position) of a frame header.
+fn parse_frame_header(b: &[u8]) -> (usize, u32, u64) {
+    let mut u32s = [0u8; 4];
+    let mut pos = [0u8; 8];
+    u32s.copy_from_slice(&b[0..4]);
+    let len = u32::from_le_bytes(u32s) as usize;
+    u32s.copy_from_slice(&b[4..8]);
+    pos.copy_from_slice(&b[8..16]);
+    (len, u32::from_le_bytes(u32s), u64::from_le_bytes(pos))
+}
+
+/// How a segment read ended: after `valid_len` bytes of whole records, with
+/// `next_position` the position the next record would have, and the reason
+/// the byte at `valid_len` does not start a valid record (if any).
+struct Scanned {
+    valid_len: u64,
+    next_position: u64,
+    damage: Option<String>,
+}
+
+/// Read a segment's records in order, stopping after position `stop_after`,
+/// at the end of the file or at the first damaged record.
+fn scan_segment(
+    seg: &Segment,
+    stop_after: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<Scanned> {
+    let path = &seg.path;
+    let file = File::open(path).map_err(Error::io("open log segment", path))?;
+    let file_len = file.metadata().map_err(Error::io("stat", path))?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut payload = Vec::new();
+    let mut offset = 0u64;
+    let mut next = seg.first;
+    let damage = loop {
+        if next > stop_after || offset == file_len {
+            break None;
+        }
+        if file_len - offset < FRAME_HEADER as u64 {
+            break Some(format!("short record header ({} bytes)", file_len - offset));
+        }
+        let mut header = [0u8; FRAME_HEADER];
+        reader
+            .read_exact(&mut header)
+            .map_err(Error::io("read", path))?;
+        let (len, crc, position) = parse_frame_header(&header);
+        let end = offset + (FRAME_HEADER + len) as u64;
+        if end > file_len {
+            break Some(format!(
+                "record of {len} bytes runs past the end of the file"
+            ));
+        }
+        payload.resize(len, 0);
+        reader
+            .read_exact(&mut payload)
+            .map_err(Error::io("read", path))?;
+        if frame_crc(position, &payload) != crc {
+            break Some("record checksum mismatch".to_owned());
+        }
+        if position != next {
+            return Err(Error::corrupt(
+                path,
+                format!("record at offset {offset} has position {position}, expected {next}"),
+            ));
+        }
+        f(position, &payload)?;
+        offset = end;
+        next += 1;
+    };
+    Ok(Scanned {
+        valid_len: offset,
+        next_position: next,
+        damage,
+    })
+}
+
+/// The first valid record (offset, position) strictly after the damaged byte
+/// at `offset`, with a position of at least `expected`. Finding one means the
+/// damage is not a torn tail. Only runs on the recovery path after damage.
+fn valid_record_after(path: &Path, offset: u64, expected: u64) -> Result<Option<(u64, u64)>> {
+    let bytes = fs::read(path).map_err(Error::io("read", path))?;
+    let rest = usize::try_from(offset)
+        .ok()
+        .and_then(|o| bytes.get(o..))
+        .unwrap_or_default();
+    // Each record takes at least a header, which bounds plausible positions.
+    let max_position = expected.saturating_add((rest.len() / FRAME_HEADER) as u64);
+    for start in 1..rest.len().saturating_sub(FRAME_HEADER - 1) {
+        let (len, crc, position) = parse_frame_header(&rest[start..start + FRAME_HEADER]);
+        if position < expected || position > max_position {
+            continue;
+        }
+        let payload = rest.get(start + FRAME_HEADER..).and_then(|p| p.get(..len));
+        if payload.is_some_and(|p| frame_crc(position, p) == crc) {
+            return Ok(Some((offset + start as u64, position)));
+        }
+    }
+    Ok(None)
+}
+
+/// What [`Wal::open`] found; replays the records a snapshot does not hold.
+#[derive(Debug)]
+pub struct Recovered {
+    dir: PathBuf,
+    segments: Vec<Segment>,
+    last_position: u64,
+}
+
+impl Recovered {
+    /// The last record in the log at open (0 if it never held one).
+    pub fn last_position(&self) -> u64 {
+        self.last_position
+    }
+
+    /// The oldest position the log can still replay (older segments may
+    /// have been removed by [`Wal::truncate_before`]).
+    pub fn first_position(&self) -> u64 {
+        self.segments.first().map_or(1, |s| s.first)
+    }
+
+    /// Call `f` with every record after position `after`, in order, reading
+    /// segments lazily with one reused buffer. Returns the last position.
+    ///
+    /// [`Error::Gap`] if the log cannot supply `after + 1` onwards (older
+    /// segments removed, or the log ends before `after`); [`Error::Corrupt`]
+    /// for damage inside the part that is read.
+    pub fn replay(&self, after: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+        let gap = |expected, found| Error::Gap {
+            dir: self.dir.clone(),
+            expected,
+            found,
+        };
+        if after > self.last_position {
+            return Err(gap(after, self.last_position));
+        }
+        let start = self
+            .segments
+            .iter()
+            .rposition(|s| s.first <= after + 1)
+            .ok_or_else(|| gap(after + 1, self.first_position()))?;
+        let mut expected = self.segments[start].first;
+        for seg in &self.segments[start..] {
+            if seg.first != expected {
+                return Err(gap(expected, seg.first));
+            }
+            let scanned = scan_segment(seg, self.last_position, |position, payload| {
+                if position > after {
+                    f(position, payload)
+                } else {
+                    Ok(())
+                }
+            })?;
+            if let Some(reason) = scanned.damage {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    format!("{reason} at offset {}", scanned.valid_len),
+                ));
+            }
+            expected = scanned.next_position;
+        }
+        if expected != self.last_position + 1 {
+            return Err(Error::corrupt(
+                &self.dir,
+                format!(
+                    "log ends at position {} but held {} at open",
+                    expected - 1,
+                    self.last_position
+                ),
+            ));
+        }
+        Ok(self.last_position)
+    }
+}
+
+struct Queue {
+    next_position: u64,
+    /// Framed records waiting for the writer, in position order.
+    buf: Vec<u8>,
+    /// One per record in `buf`.
+    waiters: Vec<oneshot::Sender<std::result::Result<(), Arc<Error>>>>,
+    syncs: Vec<mpsc::Sender<std::result::Result<(), Arc<Error>>>>,
+    closing: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    segments: Mutex<Vec<Segment>>,
+    counters: Counters,
+    #[cfg(test)]
+    fail_next_write: std::sync::atomic::AtomicBool,
+}
+
+/// The write-ahead log handle. `Send + Sync`; share it by reference or `Arc`.
+pub struct Wal {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    writer: Option<JoinHandle<Result<()>>>,
+}
+
+impl Wal {
+    /// Open (or create) the log in `dir`, cut off a torn tail of the newest
+    /// segment, and start the writer thread.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered)> {
+        fs::create_dir_all(dir).map_err(Error::io("create log directory", dir))?;
+        let mut segments = list_segments(dir)?;
+        let active = match segments.last() {
+            Some(seg) => seg.clone(),
+            None => {
+                let seg = Segment {
+                    first: 1,
+                    path: segment_path(dir, 1),
+                };
+                File::create(&seg.path).map_err(Error::io("create", &seg.path))?;
+                sync_dir(dir)?;
+                segments.push(seg.clone());
+                seg
+            }
+        };
+
+        let scanned = scan_segment(&active, u64::MAX, |_, _| Ok(()))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&active.path)
+            .map_err(Error::io("open", &active.path))?;
+        if let Some(reason) = scanned.damage {
+            let at = scanned.valid_len;
+            if let Some((later, position)) =
+                valid_record_after(&active.path, at, scanned.next_position)?
+            {
+                return Err(Error::corrupt(
+                    &active.path,
+                    format!(
+                        "{reason} at offset {at}, but a valid record (position {position}) \
+                         follows at offset {later}: refusing to drop acknowledged data"
+                    ),
+                ));
+            }
+            tracing::warn!(
+                file = %active.path.display(),
+                offset = at,
+                reason,
+                "truncating torn tail of the write-ahead log"
+            );
+            file.set_len(at)
+                .and_then(|()| file.sync_data())
+                .map_err(Error::io("truncate torn tail of", &active.path))?;
+        }
+
+        let last_position = scanned.next_position - 1;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                next_position: scanned.next_position,
+                buf: Vec::new(),
+                waiters: Vec::new(),
+                syncs: Vec::new(),
+                closing: false,
+            }),
+            wake: Condvar::new(),
+            segments: Mutex::new(segments.clone()),
+            counters: Counters::default(),
+            #[cfg(test)]
+            fail_next_write: Default::default(),
+        });
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            policy: opts.fsync,
+            segment_bytes: opts.segment_bytes,
+            dir: dir.to_path_buf(),
+            file,
+            path: active.path,
+            len: scanned.valid_len,
+            synced_len: scanned.valid_len,
+            next_position: scanned.next_position,
+            needs_cut: false,
+            last_sync: Instant::now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("cohortd-wal".into())
+            .spawn(move || writer.run())
+            .map_err(Error::io("start writer thread for", dir))?;
+        let wal = Wal {
+            shared,
+            dir: dir.to_path_buf(),
+            writer: Some(handle),
+        };
+        let recovered = Recovered {
+            dir: dir.to_path_buf(),
+            segments,
+            last_position,
+        };
+        Ok((wal, recovered))
+    }
+
+    /// Assign the next position and queue the record for the writer. Never
+    /// blocks on IO; await [`Appended::durable`] before acknowledging.
+    pub fn append(&self, payload: impl AsRef<[u8]>) -> Result<Appended> {
+        let payload = payload.as_ref();
+        let len = u32::try_from(payload.len()).map_err(|_| Error::Io {
+            context: format!("append to {}", self.dir.display()),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("record of {} bytes exceeds 4 GiB", payload.len()),
+            ),
+        })?;
+        let (tx, durable) = oneshot::channel();
+        let mut q = self.shared.queue.lock();
+        if q.closing {
+            return Err(Error::Closed);
+        }
+        let position = q.next_position;
+        q.next_position += 1;
+        encode_frame(&mut q.buf, position, len, payload);
+        q.waiters.push(tx);
+        drop(q);
+        self.shared.wake.notify_one();
+        Ok(Appended { position, durable })
+    }
+
+    /// The last position handed out by [`Wal::append`] (0 for a new log).
+    pub fn last_position(&self) -> u64 {
+        self.shared.queue.lock().next_position - 1
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WalStats {
+            records: get(&c.records),
+            bytes: get(&c.bytes),
+            fsyncs: get(&c.fsyncs),
+            batches: get(&c.batches),
+            io_errors: get(&c.io_errors),
+        }
+    }
+
+    /// Delete whole segments all of whose records are before `position`
+    /// (never the active segment). Returns how many were removed.
+    pub fn truncate_before(&self, position: u64) -> Result<usize> {
+        let mut removed = 0;
+        {
+            let mut segments = self.shared.segments.lock();
+            while segments.len() > 1 && segments[1].first <= position {
+                let path = &segments[0].path;
+                fs::remove_file(path).map_err(Error::io("remove log segment", path))?;
+                segments.remove(0);
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Block until everything appended so far is written and fsynced,
+    /// whatever the policy. Call it from a blocking context.
+    pub fn sync(&self) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        {
+            let mut q = self.shared.queue.lock();
+            if q.closing {
+                return Err(Error::Closed);
+            }
+            q.syncs.push(tx);
+        }
+        self.shared.wake.notify_one();
+        rx.recv().map_err(|_| Error::Closed)?.map_err(unshare)
+    }
+
+    /// Write and fsync everything queued, then stop the writer thread.
+    /// Appends after this are refused with [`Error::Closed`].
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let Some(handle) = self.writer.take() else {
+            return Ok(());
+        };
+        self.shared.queue.lock().closing = true;
+        self.shared.wake.notify_one();
+        handle.join().map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the write-ahead log failed");
+        }
+    }
+}
+
+/// Turn a batch's shared error back into an owned one for a single caller.
+fn unshare(e: Arc<Error>) -> Error {
+    Arc::try_unwrap(e).unwrap_or_else(|e| match &*e {
+        Error::Io { context, source } => Error::Io {
+            context: context.clone(),
+            source: io::Error::new(source.kind(), source.to_string()),
+        },
+        Error::Corrupt { file, reason } => Error::corrupt(file, reason.clone()),
+        Error::Codec(reason) => Error::Codec(reason.clone()),
+        Error::Gap {
+            dir,
+            expected,
+            found,
+        } => Error::Gap {
+            dir: dir.clone(),
+            expected: *expected,
+            found: *found,
+        },
+        Error::Closed => Error::Closed,
+    })
+}
+
+/// The writer thread's state: the only owner of the active segment file.
+struct Writer {
+    shared: Arc<Shared>,
+    policy: FsyncPolicy,
+    segment_bytes: u64,
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    /// Bytes of whole, successfully written records in the active segment.
+    len: u64,
+    /// Prefix of `len` known to be fsynced.
+    synced_len: u64,
+    /// Position of the next record to write.
+    next_position: u64,
+    /// A failed write may have left bytes past `len` that we could not cut.
+    needs_cut: bool,
+    last_sync: Instant,
+}
+
+/// Marks the log closed when the writer thread ends, even by panic, so that
+/// appends fail fast instead of queueing forever.
+struct ExitGuard(Arc<Shared>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let mut q = self.0.queue.lock();
+        q.closing = true;
+        q.waiters.clear();
+        q.syncs.clear();
+    }
+}
+
+impl Writer {
+    fn run(mut self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        let _guard = ExitGuard(Arc::clone(&shared));
+        let mut buf = Vec::new();
+        let mut waiters = Vec::new();
+        let mut syncs = Vec::new();
+        loop {
+            let closing = {
+                let mut q = shared.queue.lock();
+                while q.waiters.is_empty() && q.syncs.is_empty() && !q.closing {
+                    match self.sync_due() {
+                        Some(due) if due <= Instant::now() => break,
+                        Some(due) => {
+                            shared.wake.wait_until(&mut q, due);
+                        }
+                        None => shared.wake.wait(&mut q),
+                    }
+                }
+                std::mem::swap(&mut q.buf, &mut buf);
+                std::mem::swap(&mut q.waiters, &mut waiters);
+                std::mem::swap(&mut q.syncs, &mut syncs);
+                q.closing
+            };
+
+            if !waiters.is_empty() {
+                let count = waiters.len() as u64;
+                match self.write_batch(&buf, count) {
+                    Ok(()) => {
+                        for w in waiters.drain(..) {
+                            let _ = w.send(Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        bump(&shared.counters.io_errors, 1);
+                        tracing::error!(error = %e, records = count, "write-ahead log write failed");
+                        let e = Arc::new(e);
+                        // Records queued behind the failed batch would leave
+                        // a hole in the positions: fail them as well and hand
+                        // their positions out again.
+                        let mut q = shared.queue.lock();
+                        q.next_position = self.next_position;
+                        q.buf.clear();
+                        for w in waiters.drain(..).chain(q.waiters.drain(..)) {
+                            let _ = w.send(Err(Arc::clone(&e)));
+                        }
+                    }
+                }
+            }
+            buf.clear();
+            buf.shrink_to(16 << 20);
+
+            let due = self.sync_due().is_some_and(|due| due <= Instant::now());
+            if !syncs.is_empty() || closing || due {
+                let result = self.fsync().map_err(Arc::new);
+                if let Err(e) = &result {
+                    bump(&shared.counters.io_errors, 1);
+                    tracing::error!(error = %e, "write-ahead log fsync failed");
+                }
+                for s in syncs.drain(..) {
+                    let _ = s.send(result.clone());
+                }
+                if closing {
+                    return result.map_err(unshare);
+                }
+            }
+        }
+    }
+
+    /// When the `Interval` policy wants the next fsync, if anything is dirty.
+    fn sync_due(&self) -> Option<Instant> {
+        match self.policy {
+            FsyncPolicy::Interval { millis } if self.synced_len < self.len => {
+                Some(self.last_sync + Duration::from_millis(millis))
+            }
+            _ => None,
+        }
+    }
+
+    fn write_batch(&mut self, bytes: &[u8], count: u64) -> Result<()> {
+        if self.needs_cut {
+            self.cut_back()?;
+        }
+        if self.len >= self.segment_bytes {
+            self.roll()?;
+        }
+        let good = self.len;
+        let mut result = self
+            .write_bytes(bytes)
+            .map_err(Error::io("append to", &self.path));
+        if result.is_ok() {
+            self.len += bytes.len() as u64;
+            if self.policy == FsyncPolicy::Always {
+                result = self.fsync();
+            }
+        }
+        if let Err(e) = result {
+            self.len = good;
+            self.synced_len = self.synced_len.min(good);
+            self.needs_cut = true;
+            if let Err(cut) = self.cut_back() {
+                tracing::error!(error = %cut, "cannot cut a failed write off the log; will retry");
+            }
+            return Err(e);
+        }
+        self.next_position += count;
+        let c = &self.shared.counters;
+        bump(&c.records, count);
+        bump(&c.bytes, bytes.len() as u64);
+        bump(&c.batches, 1);
+        Ok(())
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if self.shared.fail_next_write.swap(false, Ordering::Relaxed) {
+            self.file.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected: no space left on device",
+            ));
+        }
+        self.file.write_all(bytes)
+    }
+
+    /// Remove whatever a failed write left after the last whole record.
+    fn cut_back(&mut self) -> Result<()> {
+        self.file
+            .set_len(self.len)
+            .map_err(Error::io("cut a failed write off", &self.path))?;
+        self.needs_cut = false;
+        Ok(())
+    }
+
+    fn fsync(&mut self) -> Result<()> {
+        if self.synced_len == self.len {
+            return Ok(());
+        }
+        self.file
+            .sync_data()
+            .map_err(Error::io("fsync", &self.path))?;
+        bump(&self.shared.counters.fsyncs, 1);
+        self.synced_len = self.len;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Start a new segment named after the next position. The old one is
+    /// fsynced first, so only the newest segment can ever have a torn tail.
+    fn roll(&mut self) -> Result<()> {
+        self.fsync()?;
+        let path = segment_path(&self.dir, self.next_position);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("create log segment", &path))?;
+        // A leftover of an earlier roll that failed before it was used.
+        file.set_len(0).map_err(Error::io("reset", &path))?;
+        sync_dir(&self.dir)?;
+        self.shared.segments.lock().push(Segment {
+            first: self.next_position,
+            path: path.clone(),
+        });
+        self.file = file;
+        self.path = path;
+        self.len = 0;
+        self.synced_len = 0;
+        Ok(())
+    }
+}
