@@ -103,3 +103,83 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(Error::io("fsync directory", dir))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The start-up decision table, row by row, with both halves together.
+    use super::wal::{Wal, WalOptions};
+    use super::*;
+
+    /// What the engine does at start-up: the image it loaded (if any) and
+    /// the positions it replayed on top.
+    fn recover(snaps: &Path, log: &Path) -> Result<(Option<u64>, Vec<u64>)> {
+        let image = snapshot::load_newest(snaps)?.map(|(info, _)| info.log_position);
+        let (_wal, recovered) = Wal::open(log, small())?;
+        let mut replayed = Vec::new();
+        recovered.replay(image.unwrap_or(0), |p, _| {
+            replayed.push(p);
+            Ok(())
+        })?;
+        Ok((image, replayed))
+    }
+
+    fn small() -> WalOptions {
+        WalOptions {
+            segment_bytes: 64,
+            ..WalOptions::default()
+        }
+    }
+
+    fn log_records(log: &Path, n: u64) {
+        let (wal, _) = Wal::open(log, small()).expect("open");
+        for i in 0..n {
+            let a = wal.append(i.to_le_bytes()).expect("append");
+            a.wait_blocking().expect("durable");
+        }
+    }
+
+    fn truncate_log_before(log: &Path, position: u64) -> usize {
+        let (wal, _) = Wal::open(log, small()).expect("open");
+        wal.truncate_before(position).expect("truncate")
+    }
+
+    #[test]
+    fn start_up_follows_the_decision_table() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (snaps, log) = (d.path().join("snapshots"), d.path().join("wal"));
+        log_records(&log, 12);
+
+        // No snapshot: replay everything.
+        let (image, replayed) = recover(&snaps, &log).expect("recover");
+        assert_eq!((image, replayed), (None, (1..=12).collect()));
+
+        // Newest valid: load it, replay the rest.
+        snapshot::write(&snaps, 4, 1, b"older").expect("write");
+        let newest = snapshot::write(&snaps, 9, 2, b"newest").expect("write");
+        let (image, replayed) = recover(&snaps, &log).expect("recover");
+        assert_eq!((image, replayed), (Some(9), vec![10, 11, 12]));
+
+        // Keep the log back to the second-newest snapshot, as the engine does.
+        let keep_from = snapshot::wal_keep_from(&snapshot::list(&snaps).expect("list"));
+        assert_eq!(keep_from, 5);
+        assert!(truncate_log_before(&log, keep_from) > 0);
+
+        // Newest corrupt: the previous one plus the log.
+        let mut bytes = std::fs::read(&newest.path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&newest.path, bytes).expect("write");
+        let (image, replayed) = recover(&snaps, &log).expect("recover");
+        assert_eq!((image, replayed), (Some(4), (5..=12).collect()));
+
+        // The log cannot reach back to the image we can load: refuse.
+        assert!(truncate_log_before(&log, 8) > 0);
+        assert!(matches!(recover(&snaps, &log), Err(Error::Gap { .. })));
+    }
+
+    #[test]
+    fn the_log_handle_is_shareable_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Wal>();
+    }
+}

@@ -17,7 +17,7 @@
 //! verifies everything. A file is published by writing `{id}.snap.tmp`,
 //! fsyncing it, renaming it to `{id}.snap` and fsyncing the directory, so a
 //! crash leaves either the old set of snapshots or the new one, plus at most a
-//! `.tmp` file that [`list`] removes.
+//! `.tmp` file that start-up ([`load_newest`]) removes.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
@@ -195,27 +195,11 @@ pub fn load(path: &Path) -> Result<(SnapshotInfo, Vec<u8>)> {
 /// All snapshots in `dir` whose header verifies, newest first (by
 /// `log_position`, then `created_at_millis`). Reads headers only. Files with
 /// a bad header are logged and skipped (left in place for a human to look
-/// at); leftover `.snap.tmp` files from an interrupted write are removed.
+/// at). `.snap.tmp` files are ignored: one may be a write in progress.
 pub fn list(dir: &Path) -> Result<Vec<SnapshotInfo>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read snapshot directory", dir)(e)),
-    };
     let mut found = Vec::new();
-    for entry in entries {
-        let path = entry
-            .map_err(Error::io("read snapshot directory", dir))?
-            .path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if name.ends_with(TMP_SUFFIX) {
-            tracing::info!(file = %path.display(), "removing leftover snapshot temp file");
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::warn!(file = %path.display(), error = %e, "cannot remove snapshot temp file");
-            }
-        } else if name.ends_with(SUFFIX) {
+    for path in files(dir)? {
+        if path.to_str().is_some_and(|p| p.ends_with(SUFFIX)) {
             match inspect(&path) {
                 Ok(info) => found.push(info),
                 Err(e) => tracing::warn!(error = %e, "skipping unreadable snapshot"),
@@ -228,9 +212,41 @@ pub fn list(dir: &Path) -> Result<Vec<SnapshotInfo>> {
     Ok(found)
 }
 
+/// Remove `.snap.tmp` files left by a write that was interrupted. Only safe
+/// when no snapshot is being written, so [`load_newest`] (start-up) calls it
+/// and [`list`] does not. Returns how many were removed.
+pub fn remove_leftovers(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for path in files(dir)? {
+        if path.to_str().is_some_and(|p| p.ends_with(TMP_SUFFIX)) {
+            tracing::info!(file = %path.display(), "removing leftover snapshot temp file");
+            fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Paths in `dir`; a missing directory is empty (nothing written yet).
+fn files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read snapshot directory", dir)(e)),
+    };
+    entries
+        .map(|e| {
+            e.map(|e| e.path())
+                .map_err(Error::io("read snapshot directory", dir))
+        })
+        .collect()
+}
+
 /// The newest snapshot that fully verifies, with its payload; corrupt ones
 /// are logged and skipped. `None` when there is no usable snapshot.
+/// Also removes leftover temp files: call it at start-up.
 pub fn load_newest(dir: &Path) -> Result<Option<(SnapshotInfo, Vec<u8>)>> {
+    remove_leftovers(dir)?;
     for info in list(dir)? {
         match load(&info.path) {
             Ok(loaded) => return Ok(Some(loaded)),
@@ -352,12 +368,15 @@ mod tests {
     }
 
     #[test]
-    fn a_leftover_temp_file_is_ignored_and_removed() {
+    fn a_leftover_temp_file_is_ignored_and_removed_at_start_up() {
         let d = dir();
         let good = write(d.path(), 7, 0, b"ok").expect("write");
         let tmp = d.path().join("snap-00000000000000000009-0.snap.tmp");
         fs::write(&tmp, b"half a snapsh").expect("write");
-        assert_eq!(list(d.path()).expect("list"), vec![good]);
+        assert_eq!(list(d.path()).expect("list"), vec![good.clone()]);
+        assert!(tmp.exists(), "list must not race a write in progress");
+        let (info, _) = load_newest(d.path()).expect("load").expect("some");
+        assert_eq!(info, good);
         assert!(!tmp.exists());
     }
 }

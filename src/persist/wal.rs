@@ -415,7 +415,7 @@ struct Shared {
 pub struct Wal {
     shared: Arc<Shared>,
     dir: PathBuf,
-    writer: Option<JoinHandle<Result<()>>>,
+    writer: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
 impl Wal {
@@ -502,7 +502,7 @@ impl Wal {
         let wal = Wal {
             shared,
             dir: dir.to_path_buf(),
-            writer: Some(handle),
+            writer: Mutex::new(Some(handle)),
         };
         let recovered = Recovered {
             dir: dir.to_path_buf(),
@@ -589,13 +589,11 @@ impl Wal {
     }
 
     /// Write and fsync everything queued, then stop the writer thread.
-    /// Appends after this are refused with [`Error::Closed`].
-    pub fn close(mut self) -> Result<()> {
-        self.shutdown()
-    }
-
-    fn shutdown(&mut self) -> Result<()> {
-        let Some(handle) = self.writer.take() else {
+    /// Appends after this are refused with [`Error::Closed`]; closing twice
+    /// is a no-op. Takes `&self` so a shared (`Arc`) log can be closed at
+    /// shutdown; blocking, like [`Wal::sync`].
+    pub fn close(&self) -> Result<()> {
+        let Some(handle) = self.writer.lock().take() else {
             return Ok(());
         };
         self.shared.queue.lock().closing = true;
@@ -606,7 +604,7 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        if let Err(e) = self.shutdown() {
+        if let Err(e) = self.close() {
             tracing::error!(error = %e, "closing the write-ahead log failed");
         }
     }
@@ -1165,9 +1163,12 @@ mod tests {
     fn appends_after_close_are_refused() {
         let d = tempfile::tempdir().expect("tempdir");
         let (wal, _) = Wal::open(d.path(), opts()).expect("open");
-        wal.shared.queue.lock().closing = true;
+        let queued = wal.append(b"last").expect("append");
+        wal.close().expect("close");
+        assert_eq!(queued.wait_blocking().ok(), Some(1));
         assert!(matches!(wal.append(b"x"), Err(Error::Closed)));
         assert!(matches!(wal.sync(), Err(Error::Closed)));
+        wal.close().expect("closing twice");
     }
 
     proptest! {
