@@ -83,9 +83,15 @@ impl Error {
     /// Build a mapper for `map_err` that records what we were doing to which
     /// file: a bare `io::Error` ("No space left on device") is useless in a
     /// start-up log.
-    pub(crate) fn io(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-        let context = format!("{what} {}", path.display());
-        move |source| Error::Io { context, source }
+    /// The context is only formatted on error: this sits on per-record paths.
+    pub(crate) fn io<'a>(
+        what: &'a str,
+        path: &'a Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            context: format!("{what} {}", path.display()),
+            source,
+        }
     }
 
     pub(crate) fn corrupt(file: &Path, reason: impl Into<String>) -> Error {

@@ -740,7 +740,7 @@ impl Writer {
         if self.needs_cut {
             self.cut_back()?;
         }
-        if self.len >= self.segment_bytes {
+        if self.len > 0 && self.len >= self.segment_bytes {
             self.roll()?;
         }
         let good = self.len;
@@ -1007,6 +1007,29 @@ mod tests {
         ));
         let tail = replay_all(&rec, rec.first_position() - 1).expect("replay");
         assert_eq!(tail.last().map(|r| r.0), Some(31));
+    }
+
+    #[test]
+    fn a_zero_segment_size_gives_one_segment_per_batch() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let o = WalOptions {
+            segment_bytes: 0,
+            ..opts()
+        };
+        let (wal, _) = Wal::open(d.path(), o.clone()).expect("open");
+        for i in 1..=3 {
+            append_n(&wal, i..=i);
+        }
+        assert_eq!(wal.truncate_before(2).expect("truncate"), 1);
+        wal.close().expect("close");
+        let firsts: Vec<u64> = list_segments(d.path())
+            .expect("list")
+            .iter()
+            .map(|s| s.first)
+            .collect();
+        assert_eq!(firsts, vec![2, 3]);
+        let (_wal, rec) = Wal::open(d.path(), o).expect("reopen");
+        assert_eq!(replay_all(&rec, 1).expect("replay").len(), 2);
     }
 
     #[test]
