@@ -21,6 +21,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod persist;
 pub mod profiles;
 pub mod secrets;
 pub mod time;

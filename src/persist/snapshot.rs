@@ -1,0 +1,382 @@
+//! Snapshot files: a fixed, checksummed header and an opaque payload.
+//!
+//! ```text
+//! offset size
+//!      0    8  magic b"COHORTD\0"
+//!      8    4  format_version (u32 LE, = 1)
+//!     12    8  log_position   (u64 LE, last WAL position the image contains)
+//!     20    8  created_at_millis (i64 LE)
+//!     28    8  payload_len    (u64 LE)
+//!     36    4  crc32(payload)
+//!     40    4  crc32(bytes 0..40)
+//!     44    …  payload (produced by the caller with `codec::encode`)
+//! ```
+//!
+//! The header has its own checksum so that [`list`] and [`inspect`] can trust
+//! the position and size without reading a gigabyte of payload; [`load`]
+//! verifies everything. A file is published by writing `{id}.snap.tmp`,
+//! fsyncing it, renaming it to `{id}.snap` and fsyncing the directory, so a
+//! crash leaves either the old set of snapshots or the new one, plus at most a
+//! `.tmp` file that start-up ([`load_newest`]) removes.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{sync_dir, Error, Result};
+
+const MAGIC: &[u8; 8] = b"COHORTD\0";
+const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 44;
+const SUFFIX: &str = ".snap";
+const TMP_SUFFIX: &str = ".snap.tmp";
+
+/// What the header says about one snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// `snap-{log_position:020}-{created_at_millis}`; the file is `{id}.snap`.
+    pub id: String,
+    pub created_at_millis: i64,
+    /// Size of the whole file, header included.
+    pub bytes: u64,
+    pub log_position: u64,
+    pub path: PathBuf,
+}
+
+struct Header {
+    log_position: u64,
+    created_at_millis: i64,
+    payload_len: u64,
+    payload_crc: u32,
+}
+
+impl Header {
+    fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[12..20].copy_from_slice(&self.log_position.to_le_bytes());
+        b[20..28].copy_from_slice(&self.created_at_millis.to_le_bytes());
+        b[28..36].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[36..40].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..40]);
+        b[40..44].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parse and verify a header; the error is the reason, for `Corrupt`.
+    fn parse(b: &[u8; HEADER_LEN]) -> std::result::Result<Header, String> {
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        if &b[0..8] != MAGIC {
+            return Err("bad magic: not a cohortd snapshot".into());
+        }
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
+            ));
+        }
+        if crc32fast::hash(&b[0..40]) != u32_at(40) {
+            return Err("header checksum mismatch".into());
+        }
+        Ok(Header {
+            log_position: u64_at(12),
+            created_at_millis: u64_at(20) as i64,
+            payload_len: u64_at(28),
+            payload_crc: u32_at(36),
+        })
+    }
+}
+
+fn snapshot_id(log_position: u64, created_at_millis: i64) -> String {
+    format!("snap-{log_position:020}-{created_at_millis}")
+}
+
+/// Write a snapshot durably and return its info once it is published.
+///
+/// The payload is written straight from the caller's slice (no copy); the
+/// only extra pass over it is the checksum.
+pub fn write(
+    dir: &Path,
+    log_position: u64,
+    created_at_millis: i64,
+    payload: &[u8],
+) -> Result<SnapshotInfo> {
+    fs::create_dir_all(dir).map_err(Error::io("create snapshot directory", dir))?;
+    let id = snapshot_id(log_position, created_at_millis);
+    let tmp = dir.join(format!("{id}{TMP_SUFFIX}"));
+    let path = dir.join(format!("{id}{SUFFIX}"));
+    let header = Header {
+        log_position,
+        created_at_millis,
+        payload_len: payload.len() as u64,
+        payload_crc: crc32fast::hash(payload),
+    };
+
+    let file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+    let mut out = BufWriter::new(file);
+    out.write_all(&header.to_bytes())
+        .and_then(|()| out.write_all(payload))
+        .map_err(Error::io("write", &tmp))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io("flush", &tmp)(e.into_error()))?;
+    file.sync_all().map_err(Error::io("fsync", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(Error::io("rename into place", &tmp))?;
+    sync_dir(dir)?;
+
+    Ok(SnapshotInfo {
+        id,
+        created_at_millis,
+        bytes: (HEADER_LEN + payload.len()) as u64,
+        log_position,
+        path,
+    })
+}
+
+/// Open a snapshot file and verify its header and length, without reading
+/// the payload.
+fn open_verified(path: &Path) -> Result<(File, Header, SnapshotInfo)> {
+    let mut file = File::open(path).map_err(Error::io("open", path))?;
+    let bytes = file.metadata().map_err(Error::io("stat", path))?.len();
+    let mut raw = [0u8; HEADER_LEN];
+    if bytes < HEADER_LEN as u64 {
+        return Err(Error::corrupt(
+            path,
+            format!("truncated: {bytes} bytes, shorter than the {HEADER_LEN}-byte header"),
+        ));
+    }
+    file.read_exact(&mut raw)
+        .map_err(Error::io("read header of", path))?;
+    let header = Header::parse(&raw).map_err(|reason| Error::corrupt(path, reason))?;
+    let expected = HEADER_LEN as u64 + header.payload_len;
+    if bytes != expected {
+        return Err(Error::corrupt(
+            path,
+            format!("length {bytes} bytes, header promises {expected} (truncated or padded)"),
+        ));
+    }
+    let info = SnapshotInfo {
+        id: snapshot_id(header.log_position, header.created_at_millis),
+        created_at_millis: header.created_at_millis,
+        bytes,
+        log_position: header.log_position,
+        path: path.to_path_buf(),
+    };
+    Ok((file, header, info))
+}
+
+/// Header and length only: what `cohortd inspect FILE` prints.
+pub fn inspect(path: &Path) -> Result<SnapshotInfo> {
+    open_verified(path).map(|(_, _, info)| info)
+}
+
+/// Read and fully verify a snapshot: magic, version, header checksum, length
+/// and payload checksum. Anything wrong is [`Error::Corrupt`].
+pub fn load(path: &Path) -> Result<(SnapshotInfo, Vec<u8>)> {
+    let (mut file, header, info) = open_verified(path)?;
+    let len = usize::try_from(header.payload_len)
+        .map_err(|_| Error::corrupt(path, "payload larger than this platform's memory"))?;
+    let mut payload = vec![0u8; len];
+    file.read_exact(&mut payload)
+        .map_err(Error::io("read payload of", path))?;
+    if crc32fast::hash(&payload) != header.payload_crc {
+        return Err(Error::corrupt(path, "payload checksum mismatch"));
+    }
+    Ok((info, payload))
+}
+
+/// All snapshots in `dir` whose header verifies, newest first (by
+/// `log_position`, then `created_at_millis`). Reads headers only. Files with
+/// a bad header are logged and skipped (left in place for a human to look
+/// at). `.snap.tmp` files are ignored: one may be a write in progress.
+pub fn list(dir: &Path) -> Result<Vec<SnapshotInfo>> {
+    let mut found = Vec::new();
+    for path in files(dir)? {
+        if path.to_str().is_some_and(|p| p.ends_with(SUFFIX)) {
+            match inspect(&path) {
+                Ok(info) => found.push(info),
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable snapshot"),
+            }
+        }
+    }
+    found.sort_by(|a, b| {
+        (b.log_position, b.created_at_millis).cmp(&(a.log_position, a.created_at_millis))
+    });
+    Ok(found)
+}
+
+/// Remove `.snap.tmp` files left by a write that was interrupted. Only safe
+/// when no snapshot is being written, so [`load_newest`] (start-up) calls it
+/// and [`list`] does not. Returns how many were removed.
+pub fn remove_leftovers(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for path in files(dir)? {
+        if path.to_str().is_some_and(|p| p.ends_with(TMP_SUFFIX)) {
+            tracing::info!(file = %path.display(), "removing leftover snapshot temp file");
+            fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Paths in `dir`; a missing directory is empty (nothing written yet).
+fn files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read snapshot directory", dir)(e)),
+    };
+    entries
+        .map(|e| {
+            e.map(|e| e.path())
+                .map_err(Error::io("read snapshot directory", dir))
+        })
+        .collect()
+}
+
+/// The newest snapshot that fully verifies, with its payload; corrupt ones
+/// are logged and skipped. `None` when there is no usable snapshot.
+/// Also removes leftover temp files: call it at start-up.
+pub fn load_newest(dir: &Path) -> Result<Option<(SnapshotInfo, Vec<u8>)>> {
+    remove_leftovers(dir)?;
+    for info in list(dir)? {
+        match load(&info.path) {
+            Ok(loaded) => return Ok(Some(loaded)),
+            Err(e @ Error::Corrupt { .. }) => {
+                tracing::warn!(error = %e, "skipping corrupt snapshot, trying the previous one");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// Delete all but the newest `keep` snapshots; returns what was removed.
+pub fn prune(dir: &Path, keep: usize) -> Result<Vec<SnapshotInfo>> {
+    let removed: Vec<SnapshotInfo> = list(dir)?.into_iter().skip(keep).collect();
+    for info in &removed {
+        fs::remove_file(&info.path).map_err(Error::io("remove snapshot", &info.path))?;
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// The first WAL position the engine must keep, given `list(dir)`: records
+/// from the second-newest snapshot on, so that a newest snapshot found
+/// corrupt at start-up can be replaced by the one before it plus the log.
+/// With fewer than two snapshots, everything is kept (returns 1).
+pub fn wal_keep_from(snapshots: &[SnapshotInfo]) -> u64 {
+    snapshots.get(1).map_or(1, |s| s.log_position + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
+    fn flip(path: &Path, offset: usize) {
+        let mut bytes = fs::read(path).expect("read");
+        bytes[offset] ^= 0x40;
+        fs::write(path, bytes).expect("write");
+    }
+
+    #[test]
+    fn write_then_load_round_trips() {
+        let d = dir();
+        let info = write(d.path(), 42, 1_700_000_000_123, b"image").expect("write");
+        assert_eq!(info.id, "snap-00000000000000000042-1700000000123");
+        assert_eq!(info.path, d.path().join(format!("{}.snap", info.id)));
+        assert_eq!(info.bytes, 44 + 5);
+        let (loaded, payload) = load(&info.path).expect("load");
+        assert_eq!(loaded, info);
+        assert_eq!(payload, b"image");
+        assert_eq!(inspect(&info.path).expect("inspect"), info);
+    }
+
+    #[test]
+    fn list_is_newest_first_and_prune_keeps_the_newest() {
+        let d = dir();
+        let a = write(d.path(), 10, 5, b"a").expect("write");
+        let c = write(d.path(), 30, 1, b"c").expect("write");
+        let b2 = write(d.path(), 20, 9, b"b2").expect("write");
+        let b1 = write(d.path(), 20, 3, b"b1").expect("write");
+        let listed = list(d.path()).expect("list");
+        assert_eq!(listed, vec![c.clone(), b2.clone(), b1.clone(), a.clone()]);
+        assert_eq!(wal_keep_from(&listed), 21);
+        assert_eq!(wal_keep_from(&listed[..1]), 1);
+
+        let removed = prune(d.path(), 2).expect("prune");
+        assert_eq!(removed, vec![b1, a]);
+        assert_eq!(list(d.path()).expect("list"), vec![c, b2]);
+    }
+
+    #[test]
+    fn a_missing_directory_lists_nothing() {
+        let d = dir();
+        assert!(list(&d.path().join("nope")).expect("list").is_empty());
+        assert!(load_newest(&d.path().join("nope")).expect("load").is_none());
+    }
+
+    #[test]
+    fn corrupt_snapshots_are_rejected_by_load_and_skipped() {
+        let d = dir();
+        let good = write(d.path(), 1, 0, b"older image").expect("write");
+        let magic = write(d.path(), 2, 0, b"x").expect("write");
+        flip(&magic.path, 0);
+        let header = write(d.path(), 3, 0, b"x").expect("write");
+        flip(&header.path, 14);
+        let truncated = write(d.path(), 4, 0, b"0123456789").expect("write");
+        let bytes = fs::read(&truncated.path).expect("read");
+        fs::write(&truncated.path, &bytes[..bytes.len() - 3]).expect("write");
+        let payload = write(d.path(), 5, 0, b"newest image").expect("write");
+        flip(&payload.path, HEADER_LEN + 3);
+
+        let reason = |p: &Path| match load(p) {
+            Err(Error::Corrupt { reason, .. }) => reason,
+            other => panic!("expected Corrupt, got {other:?}"),
+        };
+        assert!(reason(&magic.path).contains("magic"));
+        assert!(reason(&header.path).contains("header checksum"));
+        assert!(reason(&truncated.path).contains("truncated"));
+        assert!(reason(&payload.path).contains("payload checksum"));
+
+        // Header checks are cheap, so `list` skips the first three; the
+        // payload checksum is only seen by `load`, so `load_newest` falls
+        // back past it to the older good image.
+        let ids: Vec<u64> = list(d.path())
+            .expect("list")
+            .iter()
+            .map(|s| s.log_position)
+            .collect();
+        assert_eq!(ids, vec![5, 1]);
+        let (info, image) = load_newest(d.path()).expect("load").expect("some");
+        assert_eq!(info, good);
+        assert_eq!(image, b"older image");
+    }
+
+    #[test]
+    fn a_leftover_temp_file_is_ignored_and_removed_at_start_up() {
+        let d = dir();
+        let good = write(d.path(), 7, 0, b"ok").expect("write");
+        let tmp = d.path().join("snap-00000000000000000009-0.snap.tmp");
+        fs::write(&tmp, b"half a snapsh").expect("write");
+        assert_eq!(list(d.path()).expect("list"), vec![good.clone()]);
+        assert!(tmp.exists(), "list must not race a write in progress");
+        let (info, _) = load_newest(d.path()).expect("load").expect("some");
+        assert_eq!(info, good);
+        assert!(!tmp.exists());
+    }
+}
