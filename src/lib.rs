@@ -2,4 +2,5 @@
 //! import API.
 pub mod model;
 pub mod profiles;
+pub mod segment;
 pub mod time;
