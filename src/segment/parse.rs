@@ -541,3 +541,340 @@ fn bound_json(b: &Bound) -> Value {
         Bound::Time(t) => Value::from(t.text.as_str()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn known(k: &CohortKey) -> bool {
+        k.partner == "hightouch" && k.cohort_id == "c1"
+    }
+
+    fn ok(v: Value) -> Filter {
+        parse(&v, &known).unwrap_or_else(|e| panic!("{v}: {e}"))
+    }
+
+    /// The error for `v`: its path, and a fragment its message must contain.
+    fn err(v: Value, path: &str, says: &str) {
+        let e = parse(&v, &known).expect_err(&v.to_string());
+        assert_eq!(e.path, path, "{e}");
+        assert!(e.message.contains(says), "{e:?} should say {says:?}");
+    }
+
+    fn attr(op: &str, value: Value) -> Value {
+        json!({"attribute": {"name": "plan", "op": op, "value": value}})
+    }
+
+    const C1: &str = r#"{"cohort": {"partner": "hightouch", "cohort_id": "c1"}}"#;
+
+    fn c1() -> Value {
+        serde_json::from_str(C1).unwrap()
+    }
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(ok(json!({"all": true})), Filter::All);
+        assert_eq!(
+            ok(json!({"not": c1()})),
+            Filter::Not(Box::new(Filter::Cohort(CohortKey::new("hightouch", "c1"))))
+        );
+        assert_eq!(
+            ok(attr("equals", json!(3))),
+            Filter::Attribute {
+                name: "plan".into(),
+                cond: AttrCond::Equals(Scalar::Num(3.0))
+            }
+        );
+        assert_eq!(
+            ok(json!({"event": {"name": "buy", "op": "exactly", "count": 2.0}})),
+            Filter::Event {
+                name: "buy".into(),
+                cond: EventCond::Exactly(2)
+            }
+        );
+        let t = ok(
+            json!({"event": {"name": "buy", "op": "last_performed_after",
+                                    "time": "2021-01-21T19:20:30+05:00"}}),
+        );
+        let Filter::Event {
+            cond: EventCond::LastPerformedAfter(i),
+            ..
+        } = t
+        else {
+            panic!("{t:?}")
+        };
+        assert_eq!(i.at, parse_iso8601("2021-01-21T14:20:30Z").unwrap());
+    }
+
+    #[test]
+    fn to_json_is_canonical_and_round_trips() {
+        let input = json!({"or": [
+            {"and": [c1(), {"not": {"all": true}}]},
+            attr("equals", json!("gold")),
+            attr("not_equals", json!(3.0)),
+            attr("equals", json!(2.5)),
+            attr("not_equals", json!(false)),
+            attr("matches_regex", json!("^g")),
+            attr("does_not_match_regex", json!("x|y")),
+            {"attribute": {"name": "plan", "op": "exists"}},
+            {"attribute": {"name": "plan", "op": "does_not_exist"}},
+            attr("greater_than", json!(-1)),
+            attr("less_than", json!("2024-05-01T10:00:00+02:00")),
+            attr("includes_value", json!("a")),
+            {"event": {"name": "e", "op": "more_than", "count": 0}},
+            {"event": {"name": "e", "op": "less_than", "count": 5}},
+            {"event": {"name": "e", "op": "exactly", "count": 1}},
+            {"event": {"name": "e", "op": "last_performed_after", "time": "2024-01-01"}},
+            {"event": {"name": "e", "op": "last_performed_before", "time": "2024-01-01T00:00:00Z"}},
+        ]});
+        let f = ok(input.clone());
+        let out = f.to_json();
+        // Whole numbers render as integers; everything else as sent.
+        let expected = serde_json::to_string(&input)
+            .unwrap()
+            .replace("\"value\":3.0", "\"value\":3");
+        assert_eq!(serde_json::to_string(&out).unwrap(), expected);
+        assert_eq!(ok(out.clone()), f);
+        assert_eq!(ok(out.clone()).to_json(), out);
+        // Plain derived serde survives a round trip (bincode uses the same impls).
+        let text = serde_json::to_string(&f).unwrap();
+        let back: Filter = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(back.to_json(), out);
+    }
+
+    #[test]
+    fn cohorts_lists_each_cohort_once() {
+        let f = ok(json!({"and": [c1(), {"not": c1()}, {"all": true}]}));
+        assert_eq!(
+            f.cohorts().into_iter().collect::<Vec<_>>(),
+            [&CohortKey::new("hightouch", "c1")]
+        );
+    }
+
+    #[test]
+    fn nodes_must_be_objects_with_one_known_key() {
+        err(json!([]), "/", "expected a filter object");
+        err(json!("all"), "/", "found the string \"all\"");
+        err(json!({}), "/", "found 0 keys");
+        err(
+            json!({"all": true, "not": c1()}),
+            "/",
+            "found 2 keys (all, not)",
+        );
+        err(json!({"nand": []}), "/", "unknown filter key \"nand\"");
+        err(
+            json!({"and": [c1(), {"xor": 1}]}),
+            "/and/1",
+            "unknown filter key \"xor\"",
+        );
+    }
+
+    #[test]
+    fn and_or_take_non_empty_arrays() {
+        err(json!({"and": []}), "/and", "non-empty array");
+        err(json!({"or": []}), "/or", "non-empty array");
+        err(
+            json!({"or": c1()}),
+            "/or",
+            "expected an array of filters, found an object",
+        );
+    }
+
+    #[test]
+    fn all_must_be_true() {
+        err(json!({"all": false}), "/all", "expected true");
+        err(json!({"all": 1}), "/all", "found the number 1");
+    }
+
+    #[test]
+    fn unknown_cohorts_are_refused() {
+        err(
+            json!({"cohort": {"partner": "hightouch", "cohort_id": "c2"}}),
+            "/cohort",
+            "unknown cohort \"c2\" of partner \"hightouch\"",
+        );
+        err(
+            json!({"cohort": {"partner": "hightouch"}}),
+            "/cohort",
+            "missing field \"cohort_id\"",
+        );
+        err(
+            json!({"cohort": {"partner": "", "cohort_id": "c1"}}),
+            "/cohort/partner",
+            "non-empty string",
+        );
+        err(
+            json!({"cohort": {"partner": "hightouch", "cohort_id": 1}}),
+            "/cohort/cohort_id",
+            "expected a string, found the number 1",
+        );
+        err(
+            json!({"cohort": {"partner": "hightouch", "cohort_id": "c1", "name": "x"}}),
+            "/cohort",
+            "unknown key \"name\" in cohort",
+        );
+    }
+
+    #[test]
+    fn attribute_errors_point_at_the_field() {
+        err(
+            json!({"attribute": {"name": "plan", "op": "like", "value": "x"}}),
+            "/attribute/op",
+            "unknown attribute op \"like\"; expected one of equals",
+        );
+        err(
+            json!({"attribute": {"op": "exists"}}),
+            "/attribute",
+            "missing field \"name\"",
+        );
+        err(
+            json!({"attribute": {"name": "plan"}}),
+            "/attribute",
+            "missing field \"op\"",
+        );
+        err(
+            json!({"attribute": {"name": "plan", "op": "equals"}}),
+            "/attribute",
+            "missing field \"value\"",
+        );
+        err(
+            json!({"attribute": {"name": "plan", "op": "exists", "valu": 1}}),
+            "/attribute",
+            "unknown key \"valu\" in attribute",
+        );
+        err(json!({"attribute": []}), "/attribute", "expected an object");
+    }
+
+    #[test]
+    fn attribute_values_must_fit_the_op() {
+        err(
+            attr("equals", json!(null)),
+            "/attribute/value",
+            "string, number or boolean",
+        );
+        err(
+            attr("not_equals", json!(["a"])),
+            "/attribute/value",
+            "found an array",
+        );
+        err(
+            attr("matches_regex", json!(1)),
+            "/attribute/value",
+            "regular expression as a string",
+        );
+        err(
+            attr("does_not_match_regex", json!("(")),
+            "/attribute/value",
+            "invalid regular expression \"(\"",
+        );
+        err(
+            attr("greater_than", json!(true)),
+            "/attribute/value",
+            "number or an ISO-8601 time",
+        );
+        err(
+            attr("less_than", json!("soon")),
+            "/attribute/value",
+            "found the string \"soon\"",
+        );
+        err(
+            attr("includes_value", json!(1)),
+            "/attribute/value",
+            "includes_value expects a string",
+        );
+        err(
+            attr("exists", json!("x")),
+            "/attribute/value",
+            "exists takes no value",
+        );
+        err(
+            attr("does_not_exist", json!(null)),
+            "/attribute/value",
+            "takes no value",
+        );
+    }
+
+    #[test]
+    fn regex_errors_are_one_line() {
+        let e = parse(&attr("matches_regex", json!("a(b")), &known).unwrap_err();
+        assert!(!e.message.contains('\n'), "{e}");
+        assert!(e.message.contains("unclosed group"), "{e}");
+    }
+
+    #[test]
+    fn event_errors_point_at_the_field() {
+        let ev = |body: Value| json!({ "event": body });
+        err(
+            ev(json!({"name": "e", "op": "most"})),
+            "/event/op",
+            "unknown event op \"most\"",
+        );
+        err(
+            ev(json!({"name": "e", "op": "exactly"})),
+            "/event",
+            "missing field \"count\"",
+        );
+        for bad in [json!(-1), json!(1.5), json!("3"), json!(null)] {
+            err(
+                ev(json!({"name": "e", "op": "more_than", "count": bad})),
+                "/event/count",
+                "non-negative integer count",
+            );
+        }
+        err(
+            ev(json!({"name": "e", "op": "last_performed_after", "time": "yesterday"})),
+            "/event/time",
+            "ISO-8601 time",
+        );
+        err(
+            ev(json!({"name": "e", "op": "last_performed_after", "time": 17})),
+            "/event/time",
+            "found the number 17",
+        );
+        err(
+            ev(json!({"name": "e", "op": "exactly", "count": 1, "time": "2024-01-01"})),
+            "/event/time",
+            "exactly takes \"count\", not \"time\"",
+        );
+        err(
+            ev(json!({"name": "e", "op": "last_performed_before", "count": 1})),
+            "/event/count",
+            "takes \"time\", not \"count\"",
+        );
+        err(
+            ev(json!({"name": "", "op": "exactly", "count": 1})),
+            "/event/name",
+            "non-empty",
+        );
+        err(
+            ev(json!({"name": "e", "op": "exactly", "count": 1, "x": 1})),
+            "/event",
+            "unknown key \"x\"",
+        );
+    }
+
+    #[test]
+    fn nesting_is_limited_to_max_depth() {
+        let nest = |levels: usize| {
+            // `levels` nodes deep: (levels - 1) nots around a leaf.
+            (1..levels).fold(json!({"all": true}), |f, _| json!({ "not": f }))
+        };
+        assert!(parse(&nest(MAX_DEPTH), &known).is_ok());
+        let e = parse(&nest(MAX_DEPTH + 1), &known).unwrap_err();
+        assert!(e.message.contains("deeper than 32 levels"), "{e}");
+        assert_eq!(e.path.matches("/not").count(), MAX_DEPTH);
+    }
+
+    #[test]
+    fn errors_display_message_then_path() {
+        let e = parse(&json!({"and": [c1(), {"all": false}]}), &known).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "expected true (everyone; write {\"not\": {\"all\": true}} for no one), \
+             found the boolean false at /and/1/all"
+        );
+    }
+}
