@@ -24,4 +24,5 @@ pub mod model;
 pub mod persist;
 pub mod profiles;
 pub mod secrets;
+pub mod segment;
 pub mod time;

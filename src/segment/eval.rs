@@ -1,0 +1,810 @@
+//! Evaluating a [`Filter`] over roaring bitmaps, with the workspace's live
+//! profiles as the explicit universe.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+
+use super::{AttrCond, Bound, EventCond, Filter, Scalar};
+use crate::model::{CohortKey, Uid};
+use crate::profiles::{AttrValue, EventStats, Profile, ProfileStore};
+
+/// Where cohort sets come from. The engine passes `Arc` snapshots of each
+/// cohort's current bitmap; `None` is a cohort that does not exist (no
+/// members). A set may hold ids of profiles deleted since: evaluation always
+/// intersects with the universe.
+pub trait CohortSets {
+    fn members(&self, key: &CohortKey) -> Option<Arc<RoaringBitmap>>;
+}
+
+impl<S: BuildHasher> CohortSets for HashMap<CohortKey, Arc<RoaringBitmap>, S> {
+    fn members(&self, key: &CohortKey) -> Option<Arc<RoaringBitmap>> {
+        self.get(key).cloned()
+    }
+}
+
+impl CohortSets for BTreeMap<CohortKey, Arc<RoaringBitmap>> {
+    fn members(&self, key: &CohortKey) -> Option<Arc<RoaringBitmap>> {
+        self.get(key).cloned()
+    }
+}
+
+/// The segment's members: the live profiles that satisfy `f`.
+pub fn evaluate(f: &Filter, profiles: &ProfileStore, cohorts: &dyn CohortSets) -> RoaringBitmap {
+    Eval { profiles, cohorts }.eval(f, profiles.live())
+}
+
+/// `evaluate(..).len()`, materialising as little as possible: pure cohort
+/// algebra (`A and B and not C`) intersects the smallest sets first and
+/// counts the last step without building it.
+pub fn count(f: &Filter, profiles: &ProfileStore, cohorts: &dyn CohortSets) -> u64 {
+    Eval { profiles, cohorts }.count(f, profiles.live())
+}
+
+/// Whether the live profile `uid` is in the segment, looking at that profile
+/// only (one bitmap probe per cohort leaf, one map lookup per attribute or
+/// event leaf). A deleted or unknown `uid` is never a member.
+pub fn contains(f: &Filter, profiles: &ProfileStore, cohorts: &dyn CohortSets, uid: Uid) -> bool {
+    // `get` is `None` exactly for ids outside the universe (deleted, merged
+    // away, never given out).
+    profiles.get(uid).is_some_and(|p| holds(f, uid, p, cohorts))
+}
+
+/// [`contains`] for a batch (the membership check endpoint): takes one
+/// snapshot of the filter's cohorts, then checks each id against it, so the
+/// answers are consistent with each other. Faster than [`evaluate`] for any
+/// batch much smaller than the segment; `O(ids × filter size)`.
+pub fn contains_many(
+    f: &Filter,
+    profiles: &ProfileStore,
+    cohorts: &dyn CohortSets,
+    uids: &[Uid],
+) -> Vec<bool> {
+    let pinned: BTreeMap<CohortKey, Arc<RoaringBitmap>> = f
+        .cohorts()
+        .into_iter()
+        .filter_map(|k| cohorts.members(k).map(|m| (k.clone(), m)))
+        .collect();
+    uids.iter()
+        .map(|&uid| contains(f, profiles, &pinned, uid))
+        .collect()
+}
+
+/// Does `f` hold for one live profile?
+fn holds(f: &Filter, uid: Uid, p: &Profile, cohorts: &dyn CohortSets) -> bool {
+    match f {
+        Filter::All => true,
+        Filter::Cohort(k) => cohorts.members(k).is_some_and(|m| m.contains(uid)),
+        Filter::Not(g) => !holds(g, uid, p, cohorts),
+        Filter::And(fs) => fs.iter().all(|g| holds(g, uid, p, cohorts)),
+        Filter::Or(fs) => fs.iter().any(|g| holds(g, uid, p, cohorts)),
+        Filter::Attribute { name, cond } => attr_holds(cond, p.attributes.get(name.as_str())),
+        Filter::Event { name, cond } => event_holds(cond, p.events.get(name.as_str())),
+    }
+}
+
+/// The attribute rules of SPEC §4; `None` is a missing attribute.
+fn attr_holds(cond: &AttrCond, v: Option<&AttrValue>) -> bool {
+    match cond {
+        AttrCond::Exists => v.is_some(),
+        AttrCond::DoesNotExist => v.is_none(),
+        AttrCond::Equals(s) => v.is_some_and(|v| equals(s, v)),
+        AttrCond::NotEquals(s) => !v.is_some_and(|v| equals(s, v)),
+        AttrCond::MatchesRegex(p) => v.and_then(text).is_some_and(|t| p.is_match(t)),
+        AttrCond::DoesNotMatchRegex(p) => !v.and_then(text).is_some_and(|t| p.is_match(t)),
+        AttrCond::GreaterThan(b) => v.is_some_and(|v| compare(b, v) == Some(Ordering::Greater)),
+        AttrCond::LessThan(b) => v.is_some_and(|v| compare(b, v) == Some(Ordering::Less)),
+        AttrCond::IncludesValue(s) => {
+            matches!(v, Some(AttrValue::Array(items)) if items.iter().any(|i| i == s))
+        }
+    }
+}
+
+/// Same type and equal; a string also equals a time attribute's text.
+fn equals(s: &Scalar, v: &AttrValue) -> bool {
+    match (s, v) {
+        (Scalar::Str(a), AttrValue::Str(b)) => a == b,
+        (Scalar::Str(a), AttrValue::Time { text, .. }) => a == text,
+        (Scalar::Num(a), AttrValue::Num(b)) => a == b,
+        (Scalar::Bool(a), AttrValue::Bool(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The text a regex searches: strings, and times as they were sent.
+fn text(v: &AttrValue) -> Option<&str> {
+    match v {
+        AttrValue::Str(s) => Some(s),
+        AttrValue::Time { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+/// How the attribute value compares to the bound, if they are comparable
+/// (numbers with numbers, times with times).
+fn compare(b: &Bound, v: &AttrValue) -> Option<Ordering> {
+    match (b, v) {
+        (Bound::Num(b), AttrValue::Num(n)) => n.partial_cmp(b),
+        (Bound::Time(b), AttrValue::Time { at, .. }) => Some(at.cmp(&b.at)),
+        _ => None,
+    }
+}
+
+/// The event rules: never done is count 0 and no last time.
+fn event_holds(cond: &EventCond, stats: Option<&EventStats>) -> bool {
+    let count = stats.map_or(0, |s| s.count);
+    match cond {
+        EventCond::MoreThan(n) => count > *n,
+        EventCond::LessThan(n) => count < *n,
+        EventCond::Exactly(n) => count == *n,
+        EventCond::LastPerformedAfter(t) => stats.is_some_and(|s| s.last > t.at),
+        EventCond::LastPerformedBefore(t) => stats.is_some_and(|s| s.last < t.at),
+    }
+}
+
+/// How a child of `and`/`or` is handled, cheapest first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Cost {
+    /// `cohort` (ordered by size) and `all`: one bitmap operation.
+    Set,
+    /// `not cohort`, `not all`: one bitmap operation.
+    NotSet,
+    /// Nested set algebra with no attribute or event leaf.
+    Algebra,
+    /// Anything that scans profiles.
+    Scan,
+}
+
+fn cost(f: &Filter) -> Cost {
+    fn scans(f: &Filter) -> bool {
+        match f {
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(scans),
+            Filter::Not(g) => scans(g),
+            Filter::All | Filter::Cohort(_) => false,
+            Filter::Attribute { .. } | Filter::Event { .. } => true,
+        }
+    }
+    match f {
+        Filter::All | Filter::Cohort(_) => Cost::Set,
+        Filter::Not(g) if matches!(**g, Filter::All | Filter::Cohort(_)) => Cost::NotSet,
+        f if scans(f) => Cost::Scan,
+        _ => Cost::Algebra,
+    }
+}
+
+struct Eval<'a> {
+    profiles: &'a ProfileStore,
+    cohorts: &'a dyn CohortSets,
+}
+
+/// A child of `and`/`or`, with its cohort set fetched once.
+struct Part<'f> {
+    filter: &'f Filter,
+    cost: Cost,
+    set: Option<Arc<RoaringBitmap>>,
+}
+
+impl<'f> Part<'f> {
+    fn size(&self) -> u64 {
+        self.set.as_ref().map_or(0, |s| s.len())
+    }
+}
+
+impl Eval<'_> {
+    /// The members of `f` among `cand` (always a subset of `cand`, and
+    /// `cand` is always a subset of the universe).
+    fn eval(&self, f: &Filter, cand: &RoaringBitmap) -> RoaringBitmap {
+        match f {
+            Filter::All => cand.clone(),
+            Filter::Cohort(k) => match self.cohorts.members(k) {
+                Some(m) => cand & &*m,
+                None => RoaringBitmap::new(),
+            },
+            Filter::Not(g) => cand - &self.eval(g, cand),
+            Filter::And(fs) => self.and(fs, cand),
+            Filter::Or(fs) => self.or(fs, cand),
+            Filter::Attribute { name, cond } => {
+                self.scan(cand, |p| attr_holds(cond, p.attributes.get(name.as_str())))
+            }
+            Filter::Event { name, cond } => {
+                self.scan(cand, |p| event_holds(cond, p.events.get(name.as_str())))
+            }
+        }
+    }
+
+    /// The candidates whose profile satisfies `pred`: the only place that
+    /// looks at profiles, and only at the candidates.
+    fn scan(&self, cand: &RoaringBitmap, pred: impl Fn(&Profile) -> bool) -> RoaringBitmap {
+        let hits = cand
+            .iter()
+            .filter(|&uid| self.profiles.get(uid).is_some_and(&pred));
+        RoaringBitmap::from_sorted_iter(hits).expect("a bitmap iterates in order")
+    }
+
+    /// The children with their cohort sets, cheapest first; smaller cohorts
+    /// before larger ones.
+    fn parts<'f>(&self, fs: &'f [Filter]) -> Vec<Part<'f>> {
+        let mut parts: Vec<Part<'f>> = fs
+            .iter()
+            .map(|f| {
+                let set = match f {
+                    Filter::Cohort(k) => self.cohorts.members(k),
+                    Filter::Not(g) => match &**g {
+                        Filter::Cohort(k) => self.cohorts.members(k),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Part {
+                    filter: f,
+                    cost: cost(f),
+                    set,
+                }
+            })
+            .collect();
+        parts.sort_by_key(|p| (p.cost, p.size()));
+        parts
+    }
+
+    /// `and` narrows: each child sees only what the previous ones left.
+    fn and(&self, fs: &[Filter], cand: &RoaringBitmap) -> RoaringBitmap {
+        // `None`: still all of `cand` (not copied yet).
+        let mut cur: Option<RoaringBitmap> = None;
+        for part in self.parts(fs) {
+            if cur.as_ref().is_some_and(RoaringBitmap::is_empty) {
+                break;
+            }
+            let next = match (part.filter, &part.set) {
+                (Filter::All, _) => continue,
+                (Filter::Cohort(_), None) => return RoaringBitmap::new(),
+                (Filter::Cohort(_), Some(m)) => match cur {
+                    Some(mut c) => {
+                        c &= &**m;
+                        c
+                    }
+                    None => cand & &**m,
+                },
+                (Filter::Not(g), _) if matches!(**g, Filter::All) => return RoaringBitmap::new(),
+                (Filter::Not(g), None) if matches!(**g, Filter::Cohort(_)) => continue,
+                (Filter::Not(_), Some(m)) => match cur {
+                    Some(mut c) => {
+                        c -= &**m;
+                        c
+                    }
+                    None => cand - &**m,
+                },
+                (f, _) => self.eval(f, cur.as_ref().unwrap_or(cand)),
+            };
+            cur = Some(next);
+        }
+        cur.unwrap_or_else(|| cand.clone())
+    }
+
+    /// `or` unions; a child that scans profiles only scans the candidates
+    /// not already in.
+    fn or(&self, fs: &[Filter], cand: &RoaringBitmap) -> RoaringBitmap {
+        let mut acc = RoaringBitmap::new();
+        for part in self.parts(fs) {
+            match (part.filter, &part.set) {
+                (Filter::All, _) => return cand.clone(),
+                (Filter::Cohort(_), None) => {}
+                (Filter::Cohort(_), Some(m)) => acc |= cand & &**m,
+                (f, _) if part.cost == Cost::Scan => {
+                    let rest = cand - &acc;
+                    if rest.is_empty() {
+                        break;
+                    }
+                    acc |= self.eval(f, &rest);
+                }
+                (f, _) => acc |= self.eval(f, cand),
+            }
+        }
+        acc
+    }
+
+    fn count(&self, f: &Filter, cand: &RoaringBitmap) -> u64 {
+        match f {
+            Filter::All => cand.len(),
+            Filter::Cohort(k) => self
+                .cohorts
+                .members(k)
+                .map_or(0, |m| m.intersection_len(cand)),
+            // eval(g) ⊆ cand, so this is |cand − g|.
+            Filter::Not(g) => cand.len() - self.count(g, cand),
+            Filter::And(fs) if fs.iter().all(|f| cost(f) <= Cost::NotSet) => {
+                self.count_set_and(fs, cand)
+            }
+            _ => self.eval(f, cand).len(),
+        }
+    }
+
+    /// `and` of cohorts, `not cohort`s and `all`s, counted with one
+    /// materialised intermediate at most.
+    ///
+    /// The order is chosen for roaring's costs, not for the size of the
+    /// intermediate: starting from the smallest cohort, the steps that keep
+    /// most of it (the universe, the negations, then the larger cohorts) come
+    /// first and the most selective one (the second-smallest cohort) is
+    /// counted last with `intersection_len`, never built. A dense
+    /// intermediate stays in bitmap containers, where `&=`/`-=` are word
+    /// operations; building a sparse one out of bitmap containers means
+    /// extracting every bit into arrays, which costs several times more than
+    /// all the rest (measured: `A and B and not C`, three cohorts of 1M in
+    /// 10M profiles, ~0.85 ms smallest-first against ~0.2 ms this way).
+    fn count_set_and(&self, fs: &[Filter], cand: &RoaringBitmap) -> u64 {
+        let mut pos = Vec::new();
+        let mut neg = Vec::new();
+        for f in fs {
+            match f {
+                Filter::All => {}
+                Filter::Cohort(k) => match self.cohorts.members(k) {
+                    Some(m) => pos.push(m),
+                    None => return 0,
+                },
+                Filter::Not(g) => match &**g {
+                    Filter::All => return 0,
+                    Filter::Cohort(k) => neg.extend(self.cohorts.members(k)),
+                    _ => unreachable!("cost() admits only not all / not cohort"),
+                },
+                _ => unreachable!("cost() admits only cohort, all and their negation"),
+            }
+        }
+        pos.sort_by_key(|m| m.len());
+
+        enum Step<'b> {
+            Keep(&'b RoaringBitmap),
+            Drop(&'b RoaringBitmap),
+        }
+        // Steps in order; the last one is counted, not built.
+        let (base, mut steps): (&RoaringBitmap, Vec<Step>) = match pos.split_first() {
+            Some((smallest, rest)) => (
+                smallest,
+                [Step::Keep(cand)]
+                    .into_iter()
+                    .chain(neg.iter().map(|m| Step::Drop(m)))
+                    .chain(rest.iter().rev().map(|m| Step::Keep(m)))
+                    .collect(),
+            ),
+            None => (cand, neg.iter().map(|m| Step::Drop(m)).collect()),
+        };
+        let Some(last) = steps.pop() else {
+            return base.len();
+        };
+        let mut acc: Option<RoaringBitmap> = None;
+        for step in steps {
+            let next = match (acc, step) {
+                (Some(mut a), Step::Keep(m)) => {
+                    a &= m;
+                    a
+                }
+                (Some(mut a), Step::Drop(m)) => {
+                    a -= m;
+                    a
+                }
+                (None, Step::Keep(m)) => base & m,
+                (None, Step::Drop(m)) => base - m,
+            };
+            if next.is_empty() {
+                return 0;
+            }
+            acc = Some(next);
+        }
+        let acc = acc.as_ref().unwrap_or(base);
+        match last {
+            Step::Keep(m) => acc.intersection_len(m),
+            Step::Drop(m) => acc.difference_len(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::profiles::AttrUpdate;
+    use crate::segment::parse;
+    use crate::time::parse_iso8601;
+
+    struct World {
+        profiles: ProfileStore,
+        cohorts: BTreeMap<CohortKey, Arc<RoaringBitmap>>,
+    }
+
+    fn t(s: &str) -> i64 {
+        parse_iso8601(s).unwrap()
+    }
+
+    /// u0 has one attribute of every type and bought twice; u1 differs in
+    /// every attribute; u2 has nothing; u3 was deleted (but stays in cohort
+    /// `hightouch/c1`).
+    fn world() -> World {
+        let mut s = ProfileStore::new();
+        let ids: Vec<Uid> = ["u0", "u1", "u2", "u3"]
+            .iter()
+            .map(|e| s.upsert_external(e, true).unwrap())
+            .collect();
+        assert_eq!(ids, [0, 1, 2, 3]);
+        let set = |s: &mut ProfileStore, uid, name: &str, v: AttrValue| {
+            s.update_attribute(uid, name, AttrUpdate::Set(v))
+        };
+        set(&mut s, 0, "plan", AttrValue::Str("gold".into()));
+        set(&mut s, 0, "score", AttrValue::Num(3.0));
+        set(&mut s, 0, "vip", AttrValue::Bool(true));
+        set(
+            &mut s,
+            0,
+            "signup",
+            AttrValue::from_text("2024-05-01T10:00:00Z"),
+        );
+        set(
+            &mut s,
+            0,
+            "tags",
+            AttrValue::Array(vec!["a".into(), "b".into()]),
+        );
+        s.record_event(0, "buy", t("2024-01-01T00:00:00Z"));
+        s.record_event(0, "buy", t("2024-03-01T00:00:00Z"));
+        set(&mut s, 1, "plan", AttrValue::Str("Silver".into()));
+        set(&mut s, 1, "score", AttrValue::Num(10.5));
+        set(&mut s, 1, "vip", AttrValue::Bool(false));
+        set(&mut s, 1, "signup", AttrValue::from_text("2025-01-01"));
+        set(&mut s, 1, "tags", AttrValue::Array(vec!["A".into()]));
+        s.record_event(1, "buy", t("2024-06-01T00:00:00Z"));
+        set(&mut s, 3, "plan", AttrValue::Str("gold".into()));
+        s.delete(3);
+        let mut cohorts = BTreeMap::new();
+        for (id, members) in [("c1", vec![0, 1, 3]), ("c2", vec![1, 2]), ("c3", vec![1])] {
+            cohorts.insert(
+                CohortKey::new("hightouch", id),
+                Arc::new(members.into_iter().collect::<RoaringBitmap>()),
+            );
+        }
+        World {
+            profiles: s,
+            cohorts,
+        }
+    }
+
+    impl World {
+        /// Members by `evaluate`, checked against `count`, `contains` and
+        /// `contains_many` for every id (including the deleted one).
+        fn members(&self, filter: serde_json::Value) -> Vec<Uid> {
+            let f = parse(&filter, &|k| self.cohorts.contains_key(k)).unwrap();
+            let set = evaluate(&f, &self.profiles, &self.cohorts);
+            assert_eq!(
+                count(&f, &self.profiles, &self.cohorts),
+                set.len(),
+                "{filter}"
+            );
+            let all: Vec<Uid> = (0..6).collect();
+            let each: Vec<bool> = all
+                .iter()
+                .map(|&u| contains(&f, &self.profiles, &self.cohorts, u))
+                .collect();
+            let expected: Vec<bool> = all.iter().map(|&u| set.contains(u)).collect();
+            assert_eq!(each, expected, "contains disagrees for {filter}");
+            assert_eq!(
+                contains_many(&f, &self.profiles, &self.cohorts, &all),
+                expected
+            );
+            set.iter().collect()
+        }
+
+        fn attr(&self, name: &str, op: &str, value: serde_json::Value) -> Vec<Uid> {
+            self.members(json!({"attribute": {"name": name, "op": op, "value": value}}))
+        }
+    }
+
+    fn cohort(id: &str) -> serde_json::Value {
+        json!({"cohort": {"partner": "hightouch", "cohort_id": id}})
+    }
+
+    #[test]
+    fn all_is_the_live_profiles() {
+        assert_eq!(world().members(json!({"all": true})), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_cohort_never_yields_deleted_profiles() {
+        let w = world();
+        assert_eq!(w.members(cohort("c1")), [0, 1]);
+    }
+
+    #[test]
+    fn not_is_taken_against_the_live_profiles() {
+        let w = world();
+        assert_eq!(w.members(json!({"not": cohort("c1")})), [2]);
+        assert_eq!(w.members(json!({"not": {"all": true}})), Vec::<Uid>::new());
+        assert_eq!(w.members(json!({"not": {"not": cohort("c1")}})), [0, 1]);
+    }
+
+    #[test]
+    fn and_or_combine() {
+        let w = world();
+        assert_eq!(w.members(json!({"and": [cohort("c1"), cohort("c2")]})), [1]);
+        assert_eq!(
+            w.members(json!({"and": [cohort("c1"), {"not": cohort("c3")}]})),
+            [0]
+        );
+        assert_eq!(
+            w.members(json!({"or": [cohort("c3"), cohort("c1")]})),
+            [0, 1]
+        );
+        assert_eq!(
+            w.members(json!({"and": [{"all": true}, {"not": cohort("c2")}]})),
+            [0]
+        );
+        assert_eq!(
+            w.members(json!({"and": [cohort("c2"), {"not": {"all": true}}]})),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(
+            w.members(json!({"or": [
+                {"attribute": {"name": "plan", "op": "equals", "value": "gold"}},
+                cohort("c2"),
+                {"all": true}
+            ]})),
+            [0, 1, 2]
+        );
+        assert_eq!(
+            w.members(json!({"and": [
+                {"attribute": {"name": "plan", "op": "exists"}},
+                {"or": [cohort("c3"), {"event": {"name": "buy", "op": "exactly", "count": 2}}]},
+                {"not": {"and": [cohort("c1"), cohort("c3")]}}
+            ]})),
+            [0]
+        );
+    }
+
+    #[test]
+    fn a_cohort_gone_since_parsing_has_no_members() {
+        let mut w = world();
+        let f = parse(
+            &json!({"and": [cohort("c1"), {"not": cohort("c3")}]}),
+            &|_| true,
+        )
+        .unwrap();
+        w.cohorts.remove(&CohortKey::new("hightouch", "c3"));
+        assert_eq!(count(&f, &w.profiles, &w.cohorts), 2);
+        assert_eq!(evaluate(&f, &w.profiles, &w.cohorts).len(), 2);
+        assert!(contains(&f, &w.profiles, &w.cohorts, 1));
+        w.cohorts.remove(&CohortKey::new("hightouch", "c1"));
+        assert_eq!(count(&f, &w.profiles, &w.cohorts), 0);
+        assert!(evaluate(&f, &w.profiles, &w.cohorts).is_empty());
+        assert!(!contains(&f, &w.profiles, &w.cohorts, 0));
+    }
+
+    #[test]
+    fn equals_is_case_sensitive_and_typed() {
+        let w = world();
+        assert_eq!(w.attr("plan", "equals", json!("gold")), [0]);
+        assert_eq!(w.attr("plan", "equals", json!("Gold")), Vec::<Uid>::new());
+        assert_eq!(w.attr("score", "equals", json!("3")), Vec::<Uid>::new());
+        assert_eq!(w.attr("plan", "equals", json!(3)), Vec::<Uid>::new());
+    }
+
+    #[test]
+    fn numbers_compare_numerically() {
+        let w = world();
+        assert_eq!(w.attr("score", "equals", json!(3)), [0]);
+        assert_eq!(w.attr("score", "equals", json!(3.0)), [0]);
+        assert_eq!(w.attr("score", "greater_than", json!(3)), [1]);
+        assert_eq!(w.attr("score", "greater_than", json!(2.99)), [0, 1]);
+        assert_eq!(w.attr("score", "less_than", json!(10.5)), [0]);
+        assert_eq!(w.attr("score", "less_than", json!(-1)), Vec::<Uid>::new());
+    }
+
+    #[test]
+    fn booleans_compare_with_equals() {
+        let w = world();
+        assert_eq!(w.attr("vip", "equals", json!(true)), [0]);
+        assert_eq!(w.attr("vip", "equals", json!(false)), [1]);
+        assert_eq!(w.attr("vip", "not_equals", json!(true)), [1, 2]);
+        assert_eq!(w.attr("plan", "equals", json!(true)), Vec::<Uid>::new());
+    }
+
+    #[test]
+    fn not_equals_matches_missing_and_other_types() {
+        let w = world();
+        assert_eq!(w.attr("plan", "not_equals", json!("gold")), [1, 2]);
+        assert_eq!(w.attr("plan", "not_equals", json!(1)), [0, 1, 2]);
+        assert_eq!(w.attr("nope", "not_equals", json!("x")), [0, 1, 2]);
+    }
+
+    #[test]
+    fn regexes_are_case_insensitive_and_match_anywhere() {
+        let w = world();
+        assert_eq!(w.attr("plan", "matches_regex", json!("OL")), [0]);
+        assert_eq!(w.attr("plan", "matches_regex", json!("^s.*r$")), [1]);
+        assert_eq!(
+            w.attr("plan", "matches_regex", json!("^ol")),
+            Vec::<Uid>::new()
+        );
+        // Times are searched as the text they were sent as.
+        assert_eq!(w.attr("signup", "matches_regex", json!("^2024-05")), [0]);
+        // Numbers, booleans and arrays are not text.
+        assert_eq!(
+            w.attr("score", "matches_regex", json!("3")),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(
+            w.attr("vip", "matches_regex", json!("true")),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(
+            w.attr("tags", "matches_regex", json!("a")),
+            Vec::<Uid>::new()
+        );
+    }
+
+    #[test]
+    fn does_not_match_regex_matches_missing_and_non_text() {
+        let w = world();
+        assert_eq!(
+            w.attr("plan", "does_not_match_regex", json!("GOLD")),
+            [1, 2]
+        );
+        assert_eq!(
+            w.attr("score", "does_not_match_regex", json!("3")),
+            [0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn exists_and_does_not_exist() {
+        let w = world();
+        let m = |op| w.members(json!({"attribute": {"name": "tags", "op": op}}));
+        assert_eq!(m("exists"), [0, 1]);
+        assert_eq!(m("does_not_exist"), [2]);
+    }
+
+    #[test]
+    fn comparisons_on_missing_attributes_are_false() {
+        let w = world();
+        assert_eq!(w.attr("nope", "equals", json!("x")), Vec::<Uid>::new());
+        assert_eq!(
+            w.attr("nope", "matches_regex", json!("")),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(
+            w.attr("nope", "greater_than", json!(-1e9)),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(w.attr("nope", "less_than", json!(1e9)), Vec::<Uid>::new());
+        assert_eq!(
+            w.attr("nope", "includes_value", json!("a")),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(w.attr("nope", "does_not_match_regex", json!("")), [0, 1, 2]);
+    }
+
+    #[test]
+    fn times_compare_as_instants_against_time_attributes() {
+        let w = world();
+        assert_eq!(
+            w.attr("signup", "greater_than", json!("2024-05-01T10:00:00Z")),
+            [1]
+        );
+        // Same instant in another zone: strict, so neither side.
+        assert_eq!(
+            w.attr("signup", "less_than", json!("2024-05-01T12:00:00+02:00")),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(
+            w.attr("signup", "less_than", json!("2024-05-01T10:00:01Z")),
+            [0]
+        );
+        assert_eq!(
+            w.attr("signup", "greater_than", json!(0)),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(
+            w.attr("score", "greater_than", json!("1970-01-01")),
+            Vec::<Uid>::new()
+        );
+    }
+
+    #[test]
+    fn equals_with_a_string_compares_a_time_attribute_text() {
+        let w = world();
+        assert_eq!(w.attr("signup", "equals", json!("2025-01-01")), [1]);
+        assert_eq!(
+            w.attr("signup", "equals", json!("2025-01-01T00:00:00Z")),
+            Vec::<Uid>::new()
+        );
+    }
+
+    #[test]
+    fn includes_value_is_case_sensitive_on_arrays_only() {
+        let w = world();
+        assert_eq!(w.attr("tags", "includes_value", json!("a")), [0]);
+        assert_eq!(w.attr("tags", "includes_value", json!("A")), [1]);
+        assert_eq!(
+            w.attr("tags", "includes_value", json!("c")),
+            Vec::<Uid>::new()
+        );
+        assert_eq!(
+            w.attr("plan", "includes_value", json!("gold")),
+            Vec::<Uid>::new()
+        );
+    }
+
+    #[test]
+    fn event_counts_treat_never_done_as_zero() {
+        let w = world();
+        let m = |op, n| w.members(json!({"event": {"name": "buy", "op": op, "count": n}}));
+        assert_eq!(m("more_than", 0), [0, 1]);
+        assert_eq!(m("more_than", 1), [0]);
+        assert_eq!(m("less_than", 1), [2]);
+        assert_eq!(m("less_than", 2), [1, 2]);
+        assert_eq!(m("exactly", 0), [2]);
+        assert_eq!(m("exactly", 2), [0]);
+    }
+
+    #[test]
+    fn last_performed_is_strict_and_false_when_never_done() {
+        let w = world();
+        let m = |op, time| w.members(json!({"event": {"name": "buy", "op": op, "time": time}}));
+        assert_eq!(m("last_performed_after", "2024-03-01T00:00:00Z"), [1]);
+        assert_eq!(m("last_performed_after", "2024-02-29"), [0, 1]);
+        assert_eq!(m("last_performed_before", "2024-06-01T00:00:00Z"), [0]);
+        assert_eq!(m("last_performed_before", "2030-01-01"), [0, 1]);
+        assert_eq!(
+            w.members(json!({"event": {"name": "never", "op": "last_performed_before", "time": "2100-01-01"}})),
+            Vec::<Uid>::new()
+        );
+    }
+
+    #[test]
+    fn count_of_cohort_algebra_is_fused_and_exact() {
+        // Large enough for bitmap containers; cohorts hold deleted ids.
+        let mut s = ProfileStore::new();
+        for i in 0..200_000u32 {
+            s.upsert_external(&format!("u{i}"), true);
+        }
+        for uid in (0..200_000).step_by(7) {
+            s.delete(uid);
+        }
+        let a: RoaringBitmap = (0..200_000).filter(|i| i % 2 == 0).collect();
+        let b: RoaringBitmap = (0..200_000).filter(|i| i % 3 == 0).collect();
+        let c: RoaringBitmap = (50_000..150_000).collect();
+        let mut cohorts = BTreeMap::new();
+        for (id, set) in [("a", a.clone()), ("b", b.clone()), ("c", c.clone())] {
+            cohorts.insert(CohortKey::new("p", id), Arc::new(set));
+        }
+        let k = |id| json!({"cohort": {"partner": "p", "cohort_id": id}});
+        let live = s.live().clone();
+        for (filter, expected) in [
+            (
+                json!({"and": [k("a"), k("b"), {"not": k("c")}]}),
+                &(&(&a & &b) - &c) & &live,
+            ),
+            (
+                json!({"and": [{"not": k("a")}, {"not": k("c")}]}),
+                &(&live - &a) - &c,
+            ),
+            (json!({"and": [k("c"), {"all": true}]}), &c & &live),
+            (
+                json!({"and": [k("c"), k("a"), k("b")]}),
+                &(&(&a & &b) & &c) & &live,
+            ),
+            (
+                json!({"and": [k("c"), k("a"), k("b"), {"not": k("b")}]}),
+                RoaringBitmap::new(),
+            ),
+            (json!({"and": [{"all": true}]}), live.clone()),
+            (
+                json!({"not": {"and": [k("a"), k("b")]}}),
+                &live - &(&a & &b),
+            ),
+        ] {
+            let f = parse(&filter, &|_| true).unwrap();
+            assert_eq!(count(&f, &s, &cohorts), expected.len(), "{filter}");
+            assert_eq!(evaluate(&f, &s, &cohorts), expected, "{filter}");
+        }
+    }
+}

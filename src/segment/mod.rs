@@ -1,0 +1,168 @@
+//! Segment filters: the filter language, its validation, and its evaluation
+//! over roaring bitmaps of dense profile ids. Pure code: no actix, no HTTP.
+//!
+//! A segment is a saved filter; its membership is computed on demand from
+//! the workspace's [`ProfileStore`](crate::profiles::ProfileStore) and the
+//! current cohort sets, so it is always live.
+//!
+//! # Grammar
+//!
+//! Every node is a JSON object with **exactly one** key:
+//!
+//! ```text
+//! F := {"and": [F, F, …]}                   non-empty array: every F holds
+//!    | {"or":  [F, F, …]}                   non-empty array: some F holds
+//!    | {"not": F}                           F does not hold
+//!    | {"all": true}                        every live profile
+//!    | {"cohort":    {"partner": S, "cohort_id": S}}
+//!    | {"attribute": {"name": S, "op": AOP, "value": V}}   ("value" absent for exists/does_not_exist)
+//!    | {"event":     {"name": S, "op": "more_than"|"less_than"|"exactly", "count": N}}
+//!    | {"event":     {"name": S, "op": "last_performed_after"|"last_performed_before", "time": T}}
+//!
+//! AOP := equals | not_equals                 V: string, number or boolean
+//!      | matches_regex | does_not_match_regex V: string (a regex)
+//!      | exists | does_not_exist              no "value" key at all
+//!      | greater_than | less_than             V: number, or T
+//!      | includes_value                       V: string
+//! S   := non-empty string      N := non-negative integer (3.0 is accepted as 3)
+//! T   := ISO-8601 string, as `time::parse_iso8601` reads it
+//! ```
+//!
+//! Unknown keys anywhere are rejected, as are `null` values. Nesting is limited
+//! to [`MAX_DEPTH`] levels (the root node is level 1): segments are written by
+//! people in a builder, 32 levels is far beyond any real one, and the limit
+//! bounds the recursion of parsing and evaluation.
+//!
+//! # Semantics (SPEC §4, pinned)
+//!
+//! * **Universe.** Everything is evaluated against an explicit universe, the
+//!   workspace's live profiles (`ProfileStore::live`). `not F` is
+//!   `universe − F`. A cohort's set may still hold ids of profiles deleted
+//!   since; they are never members of a segment.
+//! * **Missing attribute**: every attribute comparison is false, except
+//!   `does_not_exist`, `not_equals` and `does_not_match_regex`, which hold.
+//! * `equals` / `not_equals` / `includes_value` are case-sensitive. Strings
+//!   equal strings, and a string equals a time attribute whose text is exactly
+//!   that string. Numbers compare numerically (`3` equals `3.0`). Booleans
+//!   equal booleans. A value of another type than the attribute's never equals
+//!   it, so `not_equals` holds. `not_equals` is exactly `not equals`.
+//! * `matches_regex` searches (unanchored, case-insensitive) the attribute's
+//!   text: a string attribute or the text of a time attribute. Numbers,
+//!   booleans and arrays never match; `does_not_match_regex` is exactly
+//!   `not matches_regex`.
+//! * `greater_than` / `less_than` (strict) with a number compare against
+//!   number attributes; with an ISO-8601 string they compare as instants
+//!   against time attributes (`AttrValue::Time`). Anything else is false.
+//! * `includes_value` holds when an array attribute contains the string.
+//!   A non-array attribute never includes anything.
+//! * Events: a profile that never did the event has count 0, so
+//!   `less_than 1` and `exactly 0` hold for it. `last_performed_after` /
+//!   `last_performed_before` compare the event's last time strictly and are
+//!   false for a profile that never did it.
+//! * `cohort`: member of that cohort's current set. A cohort that existed when
+//!   the filter was parsed but is unknown at evaluation time has no members.
+//!
+//! # Choices where the spec is silent
+//!
+//! * An empty `and` / `or` array is an error (400), not "everyone" / "no one":
+//!   a builder that saves an empty group almost certainly has a bug, and an
+//!   empty `and` silently targeting the whole workspace is the costly failure.
+//! * `{"all": false}` is an error; "no one" is written `{"not": {"all": true}}`.
+//! * `exists` / `does_not_exist` with a `"value"` key (even `null`) is an error.
+//! * An unknown cohort is an error at parse time (decided by the caller's
+//!   `cohort_exists`), never silently an empty set.
+//!
+//! # Evaluation
+//!
+//! [`evaluate`] walks the tree with a *candidate set* that starts as the
+//! universe. `and` orders its children cheapest first (cohorts by size, then
+//! other pure set algebra, then attribute/event leaves) and evaluates each
+//! child only over the candidates left by the previous ones, so attribute and
+//! event leaves scan only profiles that can still match. `or` evaluates costly
+//! children only over candidates not already in the result. [`count`] uses
+//! fused `intersection_len` / `difference_len` for the last step of pure
+//! cohort algebra, so `A and B and not C` materialises one intermediate set.
+//! [`contains`] checks one profile without touching the others;
+//! [`contains_many`] does it for a batch against one snapshot of the cohorts.
+
+mod eval;
+mod parse;
+mod pattern;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{CohortKey, Millis};
+
+pub use eval::{contains, contains_many, count, evaluate, CohortSets};
+pub use parse::{parse, FilterError, MAX_DEPTH};
+pub use pattern::Pattern;
+
+/// A parsed, validated segment filter. Build one with [`parse`]; render it
+/// back with [`Filter::to_json`].
+///
+/// Plain derived serde (no untagged, flatten or skipped fields), so the
+/// non-self-describing snapshot codec round-trips it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Filter {
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+    All,
+    Cohort(CohortKey),
+    Attribute {
+        name: CompactString,
+        cond: AttrCond,
+    },
+    Event {
+        name: CompactString,
+        cond: EventCond,
+    },
+}
+
+/// A condition on one custom attribute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AttrCond {
+    Equals(Scalar),
+    NotEquals(Scalar),
+    MatchesRegex(Pattern),
+    DoesNotMatchRegex(Pattern),
+    Exists,
+    DoesNotExist,
+    GreaterThan(Bound),
+    LessThan(Bound),
+    IncludesValue(CompactString),
+}
+
+/// The value of `equals` / `not_equals`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Scalar {
+    Str(CompactString),
+    Num(f64),
+    Bool(bool),
+}
+
+/// The value of `greater_than` / `less_than`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Bound {
+    Num(f64),
+    Time(Instant),
+}
+
+/// An ISO-8601 time from a filter: the text as given (rendered back
+/// unchanged) and the instant it names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instant {
+    pub text: CompactString,
+    pub at: Millis,
+}
+
+/// A condition on one custom event's stats.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventCond {
+    MoreThan(u64),
+    LessThan(u64),
+    Exactly(u64),
+    LastPerformedAfter(Instant),
+    LastPerformedBefore(Instant),
+}
