@@ -1,10 +1,12 @@
 //! Start-up and shut-down order.
 //!
 //! 1. Resolve secrets (generate and print the missing ones).
-//! 2. Start the engine (router and cohort arbiters).
+//! 2. Start the engine: recover (newest valid snapshot, then the log),
+//!    start the router, the cohort arbiters and the snapshotter.
 //! 3. Bind the HTTP server (port 0 works: tests use it) and serve until
 //!    SIGTERM/SIGINT, then stop accepting and drain in-flight requests
 //!    within `shutdown_timeout_secs`.
+//! 4. Take a final snapshot, sync the log, exit 0.
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -17,12 +19,13 @@ use crate::engine::Engine;
 use crate::http;
 use crate::secrets::Secrets;
 
-async fn launch(config: Config) -> Result<(Server, SocketAddr), String> {
+async fn launch(config: Config) -> Result<(Server, SocketAddr, Engine), String> {
     let (secrets, announce) = Secrets::ensure(&config)?;
     for line in announce {
         println!("{line}");
     }
-    let engine = Engine::start(config.clone(), secrets);
+    let engine = Engine::start(config.clone(), secrets).await?;
+    let http_engine = engine.clone();
     let workers = match config.http_workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -30,7 +33,7 @@ async fn launch(config: Config) -> Result<(Server, SocketAddr), String> {
     let server = HttpServer::new(move || {
         App::new()
             .wrap_fn(http::observe)
-            .configure(http::configure(engine.clone()))
+            .configure(http::configure(http_engine.clone()))
     })
     .workers(workers)
     .shutdown_timeout(config.shutdown_timeout_secs)
@@ -42,14 +45,23 @@ async fn launch(config: Config) -> Result<(Server, SocketAddr), String> {
         .copied()
         .ok_or_else(|| "bound to no address".to_string())?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "cohortd listening");
-    Ok((server.run(), addr))
+    Ok((server.run(), addr, engine))
+}
+
+/// Serves until the server stops, then shuts the engine down.
+async fn run(server: Server, engine: Engine) -> Result<(), String> {
+    server.await.map_err(|e| e.to_string())?;
+    tracing::info!("HTTP server stopped; taking the final snapshot");
+    engine.shutdown().await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
 }
 
 /// Runs the server in this thread until it is stopped by a signal.
 pub fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let (server, _) = launch(config).await?;
-        server.await.map_err(|e| e.to_string())
+        let (server, _, engine) = launch(config).await?;
+        run(server, engine).await
     })
 }
 
@@ -94,9 +106,9 @@ pub fn start(config: Config) -> Result<Running, String> {
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             match launch(config).await {
-                Ok((server, addr)) => {
+                Ok((server, addr, engine)) => {
                     let _ = tx.send(Ok((addr, server.handle())));
-                    server.await.map_err(|e| e.to_string())
+                    run(server, engine).await
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e.clone()));

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub memberships: Gauge,
     pub inflight_writes: Gauge,
     pub ready: Gauge,
+    pub wal_records: Gauge,
+    pub wal_fsyncs: Gauge,
+    pub wal_io_errors: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,6 +70,9 @@ impl Metrics {
             memberships: Gauge::default(),
             inflight_writes: Gauge::default(),
             ready: Gauge::default(),
+            wal_records: Gauge::default(),
+            wal_fsyncs: Gauge::default(),
+            wal_io_errors: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -108,6 +114,21 @@ impl Metrics {
             m.inflight_writes.clone(),
         );
         registry.register("ready", "1 once recovery has finished", m.ready.clone());
+        registry.register(
+            "wal_records",
+            "Write-ahead log records written since start",
+            m.wal_records.clone(),
+        );
+        registry.register(
+            "wal_fsyncs",
+            "Write-ahead log fsyncs since start (group commit: far fewer than records)",
+            m.wal_fsyncs.clone(),
+        );
+        registry.register(
+            "wal_io_errors",
+            "Write-ahead log IO errors since start",
+            m.wal_io_errors.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -56,11 +56,24 @@ pub struct CohortCell {
 
 impl CohortCell {
     pub fn new(key: CohortKey, meta: CohortMeta, history_len: usize) -> Self {
+        CohortCell::from_image(
+            CohortImage {
+                key,
+                meta,
+                members: Arc::new(RoaringBitmap::new()),
+                history: Vec::new(),
+            },
+            history_len,
+        )
+    }
+
+    /// The cell a snapshot image describes.
+    pub fn from_image(image: CohortImage, history_len: usize) -> Self {
         CohortCell {
-            key,
-            meta: RwLock::new(meta),
-            members: RwLock::new(Arc::new(RoaringBitmap::new())),
-            history: Mutex::new(VecDeque::new()),
+            key: image.key,
+            meta: RwLock::new(image.meta),
+            members: RwLock::new(image.members),
+            history: Mutex::new(image.history.into_iter().collect()),
             history_len,
         }
     }
@@ -146,6 +159,38 @@ impl Cohort {
 
 impl Actor for Cohort {
     type Context = Context<Self>;
+}
+
+/// What a snapshot keeps of a cohort.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CohortImage {
+    pub key: CohortKey,
+    pub meta: CohortMeta,
+    pub members: Arc<RoaringBitmap>,
+    /// Newest first.
+    pub history: Vec<ImportRecord>,
+}
+
+/// A snapshot barrier: answered after every change dispatched before it,
+/// and before any dispatched after it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TakeImage {
+    pub reply: oneshot::Sender<CohortImage>,
+}
+
+impl Handler<TakeImage> for Cohort {
+    type Result = ();
+
+    fn handle(&mut self, msg: TakeImage, _: &mut Context<Self>) {
+        let c = &self.cell;
+        let _ = msg.reply.send(CohortImage {
+            key: c.key.clone(),
+            meta: c.meta(),
+            members: c.members(),
+            history: c.history.lock().iter().copied().collect(),
+        });
+    }
 }
 
 /// The outcome of one delta on this cohort.

@@ -12,22 +12,28 @@
 pub mod cohort;
 pub mod query;
 pub mod ratelimit;
+mod recovery;
 pub mod router;
+pub mod snapshotter;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter};
+use parking_lot::RwLock;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::persist::snapshot::{self, SnapshotInfo};
+use crate::persist::wal::Wal;
 use crate::secrets::Secrets;
 use ratelimit::{RateLimiter, RateStatus};
 use router::{Command, Outcome, Router, Submit};
-use state::{State, Workspace};
+use snapshotter::{Snapshotter, TakeSnapshot};
+use state::{State, StateCell, Workspace};
 
 #[derive(Clone)]
 pub struct Engine {
@@ -37,8 +43,11 @@ pub struct Engine {
 struct Inner {
     config: Config,
     secrets: Secrets,
-    state: Arc<State>,
+    state: StateCell,
     router: Addr<Router>,
+    snapshotter: Addr<Snapshotter>,
+    wal: Arc<Wal>,
+    _lock: recovery::DirLock,
     slots: Arc<Semaphore>,
     rate: RateLimiter,
     ready: AtomicBool,
@@ -47,20 +56,47 @@ struct Inner {
 }
 
 impl Engine {
-    /// Starts the router and the cohort arbiters. Must run inside an actix
-    /// `System`.
-    pub fn start(config: Config, secrets: Secrets) -> Engine {
-        let state = Arc::new(State::default());
+    /// Recovers the state from the data dir (newest valid snapshot, then the
+    /// log after it), then starts the router, the cohort arbiters and the
+    /// snapshotter. Must run inside an actix `System`. Refuses to start when
+    /// recovery cannot reach every acknowledged mutation.
+    pub async fn start(config: Config, secrets: Secrets) -> Result<Engine, String> {
+        let recovered = recovery::open(&config)?;
         let arbiters: Vec<Arbiter> = (0..config.engine.cohort_arbiters)
             .map(|_| Arbiter::new())
             .collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let router_arbiter = Arbiter::new();
-        let router_state = state.clone();
-        let history_len = config.engine.import_history_len;
-        let router = Router::start_in_arbiter(&router_arbiter.handle(), move |_| {
-            Router::new(router_state, handles, history_len)
-        });
+        let cell: StateCell = Arc::new(RwLock::new(Arc::new(State::default())));
+        let (image_tx, image_rx) = oneshot::channel();
+        let router = {
+            let (cell, wal) = (cell.clone(), recovered.wal.clone());
+            let (history_len, dir, position) = (
+                config.engine.import_history_len,
+                config.data_dir.clone(),
+                recovered.snapshot_position,
+            );
+            let image = recovered.image;
+            Router::start_in_arbiter(&router_arbiter.handle(), move |_| {
+                let mut router =
+                    Router::new(cell.clone(), handles, history_len, wal, dir, position);
+                *cell.write() = router.install(image);
+                let _ = image_tx.send(());
+                router
+            })
+        };
+        image_rx
+            .await
+            .map_err(|_| "the router failed to start".to_string())?;
+        recovery::replay(&router, &recovered.log, recovered.snapshot_position).await?;
+        let snapshotter = Snapshotter::new(
+            router.clone(),
+            recovered.wal.clone(),
+            config.data_dir.clone(),
+            config.snapshot.retain,
+            config.snapshot.interval_secs,
+        )
+        .start();
         let mut all = arbiters;
         all.push(router_arbiter);
         let engine = Engine {
@@ -69,23 +105,72 @@ impl Engine {
                 rate: RateLimiter::new(config.rate_limit.requests, config.rate_limit.window_secs),
                 config,
                 secrets,
-                state,
+                state: cell,
                 router,
+                snapshotter,
+                wal: recovered.wal,
+                _lock: recovered.lock,
                 ready: AtomicBool::new(false),
                 metrics: Metrics::new(),
                 _arbiters: all,
             }),
         };
         engine.set_ready();
-        engine
+        Ok(engine)
+    }
+
+    /// Takes a snapshot now (the operator's button; the timer uses the same
+    /// path). Resolves once the file is durable.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .snapshotter
+            .do_send(TakeSnapshot { reply: Some(reply) });
+        rx.await
+            .map_err(|_| Error::Internal("snapshotter stopped".into()))?
+    }
+
+    /// Snapshots on disk, newest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        snapshot::list(&self.inner.config.data_dir).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Replaces the live state with a snapshot's. The restore goes through
+    /// the log like any write (so a crash after it does not bring the old
+    /// state back), then a fresh snapshot makes it the new starting point.
+    pub async fn restore(&self, snapshot_id: &str) -> Result<SnapshotInfo> {
+        if !self.snapshots()?.iter().any(|s| s.id == snapshot_id) {
+            return Err(Error::NotFound("snapshot"));
+        }
+        self.submit(Command::Restore {
+            snapshot_id: snapshot_id.to_string(),
+        })
+        .await?;
+        self.snapshot().await
+    }
+
+    /// Shutdown: a final snapshot, then every queued log record synced.
+    pub async fn shutdown(&self) -> Result<(), String> {
+        self.snapshot().await.map_err(|e| e.to_string())?;
+        let wal = self.inner.wal.clone();
+        tokio::task::spawn_blocking(move || wal.close())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Log counters for `/metrics`.
+    pub fn wal_stats(&self) -> crate::persist::wal::WalStats {
+        self.inner.wal.stats()
     }
 
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
 
-    pub fn state(&self) -> &State {
-        &self.inner.state
+    /// The current state (a restore swaps it whole).
+    pub fn state(&self) -> Arc<State> {
+        self.inner.state.read().clone()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -127,7 +212,7 @@ impl Engine {
     }
 
     pub fn workspace_for_key(&self, rest_key: &str) -> Option<Arc<Workspace>> {
-        self.inner.state.workspace_by_rest_key(rest_key)
+        self.state().workspace_by_rest_key(rest_key)
     }
 
     pub fn is_partner(&self, partner: &str) -> bool {
@@ -156,16 +241,14 @@ impl Engine {
             return Err(Error::InvalidPartnerKey);
         }
         let secret = client_secret.ok_or(Error::InvalidClientSecret)?;
-        let owner = self
-            .inner
-            .state
+        let state = self.state();
+        let owner = state
             .import_key_owner(secret)
             .ok_or(Error::InvalidClientSecret)?;
         if owner.partner != partner {
             return Err(Error::PartnerNotEnabled(secret.to_string()));
         }
-        self.inner
-            .state
+        state
             .workspace(owner.workspace)
             .ok_or(Error::InvalidClientSecret)
     }
@@ -183,12 +266,16 @@ impl Engine {
     /// Refreshes the scrape-time gauges and renders `/metrics`.
     pub fn render_metrics(&self) -> String {
         let m = &self.inner.metrics;
-        let (workspaces, profiles, cohorts, memberships) = self.inner.state.totals();
+        let (workspaces, profiles, cohorts, memberships) = self.state().totals();
         m.workspaces.set(workspaces as i64);
         m.profiles.set(profiles as i64);
         m.cohorts.set(cohorts as i64);
         m.memberships.set(memberships as i64);
         m.inflight_writes.set(self.inflight_writes() as i64);
+        let wal = self.inner.wal.stats();
+        m.wal_records.set(wal.records as i64);
+        m.wal_fsyncs.set(wal.fsyncs as i64);
+        m.wal_io_errors.set(wal.io_errors as i64);
         m.render()
     }
 }

@@ -13,23 +13,38 @@
 //! Because a command's effect depends only on the state before it and the
 //! command itself (times and generated ids travel inside it), replaying the
 //! same commands in the same order rebuilds the same state.
+//!
+//! Durability: the router appends each command to the write-ahead log as it
+//! arrives and applies it only once the log says it is durable (group
+//! commit makes one fsync cover every command queued meanwhile). Commands
+//! are applied in log order, so the state never holds a mutation the log
+//! does not, a failed log write applies nothing (503), and `last_applied`
+//! names exactly the cut a snapshot taken between two commands contains.
 
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use actix::{Actor, ArbiterHandle, Context, Handler, Message};
+use actix::fut::wrap_future;
+use actix::{Actor, ActorFutureExt, ArbiterHandle, AsyncContext, Context, Handler, Message};
 use compact_str::CompactString;
 use futures_util::future::{self, BoxFuture, FutureExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::cohort::{ApplyChanges, Cohort, CohortCell, CohortMeta, DeltaOutcome, MoveMembers};
-use super::state::{CohortEntry, ImportKey, State, Workspace};
+use super::cohort::{
+    ApplyChanges, Cohort, CohortCell, CohortImage, CohortMeta, DeltaOutcome, MoveMembers, TakeImage,
+};
+use super::state::{CohortEntry, Image, ImportKey, Segment, State, StateCell, Workspace};
 use crate::error::{Error, Result};
 use crate::keys::KeyHash;
 use crate::model::{Change, CohortKey, Identifier, Millis, Uid, WorkspaceId};
+use crate::persist::{self, codec, wal::Wal};
 use crate::profiles::commands::{
     self, AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
 };
+use crate::segment::Filter;
 
 /// Every mutation cohortd accepts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,6 +92,21 @@ pub enum Command {
         ws: WorkspaceId,
         ids: Vec<Identifier>,
     },
+    /// Creates (`id: None`) or replaces a saved segment.
+    PutSegment {
+        ws: WorkspaceId,
+        id: Option<u64>,
+        name: String,
+        filter: Filter,
+    },
+    DeleteSegment {
+        ws: WorkspaceId,
+        id: u64,
+    },
+    /// Replaces the whole state with a snapshot's.
+    Restore {
+        snapshot_id: String,
+    },
 }
 
 /// What a command did, for the response.
@@ -89,6 +119,7 @@ pub enum Outcome {
     Identified(IdentifyReport),
     Aliased(AliasReport),
     Deleted(u32),
+    Segment(u64),
 }
 
 /// A command's completion: resolves once its effect is visible to readers.
@@ -101,64 +132,223 @@ pub struct Submit {
     pub reply: oneshot::Sender<Pending>,
 }
 
+/// Replays recovered log records (start-up): applied without logging.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Replay {
+    pub records: Vec<(u64, Command)>,
+    pub reply: oneshot::Sender<Pending>,
+}
+
+/// A consistent cut for a snapshot: the image of every command applied so
+/// far and of none after, with its log position.
+pub type Cut = BoxFuture<'static, Result<(u64, Image)>>;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Checkpoint {
+    pub reply: oneshot::Sender<Cut>,
+}
+
+/// A command in the log, waiting for its record to be durable.
+struct Waiting {
+    seq: u64,
+    position: u64,
+    cmd: Command,
+    reply: oneshot::Sender<Pending>,
+    logged: Option<std::result::Result<(), Arc<persist::Error>>>,
+}
+
 pub struct Router {
-    state: Arc<State>,
+    cell: StateCell,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     history_len: usize,
+    wal: Arc<Wal>,
+    snapshot_dir: PathBuf,
+    next_seq: u64,
+    waiting: VecDeque<Waiting>,
+    last_applied: u64,
 }
 
 impl Router {
-    pub fn new(state: Arc<State>, arbiters: Vec<ArbiterHandle>, history_len: usize) -> Self {
+    pub fn new(
+        cell: StateCell,
+        arbiters: Vec<ArbiterHandle>,
+        history_len: usize,
+        wal: Arc<Wal>,
+        snapshot_dir: PathBuf,
+        last_applied: u64,
+    ) -> Self {
         assert!(
             !arbiters.is_empty(),
             "cohort actors need at least one arbiter"
         );
         Router {
-            state,
+            cell,
             arbiters,
             next_arbiter: 0,
             history_len,
+            wal,
+            snapshot_dir,
+            next_seq: 0,
+            waiting: VecDeque::new(),
+            last_applied,
         }
     }
 
-    fn workspace(&self, id: WorkspaceId) -> Result<Arc<Workspace>> {
-        self.state.workspace(id).ok_or(Error::NotFound("workspace"))
+    fn state(&self) -> Arc<State> {
+        self.cell.read().clone()
     }
 
-    /// The cohort, created (named after its id) if it does not exist yet.
-    /// Cohort actors are placed round-robin over the arbiter pool.
-    fn cohort(&mut self, ws: &Workspace, key: &CohortKey, at: Millis) -> CohortEntry {
-        if let Some(e) = ws.cohorts.get(key) {
-            return e.clone();
-        }
-        let meta = CohortMeta {
-            name: key.cohort_id.to_string(),
-            created_at: at,
-            named: false,
-            updated_at: at,
-        };
-        let cell = Arc::new(CohortCell::new(key.clone(), meta, self.history_len));
+    /// Starts a cohort's actor on the next arbiter of the pool.
+    fn spawn_cohort(&mut self, image: CohortImage) -> CohortEntry {
+        let cell = Arc::new(CohortCell::from_image(image, self.history_len));
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter += 1;
         let actor_cell = cell.clone();
         let addr = Cohort::start_in_arbiter(arbiter, move |_| Cohort::new(actor_cell));
-        let entry = CohortEntry { cell, addr };
+        CohortEntry { cell, addr }
+    }
+
+    /// Builds the state an image describes, with fresh cohort actors.
+    pub fn install(&mut self, image: Image) -> Arc<State> {
+        Arc::new(State::from_image(image, |c| self.spawn_cohort(c)))
+    }
+
+    /// A record's durability is known: apply every command at the front of
+    /// the queue whose record is settled, in log order.
+    fn logged(&mut self, seq: u64, result: std::result::Result<(), Arc<persist::Error>>) {
+        let Some(front) = self.waiting.front().map(|w| w.seq) else {
+            return;
+        };
+        if let Some(w) = self.waiting.get_mut((seq - front) as usize) {
+            w.logged = Some(result);
+        }
+        while self.waiting.front().is_some_and(|w| w.logged.is_some()) {
+            let w = self.waiting.pop_front().expect("front exists");
+            let pending = match w.logged.expect("settled") {
+                Ok(()) => {
+                    self.last_applied = w.position;
+                    self.apply_or_fail(w.cmd)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "write-ahead log append failed; command not applied");
+                    future::ready(Err(Error::Unavailable(format!(
+                        "the write-ahead log could not be written ({e}); nothing was applied, retry later"
+                    ))))
+                    .boxed()
+                }
+            };
+            let _ = w.reply.send(pending);
+        }
+    }
+
+    fn apply_or_fail(&mut self, cmd: Command) -> Pending {
+        match self.apply(cmd) {
+            Ok(p) => p,
+            Err(e) => future::ready(Err(e)).boxed(),
+        }
+    }
+
+    fn workspace(&self, id: WorkspaceId) -> Result<Arc<Workspace>> {
+        self.state()
+            .workspace(id)
+            .ok_or(Error::NotFound("workspace"))
+    }
+
+    /// The cohort, created (named after its id) if it does not exist yet.
+    fn cohort(&mut self, ws: &Workspace, key: &CohortKey, at: Millis) -> CohortEntry {
+        if let Some(e) = ws.cohorts.get(key) {
+            return e.clone();
+        }
+        let entry = self.spawn_cohort(CohortImage {
+            key: key.clone(),
+            meta: CohortMeta {
+                name: key.cohort_id.to_string(),
+                created_at: at,
+                named: false,
+                updated_at: at,
+            },
+            members: Arc::new(roaring::RoaringBitmap::new()),
+            history: Vec::new(),
+        });
         ws.cohorts.insert(key.clone(), entry.clone());
         entry
+    }
+
+    /// The cut for a snapshot, taken between two commands.
+    fn checkpoint(&self) -> Cut {
+        let position = self.last_applied;
+        let state = self.state();
+        let mut parts = Vec::new();
+        for ws in state.workspaces_sorted() {
+            let image = ws.image_without_cohorts();
+            let cohorts: Vec<_> = ws
+                .cohorts
+                .iter()
+                .map(|e| {
+                    let (reply, rx) = oneshot::channel();
+                    e.addr.do_send(TakeImage { reply });
+                    rx
+                })
+                .collect();
+            parts.push((image, cohorts));
+        }
+        let next_workspace = state.next_workspace();
+        async move {
+            let mut workspaces = Vec::with_capacity(parts.len());
+            for (mut image, cohorts) in parts {
+                for rx in cohorts {
+                    image.cohorts.push(rx.await.map_err(|_| lost("cohort"))?);
+                }
+                image.cohorts.sort_by(|a, b| a.key.cmp(&b.key));
+                workspaces.push(image);
+            }
+            Ok((
+                position,
+                Image {
+                    next_workspace,
+                    workspaces,
+                },
+            ))
+        }
+        .boxed()
+    }
+
+    /// Loads a snapshot file (blocking: a restore stops the sequencer, so
+    /// every command after it sees the restored state).
+    fn load_snapshot(&self, id: &str) -> Result<Image> {
+        let info = persist::snapshot::list(&self.snapshot_dir)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or(Error::NotFound("snapshot"))?;
+        let (_, bytes) = persist::snapshot::load(&info.path).map_err(|e| {
+            Error::bad_request(
+                "corrupt_snapshot",
+                format!("snapshot {id} cannot be restored: {e}"),
+            )
+        })?;
+        codec::decode(&bytes).map_err(|e| {
+            Error::bad_request(
+                "corrupt_snapshot",
+                format!("snapshot {id} cannot be decoded: {e}"),
+            )
+        })
     }
 
     fn apply(&mut self, cmd: Command) -> Result<Pending> {
         match cmd {
             Command::CreateWorkspace { name, rest_key, at } => {
-                let id = self.state.next_workspace_id();
-                self.state
-                    .insert_workspace(Workspace::new(id, name, rest_key, at));
+                let state = self.state();
+                let id = state.next_workspace_id();
+                state.insert_workspace(Workspace::new(id, name, rest_key, at));
                 Ok(done(Outcome::Workspace(id)))
             }
             Command::CreateImportKey { ws, key } => {
                 let ws = self.workspace(ws)?;
-                self.state.insert_import_key(&ws, key);
+                self.state().insert_import_key(&ws, key);
                 Ok(done(Outcome::Done))
             }
             Command::RevokeImportKey {
@@ -167,7 +357,7 @@ impl Router {
                 key_id,
             } => {
                 let ws = self.workspace(ws)?;
-                if !self.state.remove_import_key(&ws, &partner, &key_id) {
+                if !self.state().remove_import_key(&ws, &partner, &key_id) {
                     return Err(Error::NotFound("data import key"));
                 }
                 Ok(done(Outcome::Done))
@@ -217,6 +407,36 @@ impl Router {
                 let n = gone.len() as u32;
                 let moved = tell_cohorts(&ws, Vec::new(), gone);
                 Ok(moved.map(move |r| r.map(|_| Outcome::Deleted(n))).boxed())
+            }
+            Command::PutSegment {
+                ws,
+                id,
+                name,
+                filter,
+            } => {
+                let ws = self.workspace(ws)?;
+                let mut segments = ws.segments.write();
+                let id = match id {
+                    Some(id) if segments.contains_key(&id) => id,
+                    Some(_) => return Err(Error::NotFound("segment")),
+                    None => ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1,
+                };
+                segments.insert(id, Arc::new(Segment { id, name, filter }));
+                Ok(done(Outcome::Segment(id)))
+            }
+            Command::DeleteSegment { ws, id } => {
+                let ws = self.workspace(ws)?;
+                if ws.segments.write().remove(&id).is_none() {
+                    return Err(Error::NotFound("segment"));
+                }
+                Ok(done(Outcome::Done))
+            }
+            Command::Restore { snapshot_id } => {
+                let image = self.load_snapshot(&snapshot_id)?;
+                let state = self.install(image);
+                *self.cell.write() = state;
+                tracing::info!(%snapshot_id, "state restored from snapshot");
+                Ok(done(Outcome::Done))
             }
         }
     }
@@ -330,11 +550,67 @@ impl Actor for Router {
 impl Handler<Submit> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: Submit, _: &mut Context<Self>) {
-        let pending = match self.apply(msg.cmd) {
-            Ok(p) => p,
-            Err(e) => future::ready(Err(e)).boxed(),
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        let appended = codec::encode(&msg.cmd)
+            .map_err(|e| Error::Internal(e.to_string()))
+            .and_then(|bytes| {
+                self.wal.append(&bytes).map_err(|e| {
+                    Error::Unavailable(format!(
+                        "the write-ahead log is unavailable ({e}); nothing was applied, retry later"
+                    ))
+                })
+            });
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = msg.reply.send(future::ready(Err(e)).boxed());
+                return;
+            }
         };
-        let _ = msg.reply.send(pending);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.waiting.push_back(Waiting {
+            seq,
+            position: appended.position,
+            cmd: msg.cmd,
+            reply: msg.reply,
+            logged: None,
+        });
+        ctx.spawn(
+            wrap_future(appended.durable).map(move |r, act: &mut Router, _| {
+                let r = r.unwrap_or_else(|_| Err(Arc::new(persist::Error::Closed)));
+                act.logged(seq, r);
+            }),
+        );
+    }
+}
+
+impl Handler<Replay> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Replay, _: &mut Context<Self>) {
+        let mut all = Vec::with_capacity(msg.records.len());
+        for (position, cmd) in msg.records {
+            self.last_applied = position;
+            all.push(self.apply_or_fail(cmd));
+        }
+        let joined = future::join_all(all)
+            .map(|results| {
+                let failed = results.iter().filter(|r| r.is_err()).count();
+                if failed > 0 {
+                    tracing::debug!(failed, "replayed commands that failed then too");
+                }
+                Ok(Outcome::Done)
+            })
+            .boxed();
+        let _ = msg.reply.send(joined);
+    }
+}
+
+impl Handler<Checkpoint> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Checkpoint, _: &mut Context<Self>) {
+        let _ = msg.reply.send(self.checkpoint());
     }
 }

@@ -7,7 +7,7 @@
 //! read-your-writes (a write is acknowledged only once it is visible here).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix::Addr;
@@ -16,10 +16,33 @@ use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::cohort::{Cohort, CohortCell};
+use super::cohort::{Cohort, CohortCell, CohortImage};
 use crate::keys::KeyHash;
 use crate::model::{CohortKey, Millis, WorkspaceId};
-use crate::profiles::ProfileStore;
+use crate::profiles::{ProfileImage, ProfileStore};
+use crate::segment::{CohortSets, Filter};
+
+/// A saved segment: a name and a validated filter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: u64,
+    pub name: String,
+    pub filter: Filter,
+}
+
+impl Segment {
+    pub fn format_id(id: u64) -> String {
+        format!("seg_{id}")
+    }
+
+    pub fn id_string(&self) -> String {
+        Segment::format_id(self.id)
+    }
+
+    pub fn parse_id(s: &str) -> Option<u64> {
+        s.strip_prefix("seg_")?.parse().ok()
+    }
+}
 
 /// A data import key (`client_secret`) as stored: hash only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,6 +69,9 @@ pub struct Workspace {
     pub profiles: RwLock<ProfileStore>,
     pub cohorts: DashMap<CohortKey, CohortEntry>,
     pub import_keys: RwLock<Vec<ImportKey>>,
+    pub segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    /// The last segment id given out (ids are never reused).
+    pub last_segment: AtomicU64,
 }
 
 impl Workspace {
@@ -58,6 +84,8 @@ impl Workspace {
             profiles: RwLock::new(ProfileStore::new()),
             cohorts: DashMap::new(),
             import_keys: RwLock::new(Vec::new()),
+            segments: RwLock::new(BTreeMap::new()),
+            last_segment: AtomicU64::new(0),
         }
     }
 
@@ -72,8 +100,67 @@ impl Workspace {
         all
     }
 
+    pub fn segment(&self, id: u64) -> Option<Arc<Segment>> {
+        self.segments.read().get(&id).cloned()
+    }
+
+    /// Every saved segment, by id.
+    pub fn segments_sorted(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().values().cloned().collect()
+    }
+
     pub fn cohort_addrs(&self) -> Vec<Addr<Cohort>> {
         self.cohorts.iter().map(|e| e.addr.clone()).collect()
+    }
+}
+
+/// Segment evaluation reads each cohort's current set in O(1).
+impl CohortSets for Workspace {
+    fn members(&self, key: &CohortKey) -> Option<Arc<roaring::RoaringBitmap>> {
+        self.cohort(key).map(|c| c.members())
+    }
+}
+
+/// A snapshot's content: the whole state at one log position.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Image {
+    pub next_workspace: u32,
+    pub workspaces: Vec<WorkspaceImage>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkspaceImage {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub created_at: Millis,
+    pub rest_key: KeyHash,
+    pub profiles: ProfileImage,
+    pub import_keys: Vec<ImportKey>,
+    pub segments: Vec<Segment>,
+    pub last_segment: u64,
+    pub cohorts: Vec<CohortImage>,
+}
+
+impl Workspace {
+    /// Everything but the cohorts, which their actors image (see
+    /// `cohort::TakeImage`). Called by the router between two commands.
+    pub fn image_without_cohorts(&self) -> WorkspaceImage {
+        WorkspaceImage {
+            id: self.id,
+            name: self.name.clone(),
+            created_at: self.created_at,
+            rest_key: self.rest_key,
+            profiles: self.profiles.read().image(),
+            import_keys: self.import_keys.read().clone(),
+            segments: self
+                .segments
+                .read()
+                .values()
+                .map(|s| (**s).clone())
+                .collect(),
+            last_segment: self.last_segment.load(Ordering::Relaxed),
+            cohorts: Vec::new(),
+        }
     }
 }
 
@@ -84,6 +171,10 @@ pub struct ImportKeyOwner {
     pub partner: CompactString,
 }
 
+/// The current state, swapped whole by a restore: a reader takes the `Arc`
+/// once per request and so never mixes state from before and after.
+pub type StateCell = Arc<RwLock<Arc<State>>>;
+
 #[derive(Default)]
 pub struct State {
     pub workspaces: DashMap<WorkspaceId, Arc<Workspace>>,
@@ -93,6 +184,40 @@ pub struct State {
 }
 
 impl State {
+    /// The state an image describes; `spawn` starts each cohort's actor.
+    pub fn from_image(image: Image, mut spawn: impl FnMut(CohortImage) -> CohortEntry) -> State {
+        let state = State {
+            next_workspace: AtomicU32::new(image.next_workspace),
+            ..State::default()
+        };
+        for w in image.workspaces {
+            let ws = Workspace {
+                profiles: RwLock::new(ProfileStore::from_image(w.profiles)),
+                segments: RwLock::new(
+                    w.segments
+                        .into_iter()
+                        .map(|s| (s.id, Arc::new(s)))
+                        .collect(),
+                ),
+                last_segment: AtomicU64::new(w.last_segment),
+                ..Workspace::new(w.id, w.name, w.rest_key, w.created_at)
+            };
+            for c in w.cohorts {
+                let key = c.key.clone();
+                ws.cohorts.insert(key, spawn(c));
+            }
+            for k in w.import_keys {
+                state.insert_import_key(&ws, k);
+            }
+            state.insert_workspace(ws);
+        }
+        state
+    }
+
+    pub fn next_workspace(&self) -> u32 {
+        self.next_workspace.load(Ordering::Relaxed)
+    }
+
     pub fn workspace(&self, id: WorkspaceId) -> Option<Arc<Workspace>> {
         self.workspaces.get(&id).map(|w| w.clone())
     }

@@ -62,3 +62,44 @@ pub async fn list_workspaces(_: AdminAuth, engine: web::Data<Engine>) -> HttpRes
         .collect();
     HttpResponse::Ok().json(json!({ "workspaces": all }))
 }
+
+fn snapshot_json(s: &crate::persist::snapshot::SnapshotInfo) -> serde_json::Value {
+    json!({
+        "snapshot_id": s.id,
+        "created_at": format_millis(s.created_at_millis),
+        "bytes": s.bytes,
+        "log_position": s.log_position,
+    })
+}
+
+/// `POST /admin/snapshots`: answers once the snapshot file is durable.
+pub async fn take_snapshot(_: AdminAuth, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let info = engine.snapshot().await?;
+    Ok(created(snapshot_json(&info)))
+}
+
+pub async fn list_snapshots(_: AdminAuth, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let all: Vec<_> = engine.snapshots()?.iter().map(snapshot_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "snapshots": all })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    snapshot_id: String,
+}
+
+/// `POST /admin/restore`: replaces the live state with a snapshot's.
+/// Answers with the snapshot taken right after, the new starting point.
+pub async fn restore(
+    _: AdminAuth,
+    engine: web::Data<Engine>,
+    body: web::Json<RestoreBody>,
+) -> Result<HttpResponse> {
+    let after = engine.restore(&body.snapshot_id).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "message": "success",
+        "restored": body.snapshot_id,
+        "snapshot": snapshot_json(&after),
+    })))
+}

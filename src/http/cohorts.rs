@@ -13,8 +13,8 @@ use crate::time::format_millis;
 
 #[derive(Deserialize)]
 pub struct PageQuery {
-    cursor: Option<String>,
-    limit: Option<usize>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
 }
 
 #[derive(Deserialize)]

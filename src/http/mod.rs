@@ -7,6 +7,7 @@ mod admin;
 mod cohorts;
 mod ops;
 mod partner;
+mod segments;
 mod technology_partners;
 mod users;
 
@@ -72,6 +73,22 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
                 "/cohorts/{partner}/{cohort_id}/imports",
                 web::get().to(cohorts::imports),
             )
+            .route("/segments", web::post().to(segments::create))
+            .route("/segments", web::get().to(segments::list))
+            .route("/segments/preview", web::post().to(segments::preview))
+            .route("/segments/{id}", web::get().to(segments::get))
+            .route("/segments/{id}", web::put().to(segments::replace))
+            .route("/segments/{id}", web::delete().to(segments::delete))
+            .route("/segments/{id}/count", web::get().to(segments::count))
+            .route("/segments/{id}/members", web::get().to(segments::members))
+            .route(
+                "/segments/{id}/membership",
+                web::post().to(segments::membership),
+            )
+            .route(
+                "/users/memberships",
+                web::post().to(segments::user_memberships),
+            )
             // Technology partners and data import keys.
             .route(
                 "/technology_partners",
@@ -88,6 +105,9 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
             // Operators.
             .route("/admin/workspaces", web::post().to(admin::create_workspace))
             .route("/admin/workspaces", web::get().to(admin::list_workspaces))
+            .route("/admin/snapshots", web::post().to(admin::take_snapshot))
+            .route("/admin/snapshots", web::get().to(admin::list_snapshots))
+            .route("/admin/restore", web::post().to(admin::restore))
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))

@@ -41,7 +41,7 @@ impl Table {
     /// Appends a profile under the next id.
     pub fn push(&mut self, p: Profile) -> Uid {
         let uid = self.len;
-        if uid as usize % CHUNK == 0 {
+        if (uid as usize).is_multiple_of(CHUNK) {
             self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
         let last = self.chunks.last_mut().expect("a chunk was just ensured");
