@@ -36,6 +36,10 @@ async fn launch(config: Config) -> Result<(Server, SocketAddr, Engine), String> 
             .configure(http::configure(http_engine.clone()))
     })
     .workers(workers)
+    // Signals are ours (see `serve`): actix-server would stop the whole
+    // System on SIGTERM, before the final snapshot, and treat SIGINT as a
+    // hard stop.
+    .disable_signals()
     .shutdown_timeout(config.shutdown_timeout_secs)
     .bind(config.listen)
     .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -61,8 +65,38 @@ async fn run(server: Server, engine: Engine) -> Result<(), String> {
 pub fn serve(config: Config) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let (server, _, engine) = launch(config).await?;
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            stop_signal().await;
+            tracing::info!("stop signal received: draining in-flight requests");
+            handle.stop(true).await;
+        });
         run(server, engine).await
     })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// A server running on its own thread (tests, benchmarks).

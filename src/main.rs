@@ -32,6 +32,15 @@ enum Cmd {
         #[command(subcommand)]
         action: WorkspaceCmd,
     },
+    /// Take a snapshot on the running server now.
+    Snapshot,
+    /// Replace the running server's state with a snapshot's.
+    Restore {
+        /// A snapshot id, as `GET /admin/snapshots` lists them.
+        id: String,
+    },
+    /// Print a snapshot file's header and contents summary (offline).
+    Inspect { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +68,14 @@ fn main() -> ExitCode {
                 let body = serde_json::json!({ "name": name }).to_string();
                 admin_call(&config, "POST", "/admin/workspaces", &body).map(|out| println!("{out}"))
             }
+            Cmd::Snapshot => {
+                admin_call(&config, "POST", "/admin/snapshots", "{}").map(|out| println!("{out}"))
+            }
+            Cmd::Restore { id } => {
+                let body = serde_json::json!({ "snapshot_id": id }).to_string();
+                admin_call(&config, "POST", "/admin/restore", &body).map(|out| println!("{out}"))
+            }
+            Cmd::Inspect { file } => cohortd::engine::inspect(&file).map(|out| println!("{out}")),
         }
     });
     match result {

@@ -90,7 +90,7 @@ impl Handler<TakeSnapshot> for Snapshotter {
         Box::pin(work.into_actor(self).map(move |result: Result<SnapshotInfo>, _, _| {
             match &result {
                 Ok(info) => tracing::info!(id = %info.id, bytes = info.bytes, log_position = info.log_position, "snapshot written"),
-                Err(e) => tracing::error!(error = %e, "snapshot failed"),
+                Err(e) => tracing::error!(error = ?e, "snapshot failed"),
             }
             if let Some(reply) = msg.reply {
                 let _ = reply.send(result);

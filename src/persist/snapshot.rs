@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use super::{sync_dir, Error, Result};
 
 const MAGIC: &[u8; 8] = b"COHORTD\0";
-const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 44;
 const SUFFIX: &str = ".snap";
 const TMP_SUFFIX: &str = ".snap.tmp";

@@ -77,6 +77,17 @@ pub struct ProfileImage {
     live: RoaringBitmap,
 }
 
+impl ProfileImage {
+    /// Live profiles in the image.
+    pub fn len(&self) -> u64 {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ProfileStore {
     /// Indexed by `Uid`; `None` for a deleted or merged-away profile (ids are
