@@ -704,3 +704,28 @@ fn a_walk_while_members_leave_and_join_repeats_none_and_skips_none_who_stayed() 
         }
     }
 }
+
+#[test]
+fn metrics_need_the_admin_token_when_the_config_asks_for_it() {
+    let server = Server::start_with(|c| c.metrics.require_admin_token = true);
+    let ws = server.workspace("acme");
+    for token in [None, Some(ws.key.as_str()), Some("wrong")] {
+        assert_eq!(
+            server.call("GET", "/metrics", token, None).status,
+            401,
+            "{token:?}"
+        );
+    }
+    let r = server.get("/metrics", ADMIN);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.as_str().unwrap().contains("cohortd_workspaces 1"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        server.call("GET", "/healthz", None, None).status,
+        200,
+        "health stays open"
+    );
+}
