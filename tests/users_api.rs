@@ -1,0 +1,592 @@
+//! The users API and what it does to cohort membership: which profiles
+//! `/users/track` creates, the matching rules of cohort import, identify
+//! merges, new aliases, deletes and how members are listed.
+//!
+//! There is no profile read endpoint, so "does this profile exist?" is asked
+//! the way a partner would: push a delta naming it and look at `unmatched`.
+
+mod common;
+
+use common::{delta, Server, Workspace};
+use serde_json::{json, Value};
+
+const PARTNER: &str = "hightouch";
+
+/// A workspace with a live data import key for `PARTNER`.
+struct Setup<'a> {
+    ws: Workspace<'a>,
+    secret: String,
+}
+
+fn setup(server: &Server) -> Setup<'_> {
+    let ws = server.workspace("acme");
+    let secret = ws.import_key(PARTNER);
+    Setup { ws, secret }
+}
+
+/// What a delta did: `(added, removed, unmatched)`.
+type Counts = (u64, u64, u64);
+
+impl Setup<'_> {
+    /// Pushes a delta as the partner does; it must be accepted.
+    fn push(&self, cohort: &str, changes: Value) -> Counts {
+        let r = self.ws.server.call(
+            "POST",
+            &format!("/partners/{PARTNER}/cohorts/users"),
+            None,
+            Some(&delta(&self.secret, cohort, changes)),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let n = |k: &str| r.body[k].as_u64().unwrap();
+        (n("added"), n("removed"), n("unmatched"))
+    }
+
+    /// How many of `ids` (external ids) match a profile: adds them to a
+    /// scratch cohort and reads `unmatched`.
+    fn unmatched_users(&self, ids: &[&str]) -> u64 {
+        self.push("probe", json!([{ "user_ids": ids }])).2
+    }
+
+    fn track(&self, body: Value) -> Value {
+        let r = self.ws.post("/users/track", body);
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
+    }
+
+    fn identify(&self, body: Value) -> Value {
+        let r = self.ws.post("/users/identify", body);
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
+    }
+
+    fn delete(&self, body: Value) -> u64 {
+        let r = self.ws.post("/users/delete", body);
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["deleted"].as_u64().unwrap()
+    }
+
+    fn size(&self, cohort: &str) -> u64 {
+        self.ws.size(PARTNER, cohort).expect("cohort exists")
+    }
+
+    /// Members as listed, sorted by their JSON text.
+    fn members(&self, cohort: &str) -> Vec<Value> {
+        let mut m = self.ws.members(PARTNER, cohort);
+        m.sort_by_key(|v| v.to_string());
+        m
+    }
+
+    fn member_ids(&self, cohort: &str) -> Vec<String> {
+        self.ws.member_ids(PARTNER, cohort)
+    }
+}
+
+fn alias(name: &str, label: &str) -> Value {
+    json!({ "alias_name": name, "alias_label": label })
+}
+
+fn listed_alias(name: &str, label: &str) -> Value {
+    json!({ "user_alias": alias(name, label) })
+}
+
+// ---- /users/track ----
+
+#[test]
+fn tracking_an_external_id_creates_a_profile_that_deltas_then_match() {
+    let server = Server::start();
+    let s = setup(&server);
+    assert_eq!(s.unmatched_users(&["u1", "u2"]), 2);
+    let r = s.track(json!({"attributes": [
+        {"external_id": "u1", "plan": "gold"},
+        {"external_id": "u2"},
+    ]}));
+    assert_eq!(r["message"], "success");
+    assert_eq!(r["attributes_processed"], 2);
+    assert_eq!(s.push("c1", json!([{"user_ids": ["u1", "u2"]}])), (2, 0, 0));
+    assert_eq!(s.member_ids("c1"), vec!["u1", "u2"]);
+}
+
+#[test]
+fn events_and_purchases_create_an_external_id_profile_too() {
+    let server = Server::start();
+    let s = setup(&server);
+    let r = s.track(json!({
+        "events": [{"external_id": "e1", "name": "open", "time": "2024-01-01T00:00:00Z"}],
+        "purchases": [{"external_id": "p1", "product_id": "sku", "time": "2024-01-01T00:00:00Z"}],
+    }));
+    assert_eq!(
+        (
+            r["events_processed"].as_u64(),
+            r["purchases_processed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(s.unmatched_users(&["e1", "p1"]), 0);
+}
+
+#[test]
+fn an_alias_object_creates_a_profile_only_with_update_existing_only_false() {
+    let server = Server::start();
+    let s = setup(&server);
+    let r = s.track(json!({"attributes": [
+        {"user_alias": alias("email", "a@x"), "plan": "gold"},
+        {"user_alias": alias("email", "b@x"), "_update_existing_only": true},
+        {"user_alias": alias("email", "c@x"), "_update_existing_only": false},
+    ]}));
+    assert_eq!(r["attributes_processed"], 1);
+    assert_eq!(r["errors"].as_array().unwrap().len(), 2, "{r}");
+    let changes =
+        json!([{"aliases": [alias("email", "a@x"), alias("email", "b@x"), alias("email", "c@x")]}]);
+    assert_eq!(s.push("c1", changes), (1, 0, 2));
+    assert_eq!(s.members("c1"), vec![listed_alias("email", "c@x")]);
+    // Once it exists, the default (update existing only) writes to it.
+    let r = s.track(json!({"attributes": [{"user_alias": alias("email", "c@x"), "plan": "x"}]}));
+    assert_eq!(r["attributes_processed"], 1);
+    assert_eq!(r["errors"], json!([]));
+}
+
+#[test]
+fn an_external_id_object_with_update_existing_only_true_does_not_create() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["known"]);
+    let r = s.track(json!({"attributes": [
+        {"external_id": "ghost", "_update_existing_only": true, "plan": "gold"},
+        {"external_id": "known", "_update_existing_only": true, "plan": "gold"},
+    ]}));
+    assert_eq!(r["attributes_processed"], 1);
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].as_str().unwrap().contains("ghost"), "{r}");
+    assert_eq!(s.unmatched_users(&["ghost", "known"]), 1);
+}
+
+#[test]
+fn a_device_id_object_creates_an_anonymous_profile_that_device_ids_match() {
+    let server = Server::start();
+    let s = setup(&server);
+    assert_eq!(s.push("c1", json!([{"device_ids": ["dev-1"]}])), (0, 0, 1));
+    let r = s.track(json!({"attributes": [{"device_id": "dev-1", "plan": "free"}]}));
+    assert_eq!(r["attributes_processed"], 1);
+    assert_eq!(s.push("c1", json!([{"device_ids": ["dev-1"]}])), (1, 0, 0));
+    assert_eq!(s.members("c1"), vec![json!({"device_id": "dev-1"})]);
+    // Tracking the same device again writes to that profile, not a new one.
+    s.track(json!({"attributes": [{"device_id": "dev-1", "plan": "paid"}]}));
+    assert_eq!(s.push("c1", json!([{"device_ids": ["dev-1"]}])), (0, 0, 0));
+    assert_eq!(s.size("c1"), 1);
+}
+
+#[test]
+fn a_track_request_over_75_objects_is_refused_whole() {
+    let server = Server::start();
+    let s = setup(&server);
+    let objects: Vec<Value> = (0..76)
+        .map(|i| json!({"external_id": format!("u{i}")}))
+        .collect();
+    let r = s.ws.post("/users/track", json!({ "attributes": objects }));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.message().contains("attributes"), "{}", r.body);
+    assert!(r.message().contains("75"), "{}", r.body);
+    let events: Vec<Value> = (0..76)
+        .map(|i| json!({"external_id": format!("e{i}"), "name": "x", "time": "2024-01-01T00:00:00Z"}))
+        .collect();
+    let r = s.ws.post(
+        "/users/track",
+        json!({ "attributes": [{"external_id": "ok"}], "events": events }),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.message().contains("events"), "{}", r.body);
+    // Nothing of either request was applied.
+    assert_eq!(s.unmatched_users(&["u0", "u75", "ok", "e0"]), 4);
+    // 75 is allowed.
+    let objects: Vec<Value> = (0..75)
+        .map(|i| json!({"external_id": format!("u{i}")}))
+        .collect();
+    assert_eq!(
+        s.track(json!({ "attributes": objects }))["attributes_processed"],
+        75
+    );
+    assert_eq!(s.unmatched_users(&["u0", "u74"]), 0);
+}
+
+#[test]
+fn a_malformed_object_is_a_400_naming_where_it_is_and_nothing_is_applied() {
+    let server = Server::start();
+    let s = setup(&server);
+    let cases = [
+        (
+            json!({"attributes": [{"external_id": "a1"}, {"external_id": 5}]}),
+            "attributes[1]",
+        ),
+        (
+            json!({"attributes": [{"external_id": "a1"}, {"plan": "gold"}]}),
+            "attributes[1]",
+        ),
+        (
+            json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "device_id": "d"}]}),
+            "attributes[1]",
+        ),
+        (
+            json!({"attributes": [{"external_id": "a1"}], "events": [{"external_id": "a2", "name": "open"}]}),
+            "events[0].time",
+        ),
+        (
+            json!({"attributes": [{"external_id": "a1", "nested": {"deep": 1}}]}),
+            "attributes[0].nested",
+        ),
+        (
+            json!({"attributes": [{"external_id": "a1", "_update_existing_only": "no"}]}),
+            "attributes[0]._update_existing_only",
+        ),
+        (
+            json!({"attributes": [{"user_alias": {"alias_name": "email"}, "_update_existing_only": false}]}),
+            "attributes[0].user_alias",
+        ),
+        (
+            json!({"attributes": [{"external_id": "a1"}], "purchases": [{"external_id": "a2", "time": "2024-01-01T00:00:00Z"}]}),
+            "purchases[0].product_id",
+        ),
+    ];
+    for (body, place) in cases {
+        let r = s.ws.post("/users/track", body.clone());
+        assert_eq!(r.status, 400, "{body} → {}", r.body);
+        assert!(r.message().contains(place), "{body} → {}", r.body);
+    }
+    assert_eq!(s.unmatched_users(&["a1", "a2"]), 2);
+    assert_eq!(s.push("c", json!([{"device_ids": ["d"]}])), (0, 0, 1));
+}
+
+// ---- matching rules ----
+
+#[test]
+fn user_ids_match_external_ids_and_nothing_else() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1"]);
+    s.track(json!({"attributes": [
+        {"device_id": "d1"},
+        {"user_alias": alias("email", "e1"), "_update_existing_only": false},
+    ]}));
+    // A user_id equal to a device id or an alias part is not that profile.
+    assert_eq!(
+        s.push("c1", json!([{"user_ids": ["u1", "d1", "e1", "email"]}])),
+        (1, 0, 3)
+    );
+    assert_eq!(s.member_ids("c1"), vec!["u1"]);
+}
+
+#[test]
+fn aliases_match_the_exact_pair_and_the_label_case_matters() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.track(json!({"attributes": [
+        {"user_alias": alias("email", "Ann@x.io"), "_update_existing_only": false},
+    ]}));
+    let changes = json!([{"aliases": [
+        alias("email", "ann@x.io"),
+        alias("Email", "Ann@x.io"),
+        alias("phone", "Ann@x.io"),
+        alias("email", "Ann@x.io"),
+    ]}]);
+    assert_eq!(s.push("c1", changes), (1, 0, 3));
+    assert_eq!(s.members("c1"), vec![listed_alias("email", "Ann@x.io")]);
+}
+
+#[test]
+fn device_ids_match_anonymous_profiles_only_and_stop_matching_after_login() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.track(json!({"attributes": [{"device_id": "d1"}, {"device_id": "d2"}]}));
+    assert_eq!(s.push("c1", json!([{"device_ids": ["d1"]}])), (1, 0, 0));
+    let r = s.identify(json!({"devices_to_identify": [{"external_id": "u9", "device_id": "d1"}]}));
+    assert_eq!(r["devices_processed"], 1);
+    // The same profile, now identified: listed by external_id, no longer
+    // matched by its device.
+    assert_eq!(s.member_ids("c1"), vec!["u9"]);
+    assert_eq!(s.push("c1", json!([{"device_ids": ["d1"]}])), (0, 0, 1));
+    assert_eq!(
+        s.push("c1", json!([{"device_ids": ["d1"], "should_remove": true}])),
+        (0, 0, 1)
+    );
+    assert_eq!(s.size("c1"), 1, "an unmatched remove leaves the member");
+    assert_eq!(s.push("c1", json!([{"user_ids": ["u9"]}])), (0, 0, 0));
+    // The other anonymous device still matches.
+    assert_eq!(s.push("c1", json!([{"device_ids": ["d2"]}])), (1, 0, 0));
+    // A device logging into an existing user merges into it.
+    s.ws.users(&["u5"]);
+    s.push("c2", json!([{"user_ids": ["u5"]}]));
+    s.identify(json!({"devices_to_identify": [{"external_id": "u5", "device_id": "d2"}]}));
+    assert_eq!(s.member_ids("c1"), vec!["u5", "u9"]);
+    assert_eq!(s.size("c1"), 2);
+    assert_eq!(s.push("c2", json!([{"device_ids": ["d2"]}])), (0, 0, 1));
+}
+
+#[test]
+fn cohort_import_never_creates_a_profile() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["known"]);
+    let changes = json!([
+        {"user_ids": ["nobody", "known"]},
+        {"device_ids": ["nodevice"]},
+        {"aliases": [alias("email", "nobody@x")]},
+    ]);
+    assert_eq!(s.push("c1", changes.clone()), (1, 0, 3));
+    assert_eq!(s.size("c1"), 1);
+    // The unmatched identifiers were not created by the first push.
+    assert_eq!(s.push("c1", changes), (0, 0, 3));
+    assert_eq!(s.size("c1"), 1);
+    // Tracked later, it is a fresh user like any other.
+    s.ws.users(&["nobody"]);
+    assert_eq!(s.push("c1", json!([{"user_ids": ["nobody"]}])), (1, 0, 0));
+    assert_eq!(s.member_ids("c1"), vec!["known", "nobody"]);
+}
+
+// ---- /users/identify ----
+
+#[test]
+fn identifying_an_alias_into_a_user_in_another_cohort_unions_their_memberships() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1"]);
+    s.track(json!({"attributes": [
+        {"user_alias": alias("email", "a@x"), "_update_existing_only": false},
+    ]}));
+    assert_eq!(
+        s.push("by-alias", json!([{"aliases": [alias("email", "a@x")]}])),
+        (1, 0, 0)
+    );
+    assert_eq!(s.push("by-id", json!([{"user_ids": ["u1"]}])), (1, 0, 0));
+    assert_eq!(
+        s.push(
+            "both",
+            json!([{"user_ids": ["u1"], "aliases": [alias("email", "a@x")]}])
+        ),
+        (2, 0, 0)
+    );
+    let r = s.identify(json!({"aliases_to_identify": [
+        {"external_id": "u1", "user_alias": alias("email", "a@x")},
+    ]}));
+    assert_eq!(r["aliases_processed"], 1);
+    assert_eq!(r["errors"], json!([]));
+    for cohort in ["by-alias", "by-id", "both"] {
+        assert_eq!(s.member_ids(cohort), vec!["u1"], "{cohort}");
+        assert_eq!(s.size(cohort), 1, "{cohort}");
+    }
+    // The alias now resolves to the merged profile.
+    assert_eq!(
+        s.push("by-id", json!([{"aliases": [alias("email", "a@x")]}])),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        s.push(
+            "by-alias",
+            json!([{"aliases": [alias("email", "a@x")], "should_remove": true}])
+        ),
+        (0, 1, 0)
+    );
+    assert_eq!(s.size("by-alias"), 0);
+    assert_eq!(s.member_ids("by-id"), vec!["u1"]);
+}
+
+#[test]
+fn identifying_an_alias_only_profile_with_a_new_external_id_keeps_its_memberships() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.track(json!({"attributes": [
+        {"user_alias": alias("email", "a@x"), "_update_existing_only": false},
+    ]}));
+    s.push("c1", json!([{"aliases": [alias("email", "a@x")]}]));
+    assert_eq!(s.members("c1"), vec![listed_alias("email", "a@x")]);
+    s.identify(json!({"aliases_to_identify": [
+        {"external_id": "fresh", "user_alias": alias("email", "a@x")},
+    ]}));
+    assert_eq!(s.member_ids("c1"), vec!["fresh"]);
+    assert_eq!(
+        s.push(
+            "c1",
+            json!([{"user_ids": ["fresh"], "aliases": [alias("email", "a@x")]}])
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn an_alias_held_by_another_identified_user_is_skipped_and_reported() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["owner", "thief"]);
+    let r = s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [{"external_id": "owner", "alias_name": "email", "alias_label": "o@x"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    s.push("c-owner", json!([{"user_ids": ["owner"]}]));
+    s.push("c-thief", json!([{"user_ids": ["thief"]}]));
+    let r = s.identify(json!({"aliases_to_identify": [
+        {"external_id": "thief", "user_alias": alias("email", "o@x")},
+    ]}));
+    assert_eq!(r["aliases_processed"], 0);
+    assert_eq!(r["merged"], 0);
+    let errors = r["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r}");
+    assert!(errors[0].as_str().unwrap().contains("o@x"), "{r}");
+    // Nothing changed: the alias still names the owner, each keeps its cohort.
+    assert_eq!(
+        s.push("c-thief", json!([{"aliases": [alias("email", "o@x")]}])),
+        (1, 0, 0)
+    );
+    assert_eq!(s.member_ids("c-thief"), vec!["owner", "thief"]);
+    assert_eq!(s.member_ids("c-owner"), vec!["owner"]);
+    assert_eq!(s.unmatched_users(&["owner", "thief"]), 0);
+}
+
+// ---- /users/alias/new ----
+
+#[test]
+fn a_new_alias_lets_a_delta_name_the_identified_user() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1"]);
+    assert_eq!(
+        s.push("c1", json!([{"aliases": [alias("crm", "42")]}])),
+        (0, 0, 1)
+    );
+    let r = s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [{"external_id": "u1", "alias_name": "crm", "alias_label": "42"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["aliases_processed"], 1);
+    assert_eq!(
+        s.push("c1", json!([{"aliases": [alias("crm", "42")]}])),
+        (1, 0, 0)
+    );
+    assert_eq!(s.member_ids("c1"), vec!["u1"]);
+    // Adding the same pair to another user is refused; it still names u1.
+    s.ws.users(&["u2"]);
+    let r = s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [{"external_id": "u2", "alias_name": "crm", "alias_label": "42"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["aliases_processed"], 0);
+    assert_eq!(r.body["errors"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.push("c2", json!([{"aliases": [alias("crm", "42")]}])),
+        (1, 0, 0)
+    );
+    assert_eq!(s.member_ids("c2"), vec!["u1"]);
+}
+
+// ---- /users/delete ----
+
+#[test]
+fn deleting_a_user_by_external_id_removes_it_from_every_cohort_at_once() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1", "u2"]);
+    for c in ["c1", "c2", "c3"] {
+        s.push(c, json!([{"user_ids": ["u1", "u2"]}]));
+    }
+    s.push("only-u1", json!([{"user_ids": ["u1"]}]));
+    assert_eq!(s.delete(json!({"external_ids": ["u1"]})), 1);
+    for c in ["c1", "c2", "c3"] {
+        assert_eq!(s.size(c), 1, "{c}");
+        assert_eq!(s.member_ids(c), vec!["u2"], "{c}");
+    }
+    assert_eq!(s.size("only-u1"), 0);
+    assert!(s.members("only-u1").is_empty());
+    // Naming it afterwards is unmatched, and removes nothing.
+    assert_eq!(s.push("c1", json!([{"user_ids": ["u1"]}])), (0, 0, 1));
+    assert_eq!(
+        s.push("c2", json!([{"user_ids": ["u1"], "should_remove": true}])),
+        (0, 0, 1)
+    );
+    assert_eq!(s.size("c1"), 1);
+    // The external id is free again: tracking it makes a new, memberless profile.
+    s.ws.users(&["u1"]);
+    assert_eq!(s.member_ids("c3"), vec!["u2"]);
+    assert_eq!(s.push("c3", json!([{"user_ids": ["u1"]}])), (1, 0, 0));
+}
+
+#[test]
+fn deleting_a_user_by_alias_removes_it_from_every_cohort() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1", "u2"]);
+    s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [{"external_id": "u1", "alias_name": "email", "alias_label": "u1@x"}]}),
+    );
+    s.track(json!({"attributes": [
+        {"user_alias": alias("email", "anon@x"), "_update_existing_only": false},
+    ]}));
+    for c in ["c1", "c2"] {
+        s.push(
+            c,
+            json!([{"user_ids": ["u2"], "aliases": [alias("email", "u1@x"), alias("email", "anon@x")]}]),
+        );
+        assert_eq!(s.size(c), 3);
+    }
+    let deleted =
+        s.delete(json!({"user_aliases": [alias("email", "u1@x"), alias("email", "anon@x")]}));
+    assert_eq!(deleted, 2);
+    for c in ["c1", "c2"] {
+        assert_eq!(s.size(c), 1, "{c}");
+        assert_eq!(s.members(c), vec![json!({"external_id": "u2"})], "{c}");
+    }
+    // Every identifier of a deleted profile is gone with it.
+    let changes = json!([{"user_ids": ["u1"], "aliases": [alias("email", "u1@x"), alias("email", "anon@x")]}]);
+    assert_eq!(s.push("c1", changes), (0, 0, 3));
+}
+
+#[test]
+fn deleting_an_unknown_user_deletes_nothing() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1"]);
+    s.push("c1", json!([{"user_ids": ["u1"]}]));
+    let deleted = s.delete(json!({
+        "external_ids": ["nobody"],
+        "user_aliases": [alias("email", "nobody@x")],
+    }));
+    assert_eq!(deleted, 0);
+    assert_eq!(s.member_ids("c1"), vec!["u1"]);
+    // Naming one user twice deletes it once.
+    assert_eq!(s.delete(json!({"external_ids": ["u1", "u1"]})), 1);
+    assert_eq!(s.size("c1"), 0);
+}
+
+// ---- listing ----
+
+#[test]
+fn members_are_listed_by_external_id_else_alias_else_device_id() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1"]);
+    s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [{"external_id": "u1", "alias_name": "email", "alias_label": "u1@x"}]}),
+    );
+    s.track(json!({"attributes": [
+        {"user_alias": alias("email", "a@x"), "_update_existing_only": false},
+        {"device_id": "d1"},
+    ]}));
+    let changes = json!([{
+        "aliases": [alias("email", "u1@x"), alias("email", "a@x")],
+        "device_ids": ["d1"],
+    }]);
+    assert_eq!(s.push("c1", changes), (3, 0, 0));
+    let mut expected = vec![
+        json!({"external_id": "u1"}),
+        json!({"user_alias": {"alias_name": "email", "alias_label": "a@x"}}),
+        json!({"device_id": "d1"}),
+    ];
+    expected.sort_by_key(|v| v.to_string());
+    assert_eq!(s.members("c1"), expected);
+    let page = s.ws.get(&format!("/cohorts/{PARTNER}/c1/members"));
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body["next_cursor"], Value::Null);
+    assert_eq!(page.body["members"].as_array().unwrap().len(), 3);
+}
