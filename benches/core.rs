@@ -23,7 +23,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u32) -> u32 {
@@ -57,7 +60,10 @@ fn segments(c: &mut Criterion) {
     let n = universe();
     let store = profiles(n);
     let mut rng = Lcg(7);
-    let keys: Vec<CohortKey> = ["a", "b", "c"].iter().map(|k| CohortKey::new("p", k)).collect();
+    let keys: Vec<CohortKey> = ["a", "b", "c"]
+        .iter()
+        .map(|k| CohortKey::new("p", k))
+        .collect();
     let sets: BTreeMap<CohortKey, Arc<RoaringBitmap>> = keys
         .iter()
         .map(|k| (k.clone(), Arc::new(random_set(&mut rng, n / 10, n))))
@@ -93,7 +99,14 @@ fn segments(c: &mut Criterion) {
     let mut g = c.benchmark_group("batch_membership_1000");
     g.throughput(Throughput::Elements(1000));
     g.bench_function("cohortd", |b| {
-        b.iter(|| black_box(segment::contains_many(&filter, &store, &sets as &dyn CohortSets, &probe)))
+        b.iter(|| {
+            black_box(segment::contains_many(
+                &filter,
+                &store,
+                &sets as &dyn CohortSets,
+                &probe,
+            ))
+        })
     });
     g.bench_function("naive_hashset", |b| {
         b.iter(|| {

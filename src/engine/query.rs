@@ -62,14 +62,16 @@ pub fn page(
     let mut more = false;
     if after != Some(Uid::MAX) {
         for uid in set.range(start..) {
+            let Some(m) = profiles.listed_as(uid) else {
+                continue;
+            };
             if members.len() == limit {
+                // Another live member exists: only then is there a next page.
                 more = true;
                 break;
             }
-            if let Some(m) = profiles.listed_as(uid) {
-                members.push(m);
-                last = Some(uid);
-            }
+            members.push(m);
+            last = Some(uid);
         }
     }
     Page {
