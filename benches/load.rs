@@ -1,0 +1,460 @@
+//! Load benchmark: starts the real server (this build's `cohortd` binary) as
+//! its own process on a loopback port and drives it over HTTP from this
+//! process, then stops it and removes its data dir.
+//!
+//! ```sh
+//! cargo bench --bench load                                  # defaults below
+//! cargo bench --bench load -- --profiles 1000000 --seconds 10 --connections 4 --fsync always
+//! ```
+//!
+//! Scenarios (each runs `--seconds`, over `--connections` keep-alive
+//! connections): 1000-id deltas (75 % adds, 25 % removes), one delta at a
+//! time unloaded (latency), 1000-user batch membership checks, segment
+//! counts (`A and B and not C`), member paging. Prints throughput and
+//! p50/p99/p999 latency as a markdown table.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Args {
+    profiles: u32,
+    seconds: u64,
+    connections: usize,
+    fsync: String,
+    cohort_size: u32,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        profiles: 1_000_000,
+        seconds: 8,
+        connections: 4,
+        fsync: "always".into(),
+        cohort_size: 100_000,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().cloned().unwrap_or_default();
+        match flag.as_str() {
+            "--profiles" => a.profiles = val().parse().expect("--profiles N"),
+            "--seconds" => a.seconds = val().parse().expect("--seconds N"),
+            "--connections" => a.connections = val().parse().expect("--connections N"),
+            "--fsync" => a.fsync = val(),
+            "--cohort-size" => a.cohort_size = val().parse().expect("--cohort-size N"),
+            _ => {} // cargo passes --bench
+        }
+    }
+    a
+}
+
+/// A minimal keep-alive HTTP/1.1 client: enough for JSON in, JSON out.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    addr: SocketAddr,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).ok();
+        Conn {
+            reader: BufReader::new(s.try_clone().expect("clone")),
+            writer: s,
+            addr,
+        }
+    }
+
+    fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        self.writer.write_all(head.as_bytes()).expect("write");
+        self.writer.write_all(body).expect("write");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().expect("content-length");
+                }
+            }
+        }
+        let mut buf = vec![0; len];
+        self.reader.read_exact(&mut buf).expect("body");
+        (status, buf)
+    }
+
+    fn json(&mut self, method: &str, path: &str, token: Option<&str>, body: &Value) -> Value {
+        let (status, out) = self.call(method, path, token, body.to_string().as_bytes());
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert!(status < 300, "{method} {path} → {status}: {v}");
+        v
+    }
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ADMIN: &str = "bench-admin";
+const PARTNER_KEY: &str = "bench-partner";
+
+fn start_server(fsync: &str) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let shipped = include_str!("../config.toml");
+    let config = shipped
+        .replace("fsync = \"always\"", &format!("fsync = \"{fsync}\""))
+        .replace("interval_secs = 300", "interval_secs = 0");
+    let config_path = dir.path().join("bench-config.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_cohortd"))
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .env("COHORTD_LISTEN", addr.to_string())
+        .env("COHORTD_DATA_DIR", dir.path().join("data"))
+        .env("COHORTD_ADMIN_TOKEN", ADMIN)
+        .env("COHORTD_PARTNER_KEY_SEGMENT", PARTNER_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start cohortd");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut c) = TcpStream::connect(addr).map(|_| Conn::open(addr)) {
+            if c.call("GET", "/readyz", None, b"").0 == 200 {
+                return Server {
+                    child,
+                    addr,
+                    _dir: dir,
+                };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("cohortd did not become ready");
+}
+
+fn uid_name(i: u32) -> String {
+    format!("user_{i:09}")
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % u64::from(n)) as u32
+    }
+}
+
+struct Setup {
+    key: String,
+    secret: String,
+    segment: String,
+}
+
+/// Profiles through /users/track, three cohorts A, B, C through deltas, and
+/// the segment `A and B and not C`.
+fn setup(addr: SocketAddr, a: &Args) -> Setup {
+    let mut c = Conn::open(addr);
+    let ws = c.json(
+        "POST",
+        "/admin/workspaces",
+        Some(ADMIN),
+        &json!({"name": "bench"}),
+    );
+    let key = ws["rest_api_key"].as_str().unwrap().to_string();
+    let secret = c.json(
+        "POST",
+        "/technology_partners/segment/data_import_keys",
+        Some(&key),
+        &json!({}),
+    )["data_import_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let n = a.profiles;
+    let conns = a.connections.max(1) as u32;
+    std::thread::scope(|s| {
+        for t in 0..conns {
+            let key = key.clone();
+            s.spawn(move || {
+                let mut c = Conn::open(addr);
+                let mut i = t * 75;
+                while i < n {
+                    let batch: Vec<Value> = (i..(i + 75).min(n))
+                        .map(|u| json!({"external_id": uid_name(u)}))
+                        .collect();
+                    c.json(
+                        "POST",
+                        "/users/track",
+                        Some(&key),
+                        &json!({ "attributes": batch }),
+                    );
+                    i += 75 * conns;
+                }
+            });
+        }
+    });
+    eprintln!(
+        "setup: {n} profiles in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut rng = Lcg(3);
+    for cohort in ["A", "B", "C"] {
+        let mut left = a.cohort_size;
+        while left > 0 {
+            let k = left.min(1000);
+            let ids: Vec<String> = (0..k).map(|_| uid_name(rng.below(n))).collect();
+            c.json(
+                "POST",
+                "/partners/segment/cohorts/users",
+                None,
+                &json!({"partner_api_key": PARTNER_KEY, "client_secret": secret, "cohort_id": cohort,
+                        "cohort_changes": [{"user_ids": ids}]}),
+            );
+            left -= k;
+        }
+    }
+    let seg = c.json(
+        "POST",
+        "/segments",
+        Some(&key),
+        &json!({"name": "a and b and not c", "filter": {"and": [
+            {"cohort": {"partner": "segment", "cohort_id": "A"}},
+            {"cohort": {"partner": "segment", "cohort_id": "B"}},
+            {"not": {"cohort": {"partner": "segment", "cohort_id": "C"}}}]}}),
+    );
+    Setup {
+        key,
+        secret,
+        segment: seg["segment_id"].as_str().unwrap().to_string(),
+    }
+}
+
+struct Outcome {
+    requests: u64,
+    units: u64,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+/// Runs `op` on `conns` connections for `seconds`; `op` returns units done.
+fn drive(
+    addr: SocketAddr,
+    conns: usize,
+    seconds: u64,
+    op: impl Fn(&mut Conn, &mut Lcg) -> u64 + Sync,
+) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let results: Vec<(u64, u64, Vec<Duration>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..conns)
+            .map(|t| {
+                let (stop, op) = (stop.clone(), &op);
+                s.spawn(move || {
+                    let mut c = Conn::open(addr);
+                    let mut rng = Lcg(1000 + t as u64);
+                    let (mut reqs, mut units, mut lat) = (0, 0, Vec::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        let t0 = Instant::now();
+                        units += op(&mut c, &mut rng);
+                        lat.push(t0.elapsed());
+                        reqs += 1;
+                    }
+                    (reqs, units, lat)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let (mut requests, mut units) = (0, 0);
+    for (r, u, l) in results {
+        requests += r;
+        units += u;
+        latencies.extend(l);
+    }
+    latencies.sort_unstable();
+    Outcome {
+        requests,
+        units,
+        seconds,
+        latencies,
+    }
+}
+
+fn pct(l: &[Duration], p: f64) -> String {
+    if l.is_empty() {
+        return "-".into();
+    }
+    let i = ((l.len() as f64 * p) as usize).min(l.len() - 1);
+    format!("{:.3}", l[i].as_secs_f64() * 1000.0)
+}
+
+fn row(name: &str, unit: &str, o: &Outcome) {
+    println!(
+        "| {name} | {:.0} req/s | {:.0} {unit}/s | {} | {} | {} |",
+        o.requests as f64 / o.seconds,
+        o.units as f64 / o.seconds,
+        pct(&o.latencies, 0.50),
+        pct(&o.latencies, 0.99),
+        pct(&o.latencies, 0.999),
+    );
+}
+
+fn main() {
+    let a = args();
+    let server = start_server(&a.fsync);
+    let addr = server.addr;
+    let s = setup(addr, &a);
+    let n = a.profiles;
+    println!(
+        "\ncohortd load: {} profiles, cohorts A/B/C of ~{} draws, {} connections, {} s each, fsync = {}\n",
+        n, a.cohort_size, a.connections, a.seconds, a.fsync
+    );
+    println!("| scenario | requests | throughput | p50 ms | p99 ms | p999 ms |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+
+    let delta = |c: &mut Conn, rng: &mut Lcg| {
+        let adds: Vec<String> = (0..750).map(|_| uid_name(rng.below(n))).collect();
+        let removes: Vec<String> = (0..250).map(|_| uid_name(rng.below(n))).collect();
+        let cohort = format!("ingest_{}", rng.below(8));
+        let body = json!({"partner_api_key": PARTNER_KEY, "client_secret": s.secret, "cohort_id": cohort,
+            "cohort_changes": [{"user_ids": adds}, {"user_ids": removes, "should_remove": true}]});
+        let (status, _) = c.call(
+            "POST",
+            "/partners/segment/cohorts/users",
+            None,
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(status, 201);
+        1000
+    };
+    row(
+        "ingest: 1000-id deltas",
+        "ids",
+        &drive(addr, a.connections, a.seconds, delta),
+    );
+    row(
+        "one delta at a time (unloaded)",
+        "ids",
+        &drive(addr, 1, a.seconds.min(5), delta),
+    );
+
+    let check_path = format!("/segments/{}/membership", s.segment);
+    let check = |c: &mut Conn, rng: &mut Lcg| {
+        let users: Vec<Value> = (0..1000)
+            .map(|_| json!({"external_id": uid_name(rng.below(n))}))
+            .collect();
+        let (status, _) = c.call(
+            "POST",
+            &check_path,
+            Some(&s.key),
+            json!({ "users": users }).to_string().as_bytes(),
+        );
+        assert_eq!(status, 200);
+        1000
+    };
+    row(
+        "batch membership: 1000 users",
+        "checks",
+        &drive(addr, a.connections, a.seconds, check),
+    );
+
+    let count_path = format!("/segments/{}/count", s.segment);
+    let count = |c: &mut Conn, _: &mut Lcg| {
+        let (status, _) = c.call("GET", &count_path, Some(&s.key), b"");
+        assert_eq!(status, 200);
+        1
+    };
+    row(
+        "segment count: A and B and not C",
+        "counts",
+        &drive(addr, a.connections, a.seconds, count),
+    );
+
+    let page = |c: &mut Conn, rng: &mut Lcg| {
+        let cursor = rng.below(n);
+        let path = format!("/segments/{}/members?limit=1000&cursor={cursor}", s.segment);
+        let (status, body) = c.call("GET", &path, Some(&s.key), b"");
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["members"].as_array().map_or(0, |m| m.len() as u64)
+    };
+    row(
+        "member pages: limit 1000",
+        "members",
+        &drive(addr, a.connections, a.seconds, page),
+    );
+
+    let mut c = Conn::open(addr);
+    let metrics = c.call("GET", "/metrics", None, b"").1;
+    let text = String::from_utf8_lossy(&metrics);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("cohortd_wal_") || l.starts_with("cohortd_profiles "))
+    {
+        println!("    {line}");
+    }
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())) {
+        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
+            println!("    server {rss}");
+        }
+    }
+}
