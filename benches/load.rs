@@ -164,15 +164,17 @@ fn start_server(fsync: &str) -> Server {
         .stdout(Stdio::null())
         .spawn()
         .expect("start cohortd");
+    // From here on, `Server`'s Drop kills and reaps the child on every path.
+    let server = Server {
+        child,
+        addr,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(mut c) = TcpStream::connect(addr).map(|_| Conn::open(addr)) {
             if c.call("GET", "/readyz", None, b"").0 == 200 {
-                return Server {
-                    child,
-                    addr,
-                    _dir: dir,
-                };
+                return server;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
