@@ -290,30 +290,45 @@ struct Outcome {
     latencies: Vec<Duration>,
 }
 
-/// Runs `op` on `conns` connections for `seconds`; `op` returns units done.
+/// One request to send: built before the clock starts, so the figures are
+/// the server's round trip, not the client's JSON building.
+struct Request {
+    method: &'static str,
+    path: String,
+    token: Option<String>,
+    body: Vec<u8>,
+    expect: u16,
+}
+
+/// Sends what `prepare` builds on `conns` connections for `seconds`;
+/// `units` says how much work a response stands for.
 fn drive(
     addr: SocketAddr,
     conns: usize,
     seconds: u64,
-    op: impl Fn(&mut Conn, &mut Lcg) -> u64 + Sync,
+    prepare: impl Fn(&mut Lcg) -> Request + Sync,
+    units: impl Fn(&[u8]) -> u64 + Sync,
 ) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let results: Vec<(u64, u64, Vec<Duration>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..conns)
             .map(|t| {
-                let (stop, op) = (stop.clone(), &op);
+                let (stop, prepare, units) = (stop.clone(), &prepare, &units);
                 s.spawn(move || {
                     let mut c = Conn::open(addr);
                     let mut rng = Lcg(1000 + t as u64);
-                    let (mut reqs, mut units, mut lat) = (0, 0, Vec::new());
+                    let (mut reqs, mut done, mut lat) = (0, 0, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
+                        let r = prepare(&mut rng);
                         let t0 = Instant::now();
-                        units += op(&mut c, &mut rng);
+                        let (status, body) = c.call(r.method, &r.path, r.token.as_deref(), &r.body);
                         lat.push(t0.elapsed());
+                        assert_eq!(status, r.expect, "{} {}", r.method, r.path);
+                        done += units(&body);
                         reqs += 1;
                     }
-                    (reqs, units, lat)
+                    (reqs, done, lat)
                 })
             })
             .collect();
@@ -326,16 +341,16 @@ fn drive(
     });
     let seconds = started.elapsed().as_secs_f64();
     let mut latencies = Vec::new();
-    let (mut requests, mut units) = (0, 0);
+    let (mut requests, mut done) = (0, 0);
     for (r, u, l) in results {
         requests += r;
-        units += u;
+        done += u;
         latencies.extend(l);
     }
     latencies.sort_unstable();
     Outcome {
         requests,
-        units,
+        units: done,
         seconds,
         latencies,
     }
@@ -373,76 +388,82 @@ fn main() {
     println!("| scenario | requests | throughput | p50 ms | p99 ms | p999 ms |");
     println!("| --- | --- | --- | --- | --- | --- |");
 
-    let delta = |c: &mut Conn, rng: &mut Lcg| {
+    let delta = |rng: &mut Lcg| {
         let adds: Vec<String> = (0..750).map(|_| uid_name(rng.below(n))).collect();
         let removes: Vec<String> = (0..250).map(|_| uid_name(rng.below(n))).collect();
         let cohort = format!("ingest_{}", rng.below(8));
         let body = json!({"partner_api_key": PARTNER_KEY, "client_secret": s.secret, "cohort_id": cohort,
             "cohort_changes": [{"user_ids": adds}, {"user_ids": removes, "should_remove": true}]});
-        let (status, _) = c.call(
-            "POST",
-            "/partners/segment/cohorts/users",
-            None,
-            body.to_string().as_bytes(),
-        );
-        assert_eq!(status, 201);
-        1000
+        Request {
+            method: "POST",
+            path: "/partners/segment/cohorts/users".into(),
+            token: None,
+            body: body.to_string().into_bytes(),
+            expect: 201,
+        }
     };
+    let thousand = |_: &[u8]| 1000;
     row(
         "ingest: 1000-id deltas",
         "ids",
-        &drive(addr, a.connections, a.seconds, delta),
+        &drive(addr, a.connections, a.seconds, delta, thousand),
     );
     row(
         "one delta at a time (unloaded)",
         "ids",
-        &drive(addr, 1, a.seconds.min(5), delta),
+        &drive(addr, 1, a.seconds.min(5), delta, thousand),
     );
 
-    let check_path = format!("/segments/{}/membership", s.segment);
-    let check = |c: &mut Conn, rng: &mut Lcg| {
+    let check = |rng: &mut Lcg| {
         let users: Vec<Value> = (0..1000)
             .map(|_| json!({"external_id": uid_name(rng.below(n))}))
             .collect();
-        let (status, _) = c.call(
-            "POST",
-            &check_path,
-            Some(&s.key),
-            json!({ "users": users }).to_string().as_bytes(),
-        );
-        assert_eq!(status, 200);
-        1000
+        Request {
+            method: "POST",
+            path: format!("/segments/{}/membership", s.segment),
+            token: Some(s.key.clone()),
+            body: json!({ "users": users }).to_string().into_bytes(),
+            expect: 200,
+        }
     };
     row(
         "batch membership: 1000 users",
         "checks",
-        &drive(addr, a.connections, a.seconds, check),
+        &drive(addr, a.connections, a.seconds, check, thousand),
     );
 
-    let count_path = format!("/segments/{}/count", s.segment);
-    let count = |c: &mut Conn, _: &mut Lcg| {
-        let (status, _) = c.call("GET", &count_path, Some(&s.key), b"");
-        assert_eq!(status, 200);
-        1
+    let count = |_: &mut Lcg| Request {
+        method: "GET",
+        path: format!("/segments/{}/count", s.segment),
+        token: Some(s.key.clone()),
+        body: Vec::new(),
+        expect: 200,
     };
     row(
         "segment count: A and B and not C",
         "counts",
-        &drive(addr, a.connections, a.seconds, count),
+        &drive(addr, a.connections, a.seconds, count, |_| 1),
     );
 
-    let page = |c: &mut Conn, rng: &mut Lcg| {
-        let cursor = rng.below(n);
-        let path = format!("/segments/{}/members?limit=1000&cursor={cursor}", s.segment);
-        let (status, body) = c.call("GET", &path, Some(&s.key), b"");
-        assert_eq!(status, 200);
-        let v: Value = serde_json::from_slice(&body).unwrap();
+    let page = |rng: &mut Lcg| Request {
+        method: "GET",
+        path: format!(
+            "/segments/{}/members?limit=1000&cursor={}",
+            s.segment,
+            rng.below(n)
+        ),
+        token: Some(s.key.clone()),
+        body: Vec::new(),
+        expect: 200,
+    };
+    let members = |body: &[u8]| {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         v["members"].as_array().map_or(0, |m| m.len() as u64)
     };
     row(
         "member pages: limit 1000",
         "members",
-        &drive(addr, a.connections, a.seconds, page),
+        &drive(addr, a.connections, a.seconds, page, members),
     );
 
     let mut c = Conn::open(addr);
