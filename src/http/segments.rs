@@ -5,6 +5,7 @@
 //! Every query reads the current state directly (no actor hop), so it sees
 //! every acknowledged write; filter semantics live in `crate::segment`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
@@ -42,10 +43,64 @@ pub struct PreviewBody {
     sample_size: Option<usize>,
 }
 
+/// A member as a request names it (wire form, borrowed from the body).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CheckBody {
-    users: Vec<Value>,
+struct MemberWire<'a> {
+    #[serde(borrow, default)]
+    external_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    device_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    user_alias: Option<AliasWire<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasWire<'a> {
+    #[serde(borrow)]
+    alias_name: Cow<'a, str>,
+    #[serde(borrow)]
+    alias_label: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckWire<'a> {
+    #[serde(borrow)]
+    users: Vec<MemberWire<'a>>,
+}
+
+const MEMBER_SHAPE: &str = "give exactly one of {\"external_id\": s}, {\"user_alias\": {\"alias_name\", \"alias_label\"}}, {\"device_id\": s}";
+
+impl MemberWire<'_> {
+    fn identifier(self, at: &str) -> Result<Identifier> {
+        let bad = || Error::bad_request("invalid_user", format!("{at}: {MEMBER_SHAPE}"));
+        let ok = |s: &Cow<'_, str>| !s.is_empty();
+        match (self.external_id, self.user_alias, self.device_id) {
+            (Some(e), None, None) if ok(&e) => Ok(Identifier::External(e.as_ref().into())),
+            (None, Some(a), None) if ok(&a.alias_name) && ok(&a.alias_label) => {
+                Ok(Identifier::Alias(Alias::new(&a.alias_name, &a.alias_label)))
+            }
+            (None, None, Some(d)) if ok(&d) => Ok(Identifier::Device(d.as_ref().into())),
+            _ => Err(bad()),
+        }
+    }
+}
+
+fn parse_wire<'a, T: Deserialize<'a>>(body: &'a [u8], expected: &str) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::bad_request(
+            "invalid_request",
+            format!(
+                "invalid request body: {e}; expected {expected}, where a member is: {MEMBER_SHAPE}"
+            ),
+        )
+    })
+}
+
+async fn body(engine: &Engine, payload: web::Payload) -> Result<web::BytesMut> {
+    super::read_body(payload, engine.config().max_body_bytes).await
 }
 
 /// Validates a filter against this workspace's cohorts.
@@ -72,35 +127,6 @@ fn find(ws: &Workspace, id: &str) -> Result<Arc<Segment>> {
     Segment::parse_id(id)
         .and_then(|n| ws.segment(n))
         .ok_or(Error::NotFound("segment"))
-}
-
-/// A member as a request names it: exactly one of `external_id`,
-/// `user_alias`, `device_id`.
-fn identifier(v: &Value, at: &str) -> Result<Identifier> {
-    let bad = || {
-        Error::bad_request(
-            "invalid_user",
-            format!("{at}: give exactly one of {{\"external_id\": s}}, {{\"user_alias\": {{\"alias_name\", \"alias_label\"}}}}, {{\"device_id\": s}}"),
-        )
-    };
-    let obj = v.as_object().filter(|o| o.len() == 1).ok_or_else(bad)?;
-    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(Into::into);
-    match obj.iter().next() {
-        Some((k, v)) if k == "external_id" => text(v).map(Identifier::External).ok_or_else(bad),
-        Some((k, v)) if k == "device_id" => text(v).map(Identifier::Device).ok_or_else(bad),
-        Some((k, v)) if k == "user_alias" => {
-            let name = v.get("alias_name").and_then(text);
-            let label = v.get("alias_label").and_then(text);
-            match (name, label) {
-                (Some(alias_name), Some(alias_label)) => Ok(Identifier::Alias(Alias {
-                    alias_name,
-                    alias_label,
-                })),
-                _ => Err(bad()),
-            }
-        }
-        _ => Err(bad()),
-    }
 }
 
 pub async fn create(
@@ -192,37 +218,56 @@ pub async fn members(
     Ok(HttpResponse::Ok().json(page_json(query::page(&set, &profiles, after, limit))))
 }
 
+/// `POST /segments/{id}/membership`: parsed borrowed from the body and
+/// answered without building a JSON tree, since this is the hot path of a
+/// campaign scheduler (1,000 users a call).
 pub async fn membership(
+    engine: web::Data<Engine>,
     auth: WorkspaceAuth,
     id: web::Path<String>,
-    body: web::Json<CheckBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     let seg = find(&auth.0, &id)?;
-    if body.users.len() > MAX_CHECK_USERS {
+    let bytes = body(&engine, payload).await?;
+    let wire: CheckWire<'_> = parse_wire(&bytes, "{\"users\": [member, …]}")?;
+    if wire.users.len() > MAX_CHECK_USERS {
         return Err(Error::bad_request(
             "too_many_users",
             format!(
                 "at most {MAX_CHECK_USERS} users per check, got {}",
-                body.users.len()
+                wire.users.len()
             ),
         ));
     }
-    let ids = body
+    let ids = wire
         .users
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, u)| identifier(u, &format!("users[{i}]")))
+        .map(|(i, u)| u.identifier(&format!("users[{i}]")))
         .collect::<Result<Vec<_>>>()?;
     let profiles = auth.0.profiles.read();
     let uids: Vec<Option<u32>> = ids.iter().map(|id| profiles.resolve(id)).collect();
     let known: Vec<u32> = uids.iter().flatten().copied().collect();
     let mut answers =
         segment::contains_many(&seg.filter, &profiles, auth.0.as_ref(), &known).into_iter();
-    let results: Vec<Value> = uids
-        .iter()
-        .map(|u| json!({ "member": u.is_some() && answers.next().unwrap_or(false) }))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "results": results })))
+    drop(profiles);
+    let mut out = String::with_capacity(16 + uids.len() * 18);
+    out.push_str("{\"results\":[");
+    for (i, u) in uids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let member = u.is_some() && answers.next().unwrap_or(false);
+        out.push_str(if member {
+            "{\"member\":true}"
+        } else {
+            "{\"member\":false}"
+        });
+    }
+    out.push_str("]}");
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(out))
 }
 
 pub async fn preview(auth: WorkspaceAuth, body: web::Json<PreviewBody>) -> Result<HttpResponse> {
@@ -252,8 +297,13 @@ pub async fn preview(auth: WorkspaceAuth, body: web::Json<PreviewBody>) -> Resul
 }
 
 /// `POST /users/memberships`: one user → its cohorts and saved segments.
-pub async fn user_memberships(auth: WorkspaceAuth, body: web::Json<Value>) -> Result<HttpResponse> {
-    let id = identifier(&body, "body")?;
+pub async fn user_memberships(
+    engine: web::Data<Engine>,
+    auth: WorkspaceAuth,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let bytes = body(&engine, payload).await?;
+    let id = parse_wire::<MemberWire<'_>>(&bytes, "one member")?.identifier("body")?;
     let ws = &auth.0;
     let profiles = ws.profiles.read();
     let uid = profiles.resolve(&id).ok_or(Error::NotFound("user"))?;
