@@ -290,8 +290,10 @@ struct Outcome {
     latencies: Vec<Duration>,
 }
 
-/// One request to send: built before the clock starts, so the figures are
-/// the server's round trip, not the client's JSON building.
+/// One request to send. Each connection builds `POOL` of them before the
+/// clock starts and then cycles through them, so the figures are the
+/// server's work and the round trip, not the client's JSON building (the
+/// load generator shares the server's two cores).
 struct Request {
     method: &'static str,
     path: String,
@@ -299,6 +301,8 @@ struct Request {
     body: Vec<u8>,
     expect: u16,
 }
+
+const POOL: usize = 64;
 
 /// Sends what `prepare` builds on `conns` connections for `seconds`;
 /// `units` says how much work a response stands for.
@@ -310,17 +314,23 @@ fn drive(
     units: impl Fn(&[u8]) -> u64 + Sync,
 ) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
+    let pools: Vec<Vec<Request>> = (0..conns)
+        .map(|t| {
+            let mut rng = Lcg(1000 + t as u64);
+            (0..POOL).map(|_| prepare(&mut rng)).collect()
+        })
+        .collect();
     let started = Instant::now();
     let results: Vec<(u64, u64, Vec<Duration>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..conns)
-            .map(|t| {
-                let (stop, prepare, units) = (stop.clone(), &prepare, &units);
+        let handles: Vec<_> = pools
+            .into_iter()
+            .map(|pool| {
+                let (stop, units) = (stop.clone(), &units);
                 s.spawn(move || {
                     let mut c = Conn::open(addr);
-                    let mut rng = Lcg(1000 + t as u64);
                     let (mut reqs, mut done, mut lat) = (0, 0, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
-                        let r = prepare(&mut rng);
+                        let r = &pool[reqs as usize % POOL];
                         let t0 = Instant::now();
                         let (status, body) = c.call(r.method, &r.path, r.token.as_deref(), &r.body);
                         lat.push(t0.elapsed());
