@@ -28,6 +28,7 @@ struct Args {
     connections: usize,
     fsync: String,
     cohort_size: u32,
+    extra_cohorts: u32,
 }
 
 fn args() -> Args {
@@ -37,6 +38,7 @@ fn args() -> Args {
         connections: 4,
         fsync: "always".into(),
         cohort_size: 100_000,
+        extra_cohorts: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -48,6 +50,7 @@ fn args() -> Args {
             "--connections" => a.connections = val().parse().expect("--connections N"),
             "--fsync" => a.fsync = val(),
             "--cohort-size" => a.cohort_size = val().parse().expect("--cohort-size N"),
+            "--extra-cohorts" => a.extra_cohorts = val().parse().expect("--extra-cohorts N"),
             _ => {} // cargo passes --bench
         }
     }
@@ -139,6 +142,20 @@ impl Drop for Server {
 const ADMIN: &str = "bench-admin";
 const PARTNER_KEY: &str = "bench-partner";
 
+fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cohortd"))
+        .args(["serve", "--config"])
+        .arg(dir.join("bench-config.toml"))
+        .env("COHORTD_LISTEN", addr.to_string())
+        .env("COHORTD_DATA_DIR", dir.join("data"))
+        .env("COHORTD_ADMIN_TOKEN", ADMIN)
+        .env("COHORTD_PARTNER_KEY_SEGMENT", PARTNER_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start cohortd")
+}
+
 fn start_server(fsync: &str) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -151,35 +168,48 @@ fn start_server(fsync: &str) -> Server {
     let config = shipped
         .replace("fsync = \"always\"", &format!("fsync = \"{fsync}\""))
         .replace("interval_secs = 300", "interval_secs = 0");
-    let config_path = dir.path().join("bench-config.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_cohortd"))
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("COHORTD_LISTEN", addr.to_string())
-        .env("COHORTD_DATA_DIR", dir.path().join("data"))
-        .env("COHORTD_ADMIN_TOKEN", ADMIN)
-        .env("COHORTD_PARTNER_KEY_SEGMENT", PARTNER_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start cohortd");
+    std::fs::write(dir.path().join("bench-config.toml"), config).unwrap();
+    let child = spawn(dir.path(), addr);
     // From here on, `Server`'s Drop kills and reaps the child on every path.
     let server = Server {
         child,
         addr,
         _dir: dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut c) = TcpStream::connect(addr).map(|_| Conn::open(addr)) {
-            if c.call("GET", "/readyz", None, b"").0 == 200 {
-                return server;
+    server.wait_ready();
+    server
+}
+
+impl Server {
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = TcpStream::connect(self.addr).map(|_| Conn::open(self.addr)) {
+                if c.call("GET", "/readyz", None, b"").0 == 200 {
+                    return;
+                }
             }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        panic!("cohortd did not become ready");
     }
-    panic!("cohortd did not become ready");
+
+    /// SIGKILL, then start again on the same data dir; returns the time
+    /// until `/readyz` answers 200 (recovery: snapshot load + log replay).
+    fn crash_and_restart(&mut self) -> Duration {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let started = Instant::now();
+        self.child = spawn(self._dir.path(), self.addr);
+        self.wait_ready();
+        started.elapsed()
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
 }
 
 fn uid_name(i: u32) -> String {
@@ -251,22 +281,41 @@ fn setup(addr: SocketAddr, a: &Args) -> Setup {
         "setup: {n} profiles in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let mut rng = Lcg(3);
-    for cohort in ["A", "B", "C"] {
-        let mut left = a.cohort_size;
-        while left > 0 {
-            let k = left.min(1000);
-            let ids: Vec<String> = (0..k).map(|_| uid_name(rng.below(n))).collect();
-            c.json(
-                "POST",
-                "/partners/segment/cohorts/users",
-                None,
-                &json!({"partner_api_key": PARTNER_KEY, "client_secret": secret, "cohort_id": cohort,
-                        "cohort_changes": [{"user_ids": ids}]}),
-            );
-            left -= k;
+    let started = Instant::now();
+    let mut cohorts: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
+    cohorts.extend((0..a.extra_cohorts).map(|i| format!("extra_{i}")));
+    std::thread::scope(|s| {
+        for (t, chunk) in cohorts
+            .chunks(cohorts.len().div_ceil(conns as usize))
+            .enumerate()
+        {
+            let secret = secret.clone();
+            s.spawn(move || {
+                let mut c = Conn::open(addr);
+                let mut rng = Lcg(3 + t as u64);
+                for cohort in chunk {
+                    let mut left = a.cohort_size;
+                    while left > 0 {
+                        let k = left.min(1000);
+                        let ids: Vec<String> = (0..k).map(|_| uid_name(rng.below(n))).collect();
+                        c.json(
+                            "POST",
+                            "/partners/segment/cohorts/users",
+                            None,
+                            &json!({"partner_api_key": PARTNER_KEY, "client_secret": secret,
+                                    "cohort_id": cohort, "cohort_changes": [{"user_ids": ids}]}),
+                        );
+                        left -= k;
+                    }
+                }
+            });
         }
-    }
+    });
+    eprintln!(
+        "setup: {} cohorts in {:.1}s",
+        cohorts.len(),
+        started.elapsed().as_secs_f64()
+    );
     let seg = c.json(
         "POST",
         "/segments",
@@ -387,7 +436,7 @@ fn row(name: &str, unit: &str, o: &Outcome) {
 
 fn main() {
     let a = args();
-    let server = start_server(&a.fsync);
+    let mut server = start_server(&a.fsync);
     let addr = server.addr;
     let s = setup(addr, &a);
     let n = a.profiles;
@@ -485,9 +534,21 @@ fn main() {
     {
         println!("    {line}");
     }
-    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())) {
-        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
-            println!("    server {rss}");
-        }
-    }
+    let rss = server.rss_kib().unwrap_or(0);
+    println!("    server RSS: {:.1} MiB", rss as f64 / 1024.0);
+
+    let t0 = Instant::now();
+    let snap = c.json("POST", "/admin/snapshots", Some(ADMIN), &json!({}));
+    println!(
+        "    snapshot: {:.2} s, {:.1} MiB",
+        t0.elapsed().as_secs_f64(),
+        snap["bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64
+    );
+    drop(c);
+    let restart = server.crash_and_restart();
+    println!(
+        "    restart after kill -9 (snapshot load + log replay) to /readyz: {:.2} s; RSS after restart {:.1} MiB",
+        restart.as_secs_f64(),
+        server.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
 }
