@@ -1542,3 +1542,95 @@ fn a_deleted_profile_leaves_every_segment_at_once() {
     let in_all = check(&ws, &ids[0], &[victim])[0];
     assert_eq!((in_a, in_all), (false, true));
 }
+
+#[test]
+fn a_merge_sums_event_counts_keeps_the_latest_time_and_the_identified_attributes() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    ws.users(&["u1"]);
+    let email = alias("email", "a@example.com");
+    track(
+        &ws,
+        json!({"attributes": [{"user_alias": email, "_update_existing_only": false, "plan": "free", "city": "Oslo"}]}),
+    );
+    set_attributes(&ws, &[("u1", json!({"plan": "gold"}))]);
+    track(
+        &ws,
+        json!({"events": [
+            {"user_alias": email, "name": "login", "time": "2024-02-01T00:00:00Z"},
+            {"user_alias": email, "name": "login", "time": "2024-01-01T00:00:00Z"},
+            {"external_id": "u1", "name": "login", "time": "2024-01-15T00:00:00Z"},
+        ]}),
+    );
+    let three = create(
+        &ws,
+        "three logins",
+        json!({"event": {"name": "login", "op": "exactly", "count": 3}}),
+    );
+    let recent = create(
+        &ws,
+        "login after Jan 20",
+        json!({"event": {"name": "login", "op": "last_performed_after", "time": "2024-01-20T00:00:00Z"}}),
+    );
+    let early = create(
+        &ws,
+        "login before Jan 20",
+        json!({"event": {"name": "login", "op": "last_performed_before", "time": "2024-01-20T00:00:00Z"}}),
+    );
+    let gold_in_oslo = create(
+        &ws,
+        "gold in Oslo",
+        json!({"and": [attr("plan", "equals", json!("gold")), attr("city", "equals", json!("Oslo"))]}),
+    );
+    assert_eq!(
+        [&three, &recent, &early, &gold_in_oslo].map(|s| count(&ws, s)),
+        [0, 1, 1, 0]
+    );
+
+    let r = ws.post(
+        "/users/identify",
+        json!({"aliases_to_identify": [{"external_id": "u1", "user_alias": email}]}),
+    );
+    assert_eq!(
+        (r.status, &r.body["merged"]),
+        (201, &json!(1)),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        [&three, &recent, &early, &gold_in_oslo].map(|s| count(&ws, s)),
+        [1, 1, 0, 1],
+        "2 + 1 logins, last on Feb 1, u1's plan and the alias's city"
+    );
+    let all: Vec<String> = [&three, &recent, &gold_in_oslo]
+        .iter()
+        .flat_map(|s| walk(&ws, s, 10))
+        .map(|m| label(&m))
+        .collect();
+    assert_eq!(all, ["u1", "u1", "u1"]);
+}
+
+#[test]
+fn a_segment_is_found_only_by_the_id_it_was_given() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    let id = create(&ws, "s", json!({"all": true}));
+    assert_eq!(ws.get(&format!("/segments/{id}")).status, 200);
+    let n = id.strip_prefix("seg_").expect("ids look like seg_N");
+    for other in [
+        format!("seg_0{n}"),
+        format!("seg_+{n}"),
+        format!("SEG_{n}"),
+        n.to_string(),
+        format!("seg_{n} "),
+        "seg_".to_string(),
+        "seg_18446744073709551616".to_string(),
+    ] {
+        let path = format!(
+            "/segments/{}",
+            other.replace('+', "%2B").replace(' ', "%20")
+        );
+        let r = ws.get(&path);
+        assert_eq!(r.status, 404, "{other:?}: {}", r.body);
+    }
+}
