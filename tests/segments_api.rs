@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::{delta, Resp, Server, Workspace};
 use serde_json::{json, Value};
@@ -1105,9 +1105,10 @@ fn a_page_walk_during_churn_never_repeats_and_never_skips_a_stable_member() {
     assert_eq!(count(&ws, &id), 300);
 
     let stop = AtomicBool::new(false);
+    let rounds = [AtomicUsize::new(0), AtomicUsize::new(0)];
     let walks = std::thread::scope(|scope| {
         // Cohort churn on the odd users.
-        scope.spawn(|| {
+        let cohort_churn = scope.spawn(|| {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let some: Vec<&str> = churn
@@ -1118,11 +1119,12 @@ fn a_page_walk_during_churn_never_repeats_and_never_skips_a_stable_member() {
                     .collect();
                 partner.remove("c", &some);
                 partner.add("c", &some);
+                rounds[0].fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
         });
         // Attribute churn, deletes and brand-new members.
-        scope.spawn(|| {
+        let profile_churn = scope.spawn(|| {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let c = churn[i % churn.len()].as_str();
@@ -1135,9 +1137,18 @@ fn a_page_walk_during_churn_never_repeats_and_never_skips_a_stable_member() {
                     let r = ws.post("/users/delete", json!({"external_ids": [fresh]}));
                     assert_eq!(r.status, 201, "{}", r.body);
                 }
+                rounds[1].fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
         });
+        // Walk only once both churners are under way (or one has died,
+        // which the scope then reports).
+        while rounds.iter().any(|r| r.load(Ordering::Relaxed) == 0)
+            && !cohort_churn.is_finished()
+            && !profile_churn.is_finished()
+        {
+            std::thread::yield_now();
+        }
         let walks: Vec<Vec<Value>> = (0..12).map(|k| walk(&ws, &id, 5 + k)).collect();
         stop.store(true, Ordering::Relaxed);
         walks
