@@ -39,8 +39,11 @@ impl Segment {
         Segment::format_id(self.id)
     }
 
+    /// The id `s` names, if it is exactly one we give out: `seg_01` and
+    /// `seg_+1` are not `seg_1` (`u64::from_str` would accept both).
     pub fn parse_id(s: &str) -> Option<u64> {
-        s.strip_prefix("seg_")?.parse().ok()
+        let id = s.strip_prefix("seg_")?.parse().ok()?;
+        (Segment::format_id(id) == s).then_some(id)
     }
 }
 
