@@ -171,14 +171,22 @@ pub async fn replace(
 ) -> Result<HttpResponse> {
     let existing = find(&auth.0, &id)?;
     let (name, filter) = parse_segment(&auth.0, body.into_inner())?;
-    let cmd = Command::PutSegment {
-        ws: auth.0.id,
-        id: Some(existing.id),
+    // Answer with what this request wrote, not a re-read that a concurrent
+    // DELETE could turn into a 404 after the write was applied.
+    let saved = Segment {
+        id: existing.id,
         name,
         filter,
     };
+    let body = segment_json(&saved);
+    let cmd = Command::PutSegment {
+        ws: auth.0.id,
+        id: Some(saved.id),
+        name: saved.name,
+        filter: saved.filter,
+    };
     engine.submit(cmd).await?;
-    Ok(HttpResponse::Ok().json(segment_json(find(&auth.0, &id)?.as_ref())))
+    Ok(HttpResponse::Ok().json(body))
 }
 
 pub async fn delete(
