@@ -99,6 +99,32 @@ fn parse_wire<'a, T: Deserialize<'a>>(body: &'a [u8], expected: &str) -> Result<
     })
 }
 
+/// The error for a membership check body that did not parse on the fast
+/// path: names the first bad entry (`users[3]: …`) when the body is an
+/// object with a `users` array.
+fn locate_bad_member(bytes: &[u8], e: serde_json::Error) -> Error {
+    if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(bytes) {
+        if let Some(Value::Array(users)) = o.get("users") {
+            for (i, u) in users.iter().enumerate() {
+                let at = format!("users[{i}]");
+                let checked = MemberWire::deserialize(u)
+                    .map_err(|_| {
+                        Error::bad_request("invalid_user", format!("{at}: {MEMBER_SHAPE}"))
+                    })
+                    .and_then(|m| m.identifier(&at));
+                if let Err(err) = checked {
+                    return err;
+                }
+            }
+        }
+    }
+    parse_wire::<CheckWire<'_>>(bytes, "{\"users\": [member, …]}")
+        .err()
+        .unwrap_or_else(|| {
+            Error::bad_request("invalid_request", format!("invalid request body: {e}"))
+        })
+}
+
 async fn body(engine: &Engine, payload: web::Payload) -> Result<web::BytesMut> {
     super::read_body(payload, engine.config().max_body_bytes).await
 }
@@ -237,7 +263,10 @@ pub async fn membership(
 ) -> Result<HttpResponse> {
     let seg = find(&auth.0, &id)?;
     let bytes = body(&engine, payload).await?;
-    let wire: CheckWire<'_> = parse_wire(&bytes, "{\"users\": [member, …]}")?;
+    let wire: CheckWire<'_> = match serde_json::from_slice(&bytes) {
+        Ok(w) => w,
+        Err(e) => return Err(locate_bad_member(&bytes, e)),
+    };
     if wire.users.len() > MAX_CHECK_USERS {
         return Err(Error::bad_request(
             "too_many_users",
