@@ -280,8 +280,8 @@ mod tests {
             (1, 1, 1)
         );
         let p = s.get(0).unwrap();
-        assert_eq!(p.events["open"].count, 1);
-        assert_eq!(p.events[PURCHASE_EVENT].last, 9);
+        assert_eq!(p.events()["open"].count, 1);
+        assert_eq!(p.events()[PURCHASE_EVENT].last, 9);
     }
 
     #[test]

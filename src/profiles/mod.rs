@@ -17,7 +17,7 @@ pub mod commands;
 mod profile;
 mod table;
 
-pub use profile::{AttrValue, EventStats, Profile};
+pub use profile::{AttrValue, Details, EventStats, Profile};
 pub use table::Table;
 
 use compact_str::CompactString;
@@ -115,10 +115,10 @@ impl ProfileStore {
             if let Some(e) = &p.external_id {
                 self.by_external.insert(e.clone(), uid);
             }
-            for a in &p.aliases {
+            for a in p.aliases() {
                 self.by_alias.insert(a.clone(), uid);
             }
-            for d in &p.devices {
+            for d in p.devices() {
                 self.by_device.insert(d.clone(), uid);
             }
         }
@@ -214,10 +214,10 @@ impl ProfileStore {
         if let Some(e) = &p.external_id {
             self.by_external.insert(e.clone(), uid);
         }
-        for a in &p.aliases {
+        for a in p.aliases() {
             self.by_alias.insert(a.clone(), uid);
         }
-        for d in &p.devices {
+        for d in p.devices() {
             self.by_device.insert(d.clone(), uid);
         }
         self.table.push(p);
@@ -236,12 +236,7 @@ impl ProfileStore {
         if let Some(uid) = self.by_external(external_id) {
             return Some(uid);
         }
-        create.then(|| {
-            self.insert(Profile {
-                external_id: Some(external_id.into()),
-                ..Default::default()
-            })
-        })
+        create.then(|| self.insert(Profile::identified(external_id)))
     }
 
     /// The profile holding `alias`, or a new alias-only profile if `create`.
@@ -249,12 +244,7 @@ impl ProfileStore {
         if let Some(uid) = self.by_alias(alias) {
             return Some(uid);
         }
-        create.then(|| {
-            self.insert(Profile {
-                aliases: vec![alias.clone()],
-                ..Default::default()
-            })
-        })
+        create.then(|| self.insert(Profile::alias_only(alias.clone())))
     }
 
     /// The profile holding `device` (what an SDK on that device writes to),
@@ -263,14 +253,11 @@ impl ProfileStore {
         if let Some(uid) = self.by_device(device) {
             return uid;
         }
-        self.insert(Profile {
-            devices: vec![device.into()],
-            ..Default::default()
-        })
+        self.insert(Profile::anonymous(device))
     }
 
     pub fn update_attribute(&mut self, uid: Uid, name: &str, update: AttrUpdate) {
-        let attrs = &mut self.profile_mut(uid).attributes;
+        let attrs = &mut self.profile_mut(uid).details_mut().attributes;
         match update {
             AttrUpdate::Set(v) => {
                 attrs.insert(name.into(), v);
@@ -302,7 +289,7 @@ impl ProfileStore {
     }
 
     pub fn record_event(&mut self, uid: Uid, name: &str, at: Millis) {
-        let events = &mut self.profile_mut(uid).events;
+        let events = &mut self.profile_mut(uid).details_mut().events;
         match events.get_mut(name) {
             Some(s) => s.record(at),
             None => {
@@ -343,7 +330,10 @@ impl ProfileStore {
                         .expect("create = true"),
                 };
                 self.by_alias.insert(alias.clone(), uid);
-                self.profile_mut(uid).aliases.push(alias.clone());
+                self.profile_mut(uid)
+                    .details_mut()
+                    .aliases
+                    .push(alias.clone());
                 Ok(Identified::AliasAdded(uid))
             }
         }
@@ -391,10 +381,10 @@ impl ProfileStore {
     fn merge(&mut self, from: Uid, into: Uid) {
         let gone = self.table.take(from).expect("merge source is live");
         self.live.remove(from);
-        for a in &gone.aliases {
+        for a in gone.aliases() {
             self.by_alias.insert(a.clone(), into);
         }
-        for d in &gone.devices {
+        for d in gone.devices() {
             self.by_device.insert(d.clone(), into);
         }
         self.profile_mut(into).absorb(gone);
@@ -416,7 +406,10 @@ impl ProfileStore {
             (Some(_), _) => Err(IdentifyError::AliasTaken),
             (None, Some(uid)) => {
                 self.by_alias.insert(alias.clone(), uid);
-                self.profile_mut(uid).aliases.push(alias.clone());
+                self.profile_mut(uid)
+                    .details_mut()
+                    .aliases
+                    .push(alias.clone());
                 Ok(uid)
             }
             (None, None) => Ok(self.upsert_alias(alias, true).expect("create = true")),
@@ -433,10 +426,10 @@ impl ProfileStore {
         if let Some(e) = &p.external_id {
             self.by_external.remove(e.as_str());
         }
-        for a in &p.aliases {
+        for a in p.aliases() {
             self.by_alias.remove(a);
         }
-        for d in &p.devices {
+        for d in p.devices() {
             self.by_device.remove(d.as_str());
         }
         true
@@ -512,7 +505,7 @@ mod tests {
         assert!(!s.live().contains(anon));
         let p = s.get(known).unwrap();
         assert_eq!(
-            p.events["open"],
+            p.events()["open"],
             EventStats {
                 count: 2,
                 first: 5,
@@ -614,12 +607,12 @@ mod tests {
         s.update_attribute(u, "gone", AttrUpdate::Set(AttrValue::Bool(true)));
         s.update_attribute(u, "gone", AttrUpdate::Remove);
         let p = s.get(u).unwrap();
-        assert_eq!(p.attributes["n"], AttrValue::Num(5.0));
+        assert_eq!(p.attributes()["n"], AttrValue::Num(5.0));
         assert_eq!(
-            p.attributes["tags"],
+            p.attributes()["tags"],
             AttrValue::Array(vec!["b".into(), "c".into()])
         );
-        assert!(!p.attributes.contains_key("gone"));
+        assert!(!p.attributes().contains_key("gone"));
     }
 
     #[test]
@@ -650,7 +643,7 @@ mod tests {
         s.record_event(u, "e", 1);
         s.upsert_external("u2", true);
         let back = ProfileStore::from_image(image);
-        assert!(back.get(u).unwrap().events.is_empty());
+        assert!(back.get(u).unwrap().events().is_empty());
         assert_eq!(back.len(), 1);
     }
 }

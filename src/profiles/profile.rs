@@ -78,13 +78,71 @@ impl EventStats {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub external_id: Option<CompactString>,
+    /// Everything else, boxed: most profiles of a large workspace carry an
+    /// external_id and little more, and this keeps a profile at 32 bytes.
+    details: Option<Box<Details>>,
+}
+
+/// A profile's aliases, devices, custom attributes and event stats.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Details {
     pub aliases: Vec<Alias>,
     pub devices: Vec<CompactString>,
     pub attributes: BTreeMap<CompactString, AttrValue>,
     pub events: BTreeMap<CompactString, EventStats>,
 }
 
+static NO_DETAILS: Details = Details {
+    aliases: Vec::new(),
+    devices: Vec::new(),
+    attributes: BTreeMap::new(),
+    events: BTreeMap::new(),
+};
+
 impl Profile {
+    pub fn identified(external_id: &str) -> Profile {
+        Profile {
+            external_id: Some(external_id.into()),
+            details: None,
+        }
+    }
+
+    pub fn alias_only(alias: Alias) -> Profile {
+        let mut p = Profile::default();
+        p.details_mut().aliases.push(alias);
+        p
+    }
+
+    pub fn anonymous(device: &str) -> Profile {
+        let mut p = Profile::default();
+        p.details_mut().devices.push(device.into());
+        p
+    }
+
+    pub fn details(&self) -> &Details {
+        self.details.as_deref().unwrap_or(&NO_DETAILS)
+    }
+
+    pub fn details_mut(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Box::default)
+    }
+
+    pub fn aliases(&self) -> &[Alias] {
+        &self.details().aliases
+    }
+
+    pub fn devices(&self) -> &[CompactString] {
+        &self.details().devices
+    }
+
+    pub fn attributes(&self) -> &BTreeMap<CompactString, AttrValue> {
+        &self.details().attributes
+    }
+
+    pub fn events(&self) -> &BTreeMap<CompactString, EventStats> {
+        &self.details().events
+    }
+
     pub fn is_anonymous(&self) -> bool {
         self.external_id.is_none()
     }
@@ -96,30 +154,36 @@ impl Profile {
         if let Some(e) = &self.external_id {
             return Some(Identifier::External(e.clone()));
         }
-        if let Some(a) = self.aliases.first() {
+        if let Some(a) = self.aliases().first() {
             return Some(Identifier::Alias(a.clone()));
         }
-        self.devices.first().map(|d| Identifier::Device(d.clone()))
+        self.devices()
+            .first()
+            .map(|d| Identifier::Device(d.clone()))
     }
 
     /// Folds `other` into `self` (the identified side): aliases and devices are
     /// unioned, `self`'s attributes win, event stats merge.
     pub fn absorb(&mut self, other: Profile) {
+        let Some(other) = other.details else {
+            return;
+        };
+        let mine = self.details_mut();
         for a in other.aliases {
-            if !self.aliases.contains(&a) {
-                self.aliases.push(a);
+            if !mine.aliases.contains(&a) {
+                mine.aliases.push(a);
             }
         }
         for d in other.devices {
-            if !self.devices.contains(&d) {
-                self.devices.push(d);
+            if !mine.devices.contains(&d) {
+                mine.devices.push(d);
             }
         }
         for (k, v) in other.attributes {
-            self.attributes.entry(k).or_insert(v);
+            mine.attributes.entry(k).or_insert(v);
         }
         for (k, v) in other.events {
-            self.events
+            mine.events
                 .entry(k)
                 .and_modify(|mine| mine.merge(&v))
                 .or_insert(v);
@@ -149,13 +213,11 @@ mod tests {
 
     #[test]
     fn absorbing_keeps_identified_attributes_and_merges_events() {
-        let mut me = Profile {
-            external_id: Some("u1".into()),
-            ..Default::default()
-        };
-        me.attributes
+        let mut me = Profile::identified("u1");
+        me.details_mut()
+            .attributes
             .insert("plan".into(), AttrValue::Str("gold".into()));
-        me.events.insert(
+        me.details_mut().events.insert(
             "buy".into(),
             EventStats {
                 count: 2,
@@ -163,18 +225,17 @@ mod tests {
                 last: 20,
             },
         );
-        let mut other = Profile {
-            aliases: vec![Alias::new("email", "a@b")],
-            devices: vec!["d1".into()],
-            ..Default::default()
-        };
+        let mut other = Profile::alias_only(Alias::new("email", "a@b"));
+        other.details_mut().devices.push("d1".into());
         other
+            .details_mut()
             .attributes
             .insert("plan".into(), AttrValue::Str("free".into()));
         other
+            .details_mut()
             .attributes
             .insert("city".into(), AttrValue::Str("Oslo".into()));
-        other.events.insert(
+        other.details_mut().events.insert(
             "buy".into(),
             EventStats {
                 count: 3,
@@ -183,17 +244,17 @@ mod tests {
             },
         );
         me.absorb(other);
-        assert_eq!(me.attributes["plan"], AttrValue::Str("gold".into()));
-        assert_eq!(me.attributes["city"], AttrValue::Str("Oslo".into()));
+        assert_eq!(me.attributes()["plan"], AttrValue::Str("gold".into()));
+        assert_eq!(me.attributes()["city"], AttrValue::Str("Oslo".into()));
         assert_eq!(
-            me.events["buy"],
+            me.events()["buy"],
             EventStats {
                 count: 5,
                 first: 5,
                 last: 20
             }
         );
-        assert_eq!(me.aliases, vec![Alias::new("email", "a@b")]);
-        assert_eq!(me.devices, vec![CompactString::from("d1")]);
+        assert_eq!(me.aliases(), [Alias::new("email", "a@b")]);
+        assert_eq!(me.devices(), [CompactString::from("d1")]);
     }
 }

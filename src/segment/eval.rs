@@ -81,8 +81,8 @@ fn holds(f: &Filter, uid: Uid, p: &Profile, cohorts: &dyn CohortSets) -> bool {
         Filter::Not(g) => !holds(g, uid, p, cohorts),
         Filter::And(fs) => fs.iter().all(|g| holds(g, uid, p, cohorts)),
         Filter::Or(fs) => fs.iter().any(|g| holds(g, uid, p, cohorts)),
-        Filter::Attribute { name, cond } => attr_holds(cond, p.attributes.get(name.as_str())),
-        Filter::Event { name, cond } => event_holds(cond, p.events.get(name.as_str())),
+        Filter::Attribute { name, cond } => attr_holds(cond, p.attributes().get(name.as_str())),
+        Filter::Event { name, cond } => event_holds(cond, p.events().get(name.as_str())),
     }
 }
 
@@ -206,11 +206,11 @@ impl Eval<'_> {
             Filter::Not(g) => cand - &self.eval(g, cand),
             Filter::And(fs) => self.and(fs, cand),
             Filter::Or(fs) => self.or(fs, cand),
-            Filter::Attribute { name, cond } => {
-                self.scan(cand, |p| attr_holds(cond, p.attributes.get(name.as_str())))
-            }
+            Filter::Attribute { name, cond } => self.scan(cand, |p| {
+                attr_holds(cond, p.attributes().get(name.as_str()))
+            }),
             Filter::Event { name, cond } => {
-                self.scan(cand, |p| event_holds(cond, p.events.get(name.as_str())))
+                self.scan(cand, |p| event_holds(cond, p.events().get(name.as_str())))
             }
         }
     }
