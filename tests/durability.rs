@@ -542,6 +542,30 @@ struct SlowDelta {
     rest: Vec<u8>,
 }
 
+/// Reads one HTTP/1.1 response with a `Content-Length` body; returns its
+/// status line.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+        assert!(head.len() < 16 * 1024, "no end of headers");
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).unwrap();
+    head.lines().next().unwrap_or("").to_string()
+}
+
 impl SlowDelta {
     fn start(d: &Daemon, t: &Tenant, cohort: &str, ids: &[String]) -> SlowDelta {
         let body = common::delta(&t.secret, cohort, json!([{ "user_ids": ids }])).to_string();
@@ -555,6 +579,13 @@ impl SlowDelta {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
+        // A whole request and its answer first: only then has the server
+        // surely accepted this connection (a connection still in the
+        // listen backlog at the stop is never served, and that is right).
+        let probe = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", d.addr);
+        stream.write_all(probe.as_bytes()).unwrap();
+        let status = read_response(&mut stream);
+        assert!(status.contains(" 200 "), "{status}");
         let (first, rest) = body.as_bytes().split_at(body.len() / 2);
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(first).unwrap();
@@ -804,4 +835,43 @@ fn a_second_server_on_a_data_dir_in_use_refuses_to_start_naming_the_lock() {
     // The first one is unharmed.
     script(&first, &t, 0, 3);
     assert_eq!(first.get("/readyz", ADMIN).status, 200);
+}
+
+/// With `retain = 2` the snapshot a restore came from is pruned by the
+/// snapshot taken right after the restore, while the log (kept back to the
+/// second-newest snapshot) still holds the restore. If the newest snapshot
+/// is then found corrupt, replaying that restore cannot work: the server
+/// must refuse to start rather than silently serve the state from before
+/// the restore.
+#[test]
+fn a_restore_that_can_no_longer_be_replayed_stops_start_up_instead_of_being_skipped() {
+    let home = Home::with_config(&[LONG_HISTORY, ("retain = 5", "retain = 2")]);
+    let d = home.start();
+    let t = d.tenant("acme", &all_writer_users());
+    script(&d, &t, 0, 10);
+    let id_a = d.snapshot()["snapshot_id"].as_str().unwrap().to_string();
+    script(&d, &t, 10, 10);
+    d.snapshot();
+    let r = d.post("/admin/restore", ADMIN, json!({ "snapshot_id": id_a }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    script(&d, &t, 20, 3);
+    d.kill9();
+    assert!(
+        !home.data_dir().join(format!("{id_a}.snap")).exists(),
+        "retain = 2 prunes the restored snapshot"
+    );
+
+    let newest = snapshot_files(&home.data_dir())[0].1.clone();
+    let len = std::fs::metadata(&newest).unwrap().len() as usize;
+    flip_byte(&newest, len - 1);
+    let refused = home
+        .try_start()
+        .map(|d| d.kill9())
+        .expect_err("serving the state from before the restore would lose acknowledged writes");
+    assert!(!refused.status.success());
+    assert!(
+        refused.output.contains(&id_a) && refused.output.contains("refusing to start"),
+        "{}",
+        refused.output
+    );
 }
