@@ -120,7 +120,11 @@ pub async fn replay(router: &Addr<Router>, log: &wal::Recovered, after: u64) -> 
         let pending = rx
             .await
             .map_err(|_| "router stopped during replay".to_string())?;
-        pending.await.map_err(|e| e.to_string())?;
+        pending.await.map_err(|e| match e {
+            // Start-up prints the cause; only HTTP bodies hide it.
+            crate::error::Error::Internal(cause) => cause,
+            e => e.to_string(),
+        })?;
     }
     if count > 0 {
         tracing::info!(

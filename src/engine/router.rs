@@ -20,6 +20,14 @@
 //! are applied in log order, so the state never holds a mutation the log
 //! does not, a failed log write applies nothing (503), and `last_applied`
 //! names exactly the cut a snapshot taken between two commands contains.
+//!
+//! A restore is the one command whose effect depends on something outside
+//! the log: the snapshot file it names. So the router loads and verifies
+//! that file *before* logging the restore (a restore that cannot load is
+//! refused and never logged), and a logged restore that cannot be replayed
+//! at start-up — its file was pruned or damaged since — stops recovery
+//! instead of being skipped: skipping it would serve the state from before
+//! the restore with every later acknowledged write applied on top of it.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -155,6 +163,8 @@ struct Waiting {
     seq: u64,
     position: u64,
     cmd: Command,
+    /// A restore's image, loaded and verified before it was logged.
+    image: Option<Image>,
     reply: oneshot::Sender<Pending>,
     logged: Option<std::result::Result<(), Arc<persist::Error>>>,
 }
@@ -230,7 +240,12 @@ impl Router {
             let pending = match w.logged.expect("settled") {
                 Ok(()) => {
                     self.last_applied = w.position;
-                    self.apply_or_fail(w.cmd)
+                    match (w.cmd, w.image) {
+                        (Command::Restore { snapshot_id }, Some(image)) => {
+                            self.restore(&snapshot_id, image)
+                        }
+                        (cmd, _) => self.apply_or_fail(cmd),
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "write-ahead log append failed; command not applied");
@@ -433,12 +448,16 @@ impl Router {
             }
             Command::Restore { snapshot_id } => {
                 let image = self.load_snapshot(&snapshot_id)?;
-                let state = self.install(image);
-                *self.cell.write() = state;
-                tracing::info!(%snapshot_id, "state restored from snapshot");
-                Ok(done(Outcome::Done))
+                Ok(self.restore(&snapshot_id, image))
             }
         }
+    }
+
+    fn restore(&mut self, snapshot_id: &str, image: Image) -> Pending {
+        let state = self.install(image);
+        *self.cell.write() = state;
+        tracing::info!(%snapshot_id, "state restored from snapshot");
+        done(Outcome::Done)
     }
 
     /// Resolves a delta against the profile index and hands the cohort one
@@ -551,6 +570,17 @@ impl Handler<Submit> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        // Only a restore that can be applied goes into the log.
+        let image = match &msg.cmd {
+            Command::Restore { snapshot_id } => match self.load_snapshot(snapshot_id) {
+                Ok(image) => Some(image),
+                Err(e) => {
+                    let _ = msg.reply.send(future::ready(Err(e)).boxed());
+                    return;
+                }
+            },
+            _ => None,
+        };
         let appended = codec::encode(&msg.cmd)
             .map_err(|e| Error::Internal(e.to_string()))
             .and_then(|bytes| {
@@ -573,6 +603,7 @@ impl Handler<Submit> for Router {
             seq,
             position: appended.position,
             cmd: msg.cmd,
+            image,
             reply: msg.reply,
             logged: None,
         });
@@ -592,7 +623,25 @@ impl Handler<Replay> for Router {
         let mut all = Vec::with_capacity(msg.records.len());
         for (position, cmd) in msg.records {
             self.last_applied = position;
-            all.push(self.apply_or_fail(cmd));
+            let restore = match &cmd {
+                Command::Restore { snapshot_id } => Some(snapshot_id.clone()),
+                _ => None,
+            };
+            match (self.apply(cmd), restore) {
+                (Ok(pending), _) => all.push(pending),
+                // Logged restores all succeeded once (see `Submit`): one
+                // that fails now cannot be skipped without losing state.
+                (Err(e), Some(id)) => {
+                    let refused = Error::Internal(format!(
+                        "the log restores snapshot {id} at position {position}, and that \
+                         snapshot can no longer be loaded ({e}); the acknowledged state after \
+                         it cannot be rebuilt, refusing to start"
+                    ));
+                    let _ = msg.reply.send(future::ready(Err(refused)).boxed());
+                    return;
+                }
+                (Err(e), None) => all.push(future::ready(Err(e)).boxed()),
+            }
         }
         let joined = future::join_all(all)
             .map(|results| {

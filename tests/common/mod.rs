@@ -3,6 +3,8 @@
 //! workspaces and operators do.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod process;
+
 use std::path::PathBuf;
 
 use cohortd::app::{self, Running};
@@ -202,10 +204,18 @@ impl Resp {
 
 impl From<Result<ureq::Response, ureq::Error>> for Resp {
     fn from(r: Result<ureq::Response, ureq::Error>) -> Resp {
+        Resp::try_from_ureq(r).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Resp {
+    /// Any HTTP answer (2xx or not) is a `Resp`; a transport failure (refused,
+    /// reset, timed out: no answer at all) is an `Err` naming it.
+    pub fn try_from_ureq(r: Result<ureq::Response, ureq::Error>) -> Result<Resp, String> {
         let resp = match r {
             Ok(resp) => resp,
             Err(ureq::Error::Status(_, resp)) => resp,
-            Err(e) => panic!("transport error: {e}"),
+            Err(e) => return Err(format!("transport error: {e}")),
         };
         let status = resp.status();
         let headers = resp
@@ -218,10 +228,10 @@ impl From<Result<ureq::Response, ureq::Error>> for Resp {
             .collect();
         let text = resp.into_string().unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp {
+        Ok(Resp {
             status,
             body,
             headers,
-        }
+        })
     }
 }
