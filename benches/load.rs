@@ -316,6 +316,9 @@ fn setup(addr: SocketAddr, a: &Args) -> Setup {
         cohorts.len(),
         started.elapsed().as_secs_f64()
     );
+    // The first connection sat idle through the setup: the server has
+    // closed it (keep-alive timeout).
+    let mut c = Conn::open(addr);
     let seg = c.json(
         "POST",
         "/segments",
