@@ -146,85 +146,108 @@ async fn body_of(engine: &Engine, partner: &str, payload: web::Payload) -> Resul
         })
 }
 
-/// `POST /partners/{partner}/cohorts`: create or rename a cohort.
+/// Which partner endpoint a request is for.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    /// `POST /partners/{partner}/cohorts`: create or rename a cohort.
+    Name,
+    /// `POST /partners/{partner}/cohorts/users`: apply a delta.
+    Users,
+}
+
 pub async fn name_cohort(
     engine: web::Data<Engine>,
     partner: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match body_of(&engine, &partner, payload).await {
-        Ok(b) => b,
-        Err(e) => return respond(Err((e, None))),
-    };
-    let (env, auth) = match admit(&engine, &partner, &body).await {
-        Ok(ok) => ok,
-        Err(e) => return respond(Err(e)),
-    };
-    let rate = auth.rate;
-    let result = async {
-        let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
-        let name = non_empty(env.name, Error::InvalidName)?;
-        let created_at = text(env.created_at)
-            .and_then(|s| crate::time::parse_iso8601(&s))
-            .ok_or(Error::InvalidCreatedAt)?;
-        let cmd = Command::NameCohort {
-            ws: auth.ws.id,
-            key: CohortKey::new(&partner, &cohort_id),
-            name: name.into_owned(),
-            created_at,
-            at: crate::time::now_millis(),
-        };
-        engine.submit(cmd).await?;
-        Ok(json!({ "message": "success" }))
-    }
-    .await;
-    respond(result.map(|b| (b, rate)).map_err(|e| (e, Some(rate))))
+    serve(&engine, &partner, payload, Endpoint::Name).await
 }
 
-/// `POST /partners/{partner}/cohorts/users`: apply a delta.
 pub async fn cohort_users(
     engine: web::Data<Engine>,
     partner: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let body = match body_of(&engine, &partner, payload).await {
+    serve(&engine, &partner, payload, Endpoint::Users).await
+}
+
+/// Both endpoints: the common front (partner, body, JSON, keys, rate
+/// limit), then the endpoint's fields and its one engine call.
+async fn serve(
+    engine: &Engine,
+    partner: &str,
+    payload: web::Payload,
+    endpoint: Endpoint,
+) -> HttpResponse {
+    let body = match body_of(engine, partner, payload).await {
         Ok(b) => b,
         Err(e) => return respond(Err((e, None))),
     };
-    let (env, auth) = match admit(&engine, &partner, &body).await {
+    let (env, auth) = match admit(engine, partner, &body).await {
         Ok(ok) => ok,
         Err(e) => return respond(Err(e)),
     };
     let rate = auth.rate;
-    let result = async {
-        let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
-        let changes = parse_changes(env.cohort_changes)?;
-        let matched_before = changes.iter().map(Change::id_count).sum::<usize>();
-        let cmd = Command::ApplyDelta {
-            ws: auth.ws.id,
-            key: CohortKey::new(&partner, &cohort_id),
-            changes,
-            at: now(),
-        };
-        let Outcome::Delta(d) = engine.submit(cmd).await? else {
-            return Err(Error::Internal(
-                "delta answered with another outcome".into(),
-            ));
-        };
-        let m = engine.metrics();
-        m.identifiers_unmatched.inc_by(d.unmatched);
-        m.identifiers_matched
-            .inc_by((matched_before as u64).saturating_sub(d.unmatched));
-        Ok(json!({
-            "message": "success",
-            "added": d.added,
-            "removed": d.removed,
-            "unmatched": d.unmatched,
-            "cohort_size": d.size,
-        }))
-    }
-    .await;
+    let result = match endpoint {
+        Endpoint::Name => name(engine, partner, &env, &auth).await,
+        Endpoint::Users => users(engine, partner, &env, &auth).await,
+    };
     respond(result.map(|b| (b, rate)).map_err(|e| (e, Some(rate))))
+}
+
+async fn name(
+    engine: &Engine,
+    partner: &str,
+    env: &Envelope<'_>,
+    auth: &Authorized,
+) -> Result<serde_json::Value> {
+    let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
+    let name = non_empty(env.name, Error::InvalidName)?;
+    let created_at = text(env.created_at)
+        .and_then(|s| crate::time::parse_iso8601(&s))
+        .ok_or(Error::InvalidCreatedAt)?;
+    let cmd = Command::NameCohort {
+        ws: auth.ws.id,
+        key: CohortKey::new(partner, &cohort_id),
+        name: name.into_owned(),
+        created_at,
+        at: now(),
+    };
+    engine.submit(cmd).await?;
+    Ok(json!({ "message": "success" }))
+}
+
+async fn users(
+    engine: &Engine,
+    partner: &str,
+    env: &Envelope<'_>,
+    auth: &Authorized,
+) -> Result<serde_json::Value> {
+    let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
+    let changes = parse_changes(env.cohort_changes)?;
+    let given = changes.iter().map(Change::id_count).sum::<usize>();
+    let cmd = Command::ApplyDelta {
+        ws: auth.ws.id,
+        key: CohortKey::new(partner, &cohort_id),
+        changes,
+        at: now(),
+    };
+    let Outcome::Delta(d) = engine.submit(cmd).await? else {
+        return Err(Error::Internal(
+            "delta answered with another outcome".into(),
+        ));
+    };
+    let m = engine.metrics();
+    m.identifiers_unmatched.inc_by(d.unmatched);
+    m.identifiers_matched
+        .inc_by((given as u64).saturating_sub(d.unmatched));
+    Ok(json!({
+        "message": "success",
+        "added": d.added,
+        "removed": d.removed,
+        "unmatched": d.unmatched,
+        "cohort_size": d.size,
+    }))
 }
 
 fn now() -> Millis {

@@ -17,9 +17,9 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Alias, Identifier};
 use crate::profiles::commands::{
-    AttrChange, AttributesObject, EventObject, Identify, NewAliases, Target, Track,
+    AttributesObject, EventObject, Identify, NewAliases, Target, Track,
 };
-use crate::profiles::AttrValue;
+use crate::profiles::{AttrUpdate, AttrValue};
 
 /// Objects of each kind per `/users/track` request (Braze's limit).
 pub const MAX_TRACK_OBJECTS: usize = 75;
@@ -119,17 +119,17 @@ fn target(obj: &Map<String, Value>, at: &str) -> Result<Target> {
     }
 }
 
-fn attr_change(v: &Value, at: &str) -> Result<AttrChange> {
+fn attr_change(v: &Value, at: &str) -> Result<AttrUpdate> {
     Ok(match v {
-        Value::Null => AttrChange::Remove,
-        Value::Bool(b) => AttrChange::Set(AttrValue::Bool(*b)),
-        Value::Number(n) => AttrChange::Set(AttrValue::Num(n.as_f64().unwrap_or(f64::NAN))),
-        Value::String(s) => AttrChange::Set(AttrValue::from_text(s)),
-        Value::Array(items) => AttrChange::Set(AttrValue::Array(strings(items, at)?)),
+        Value::Null => AttrUpdate::Remove,
+        Value::Bool(b) => AttrUpdate::Set(AttrValue::Bool(*b)),
+        Value::Number(n) => AttrUpdate::Set(AttrValue::Num(n.as_f64().unwrap_or(f64::NAN))),
+        Value::String(s) => AttrUpdate::Set(AttrValue::from_text(s)),
+        Value::Array(items) => AttrUpdate::Set(AttrValue::Array(strings(items, at)?)),
         Value::Object(o) => {
             if let (Some(n), 1) = (o.get("inc"), o.len()) {
                 let by = n.as_f64().ok_or_else(|| bad(at, "inc must be a number"))?;
-                AttrChange::Increment(by)
+                AttrUpdate::Increment(by)
             } else if !o.is_empty() && o.keys().all(|k| k == "add" || k == "remove") {
                 let part = |k: &str| -> Result<Vec<CompactString>> {
                     match o.get(k) {
@@ -138,7 +138,7 @@ fn attr_change(v: &Value, at: &str) -> Result<AttrChange> {
                         Some(_) => Err(bad(at, format_args!("{k} must be an array of strings"))),
                     }
                 };
-                AttrChange::ArrayEdit {
+                AttrUpdate::ArrayEdit {
                     add: part("add")?,
                     remove: part("remove")?,
                 }

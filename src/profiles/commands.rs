@@ -6,7 +6,7 @@
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use super::{AttrUpdate, AttrValue, Identified, IdentifyError, ProfileStore};
+use super::{AttrUpdate, Identified, IdentifyError, ProfileStore};
 use crate::model::{Alias, Identifier, Millis, Uid};
 
 /// Which profile a track object writes to, and whether it may create it.
@@ -25,33 +25,10 @@ pub enum Target {
     Device(CompactString),
 }
 
-/// A serialisable attribute change (mirrors `AttrUpdate`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum AttrChange {
-    Set(AttrValue),
-    Remove,
-    Increment(f64),
-    ArrayEdit {
-        add: Vec<CompactString>,
-        remove: Vec<CompactString>,
-    },
-}
-
-impl From<AttrChange> for AttrUpdate {
-    fn from(c: AttrChange) -> AttrUpdate {
-        match c {
-            AttrChange::Set(v) => AttrUpdate::Set(v),
-            AttrChange::Remove => AttrUpdate::Remove,
-            AttrChange::Increment(n) => AttrUpdate::Increment(n),
-            AttrChange::ArrayEdit { add, remove } => AttrUpdate::ArrayEdit { add, remove },
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttributesObject {
     pub target: Target,
-    pub changes: Vec<(CompactString, AttrChange)>,
+    pub changes: Vec<(CompactString, AttrUpdate)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,7 +85,7 @@ pub fn apply_track(store: &mut ProfileStore, t: &Track) -> TrackReport {
         match locate(store, &obj.target) {
             Some(uid) => {
                 for (name, change) in &obj.changes {
-                    store.update_attribute(uid, name, change.clone().into());
+                    store.update_attribute(uid, name, change.clone());
                 }
                 report.attributes_processed += 1;
             }
@@ -240,6 +217,7 @@ pub fn apply_delete(store: &mut ProfileStore, ids: &[Identifier]) -> Vec<Uid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profiles::AttrValue;
 
     fn ext(id: &str, create: bool) -> Target {
         Target::External {
@@ -256,7 +234,7 @@ mod tests {
                 target: ext("u1", true),
                 changes: vec![(
                     "plan".into(),
-                    AttrChange::Set(AttrValue::Str("gold".into())),
+                    AttrUpdate::Set(AttrValue::Str("gold".into())),
                 )],
             }],
             events: vec![EventObject {

@@ -30,7 +30,7 @@ use crate::model::{Alias, Identifier, Millis, Uid};
 type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
 
 /// A change to one custom attribute, as `/users/track` asks for it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AttrUpdate {
     Set(AttrValue),
     Remove,
