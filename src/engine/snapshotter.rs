@@ -30,6 +30,10 @@ pub struct Snapshotter {
     dir: PathBuf,
     retain: usize,
     interval: Option<Duration>,
+    /// The last snapshot this process wrote: a request for a cut at the
+    /// same log position (nothing written since, e.g. the timer or the
+    /// shutdown right after an operator's snapshot) reuses it.
+    last: Option<SnapshotInfo>,
 }
 
 impl Snapshotter {
@@ -46,6 +50,7 @@ impl Snapshotter {
             dir,
             retain: retain.max(1),
             interval: (interval_secs > 0).then(|| Duration::from_secs(interval_secs)),
+            last: None,
         }
     }
 }
@@ -76,6 +81,7 @@ impl Handler<TakeSnapshot> for Snapshotter {
     fn handle(&mut self, msg: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
         let router = self.router.clone();
         let (wal, dir, retain) = (self.wal.clone(), self.dir.clone(), self.retain);
+        let last = self.last.clone();
         let work = async move {
             let (tx, rx) = oneshot::channel();
             router.do_send(Checkpoint { reply: tx });
@@ -83,13 +89,19 @@ impl Handler<TakeSnapshot> for Snapshotter {
                 .await
                 .map_err(|_| Error::Internal("router stopped".into()))?;
             let (position, image) = cut.await?;
+            if let Some(last) = last.filter(|l| l.log_position == position && l.path.exists()) {
+                return Ok(last);
+            }
             tokio::task::spawn_blocking(move || write(&dir, &wal, retain, position, &image))
                 .await
                 .map_err(|e| Error::Internal(format!("snapshot task: {e}")))?
         };
-        Box::pin(work.into_actor(self).map(move |result: Result<SnapshotInfo>, _, _| {
+        Box::pin(work.into_actor(self).map(move |result: Result<SnapshotInfo>, act, _| {
             match &result {
-                Ok(info) => tracing::info!(id = %info.id, bytes = info.bytes, log_position = info.log_position, "snapshot written"),
+                Ok(info) => {
+                    tracing::info!(id = %info.id, bytes = info.bytes, log_position = info.log_position, "snapshot durable");
+                    act.last = Some(info.clone());
+                }
                 Err(e) => tracing::error!(error = ?e, "snapshot failed"),
             }
             if let Some(reply) = msg.reply {
