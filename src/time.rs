@@ -48,6 +48,12 @@ pub fn parse_iso8601(s: &str) -> Option<Millis> {
 }
 
 /// Renders as RFC 3339 UTC with milliseconds: `2026-11-24T05:14:36.000Z`.
+///
+/// ```
+/// use cohortd::time::{format_millis, parse_iso8601};
+/// let t = parse_iso8601("2021-01-21T19:20:30+05:00").unwrap();
+/// assert_eq!(format_millis(t), "2021-01-21T14:20:30.000Z");
+/// ```
 pub fn format_millis(ms: Millis) -> String {
     match Utc.timestamp_millis_opt(ms).single() {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
