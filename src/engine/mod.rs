@@ -175,6 +175,7 @@ impl Engine {
         }
         self.submit(Command::Restore {
             snapshot_id: snapshot_id.to_string(),
+            image: Vec::new(),
         })
         .await?;
         self.snapshot().await

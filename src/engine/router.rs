@@ -111,9 +111,13 @@ pub enum Command {
         ws: WorkspaceId,
         id: u64,
     },
-    /// Replaces the whole state with a snapshot's.
+    /// Replaces the whole state with a snapshot's. The router fills
+    /// `image` with the snapshot's verified payload before logging it, so
+    /// the record is self-contained: replaying it never depends on the
+    /// snapshot file still existing (retention may have pruned it).
     Restore {
         snapshot_id: String,
+        image: Vec<u8>,
     },
 }
 
@@ -241,7 +245,7 @@ impl Router {
                 Ok(()) => {
                     self.last_applied = w.position;
                     match (w.cmd, w.image) {
-                        (Command::Restore { snapshot_id }, Some(image)) => {
+                        (Command::Restore { snapshot_id, .. }, Some(image)) => {
                             self.restore(&snapshot_id, image)
                         }
                         (cmd, _) => self.apply_or_fail(cmd),
@@ -333,7 +337,7 @@ impl Router {
 
     /// Loads a snapshot file (blocking: a restore stops the sequencer, so
     /// every command after it sees the restored state).
-    fn load_snapshot(&self, id: &str) -> Result<Image> {
+    fn load_snapshot(&self, id: &str) -> Result<(Vec<u8>, Image)> {
         let info = persist::snapshot::list(&self.snapshot_dir)
             .map_err(|e| Error::Internal(e.to_string()))?
             .into_iter()
@@ -345,12 +349,8 @@ impl Router {
                 format!("snapshot {id} cannot be restored: {e}"),
             )
         })?;
-        codec::decode(&bytes).map_err(|e| {
-            Error::bad_request(
-                "corrupt_snapshot",
-                format!("snapshot {id} cannot be decoded: {e}"),
-            )
-        })
+        let image = decode_image(id, &bytes)?;
+        Ok((bytes, image))
     }
 
     fn apply(&mut self, cmd: Command) -> Result<Pending> {
@@ -446,8 +446,8 @@ impl Router {
                 }
                 Ok(done(Outcome::Done))
             }
-            Command::Restore { snapshot_id } => {
-                let image = self.load_snapshot(&snapshot_id)?;
+            Command::Restore { snapshot_id, image } => {
+                let image = decode_image(&snapshot_id, &image)?;
                 Ok(self.restore(&snapshot_id, image))
             }
         }
@@ -506,6 +506,15 @@ impl Router {
         rx.map(|r| r.map(Outcome::Delta).map_err(|_| lost("cohort")))
             .boxed()
     }
+}
+
+fn decode_image(id: &str, bytes: &[u8]) -> Result<Image> {
+    codec::decode(bytes).map_err(|e| {
+        Error::bad_request(
+            "corrupt_snapshot",
+            format!("snapshot {id} cannot be decoded: {e}"),
+        )
+    })
 }
 
 fn count_distinct(mut ids: Vec<&Identifier>) -> u64 {
@@ -570,10 +579,15 @@ impl Handler<Submit> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
-        // Only a restore that can be applied goes into the log.
-        let image = match &msg.cmd {
-            Command::Restore { snapshot_id } => match self.load_snapshot(snapshot_id) {
-                Ok(image) => Some(image),
+        // Only a restore that can be applied goes into the log, and it goes
+        // in with the snapshot's payload.
+        let mut msg = msg;
+        let image = match &mut msg.cmd {
+            Command::Restore { snapshot_id, image } => match self.load_snapshot(snapshot_id) {
+                Ok((bytes, decoded)) => {
+                    *image = bytes;
+                    Some(decoded)
+                }
                 Err(e) => {
                     let _ = msg.reply.send(future::ready(Err(e)).boxed());
                     return;
@@ -624,7 +638,7 @@ impl Handler<Replay> for Router {
         for (position, cmd) in msg.records {
             self.last_applied = position;
             let restore = match &cmd {
-                Command::Restore { snapshot_id } => Some(snapshot_id.clone()),
+                Command::Restore { snapshot_id, .. } => Some(snapshot_id.clone()),
                 _ => None,
             };
             match (self.apply(cmd), restore) {
@@ -633,9 +647,9 @@ impl Handler<Replay> for Router {
                 // that fails now cannot be skipped without losing state.
                 (Err(e), Some(id)) => {
                     let refused = Error::Internal(format!(
-                        "the log restores snapshot {id} at position {position}, and that \
-                         snapshot can no longer be loaded ({e}); the acknowledged state after \
-                         it cannot be rebuilt, refusing to start"
+                        "the log restores snapshot {id} at position {position}, and the image \
+                         it carries cannot be decoded ({e}); the acknowledged state after it \
+                         cannot be rebuilt, refusing to start"
                     ));
                     let _ = msg.reply.send(future::ready(Err(refused)).boxed());
                     return;
