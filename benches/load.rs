@@ -17,7 +17,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -29,6 +28,7 @@ struct Args {
     fsync: String,
     cohort_size: u32,
     extra_cohorts: u32,
+    no_peer: bool,
 }
 
 fn args() -> Args {
@@ -39,6 +39,7 @@ fn args() -> Args {
         fsync: "always".into(),
         cohort_size: 100_000,
         extra_cohorts: 0,
+        no_peer: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -51,6 +52,7 @@ fn args() -> Args {
             "--fsync" => a.fsync = val(),
             "--cohort-size" => a.cohort_size = val().parse().expect("--cohort-size N"),
             "--extra-cohorts" => a.extra_cohorts = val().parse().expect("--extra-cohorts N"),
+            "--no-peer" => a.no_peer = true,
             _ => {} // cargo passes --bench
         }
     }
@@ -216,6 +218,12 @@ fn uid_name(i: u32) -> String {
     format!("user_{i:09}")
 }
 
+/// The draws of cohort `i` (A = 0, B = 1, C = 2, then the extra ones): the
+/// Redis peer loads exactly the same members.
+fn cohort_rng(i: usize) -> Lcg {
+    Lcg(3 + i as u64 * 7919)
+}
+
 struct Lcg(u64);
 impl Lcg {
     fn below(&mut self, n: u32) -> u32 {
@@ -290,10 +298,11 @@ fn setup(addr: SocketAddr, a: &Args) -> Setup {
             .enumerate()
         {
             let secret = secret.clone();
+            let first = t * cohorts.len().div_ceil(conns as usize);
             s.spawn(move || {
                 let mut c = Conn::open(addr);
-                let mut rng = Lcg(3 + t as u64);
-                for cohort in chunk {
+                for (i, cohort) in chunk.iter().enumerate() {
+                    let mut rng = cohort_rng(first + i);
                     let mut left = a.cohort_size;
                     while left > 0 {
                         let k = left.min(1000);
@@ -356,17 +365,19 @@ struct Request {
 
 const POOL: usize = 64;
 
-/// Sends what `prepare` builds on `conns` connections for `seconds`;
-/// `units` says how much work a response stands for.
-fn drive(
-    addr: SocketAddr,
+/// Runs `conns` client threads for `seconds`. Each prebuilds `POOL`
+/// requests with `prepare` (off the clock), opens its connection with
+/// `open`, and then cycles through its requests with `send`, which returns
+/// the units of work a request stood for. Only `send` is timed.
+fn drive<R: Send, C>(
     conns: usize,
     seconds: u64,
-    prepare: impl Fn(&mut Lcg) -> Request + Sync,
-    units: impl Fn(&[u8]) -> u64 + Sync,
+    prepare: impl Fn(&mut Lcg) -> R,
+    open: impl Fn() -> C + Sync,
+    send: impl Fn(&mut C, &R) -> u64 + Sync,
 ) -> Outcome {
-    let stop = Arc::new(AtomicBool::new(false));
-    let pools: Vec<Vec<Request>> = (0..conns)
+    let stop = AtomicBool::new(false);
+    let pools: Vec<Vec<R>> = (0..conns)
         .map(|t| {
             let mut rng = Lcg(1000 + t as u64);
             (0..POOL).map(|_| prepare(&mut rng)).collect()
@@ -377,17 +388,15 @@ fn drive(
         let handles: Vec<_> = pools
             .into_iter()
             .map(|pool| {
-                let (stop, units) = (stop.clone(), &units);
+                let (stop, open, send) = (&stop, &open, &send);
                 s.spawn(move || {
-                    let mut c = Conn::open(addr);
-                    let (mut reqs, mut done, mut lat) = (0, 0, Vec::new());
+                    let mut c = open();
+                    let (mut reqs, mut done, mut lat) = (0u64, 0, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
                         let r = &pool[reqs as usize % POOL];
                         let t0 = Instant::now();
-                        let (status, body) = c.call(r.method, &r.path, r.token.as_deref(), &r.body);
+                        done += send(&mut c, r);
                         lat.push(t0.elapsed());
-                        assert_eq!(status, r.expect, "{} {}", r.method, r.path);
-                        done += units(&body);
                         reqs += 1;
                     }
                     (reqs, done, lat)
@@ -418,6 +427,27 @@ fn drive(
     }
 }
 
+/// `drive` over HTTP to cohortd; `units` reads a response's work.
+fn drive_http(
+    addr: SocketAddr,
+    conns: usize,
+    seconds: u64,
+    prepare: impl Fn(&mut Lcg) -> Request,
+    units: impl Fn(&[u8]) -> u64 + Sync,
+) -> Outcome {
+    drive(
+        conns,
+        seconds,
+        prepare,
+        || Conn::open(addr),
+        |c: &mut Conn, r: &Request| {
+            let (status, body) = c.call(r.method, &r.path, r.token.as_deref(), &r.body);
+            assert_eq!(status, r.expect, "{} {}", r.method, r.path);
+            units(&body)
+        },
+    )
+}
+
 fn pct(l: &[Duration], p: f64) -> String {
     if l.is_empty() {
         return "-".into();
@@ -435,6 +465,256 @@ fn row(name: &str, unit: &str, o: &Outcome) {
         pct(&o.latencies, 0.99),
         pct(&o.latencies, 0.999),
     );
+}
+
+// ---- the peer: Redis, persistence off, on a loopback port ----
+
+struct Redis {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts `redis-server` (installing Debian's package if it is missing and
+/// we may), or says why the peer is skipped.
+fn start_redis() -> Result<Redis, String> {
+    if !have("redis-server") {
+        eprintln!("redis-server not found: installing Debian's redis-server");
+        let ok = Command::new("sh")
+            .args(["-c", "apt-get install -y -q redis-server >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1)"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || !have("redis-server") {
+            return Err("redis-server is not installed and could not be installed".into());
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| e.to_string())?
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--protected-mode", "no", "--logfile", ""])
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let redis = Redis {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(mut c) = Resp::open(redis.addr) {
+            if c.roundtrip(&resp(&[b"PING"]), 1).is_ok() {
+                return Ok(redis);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("redis-server did not answer PING".into())
+}
+
+/// One RESP command.
+fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn resp_with(cmd: &[&[u8]], ids: &[String]) -> Vec<u8> {
+    let mut args: Vec<&[u8]> = cmd.to_vec();
+    args.extend(ids.iter().map(|s| s.as_bytes()));
+    resp(&args)
+}
+
+/// A pipelining RESP client: replies are integers, arrays of integers,
+/// simple strings and bulk strings, which is all the peer needs.
+struct Resp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+#[derive(Debug)]
+enum Reply {
+    Int(i64),
+    Ints(Vec<i64>),
+    Text(String),
+}
+
+impl Resp {
+    fn open(addr: SocketAddr) -> std::io::Result<Resp> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        Ok(Resp {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        self.reader.read_line(&mut l).map_err(|e| e.to_string())?;
+        Ok(l.trim_end().to_string())
+    }
+
+    fn reply(&mut self) -> Result<Reply, String> {
+        let l = self.line()?;
+        let (kind, rest) = l.split_at(1);
+        match kind {
+            ":" => rest.parse().map(Reply::Int).map_err(|e| e.to_string()),
+            "+" => Ok(Reply::Text(rest.to_string())),
+            "-" => Err(format!("redis error: {rest}")),
+            "$" => {
+                let n: usize = rest
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| e.to_string())?;
+                let mut buf = vec![0; n + 2];
+                self.reader
+                    .read_exact(&mut buf)
+                    .map_err(|e| e.to_string())?;
+                Ok(Reply::Text(String::from_utf8_lossy(&buf[..n]).into_owned()))
+            }
+            "*" => {
+                let n: usize = rest
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| e.to_string())?;
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    match self.reply()? {
+                        Reply::Int(i) => v.push(i),
+                        other => return Err(format!("unexpected {other:?} in array")),
+                    }
+                }
+                Ok(Reply::Ints(v))
+            }
+            _ => Err(format!("unexpected reply line {l:?}")),
+        }
+    }
+
+    fn roundtrip(&mut self, pipeline: &[u8], replies: usize) -> Result<Vec<Reply>, String> {
+        self.writer.write_all(pipeline).map_err(|e| e.to_string())?;
+        (0..replies).map(|_| self.reply()).collect()
+    }
+}
+
+/// A pipeline to send and how many replies it gets.
+struct Pipeline {
+    bytes: Vec<u8>,
+    replies: usize,
+}
+
+fn drive_redis(
+    addr: SocketAddr,
+    conns: usize,
+    seconds: u64,
+    prepare: impl Fn(&mut Lcg) -> Pipeline,
+    units: u64,
+) -> Outcome {
+    drive(
+        conns,
+        seconds,
+        prepare,
+        || Resp::open(addr).expect("connect to redis"),
+        |c: &mut Resp, p: &Pipeline| {
+            for r in c.roundtrip(&p.bytes, p.replies).expect("redis roundtrip") {
+                if let Reply::Ints(v) = r {
+                    assert!(
+                        v.iter().all(|&x| x == 0 || x == 1),
+                        "SMISMEMBER answers 0 or 1"
+                    );
+                }
+            }
+            units
+        },
+    )
+}
+
+/// Loads cohorts A, B, C with exactly the members cohortd got.
+fn load_redis(addr: SocketAddr, a: &Args) {
+    let mut c = Resp::open(addr).expect("connect to redis");
+    for (i, key) in ["A", "B", "C"].iter().enumerate() {
+        let mut rng = cohort_rng(i);
+        let mut left = a.cohort_size;
+        while left > 0 {
+            let k = left.min(1000);
+            let ids: Vec<String> = (0..k).map(|_| uid_name(rng.below(a.profiles))).collect();
+            c.roundtrip(&resp_with(&[b"SADD", key.as_bytes()], &ids), 1)
+                .expect("SADD");
+            left -= k;
+        }
+    }
+}
+
+fn redis_used_memory(addr: SocketAddr) -> u64 {
+    let mut c = Resp::open(addr).expect("connect to redis");
+    let Ok(mut r) = c.roundtrip(&resp(&[b"INFO", b"memory"]), 1) else {
+        return 0;
+    };
+    match r.pop() {
+        Some(Reply::Text(t)) => t
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn redis_count(addr: SocketAddr) -> i64 {
+    let mut c = Resp::open(addr).expect("connect to redis");
+    let r = c
+        .roundtrip(
+            &[
+                resp(&[b"SINTERCARD", b"2", b"A", b"B"]),
+                resp(&[b"SINTERCARD", b"3", b"A", b"B", b"C"]),
+            ]
+            .concat(),
+            2,
+        )
+        .expect("SINTERCARD");
+    match (&r[0], &r[1]) {
+        (Reply::Int(ab), Reply::Int(abc)) => ab - abc,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn ratio(ours: &Outcome, peer: &Outcome) -> String {
+    let (a, b) = (
+        ours.units as f64 / ours.seconds,
+        peer.units as f64 / peer.seconds,
+    );
+    if b == 0.0 {
+        return "-".into();
+    }
+    format!("{:.2}×", a / b)
 }
 
 fn main() {
@@ -465,15 +745,12 @@ fn main() {
         }
     };
     let thousand = |_: &[u8]| 1000;
-    row(
-        "ingest: 1000-id deltas",
-        "ids",
-        &drive(addr, a.connections, a.seconds, delta, thousand),
-    );
+    let ingest = drive_http(addr, a.connections, a.seconds, delta, thousand);
+    row("ingest: 1000-id deltas", "ids", &ingest);
     row(
         "one delta at a time (unloaded)",
         "ids",
-        &drive(addr, 1, a.seconds.min(5), delta, thousand),
+        &drive_http(addr, 1, a.seconds.min(5), delta, thousand),
     );
 
     let check = |rng: &mut Lcg| {
@@ -488,11 +765,8 @@ fn main() {
             expect: 200,
         }
     };
-    row(
-        "batch membership: 1000 users",
-        "checks",
-        &drive(addr, a.connections, a.seconds, check, thousand),
-    );
+    let checks = drive_http(addr, a.connections, a.seconds, check, thousand);
+    row("batch membership: 1000 users", "checks", &checks);
 
     let count = |_: &mut Lcg| Request {
         method: "GET",
@@ -501,11 +775,8 @@ fn main() {
         body: Vec::new(),
         expect: 200,
     };
-    row(
-        "segment count: A and B and not C",
-        "counts",
-        &drive(addr, a.connections, a.seconds, count, |_| 1),
-    );
+    let counts = drive_http(addr, a.connections, a.seconds, count, |_| 1);
+    row("segment count: A and B and not C", "counts", &counts);
 
     let page = |rng: &mut Lcg| Request {
         method: "GET",
@@ -525,10 +796,18 @@ fn main() {
     row(
         "member pages: limit 1000",
         "members",
-        &drive(addr, a.connections, a.seconds, page, members),
+        &drive_http(addr, a.connections, a.seconds, page, members),
     );
 
     let mut c = Conn::open(addr);
+    let (_, body) = c.call(
+        "GET",
+        &format!("/segments/{}/count", s.segment),
+        Some(&s.key),
+        b"",
+    );
+    let our_count =
+        serde_json::from_slice::<Value>(&body).map_or(-1, |v| v["count"].as_i64().unwrap_or(-1));
     let metrics = c.call("GET", "/metrics", None, b"").1;
     let text = String::from_utf8_lossy(&metrics);
     for line in text
@@ -553,5 +832,101 @@ fn main() {
         "    restart after kill -9 (snapshot load + log replay) to /readyz: {:.2} s; RSS after restart {:.1} MiB",
         restart.as_secs_f64(),
         server.rss_kib().unwrap_or(0) as f64 / 1024.0
+    );
+
+    if a.no_peer {
+        return;
+    }
+    let redis = match start_redis() {
+        Ok(r) => r,
+        Err(e) => {
+            println!("\nRedis peer skipped: {e}");
+            return;
+        }
+    };
+    let raddr = redis.addr;
+    load_redis(raddr, &a);
+    let redis_sets = redis_used_memory(raddr);
+    let theirs = redis_count(raddr);
+    assert_eq!(
+        our_count, theirs,
+        "cohortd and Redis disagree on |A and B and not C|"
+    );
+    let r_ingest = drive_redis(
+        raddr,
+        a.connections,
+        a.seconds,
+        |rng| {
+            let adds: Vec<String> = (0..750).map(|_| uid_name(rng.below(n))).collect();
+            let removes: Vec<String> = (0..250).map(|_| uid_name(rng.below(n))).collect();
+            let key = format!("ingest_{}", rng.below(8));
+            Pipeline {
+                bytes: [
+                    resp_with(&[b"SADD", key.as_bytes()], &adds),
+                    resp_with(&[b"SREM", key.as_bytes()], &removes),
+                ]
+                .concat(),
+                replies: 2,
+            }
+        },
+        1000,
+    );
+    let r_checks = drive_redis(
+        raddr,
+        a.connections,
+        a.seconds,
+        |rng| {
+            let ids: Vec<String> = (0..1000).map(|_| uid_name(rng.below(n))).collect();
+            Pipeline {
+                bytes: [
+                    resp_with(&[b"SMISMEMBER", b"A"], &ids),
+                    resp_with(&[b"SMISMEMBER", b"B"], &ids),
+                    resp_with(&[b"SMISMEMBER", b"C"], &ids),
+                ]
+                .concat(),
+                replies: 3,
+            }
+        },
+        1000,
+    );
+    let r_counts = drive_redis(
+        raddr,
+        a.connections,
+        a.seconds,
+        |_| Pipeline {
+            bytes: [
+                resp(&[b"SINTERCARD", b"2", b"A", b"B"]),
+                resp(&[b"SINTERCARD", b"3", b"A", b"B", b"C"]),
+            ]
+            .concat(),
+            replies: 2,
+        },
+        1,
+    );
+    println!(
+        "\nRedis peer (redis-server, persistence off, same {} connections; pipelined SADD+SREM, \
+         3× SMISMEMBER, SINTERCARD(A,B) − SINTERCARD(A,B,C)):\n",
+        a.connections
+    );
+    println!("| scenario | requests | throughput | p50 ms | p99 ms | p999 ms |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    row("ingest: 1000 ids (SADD 750 + SREM 250)", "ids", &r_ingest);
+    row("batch membership: 1000 users", "checks", &r_checks);
+    row("segment count: A and B and not C", "counts", &r_counts);
+    println!("\n| cohortd ÷ Redis | ratio |");
+    println!("| --- | --- |");
+    println!(
+        "| ingest ids/s (cohortd fsync = {}; Redis no persistence) | {} |",
+        a.fsync,
+        ratio(&ingest, &r_ingest)
+    );
+    println!(
+        "| batch membership checks/s | {} |",
+        ratio(&checks, &r_checks)
+    );
+    println!("| segment counts/s | {} |", ratio(&counts, &r_counts));
+    println!(
+        "    both count |A and B and not C| = {our_count}; Redis used_memory with A, B, C loaded: {:.1} MiB",
+        redis_sets as f64 / (1 << 20) as f64
     );
 }
