@@ -14,6 +14,7 @@
 //! the router can tell the cohorts.
 
 pub mod commands;
+mod index;
 mod profile;
 mod table;
 
@@ -95,7 +96,7 @@ pub struct ProfileStore {
     table: Table,
     /// The live profiles: the universe that `not` is taken against.
     live: RoaringBitmap,
-    by_external: Map<CompactString, Uid>,
+    by_external: index::ExternalIndex,
     by_alias: Map<Alias, Uid>,
     by_device: Map<CompactString, Uid>,
 }
@@ -108,12 +109,12 @@ impl ProfileStore {
     /// Rebuilds the indexes from the table (after loading a snapshot, which
     /// stores only the table).
     pub fn reindex(&mut self) {
-        self.by_external.clear();
+        self.by_external = index::ExternalIndex::with_capacity(self.live.len() as usize);
         self.by_alias.clear();
         self.by_device.clear();
         for (uid, p) in self.table.iter() {
             if let Some(e) = &p.external_id {
-                self.by_external.insert(e.clone(), uid);
+                self.by_external.insert(e, uid, &self.table);
             }
             for a in p.aliases() {
                 self.by_alias.insert(a.clone(), uid);
@@ -185,7 +186,7 @@ impl ProfileStore {
     #[inline]
     pub fn resolve(&self, id: &Identifier) -> Option<Uid> {
         match id {
-            Identifier::External(e) => self.by_external.get(e.as_str()).copied(),
+            Identifier::External(e) => self.by_external.get(e, &self.table),
             Identifier::Alias(a) => self.by_alias.get(a).copied(),
             Identifier::Device(d) => {
                 let uid = *self.by_device.get(d.as_str())?;
@@ -196,7 +197,7 @@ impl ProfileStore {
 
     /// The profile holding `external_id`, if any.
     pub fn by_external(&self, external_id: &str) -> Option<Uid> {
-        self.by_external.get(external_id).copied()
+        self.by_external.get(external_id, &self.table)
     }
 
     /// The profile holding `alias`, identified or not.
@@ -210,9 +211,10 @@ impl ProfileStore {
     }
 
     fn insert(&mut self, p: Profile) -> Uid {
-        let uid = self.table.len();
+        let uid = self.table.push(p);
+        let p = self.table.get(uid).expect("just pushed");
         if let Some(e) = &p.external_id {
-            self.by_external.insert(e.clone(), uid);
+            self.by_external.insert(e, uid, &self.table);
         }
         for a in p.aliases() {
             self.by_alias.insert(a.clone(), uid);
@@ -220,7 +222,6 @@ impl ProfileStore {
         for d in p.devices() {
             self.by_device.insert(d.clone(), uid);
         }
-        self.table.push(p);
         self.live.insert(uid);
         uid
     }
@@ -367,7 +368,7 @@ impl ProfileStore {
         match target {
             None => {
                 self.profile_mut(holder).external_id = Some(external_id.into());
-                self.by_external.insert(external_id.into(), holder);
+                self.by_external.insert(external_id, holder, &self.table);
                 Identified::Became(holder)
             }
             Some(into) => {
@@ -424,7 +425,7 @@ impl ProfileStore {
         };
         self.live.remove(uid);
         if let Some(e) = &p.external_id {
-            self.by_external.remove(e.as_str());
+            self.by_external.remove(e, uid);
         }
         for a in p.aliases() {
             self.by_alias.remove(a);
