@@ -69,6 +69,7 @@ pub enum Fsync {
 pub struct WalConfig {
     pub fsync: Fsync,
     pub fsync_interval_millis: u64,
+    pub commit_wait_micros: u64,
     pub segment_bytes: u64,
 }
 

@@ -87,6 +87,8 @@ pub fn open(config: &Config) -> Result<Recovered, String> {
     let opts = WalOptions {
         segment_bytes: config.wal.segment_bytes,
         fsync,
+        commit_wait: (config.wal.commit_wait_micros > 0)
+            .then(|| std::time::Duration::from_micros(config.wal.commit_wait_micros)),
     };
     let (wal, log) = Wal::open(&dir.join("wal"), opts).map_err(|e| e.to_string())?;
     Ok(Recovered {

@@ -97,6 +97,10 @@ pub struct WalOptions {
     /// bytes (a segment may exceed it by one batch).
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
+    /// Under `Always`, how long a batch may wait for concurrent writers to
+    /// join it before its fsync (only when the previous batch had more than
+    /// one record, so a lone writer never waits). `None`: never wait.
+    pub commit_wait: Option<Duration>,
 }
 
 impl Default for WalOptions {
@@ -104,6 +108,7 @@ impl Default for WalOptions {
         WalOptions {
             segment_bytes: 64 << 20,
             fsync: FsyncPolicy::Always,
+            commit_wait: None,
         }
     }
 }
@@ -494,6 +499,8 @@ impl Wal {
             next_position: scanned.next_position,
             needs_cut: false,
             last_sync: Instant::now(),
+            last_batch: 0,
+            commit_wait: opts.commit_wait,
         };
         let handle = std::thread::Builder::new()
             .name("cohortd-wal".into())
@@ -642,6 +649,11 @@ struct Writer {
     /// A failed write may have left bytes past `len` that we could not cut.
     needs_cut: bool,
     last_sync: Instant,
+    /// Records in the last batch written: when it was more than one,
+    /// writers are concurrent and the next batch may wait briefly for as
+    /// many (see `WalOptions::commit_wait`).
+    last_batch: usize,
+    commit_wait: Option<Duration>,
 }
 
 /// Marks the log closed when the writer thread ends, even by panic, so that
@@ -676,6 +688,21 @@ impl Writer {
                         None => shared.wake.wait(&mut q),
                     }
                 }
+                // Group commit under concurrency: an fsync costs about the
+                // same for one record as for many (on this VM ~0.25 ms and
+                // ~0.15 ms of CPU), so when the last batch showed concurrent
+                // writers, give them a moment to join this one. A lone
+                // writer (last batch of one) never waits.
+                if let (FsyncPolicy::Always, Some(wait)) = (self.policy, self.commit_wait) {
+                    if self.last_batch > 1 && q.waiters.len() < self.last_batch {
+                        let deadline = Instant::now() + wait;
+                        while q.waiters.len() < self.last_batch && !q.closing {
+                            if shared.wake.wait_until(&mut q, deadline).timed_out() {
+                                break;
+                            }
+                        }
+                    }
+                }
                 std::mem::swap(&mut q.buf, &mut buf);
                 std::mem::swap(&mut q.waiters, &mut waiters);
                 std::mem::swap(&mut q.syncs, &mut syncs);
@@ -684,6 +711,7 @@ impl Writer {
 
             if !waiters.is_empty() {
                 let count = waiters.len() as u64;
+                self.last_batch = waiters.len();
                 match self.write_batch(&buf, count) {
                     Ok(()) => {
                         for w in waiters.drain(..) {
