@@ -10,7 +10,15 @@
 //!   sequencer of mutations, which resolves identifiers with the `profiles`
 //!   store and dispatches resolved ids to one `cohort::Cohort` actor per
 //!   partner cohort.
-//! - `profiles` owns the identifier matching and merge rules; `model` is the
+//! - Durability: the router appends every command to the write-ahead log
+//!   (`persist::wal`, group commit) and applies it only once it is durable,
+//!   in log order. `engine::snapshotter` takes consistent cuts through the
+//!   router and writes them with `persist::snapshot`; `engine::recovery`
+//!   loads the newest valid snapshot and replays the log through the same
+//!   router path at start-up.
+//! - `profiles` owns the identifier matching and merge rules; `segment` the
+//!   filter language and its evaluation over bitmaps; `persist` the on-disk
+//!   formats (and is the only module that names bincode); `model` is the
 //!   shared vocabulary; `config`, `secrets`, `keys`, `metrics`, `time` are
 //!   what their names say.
 pub mod app;
