@@ -571,7 +571,8 @@ impl SlowDelta {
         let body = common::delta(&t.secret, cohort, json!([{ "user_ids": ids }])).to_string();
         let head = format!(
             "POST /partners/segment/cohorts/users HTTP/1.1\r\nHost: {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\
+             Expect: 100-continue\r\n\r\n",
             d.addr,
             body.len()
         );
@@ -588,6 +589,17 @@ impl SlowDelta {
         assert!(status.contains(" 200 "), "{status}");
         let (first, rest) = body.as_bytes().split_at(body.len() / 2);
         stream.write_all(head.as_bytes()).unwrap();
+        // `100 Continue` proves the server has decoded this request's head:
+        // from then on it is in flight, and a drain must finish it (bytes
+        // still in the socket buffer at the stop are, rightly, not served).
+        let mut interim = Vec::new();
+        let mut byte = [0u8; 1];
+        while !interim.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            interim.push(byte[0]);
+        }
+        let interim = String::from_utf8_lossy(&interim).to_string();
+        assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
         stream.write_all(first).unwrap();
         stream.flush().unwrap();
         SlowDelta {
