@@ -572,3 +572,45 @@ fn partner_keys_come_from_the_environment_named_after_the_partner() {
         201
     );
 }
+
+fn wal_records(server: &Server) -> u64 {
+    let text = server.call("GET", "/metrics", None, None).body;
+    let text = text.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("cohortd_wal_records "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("cohortd_wal_records in /metrics")
+}
+
+#[test]
+fn repeated_name_calls_and_empty_deltas_write_nothing_to_the_log() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    let secret = ws.import_key("segment");
+    let name = |n: &str, at: &str| {
+        let r = server.post_raw(
+            "/partners/segment/cohorts",
+            name_body(&secret, "c", n, at).to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    name("First", "2024-01-01T00:00:00Z");
+    let before = wal_records(&server);
+    // What Segment does before every batch: the same name, a fresh created_at.
+    name("First", "2024-01-01T00:00:05Z");
+    name("First", "2024-01-01T00:00:09Z");
+    let r = server.post_raw(
+        &users_path("segment"),
+        delta(&secret, "c", json!([])).to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(wal_records(&server), before, "no-ops are not logged");
+    // A rename is a change: logged, and visible.
+    name("Second", "2024-01-01T00:00:10Z");
+    assert_eq!(wal_records(&server), before + 1);
+    let c = ws.get("/cohorts/segment/c").body;
+    assert_eq!(
+        (c["name"].as_str(), c["created_at"].as_str()),
+        (Some("Second"), Some("2024-01-01T00:00:00.000Z"))
+    );
+}
