@@ -483,14 +483,16 @@ impl Router {
         }
         let mut ops: Vec<(Uid, bool)> = Vec::with_capacity(total);
         let mut unmatched: Vec<&Identifier> = Vec::new();
-        {
-            let profiles = ws.profiles.read();
-            for change in changes {
-                for id in &change.ids {
-                    match profiles.resolve(id) {
-                        Some(uid) => ops.push((uid, !change.remove)),
-                        None => unmatched.push(id),
-                    }
+        let resolved = ws
+            .profiles
+            .read()
+            .resolve_many(changes.iter().flat_map(|c| &c.ids));
+        let mut resolved = resolved.into_iter();
+        for change in changes {
+            for id in &change.ids {
+                match resolved.next().flatten() {
+                    Some(uid) => ops.push((uid, !change.remove)),
+                    None => unmatched.push(id),
                 }
             }
         }

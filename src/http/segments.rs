@@ -283,7 +283,7 @@ pub async fn membership(
         .map(|(i, u)| u.identifier(&format!("users[{i}]")))
         .collect::<Result<Vec<_>>>()?;
     let profiles = auth.0.profiles.read();
-    let uids: Vec<Option<u32>> = ids.iter().map(|id| profiles.resolve(id)).collect();
+    let uids: Vec<Option<u32>> = profiles.resolve_many(ids.iter());
     let known: Vec<u32> = uids.iter().flatten().copied().collect();
     let mut answers =
         segment::contains_many(&seg.filter, &profiles, auth.0.as_ref(), &known).into_iter();

@@ -195,6 +195,29 @@ impl ProfileStore {
         }
     }
 
+    /// `resolve` for a batch, in order (what a delta needs): external ids
+    /// are looked up together so their cache misses overlap.
+    pub fn resolve_many<'a>(&self, ids: impl Iterator<Item = &'a Identifier>) -> Vec<Option<Uid>> {
+        let ids: Vec<&Identifier> = ids.collect();
+        let externals: Vec<&str> = ids
+            .iter()
+            .filter_map(|id| match id {
+                Identifier::External(e) => Some(e.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut found = self
+            .by_external
+            .get_many(&externals, &self.table)
+            .into_iter();
+        ids.iter()
+            .map(|id| match id {
+                Identifier::External(_) => found.next().flatten(),
+                other => self.resolve(other),
+            })
+            .collect()
+    }
+
     /// The profile holding `external_id`, if any.
     pub fn by_external(&self, external_id: &str) -> Option<Uid> {
         self.by_external.get(external_id, &self.table)

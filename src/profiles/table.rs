@@ -33,6 +33,15 @@ impl Table {
         self.chunks.get(c)?.get(i)?.as_ref()
     }
 
+    /// Where profile `uid` lives, without reading it (for prefetching).
+    pub fn slot_addr(&self, uid: Uid) -> Option<*const u8> {
+        let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
+        self.chunks
+            .get(c)
+            .and_then(|chunk| chunk.get(i))
+            .map(|slot| slot as *const Option<Profile> as *const u8)
+    }
+
     pub fn get_mut(&mut self, uid: Uid) -> Option<&mut Profile> {
         let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
         Arc::make_mut(self.chunks.get_mut(c)?).get_mut(i)?.as_mut()
