@@ -191,11 +191,6 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
-    /// Log counters for `/metrics`.
-    pub fn wal_stats(&self) -> crate::persist::wal::WalStats {
-        self.inner.wal.stats()
-    }
-
     pub fn config(&self) -> &Config {
         &self.inner.config
     }

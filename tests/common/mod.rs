@@ -62,15 +62,8 @@ impl Server {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Resp {
-        let mut req = ureq::request(method, &format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        let result = match body {
-            Some(b) => req.send_json(b.clone()),
-            None => req.call(),
-        };
-        Resp::from(result)
+        let req = ureq::request(method, &format!("{}{path}", self.url));
+        send(req, token, body, Resp::from)
     }
 
     /// POSTs raw bytes (for malformed bodies).
@@ -180,6 +173,23 @@ pub fn delta(secret: &str, cohort: &str, changes: Value) -> Value {
         "client_secret": secret,
         "cohort_id": cohort,
         "cohort_changes": changes,
+    })
+}
+
+/// Sends `req` with an optional bearer token and JSON body, and hands
+/// ureq's outcome to `read` (which decides what a transport error means).
+pub fn send<T>(
+    mut req: ureq::Request,
+    token: Option<&str>,
+    body: Option<&Value>,
+    read: impl FnOnce(Result<ureq::Response, ureq::Error>) -> T,
+) -> T {
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    read(match body {
+        Some(b) => req.send_json(b.clone()),
+        None => req.call(),
     })
 }
 

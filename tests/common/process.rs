@@ -322,15 +322,8 @@ impl Daemon {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Resp, String> {
-        let mut req = self.agent.request(method, &format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        let result = match body {
-            Some(b) => req.send_json(b.clone()),
-            None => req.call(),
-        };
-        Resp::try_from_ureq(result)
+        let req = self.agent.request(method, &format!("{}{path}", self.url));
+        super::send(req, token, body, Resp::try_from_ureq)
     }
 
     /// A request that must be answered.
