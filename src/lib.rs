@@ -18,7 +18,10 @@
 //!   router path at start-up.
 //! - `profiles` owns the identifier matching and merge rules; `segment` the
 //!   filter language and its evaluation over bitmaps; `persist` the on-disk
-//!   formats (and is the only module that names bincode); `model` is the
+//!   formats: `persist::schema` declares every persisted type by version
+//!   and converts to and from the domain types, which carry no persistence
+//!   derives (docs/format.md), and `persist::codec` is the only place that
+//!   names bincode; `model` is the
 //!   shared vocabulary; `config`, `secrets`, `keys`, `metrics`, `time` are
 //!   what their names say.
 pub mod app;

@@ -81,7 +81,9 @@ fn main() -> ExitCode {
                 let body = serde_json::json!({ "snapshot_id": id }).to_string();
                 admin_call(&config, "POST", "/admin/restore", &body).map(|out| println!("{out}"))
             }
-            Cmd::Inspect { file } => cohortd::engine::inspect(&file).map(|out| println!("{out}")),
+            Cmd::Inspect { file } => cohortd::persist::schema::inspect(&file)
+                .map(|out| println!("{out}"))
+                .map_err(|e| e.to_string()),
         }
     });
     match result {

@@ -5,14 +5,13 @@
 //! types the engine accepts. Nothing here knows about HTTP or actors.
 
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
 
 /// Dense internal profile id, unique within a workspace and never reused.
 /// Never accepted as API input.
 pub type Uid = u32;
 
 /// A workspace (Braze: app group). Nothing crosses workspaces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkspaceId(pub u32);
 
 impl std::fmt::Display for WorkspaceId {
@@ -32,7 +31,7 @@ impl std::str::FromStr for WorkspaceId {
 }
 
 /// `(partner, cohort_id)`: a cohort's key inside one workspace.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CohortKey {
     pub partner: CompactString,
     pub cohort_id: CompactString,
@@ -48,7 +47,7 @@ impl CohortKey {
 }
 
 /// A user alias: the exact `{alias_name, alias_label}` pair.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Alias {
     pub alias_name: CompactString,
     pub alias_label: CompactString,
@@ -64,7 +63,7 @@ impl Alias {
 }
 
 /// How a request names a profile. Matching rules live in `profiles::ProfileStore::resolve`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identifier {
     External(CompactString),
     Alias(Alias),
@@ -73,7 +72,7 @@ pub enum Identifier {
 
 /// One object of `cohort_changes`, parsed: identifiers in the order the partner
 /// listed them (user_ids, then device_ids, then aliases), and whether they leave.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub remove: bool,
     pub ids: Vec<Identifier>,

@@ -252,12 +252,17 @@ fn wal_segments(wal: &Path) -> Vec<PathBuf> {
     segs
 }
 
-/// The records of one segment: (offset, position, payload). Stops at the
-/// first frame that does not fit (a torn tail).
+/// The records of one segment: (offset, position, payload), after the
+/// segment header (docs/format.md) if it has one. Stops at the first frame
+/// that does not fit (a torn tail).
 fn frames(segment: &Path) -> Vec<(usize, u64, Vec<u8>)> {
     let bytes = std::fs::read(segment).unwrap();
     let mut out = Vec::new();
-    let mut at = 0;
+    let mut at = if bytes.starts_with(b"COHDWAL\0") {
+        16
+    } else {
+        0
+    };
     while at + 16 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         let position = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());

@@ -334,12 +334,9 @@ proptest! {
             "contains_many {}", f
         );
 
-        // The canonical JSON parses back to the same filter, and serde
-        // (as the snapshot codec uses it) round-trips it.
+        // The canonical JSON parses back to the same filter (how a saved
+        // filter is persisted is `persist::schema`'s, tested there).
         let again = segment::parse(&parsed.to_json(), &|k| cohorts.contains_key(k)).unwrap();
         prop_assert_eq!(&again, &parsed);
-        let text = serde_json::to_string(&parsed).unwrap();
-        let back: Filter = serde_json::from_str(&text).unwrap();
-        prop_assert_eq!(back, parsed);
     }
 }

@@ -18,13 +18,12 @@ use std::sync::Arc;
 use actix::{Actor, Context, Handler, Message};
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::model::{CohortKey, Millis, Uid};
 
 /// What a cohort listing shows besides the size.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CohortMeta {
     pub name: String,
     pub created_at: Millis,
@@ -34,7 +33,7 @@ pub struct CohortMeta {
 }
 
 /// One entry of a cohort's import history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImportRecord {
     pub at: Millis,
     pub added: u64,
@@ -162,7 +161,7 @@ impl Actor for Cohort {
 }
 
 /// What a snapshot keeps of a cohort.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CohortImage {
     pub key: CohortKey,
     pub meta: CohortMeta,

@@ -35,37 +35,6 @@ use router::{Command, Outcome, Router, Submit};
 use snapshotter::{Snapshotter, TakeSnapshot};
 use state::{State, StateCell, Workspace};
 
-/// `cohortd inspect FILE`: a snapshot's header, log position and counts, as
-/// JSON. Verifies the checksum and decodes the image.
-pub fn inspect(path: &std::path::Path) -> Result<String, String> {
-    let (info, bytes) = snapshot::load(path).map_err(|e| e.to_string())?;
-    let image: state::Image = crate::persist::codec::decode(&bytes).map_err(|e| e.to_string())?;
-    let workspaces: Vec<_> = image
-        .workspaces
-        .iter()
-        .map(|w| {
-            serde_json::json!({
-                "workspace_id": w.id.to_string(),
-                "name": w.name,
-                "profiles": w.profiles.len(),
-                "cohorts": w.cohorts.len(),
-                "memberships": w.cohorts.iter().map(|c| c.members.len()).sum::<u64>(),
-                "segments": w.segments.len(),
-                "data_import_keys": w.import_keys.len(),
-            })
-        })
-        .collect();
-    let out = serde_json::json!({
-        "snapshot_id": info.id,
-        "format_version": snapshot::FORMAT_VERSION,
-        "created_at": crate::time::format_millis(info.created_at_millis),
-        "log_position": info.log_position,
-        "bytes": info.bytes,
-        "workspaces": workspaces,
-    });
-    serde_json::to_string_pretty(&out).map_err(|e| e.to_string())
-}
-
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
@@ -175,6 +144,7 @@ impl Engine {
         }
         self.submit(Command::Restore {
             snapshot_id: snapshot_id.to_string(),
+            format: 0,
             image: Vec::new(),
         })
         .await?;

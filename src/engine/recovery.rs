@@ -4,8 +4,11 @@
 //! take, so a replayed command does exactly what it did the first time.
 //!
 //! The decision table (no snapshot, newest valid, newest corrupt, log gap)
-//! is in `crate::persist`; this module adds one rule: a snapshot whose
-//! payload does not decode is skipped like a corrupt one.
+//! is in `crate::persist`; this module adds two rules: a snapshot whose
+//! payload does not decode is skipped like a corrupt one, and a snapshot or
+//! log segment of a format version newer than this build stops start-up
+//! with an error naming it (skipping it would serve a state that lost what
+//! it holds).
 
 use std::fs::File;
 use std::path::Path;
@@ -18,7 +21,7 @@ use super::router::{Command, Replay, Router};
 use super::state::Image;
 use crate::config::{Config, Fsync};
 use crate::persist::wal::{self, FsyncPolicy, Wal, WalOptions};
-use crate::persist::{codec, snapshot};
+use crate::persist::{schema, snapshot};
 
 /// Records replayed per router message.
 const REPLAY_BATCH: usize = 10_000;
@@ -55,9 +58,21 @@ fn lock(dir: &Path) -> Result<DirLock, String> {
 /// The newest snapshot that verifies and decodes, or an empty image.
 fn newest_image(dir: &Path) -> Result<(Image, u64), String> {
     snapshot::remove_leftovers(dir).map_err(|e| e.to_string())?;
-    for info in snapshot::list(dir).map_err(|e| e.to_string())? {
-        let decoded =
-            snapshot::load(&info.path).and_then(|(_, bytes)| codec::decode::<Image>(&bytes));
+    let all = snapshot::list(dir).map_err(|e| e.to_string())?;
+    if let Some(newer) = all
+        .iter()
+        .find(|s| s.format_version > schema::SNAPSHOT_VERSION)
+    {
+        return Err(crate::persist::Error::UnsupportedVersion {
+            file: newer.path.clone(),
+            found: newer.format_version,
+            newest: schema::SNAPSHOT_VERSION,
+        }
+        .to_string());
+    }
+    for info in all {
+        let decoded = snapshot::load(&info.path)
+            .and_then(|(info, bytes)| schema::decode_image(info.format_version, &bytes));
         match decoded {
             Ok(image) => {
                 tracing::info!(id = %info.id, log_position = info.log_position, "loaded snapshot");
@@ -89,6 +104,7 @@ pub fn open(config: &Config) -> Result<Recovered, String> {
         fsync,
         commit_wait: (config.wal.commit_wait_micros > 0)
             .then(|| std::time::Duration::from_micros(config.wal.commit_wait_micros)),
+        version: schema::LOG_VERSION,
     };
     let (wal, log) = Wal::open(&dir.join("wal"), opts).map_err(|e| e.to_string())?;
     Ok(Recovered {
@@ -105,8 +121,8 @@ pub fn open(config: &Config) -> Result<Recovered, String> {
 pub async fn replay(router: &Addr<Router>, log: &wal::Recovered, after: u64) -> Result<(), String> {
     let mut records: Vec<(u64, Command)> = Vec::new();
     let last = log
-        .replay(after, |position, bytes| {
-            records.push((position, codec::decode(bytes)?));
+        .replay(after, |position, version, bytes| {
+            records.push((position, schema::decode_record(version, bytes)?));
             Ok(())
         })
         .map_err(|e| format!("cannot recover: {e}"))?;

@@ -38,7 +38,6 @@ use actix::fut::wrap_future;
 use actix::{Actor, ActorFutureExt, ArbiterHandle, AsyncContext, Context, Handler, Message};
 use compact_str::CompactString;
 use futures_util::future::{self, BoxFuture, FutureExt};
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::cohort::{
@@ -48,14 +47,14 @@ use super::state::{CohortEntry, Image, ImportKey, Segment, State, StateCell, Wor
 use crate::error::{Error, Result};
 use crate::keys::KeyHash;
 use crate::model::{Change, CohortKey, Identifier, Millis, Uid, WorkspaceId};
-use crate::persist::{self, codec, wal::Wal};
+use crate::persist::{self, schema, wal::Wal};
 use crate::profiles::commands::{
     self, AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
 };
 use crate::segment::Filter;
 
 /// Every mutation cohortd accepts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     CreateWorkspace {
         name: String,
@@ -112,11 +111,13 @@ pub enum Command {
         id: u64,
     },
     /// Replaces the whole state with a snapshot's. The router fills
-    /// `image` with the snapshot's verified payload before logging it, so
-    /// the record is self-contained: replaying it never depends on the
-    /// snapshot file still existing (retention may have pruned it).
+    /// `image` with the snapshot's verified payload (and `format` with its
+    /// format version) before logging it, so the record is self-contained:
+    /// replaying it never depends on the snapshot file still existing
+    /// (retention may have pruned it).
     Restore {
         snapshot_id: String,
+        format: u32,
         image: Vec<u8>,
     },
 }
@@ -337,7 +338,7 @@ impl Router {
 
     /// Loads a snapshot file (blocking: a restore stops the sequencer, so
     /// every command after it sees the restored state).
-    fn load_snapshot(&self, id: &str) -> Result<(Vec<u8>, Image)> {
+    fn load_snapshot(&self, id: &str) -> Result<(u32, Vec<u8>, Image)> {
         let info = persist::snapshot::list(&self.snapshot_dir)
             .map_err(|e| Error::Internal(e.to_string()))?
             .into_iter()
@@ -349,8 +350,8 @@ impl Router {
                 format!("snapshot {id} cannot be restored: {e}"),
             )
         })?;
-        let image = decode_image(id, &bytes)?;
-        Ok((bytes, image))
+        let image = decode_image(id, info.format_version, &bytes)?;
+        Ok((info.format_version, bytes, image))
     }
 
     fn apply(&mut self, cmd: Command) -> Result<Pending> {
@@ -446,8 +447,12 @@ impl Router {
                 }
                 Ok(done(Outcome::Done))
             }
-            Command::Restore { snapshot_id, image } => {
-                let image = decode_image(&snapshot_id, &image)?;
+            Command::Restore {
+                snapshot_id,
+                format,
+                image,
+            } => {
+                let image = decode_image(&snapshot_id, format, &image)?;
                 Ok(self.restore(&snapshot_id, image))
             }
         }
@@ -531,8 +536,8 @@ impl Router {
     }
 }
 
-fn decode_image(id: &str, bytes: &[u8]) -> Result<Image> {
-    codec::decode(bytes).map_err(|e| {
+fn decode_image(id: &str, format: u32, bytes: &[u8]) -> Result<Image> {
+    schema::decode_image(format, bytes).map_err(|e| {
         Error::bad_request(
             "corrupt_snapshot",
             format!("snapshot {id} cannot be decoded: {e}"),
@@ -610,8 +615,13 @@ impl Handler<Submit> for Router {
         // in with the snapshot's payload.
         let mut msg = msg;
         let image = match &mut msg.cmd {
-            Command::Restore { snapshot_id, image } => match self.load_snapshot(snapshot_id) {
-                Ok((bytes, decoded)) => {
+            Command::Restore {
+                snapshot_id,
+                format,
+                image,
+            } => match self.load_snapshot(snapshot_id) {
+                Ok((version, bytes, decoded)) => {
+                    *format = version;
                     *image = bytes;
                     Some(decoded)
                 }
@@ -622,7 +632,7 @@ impl Handler<Submit> for Router {
             },
             _ => None,
         };
-        let appended = codec::encode(&msg.cmd)
+        let appended = schema::encode_record(&msg.cmd)
             .map_err(|e| Error::Internal(e.to_string()))
             .and_then(|bytes| {
                 self.wal.append(&bytes).map_err(|e| {

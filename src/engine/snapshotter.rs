@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use super::router::{Checkpoint, Router};
 use crate::error::{Error, Result};
 use crate::persist::snapshot::{self, SnapshotInfo};
-use crate::persist::{codec, wal::Wal};
+use crate::persist::{schema, wal::Wal};
 
 pub struct Snapshotter {
     router: Addr<Router>,
@@ -120,9 +120,15 @@ fn write(
     image: &super::state::Image,
 ) -> Result<SnapshotInfo> {
     let unavailable = |e: crate::persist::Error| Error::Unavailable(format!("snapshot: {e}"));
-    let payload = codec::encode(image).map_err(unavailable)?;
-    let info =
-        snapshot::write(dir, position, crate::time::now_millis(), &payload).map_err(unavailable)?;
+    let payload = schema::encode_image(image).map_err(unavailable)?;
+    let info = snapshot::write(
+        dir,
+        position,
+        crate::time::now_millis(),
+        schema::SNAPSHOT_VERSION,
+        &payload,
+    )
+    .map_err(unavailable)?;
     // Pruning is housekeeping: a failure leaves extra files, never less data.
     match snapshot::prune(dir, retain) {
         Ok(_) => {}

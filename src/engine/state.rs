@@ -14,7 +14,6 @@ use actix::Addr;
 use compact_str::CompactString;
 use dashmap::DashMap;
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 
 use super::cohort::{Cohort, CohortCell, CohortImage};
 use crate::keys::KeyHash;
@@ -23,7 +22,7 @@ use crate::profiles::{ProfileImage, ProfileStore};
 use crate::segment::{CohortSets, Filter};
 
 /// A saved segment: a name and a validated filter.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Segment {
     pub id: u64,
     pub name: String,
@@ -48,7 +47,7 @@ impl Segment {
 }
 
 /// A data import key (`client_secret`) as stored: hash only.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ImportKey {
     pub key_id: String,
     pub partner: CompactString,
@@ -125,13 +124,13 @@ impl CohortSets for Workspace {
 }
 
 /// A snapshot's content: the whole state at one log position.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 pub struct Image {
     pub next_workspace: u32,
     pub workspaces: Vec<WorkspaceImage>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct WorkspaceImage {
     pub id: WorkspaceId,
     pub name: String,

@@ -1,15 +1,17 @@
 //! Value ⇄ bytes. The only file in the crate that names `bincode`.
 //!
 //! bincode is unmaintained (RUSTSEC-2025-0141) and pinned at `=2.0.1`
-//! (3.0.0 is a non-compiling tombstone). Keeping every use behind these two
-//! functions makes this file the seam for replacing it: swap the body, bump
-//! the snapshot `format_version`, done.
+//! (3.0.0 is a non-compiling tombstone). Every use is behind these two
+//! functions, and only `persist::schema` calls them, with the versioned
+//! schema types: replacing bincode means a new schema version whose
+//! payloads go through another encoder, while this one stays to read the
+//! older versions (docs/format.md).
 //!
-//! # What callers may put through it
+//! # What may go through it
 //!
 //! bincode's serde mode is not self-describing: the decoder is told the type
 //! and reads exactly the fields the type declares, in order. So these do
-//! **not** round-trip and must stay out of persisted types:
+//! **not** round-trip and must stay out of schema types:
 //!
 //! - `serde_json::Value` and other `deserialize_any` types (store JSON as a
 //!   `String` instead);

@@ -1,8 +1,10 @@
 //! Persistence: the on-disk formats of cohortd and nothing else.
 //!
-//! This module owns three things, and knows nothing about cohorts, profiles or
-//! actix:
+//! This module owns everything that is written to disk:
 //!
+//! - [`schema`]: the versioned types of log records and snapshot images,
+//!   separate from the live domain types, with the conversions both ways and
+//!   the migrations from every older version (see `docs/format.md`);
 //! - [`codec`]: how a value becomes bytes (bincode, behind one seam);
 //! - [`wal`]: the segmented write-ahead log of opaque records, with group
 //!   commit, so that a 2xx can wait for durability without one fsync per
@@ -10,9 +12,11 @@
 //! - [`snapshot`]: versioned, checksummed snapshot files, published atomically
 //!   (temp file, fsync, rename, fsync the directory).
 //!
-//! The engine decides *what* goes into a record or a snapshot; this module
-//! decides how it survives a crash, and refuses to hand back anything it
-//! cannot vouch for.
+//! The engine decides *what* a mutation or a state is; `schema` decides how
+//! it is spelled on disk, and `wal`/`snapshot` how it survives a crash. The
+//! containers know nothing of cohorts or profiles; they carry a format
+//! version per log segment and per snapshot file, and refuse to hand back
+//! anything they cannot vouch for, or a version newer than this build.
 //!
 //! # Start-up decision table
 //!
@@ -37,6 +41,7 @@
 //! segments back to the second-newest snapshot ([`snapshot::wal_keep_from`]).
 
 pub mod codec;
+pub mod schema;
 pub mod snapshot;
 pub mod wal;
 
@@ -75,6 +80,18 @@ pub enum Error {
     /// The log was closed (or its writer thread is gone); nothing was queued.
     #[error("write-ahead log is closed")]
     Closed,
+    /// A file written by a newer cohortd: never skipped as corrupt, since
+    /// serving without it would lose what it holds.
+    #[error(
+        "{} is format version {found}, written by a newer cohortd; this build reads versions \
+         1 to {newest}: upgrade cohortd to a build that reads it, refusing to start",
+        file.display()
+    )]
+    UnsupportedVersion {
+        file: PathBuf,
+        found: u32,
+        newest: u32,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -122,7 +139,7 @@ mod tests {
         let image = snapshot::load_newest(snaps)?.map(|(info, _)| info.log_position);
         let (_wal, recovered) = Wal::open(log, small())?;
         let mut replayed = Vec::new();
-        recovered.replay(image.unwrap_or(0), |p, _| {
+        recovered.replay(image.unwrap_or(0), |p, _, _| {
             replayed.push(p);
             Ok(())
         })?;
@@ -160,8 +177,8 @@ mod tests {
         assert_eq!((image, replayed), (None, (1..=12).collect()));
 
         // Newest valid: load it, replay the rest.
-        snapshot::write(&snaps, 4, 1, b"older").expect("write");
-        let newest = snapshot::write(&snaps, 9, 2, b"newest").expect("write");
+        snapshot::write(&snaps, 4, 1, 2, b"older").expect("write");
+        let newest = snapshot::write(&snaps, 9, 2, 2, b"newest").expect("write");
         let (image, replayed) = recover(&snaps, &log).expect("recover");
         assert_eq!((image, replayed), (Some(9), vec![10, 11, 12]));
 

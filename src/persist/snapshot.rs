@@ -3,7 +3,7 @@
 //! ```text
 //! offset size
 //!      0    8  magic b"COHORTD\0"
-//!      8    4  format_version (u32 LE, = 1)
+//!      8    4  format_version (u32 LE: the `persist::schema` version of the payload)
 //!     12    8  log_position   (u64 LE, last WAL position the image contains)
 //!     20    8  created_at_millis (i64 LE)
 //!     28    8  payload_len    (u64 LE)
@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use super::{sync_dir, Error, Result};
 
 const MAGIC: &[u8; 8] = b"COHORTD\0";
-pub const FORMAT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 44;
 const SUFFIX: &str = ".snap";
 const TMP_SUFFIX: &str = ".snap.tmp";
@@ -40,10 +39,13 @@ pub struct SnapshotInfo {
     /// Size of the whole file, header included.
     pub bytes: u64,
     pub log_position: u64,
+    /// The schema version of the payload (`persist::schema`).
+    pub format_version: u32,
     pub path: PathBuf,
 }
 
 struct Header {
+    format_version: u32,
     log_position: u64,
     created_at_millis: i64,
     payload_len: u64,
@@ -54,7 +56,7 @@ impl Header {
     fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.format_version.to_le_bytes());
         b[12..20].copy_from_slice(&self.log_position.to_le_bytes());
         b[20..28].copy_from_slice(&self.created_at_millis.to_le_bytes());
         b[28..36].copy_from_slice(&self.payload_len.to_le_bytes());
@@ -75,16 +77,11 @@ impl Header {
         if &b[0..8] != MAGIC {
             return Err("bad magic: not a cohortd snapshot".into());
         }
-        let version = u32_at(8);
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
-            ));
-        }
         if crc32fast::hash(&b[0..40]) != u32_at(40) {
             return Err("header checksum mismatch".into());
         }
         Ok(Header {
+            format_version: u32_at(8),
             log_position: u64_at(12),
             created_at_millis: u64_at(20) as i64,
             payload_len: u64_at(28),
@@ -105,6 +102,7 @@ pub fn write(
     dir: &Path,
     log_position: u64,
     created_at_millis: i64,
+    format_version: u32,
     payload: &[u8],
 ) -> Result<SnapshotInfo> {
     fs::create_dir_all(dir).map_err(Error::io("create snapshot directory", dir))?;
@@ -112,6 +110,7 @@ pub fn write(
     let tmp = dir.join(format!("{id}{TMP_SUFFIX}"));
     let path = dir.join(format!("{id}{SUFFIX}"));
     let header = Header {
+        format_version,
         log_position,
         created_at_millis,
         payload_len: payload.len() as u64,
@@ -136,6 +135,7 @@ pub fn write(
         created_at_millis,
         bytes: (HEADER_LEN + payload.len()) as u64,
         log_position,
+        format_version,
         path,
     })
 }
@@ -167,6 +167,7 @@ fn open_verified(path: &Path) -> Result<(File, Header, SnapshotInfo)> {
         created_at_millis: header.created_at_millis,
         bytes,
         log_position: header.log_position,
+        format_version: header.format_version,
         path: path.to_path_buf(),
     };
     Ok((file, header, info))
@@ -296,7 +297,7 @@ mod tests {
     #[test]
     fn write_then_load_round_trips() {
         let d = dir();
-        let info = write(d.path(), 42, 1_700_000_000_123, b"image").expect("write");
+        let info = write(d.path(), 42, 1_700_000_000_123, 2, b"image").expect("write");
         assert_eq!(info.id, "snap-00000000000000000042-1700000000123");
         assert_eq!(info.path, d.path().join(format!("{}.snap", info.id)));
         assert_eq!(info.bytes, 44 + 5);
@@ -309,10 +310,10 @@ mod tests {
     #[test]
     fn list_is_newest_first_and_prune_keeps_the_newest() {
         let d = dir();
-        let a = write(d.path(), 10, 5, b"a").expect("write");
-        let c = write(d.path(), 30, 1, b"c").expect("write");
-        let b2 = write(d.path(), 20, 9, b"b2").expect("write");
-        let b1 = write(d.path(), 20, 3, b"b1").expect("write");
+        let a = write(d.path(), 10, 5, 2, b"a").expect("write");
+        let c = write(d.path(), 30, 1, 2, b"c").expect("write");
+        let b2 = write(d.path(), 20, 9, 2, b"b2").expect("write");
+        let b1 = write(d.path(), 20, 3, 2, b"b1").expect("write");
         let listed = list(d.path()).expect("list");
         assert_eq!(listed, vec![c.clone(), b2.clone(), b1.clone(), a.clone()]);
         assert_eq!(wal_keep_from(&listed), 21);
@@ -333,15 +334,15 @@ mod tests {
     #[test]
     fn corrupt_snapshots_are_rejected_by_load_and_skipped() {
         let d = dir();
-        let good = write(d.path(), 1, 0, b"older image").expect("write");
-        let magic = write(d.path(), 2, 0, b"x").expect("write");
+        let good = write(d.path(), 1, 0, 2, b"older image").expect("write");
+        let magic = write(d.path(), 2, 0, 2, b"x").expect("write");
         flip(&magic.path, 0);
-        let header = write(d.path(), 3, 0, b"x").expect("write");
+        let header = write(d.path(), 3, 0, 2, b"x").expect("write");
         flip(&header.path, 14);
-        let truncated = write(d.path(), 4, 0, b"0123456789").expect("write");
+        let truncated = write(d.path(), 4, 0, 2, b"0123456789").expect("write");
         let bytes = fs::read(&truncated.path).expect("read");
         fs::write(&truncated.path, &bytes[..bytes.len() - 3]).expect("write");
-        let payload = write(d.path(), 5, 0, b"newest image").expect("write");
+        let payload = write(d.path(), 5, 0, 2, b"newest image").expect("write");
         flip(&payload.path, HEADER_LEN + 3);
 
         let reason = |p: &Path| match load(p) {
@@ -370,7 +371,7 @@ mod tests {
     #[test]
     fn a_leftover_temp_file_is_ignored_and_removed_at_start_up() {
         let d = dir();
-        let good = write(d.path(), 7, 0, b"ok").expect("write");
+        let good = write(d.path(), 7, 0, 2, b"ok").expect("write");
         let tmp = d.path().join("snap-00000000000000000009-0.snap.tmp");
         fs::write(&tmp, b"half a snapsh").expect("write");
         assert_eq!(list(d.path()).expect("list"), vec![good.clone()]);

@@ -3,11 +3,21 @@
 //! # Format
 //!
 //! The log is a directory of segment files `wal-{first_position:020}.log`.
-//! Each holds whole records, back to back, little-endian:
+//! A segment starts with a header naming the format version of every record
+//! in it, then holds whole records, back to back, little-endian:
 //!
 //! ```text
-//! u32 len | u32 crc32(position ‖ payload) | u64 position | payload (len bytes)
+//! header: b"COHDWAL\0" | u32 version | u32 crc32(magic ‖ version)   (16 bytes)
+//! record: u32 len | u32 crc32(position ‖ payload) | u64 position | payload (len bytes)
 //! ```
+//!
+//! Version 1 segments (written before versions existed) have no header: a
+//! segment that does not start with the magic is version 1. This module
+//! does not interpret payloads; it hands each record to the caller with its
+//! segment's version (`persist::schema` decodes them). The log refuses to
+//! open a segment of a version newer than the one it writes, naming both,
+//! and never appends to a segment of another version: at open it starts a
+//! new segment (or gives an empty one its header) instead.
 //!
 //! Positions start at 1 and are consecutive across segments; a segment's name
 //! is the position of its first record (an empty newest segment is fine: the
@@ -79,6 +89,11 @@ use super::{sync_dir, Error, Result};
 
 const FRAME_HEADER: usize = 16;
 
+const SEGMENT_MAGIC: &[u8; 8] = b"COHDWAL\0";
+const SEGMENT_HEADER: u64 = 16;
+/// The version of segments that have no header.
+pub const HEADERLESS_VERSION: u32 = 1;
+
 /// When the log fsyncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
@@ -101,6 +116,11 @@ pub struct WalOptions {
     /// join it before its fsync (only when the previous batch had more than
     /// one record, so a lone writer never waits). `None`: never wait.
     pub commit_wait: Option<Duration>,
+    /// The format version of the records this log appends, written in the
+    /// header of every segment it starts. Segments of a newer version are
+    /// refused at open. [`HEADERLESS_VERSION`] writes segments without a
+    /// header, as versions before headers did (tests of old data dirs).
+    pub version: u32,
 }
 
 impl Default for WalOptions {
@@ -109,6 +129,7 @@ impl Default for WalOptions {
             segment_bytes: 64 << 20,
             fsync: FsyncPolicy::Always,
             commit_wait: None,
+            version: super::schema::LOG_VERSION,
         }
     }
 }
@@ -179,6 +200,95 @@ fn bump(counter: &AtomicU64, by: u64) {
 struct Segment {
     first: u64,
     path: PathBuf,
+    /// Format version of its records.
+    version: u32,
+    /// Bytes before the first record (the header; 0 when headerless).
+    header_len: u64,
+}
+
+/// What the first bytes of a segment file say about it.
+enum HeaderRead {
+    /// A version and where its records start.
+    Valid { version: u32, header_len: u64 },
+    /// An empty file, or the start of a header cut short by a crash while
+    /// the segment was being created: it holds no record.
+    Unwritten,
+}
+
+fn segment_header(version: u32) -> [u8; SEGMENT_HEADER as usize] {
+    let mut b = [0u8; SEGMENT_HEADER as usize];
+    b[0..8].copy_from_slice(SEGMENT_MAGIC);
+    b[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32fast::hash(&b[0..12]);
+    b[12..16].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn read_segment_header(path: &Path) -> Result<HeaderRead> {
+    let mut file = File::open(path).map_err(Error::io("open log segment", path))?;
+    let mut b = [0u8; SEGMENT_HEADER as usize];
+    let mut got = 0;
+    while got < b.len() {
+        match file.read(&mut b[got..]).map_err(Error::io("read", path))? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let magic = got.min(SEGMENT_MAGIC.len());
+    if got == 0 || (got < b.len() && b[..magic] == SEGMENT_MAGIC[..magic]) {
+        return Ok(HeaderRead::Unwritten);
+    }
+    if got < SEGMENT_MAGIC.len() || &b[0..8] != SEGMENT_MAGIC {
+        return Ok(HeaderRead::Valid {
+            version: HEADERLESS_VERSION,
+            header_len: 0,
+        });
+    }
+    if crc32fast::hash(&b[0..12]).to_le_bytes() != b[12..16] {
+        return Err(Error::corrupt(path, "segment header checksum mismatch"));
+    }
+    let version = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    if version <= HEADERLESS_VERSION {
+        return Err(Error::corrupt(
+            path,
+            format!("segment header names version {version}, which never had a header"),
+        ));
+    }
+    Ok(HeaderRead::Valid {
+        version,
+        header_len: SEGMENT_HEADER,
+    })
+}
+
+/// Creates (or empties) a segment file and gives it the header of
+/// `version`, durably, before any record goes in.
+fn start_segment(dir: &Path, first: u64, version: u32) -> Result<(File, Segment)> {
+    let path = segment_path(dir, first);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(Error::io("create log segment", &path))?;
+    // A leftover of an earlier roll that failed before it was used.
+    file.set_len(0).map_err(Error::io("reset", &path))?;
+    let header_len = if version > HEADERLESS_VERSION {
+        file.write_all(&segment_header(version))
+            .and_then(|()| file.sync_data())
+            .map_err(Error::io("write the header of", &path))?;
+        SEGMENT_HEADER
+    } else {
+        0
+    };
+    sync_dir(dir)?;
+    Ok((
+        file,
+        Segment {
+            first,
+            path,
+            version,
+            header_len,
+        },
+    ))
 }
 
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
@@ -193,7 +303,9 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
+/// The segments of the log, oldest first, with their versions. A segment of
+/// a version newer than `newest_readable` is refused.
+fn list_segments(dir: &Path, newest_readable: u32) -> Result<Vec<Segment>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir).map_err(Error::io("read log directory", dir))? {
         let path = entry.map_err(Error::io("read log directory", dir))?.path();
@@ -202,11 +314,38 @@ fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
             .and_then(|n| n.to_str())
             .and_then(parse_segment_name)
         {
-            segments.push(Segment { first, path });
+            segments.push((first, path));
         }
     }
-    segments.sort_by_key(|s| s.first);
-    Ok(segments)
+    segments.sort_by_key(|s| s.0);
+    let newest = segments.len().saturating_sub(1);
+    let mut out = Vec::with_capacity(segments.len());
+    for (i, (first, path)) in segments.into_iter().enumerate() {
+        let (version, header_len) = match read_segment_header(&path)? {
+            HeaderRead::Valid {
+                version,
+                header_len,
+            } => (version, header_len),
+            // Only the newest segment can have been cut short while it
+            // was created; `Wal::open` gives it a header.
+            HeaderRead::Unwritten if i == newest => (0, 0),
+            HeaderRead::Unwritten => (HEADERLESS_VERSION, 0),
+        };
+        if version > newest_readable {
+            return Err(Error::UnsupportedVersion {
+                file: path,
+                found: version,
+                newest: newest_readable,
+            });
+        }
+        out.push(Segment {
+            first,
+            path,
+            version,
+            header_len,
+        });
+    }
+    Ok(out)
 }
 
 fn frame_crc(position: u64, payload: &[u8]) -> u32 {
@@ -255,7 +394,10 @@ fn scan_segment(
     let file_len = file.metadata().map_err(Error::io("stat", path))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut payload = Vec::new();
-    let mut offset = 0u64;
+    let mut offset = seg.header_len.min(file_len);
+    reader
+        .seek_relative(offset as i64)
+        .map_err(Error::io("seek", path))?;
     let mut next = seg.first;
     let damage = loop {
         if next > stop_after || offset == file_len {
@@ -343,13 +485,18 @@ impl Recovered {
         self.segments.first().map_or(1, |s| s.first)
     }
 
-    /// Call `f` with every record after position `after`, in order, reading
-    /// segments lazily with one reused buffer. Returns the last position.
+    /// Call `f` with every record after position `after`, in order, with the
+    /// format version of its segment, reading segments lazily with one
+    /// reused buffer. Returns the last position.
     ///
     /// [`Error::Gap`] if the log cannot supply `after + 1` onwards (older
     /// segments removed, or the log ends before `after`); [`Error::Corrupt`]
     /// for damage inside the part that is read.
-    pub fn replay(&self, after: u64, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<u64> {
+    pub fn replay(
+        &self,
+        after: u64,
+        mut f: impl FnMut(u64, u32, &[u8]) -> Result<()>,
+    ) -> Result<u64> {
         let gap = |expected, found| Error::Gap {
             dir: self.dir.clone(),
             expected,
@@ -370,7 +517,7 @@ impl Recovered {
             }
             let scanned = scan_segment(seg, self.last_position, |position, payload| {
                 if position > after {
-                    f(position, payload)
+                    f(position, seg.version, payload)
                 } else {
                     Ok(())
                 }
@@ -428,23 +575,22 @@ impl Wal {
     /// segment, and start the writer thread.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered)> {
         fs::create_dir_all(dir).map_err(Error::io("create log directory", dir))?;
-        let mut segments = list_segments(dir)?;
-        let active = match segments.last() {
-            Some(seg) => seg.clone(),
-            None => {
-                let seg = Segment {
-                    first: 1,
-                    path: segment_path(dir, 1),
-                };
-                File::create(&seg.path).map_err(Error::io("create", &seg.path))?;
-                sync_dir(dir)?;
-                segments.push(seg.clone());
-                seg
+        let mut segments = list_segments(dir, opts.version)?;
+        // A new log, or a newest segment that was cut short while it was
+        // created (it holds no record): start it with our header.
+        match segments.last() {
+            None => segments.push(start_segment(dir, 1, opts.version)?.1),
+            Some(seg) if seg.version == 0 => {
+                let first = seg.first;
+                segments.pop();
+                segments.push(start_segment(dir, first, opts.version)?.1);
             }
-        };
+            Some(_) => {}
+        }
+        let mut active = segments.last().expect("ensured above").clone();
 
         let scanned = scan_segment(&active, u64::MAX, |_, _| Ok(()))?;
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .append(true)
             .open(&active.path)
             .map_err(Error::io("open", &active.path))?;
@@ -472,6 +618,23 @@ impl Wal {
                 .map_err(Error::io("truncate torn tail of", &active.path))?;
         }
 
+        // Never append records of one version to a segment of another:
+        // after an upgrade, the log continues in a new segment.
+        let mut valid_len = scanned.valid_len;
+        if active.version != opts.version {
+            let (new_file, seg) = start_segment(dir, scanned.next_position, opts.version)?;
+            tracing::info!(
+                from = active.version,
+                to = opts.version,
+                segment = %seg.path.display(),
+                "the log continues in a segment of the current format version"
+            );
+            file = new_file;
+            valid_len = seg.header_len;
+            segments.push(seg.clone());
+            active = seg;
+        }
+
         let last_position = scanned.next_position - 1;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -494,8 +657,10 @@ impl Wal {
             dir: dir.to_path_buf(),
             file,
             path: active.path,
-            len: scanned.valid_len,
-            synced_len: scanned.valid_len,
+            version: opts.version,
+            header_len: active.header_len,
+            len: valid_len,
+            synced_len: valid_len,
             next_position: scanned.next_position,
             needs_cut: false,
             last_sync: Instant::now(),
@@ -640,7 +805,12 @@ struct Writer {
     dir: PathBuf,
     file: File,
     path: PathBuf,
-    /// Bytes of whole, successfully written records in the active segment.
+    /// The version in the header of every segment this writer starts.
+    version: u32,
+    /// The active segment's header length (records start after it).
+    header_len: u64,
+    /// Bytes of the header and of whole, successfully written records in
+    /// the active segment.
     len: u64,
     /// Prefix of `len` known to be fsynced.
     synced_len: u64,
@@ -768,7 +938,7 @@ impl Writer {
         if self.needs_cut {
             self.cut_back()?;
         }
-        if self.len > 0 && self.len >= self.segment_bytes {
+        if self.len > self.header_len && self.len >= self.segment_bytes {
             self.roll()?;
         }
         let good = self.len;
@@ -838,23 +1008,13 @@ impl Writer {
     /// fsynced first, so only the newest segment can ever have a torn tail.
     fn roll(&mut self) -> Result<()> {
         self.fsync()?;
-        let path = segment_path(&self.dir, self.next_position);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(Error::io("create log segment", &path))?;
-        // A leftover of an earlier roll that failed before it was used.
-        file.set_len(0).map_err(Error::io("reset", &path))?;
-        sync_dir(&self.dir)?;
-        self.shared.segments.lock().push(Segment {
-            first: self.next_position,
-            path: path.clone(),
-        });
+        let (file, seg) = start_segment(&self.dir, self.next_position, self.version)?;
         self.file = file;
-        self.path = path;
-        self.len = 0;
-        self.synced_len = 0;
+        self.path = seg.path.clone();
+        self.header_len = seg.header_len;
+        self.len = seg.header_len;
+        self.synced_len = seg.header_len;
+        self.shared.segments.lock().push(seg);
         Ok(())
     }
 }
@@ -874,11 +1034,104 @@ mod tests {
 
     fn replay_all(r: &Recovered, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
-        r.replay(after, |p, b| {
+        r.replay(after, |p, _, b| {
             out.push((p, b.to_vec()));
             Ok(())
         })?;
         Ok(out)
+    }
+
+    fn versions(r: &Recovered) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        r.replay(0, |p, v, _| {
+            out.push((p, v));
+            Ok(())
+        })
+        .expect("replay");
+        out
+    }
+
+    fn with_version(version: u32) -> WalOptions {
+        WalOptions { version, ..opts() }
+    }
+
+    #[test]
+    fn a_headerless_log_continues_in_a_segment_of_the_current_version() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let (wal, _) = Wal::open(d.path(), with_version(HEADERLESS_VERSION)).expect("open");
+            append_n(&wal, 1..=3);
+        }
+        let first = segment_path(d.path(), 1);
+        assert_eq!(
+            fs::read(&first).expect("read")[..4],
+            (payload(1).len() as u32).to_le_bytes()[..],
+            "a headerless segment starts with its first record"
+        );
+        {
+            let (wal, r) = Wal::open(d.path(), with_version(2)).expect("open");
+            assert_eq!(versions(&r), vec![(1, 1), (2, 1), (3, 1)]);
+            append_n(&wal, 4..=5);
+        }
+        let second = segment_path(d.path(), 4);
+        assert_eq!(&fs::read(&second).expect("read")[..8], SEGMENT_MAGIC);
+        let (_wal, r) = Wal::open(d.path(), with_version(2)).expect("open");
+        assert_eq!(
+            versions(&r),
+            vec![(1, 1), (2, 1), (3, 1), (4, 2), (5, 2)],
+            "each record keeps the version of its segment"
+        );
+        assert_eq!(replay_all(&r, 0).expect("replay")[4].1, payload(5));
+    }
+
+    #[test]
+    fn a_segment_of_a_newer_version_is_refused_by_name() {
+        let d = tempfile::tempdir().expect("tempdir");
+        {
+            let (wal, _) = Wal::open(d.path(), with_version(3)).expect("open");
+            append_n(&wal, 1..=2);
+        }
+        let Err(e) = Wal::open(d.path(), with_version(2)) else {
+            panic!("a newer segment was opened");
+        };
+        match &e {
+            Error::UnsupportedVersion {
+                file,
+                found: 3,
+                newest: 2,
+            } => assert_eq!(*file, segment_path(d.path(), 1)),
+            other => panic!("expected UnsupportedVersion, got {other:?}"),
+        }
+        let message = e.to_string();
+        assert!(message.contains("format version 3"), "{message}");
+        assert!(message.contains("versions 1 to 2"), "{message}");
+    }
+
+    #[test]
+    fn an_unwritten_newest_segment_gets_its_header_and_a_damaged_one_is_corrupt() {
+        for torn in [
+            &b""[..],
+            &b"COHD"[..],
+            &SEGMENT_MAGIC[..],
+            &segment_header(2)[..13],
+        ] {
+            let d = tempfile::tempdir().expect("tempdir");
+            fs::write(segment_path(d.path(), 1), torn).expect("write");
+            let (wal, r) = Wal::open(d.path(), opts()).expect("open");
+            assert_eq!(r.last_position(), 0);
+            append_n(&wal, 1..=2);
+            drop(wal);
+            let (_wal, r) = Wal::open(d.path(), opts()).expect("reopen");
+            assert_eq!(versions(&r), vec![(1, 2), (2, 2)], "torn header {torn:?}");
+        }
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut header = segment_header(2);
+        header[9] ^= 1;
+        fs::write(segment_path(d.path(), 1), header).expect("write");
+        assert!(matches!(
+            Wal::open(d.path(), opts()),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     fn append_n(wal: &Wal, range: std::ops::RangeInclusive<u64>) {
@@ -891,7 +1144,7 @@ mod tests {
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
-        let segs = list_segments(dir).expect("list");
+        let segs = list_segments(dir, u32::MAX).expect("list");
         assert_eq!(segs.len(), 1);
         segs[0].path.clone()
     }
@@ -1002,7 +1255,7 @@ mod tests {
             // One at a time, so each batch is one record.
             append_n(&wal, i..=i);
         }
-        let firsts: Vec<u64> = list_segments(d.path())
+        let firsts: Vec<u64> = list_segments(d.path(), u32::MAX)
             .expect("list")
             .iter()
             .map(|s| s.first)
@@ -1011,7 +1264,7 @@ mod tests {
         assert_eq!(firsts[0], 1);
 
         let removed = wal.truncate_before(12).expect("truncate");
-        let left: Vec<u64> = list_segments(d.path())
+        let left: Vec<u64> = list_segments(d.path(), u32::MAX)
             .expect("list")
             .iter()
             .map(|s| s.first)
@@ -1023,7 +1276,7 @@ mod tests {
         );
         // Never the active segment, however far we truncate.
         wal.truncate_before(u64::MAX).expect("truncate");
-        assert_eq!(list_segments(d.path()).expect("list").len(), 1);
+        assert_eq!(list_segments(d.path(), u32::MAX).expect("list").len(), 1);
         append_n(&wal, 31..=31);
         wal.close().expect("close");
 
@@ -1050,7 +1303,7 @@ mod tests {
         }
         assert_eq!(wal.truncate_before(2).expect("truncate"), 1);
         wal.close().expect("close");
-        let firsts: Vec<u64> = list_segments(d.path())
+        let firsts: Vec<u64> = list_segments(d.path(), u32::MAX)
             .expect("list")
             .iter()
             .map(|s| s.first)
@@ -1072,7 +1325,7 @@ mod tests {
             append_n(&wal, i..=i);
         }
         wal.close().expect("close");
-        let segs = list_segments(d.path()).expect("list");
+        let segs = list_segments(d.path(), u32::MAX).expect("list");
         assert!(segs.len() >= 4);
 
         let bytes = fs::read(&segs[0].path).expect("read");

@@ -4,13 +4,12 @@
 //! what the router sequences and the log will record.
 
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
 
 use super::{AttrUpdate, Identified, IdentifyError, ProfileStore};
 use crate::model::{Alias, Identifier, Millis, Uid};
 
 /// Which profile a track object writes to, and whether it may create it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Target {
     External {
         id: CompactString,
@@ -25,13 +24,13 @@ pub enum Target {
     Device(CompactString),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AttributesObject {
     pub target: Target,
     pub changes: Vec<(CompactString, AttrUpdate)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EventObject {
     pub target: Target,
     pub name: CompactString,
@@ -39,7 +38,7 @@ pub struct EventObject {
 }
 
 /// `/users/track`. Purchases are stored as events (see `PURCHASE_EVENT`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Track {
     pub attributes: Vec<AttributesObject>,
     pub events: Vec<EventObject>,
@@ -49,7 +48,7 @@ pub struct Track {
 /// The event name a purchase is recorded under.
 pub const PURCHASE_EVENT: &str = "purchase";
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrackReport {
     pub attributes_processed: u32,
     pub events_processed: u32,
@@ -125,7 +124,7 @@ pub fn apply_track(store: &mut ProfileStore, t: &Track) -> TrackReport {
 }
 
 /// `/users/identify`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Identify {
     pub aliases: Vec<(CompactString, Alias)>,
     pub devices: Vec<(CompactString, CompactString)>,
@@ -176,7 +175,7 @@ pub fn apply_identify(store: &mut ProfileStore, req: &Identify) -> IdentifyRepor
 }
 
 /// `/users/alias/new`: `(external_id or None for a new alias-only profile, alias)`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct NewAliases(pub Vec<(Option<CompactString>, Alias)>);
 
 #[derive(Clone, Debug, Default, PartialEq)]

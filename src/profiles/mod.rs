@@ -24,14 +24,13 @@ pub use table::Table;
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
 use roaring::RoaringBitmap;
-use serde::{Deserialize, Serialize};
 
 use crate::model::{Alias, Identifier, Millis, Uid};
 
 type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
 
 /// A change to one custom attribute, as `/users/track` asks for it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AttrUpdate {
     Set(AttrValue),
     Remove,
@@ -71,14 +70,35 @@ pub enum IdentifyError {
     NoSuchUser,
 }
 
-/// What a snapshot stores of a `ProfileStore`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// A point-in-time image of a `ProfileStore`: what a snapshot stores (the
+/// indexes are rebuilt from it).
+#[derive(Clone, Debug, Default)]
 pub struct ProfileImage {
     table: Table,
     live: RoaringBitmap,
 }
 
 impl ProfileImage {
+    /// The image of `profiles` (ascending ids below `id_bound`).
+    pub fn from_profiles(
+        id_bound: Uid,
+        profiles: impl IntoIterator<Item = (Uid, Profile)>,
+    ) -> Result<ProfileImage, String> {
+        let table = Table::from_sparse(id_bound, profiles)?;
+        let live = table.iter().map(|(uid, _)| uid).collect();
+        Ok(ProfileImage { table, live })
+    }
+
+    /// Every profile with its id, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (Uid, &Profile)> {
+        self.table.iter()
+    }
+
+    /// One past the highest id ever given out.
+    pub fn id_bound(&self) -> Uid {
+        self.table.len()
+    }
+
     /// Live profiles in the image.
     pub fn len(&self) -> u64 {
         self.live.len()
@@ -646,8 +666,13 @@ mod tests {
         s.upsert_device("d1");
         let gone = s.upsert_external("gone", true).unwrap();
         s.delete(gone);
-        let json = serde_json::to_string(&s.image()).unwrap();
-        let back = ProfileStore::from_image(serde_json::from_str(&json).unwrap());
+        let image = s.image();
+        let copied = ProfileImage::from_profiles(
+            image.id_bound(),
+            image.iter().map(|(uid, p)| (uid, p.clone())),
+        )
+        .unwrap();
+        let back = ProfileStore::from_image(copied);
         assert_eq!(back.resolve(&ext("u1")), Some(0));
         assert_eq!(back.resolve(&dev("d1")), Some(1));
         assert_eq!(back.resolve(&ext("gone")), None);

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
 
 use crate::model::{Alias, Identifier, Millis};
 
@@ -12,7 +11,7 @@ use crate::model::{Alias, Identifier, Millis};
 /// A string that parses as an ISO-8601 time is stored as `Time`, keeping its
 /// text: `equals`/`regex` filters see the text, `greater_than`/`less_than`
 /// with a time value see the instant. Numbers are `f64` so `3` equals `3.0`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
     Str(CompactString),
     Num(f64),
@@ -51,7 +50,7 @@ impl AttrValue {
 }
 
 /// What is known of one custom event on one profile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventStats {
     pub count: u64,
     pub first: Millis,
@@ -75,7 +74,7 @@ impl EventStats {
 
 /// A person known to a workspace. Identified when `external_id` is set,
 /// anonymous otherwise.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Profile {
     pub external_id: Option<CompactString>,
     /// Everything else, boxed: most profiles of a large workspace carry an
@@ -84,7 +83,7 @@ pub struct Profile {
 }
 
 /// A profile's aliases, devices, custom attributes and event stats.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Details {
     pub aliases: Vec<Alias>,
     pub devices: Vec<CompactString>,
@@ -117,6 +116,19 @@ impl Profile {
         let mut p = Profile::default();
         p.details_mut().devices.push(device.into());
         p
+    }
+
+    /// A profile from its parts, as a snapshot stored it.
+    pub fn from_parts(external_id: Option<CompactString>, details: Option<Details>) -> Profile {
+        Profile {
+            external_id,
+            details: details.map(Box::new),
+        }
+    }
+
+    /// The details, if the profile ever had any (what a snapshot stores).
+    pub fn details_if_any(&self) -> Option<&Details> {
+        self.details.as_deref()
     }
 
     pub fn details(&self) -> &Details {

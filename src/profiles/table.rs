@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::Profile;
 use crate::model::Uid;
 
 const CHUNK: usize = 4096;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Table {
     chunks: Vec<Arc<Vec<Option<Profile>>>>,
     len: u32,
@@ -50,12 +48,7 @@ impl Table {
     /// Appends a profile under the next id.
     pub fn push(&mut self, p: Profile) -> Uid {
         let uid = self.len;
-        if (uid as usize).is_multiple_of(CHUNK) {
-            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
-        }
-        let last = self.chunks.last_mut().expect("a chunk was just ensured");
-        Arc::make_mut(last).push(Some(p));
-        self.len += 1;
+        self.push_slot(Some(p));
         uid
     }
 
@@ -64,6 +57,39 @@ impl Table {
         self.get(uid)?;
         let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
         Arc::make_mut(&mut self.chunks[c])[i].take()
+    }
+
+    /// A table of `len` ids holding `profiles` (ascending, unique ids below
+    /// `len`); every other id is a hole.
+    pub fn from_sparse(
+        len: Uid,
+        profiles: impl IntoIterator<Item = (Uid, Profile)>,
+    ) -> Result<Table, String> {
+        let mut t = Table::default();
+        for (uid, p) in profiles {
+            if uid < t.len || uid >= len {
+                return Err(format!(
+                    "profile id {uid} out of order or not below the id bound {len}"
+                ));
+            }
+            while t.len < uid {
+                t.push_slot(None);
+            }
+            t.push_slot(Some(p));
+        }
+        while t.len < len {
+            t.push_slot(None);
+        }
+        Ok(t)
+    }
+
+    fn push_slot(&mut self, p: Option<Profile>) {
+        if (self.len as usize).is_multiple_of(CHUNK) {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        let last = self.chunks.last_mut().expect("a chunk was just ensured");
+        Arc::make_mut(last).push(p);
+        self.len += 1;
     }
 
     /// Live profiles in id order.

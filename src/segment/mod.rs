@@ -90,7 +90,6 @@ mod parse;
 mod pattern;
 
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
 
 use crate::model::{CohortKey, Millis};
 
@@ -101,9 +100,9 @@ pub use pattern::Pattern;
 /// A parsed, validated segment filter. Build one with [`parse`]; render it
 /// back with [`Filter::to_json`].
 ///
-/// Plain derived serde (no untagged, flatten or skipped fields), so the
-/// non-self-describing snapshot codec round-trips it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Not persisted as such: `persist::schema` declares how a saved filter is
+/// written.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Filter {
     And(Vec<Filter>),
     Or(Vec<Filter>),
@@ -121,7 +120,7 @@ pub enum Filter {
 }
 
 /// A condition on one custom attribute.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AttrCond {
     Equals(Scalar),
     NotEquals(Scalar),
@@ -135,7 +134,7 @@ pub enum AttrCond {
 }
 
 /// The value of `equals` / `not_equals`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Scalar {
     Str(CompactString),
     Num(f64),
@@ -143,7 +142,7 @@ pub enum Scalar {
 }
 
 /// The value of `greater_than` / `less_than`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Bound {
     Num(f64),
     Time(Instant),
@@ -151,14 +150,14 @@ pub enum Bound {
 
 /// An ISO-8601 time from a filter: the text as given (rendered back
 /// unchanged) and the instant it names.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instant {
     pub text: CompactString,
     pub at: Millis,
 }
 
 /// A condition on one custom event's stats.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum EventCond {
     MoreThan(u64),
     LessThan(u64),

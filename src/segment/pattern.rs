@@ -1,10 +1,9 @@
-//! A regex that keeps its source: compiled once, serialised as its pattern
-//! string and recompiled on deserialisation (a compiled `Regex` has no serde).
+//! A regex that keeps its source: compiled once; the source is what is
+//! rendered back and what `persist::schema` stores (recompiled on load).
 
 use std::fmt;
 
 use regex::{Regex, RegexBuilder};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Compiled size limit: far above any pattern a person types in a segment
 /// builder, low enough that a pathological one is a 400 rather than a stall.
@@ -52,19 +51,6 @@ impl fmt::Debug for Pattern {
     }
 }
 
-impl Serialize for Pattern {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.source)
-    }
-}
-
-impl<'de> Deserialize<'de> for Pattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Pattern, D::Error> {
-        let source = String::deserialize(d)?;
-        Pattern::new(&source).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,17 +63,6 @@ mod tests {
         let anchored = Pattern::new("^gold$").unwrap();
         assert!(anchored.is_match("Gold"));
         assert!(!anchored.is_match("gold plan"));
-    }
-
-    #[test]
-    fn serialises_as_its_source_and_recompiles() {
-        let p = Pattern::new("^a.c$").unwrap();
-        let json = serde_json::to_string(&p).unwrap();
-        assert_eq!(json, r#""^a.c$""#);
-        let back: Pattern = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, p);
-        assert!(back.is_match("ABC"));
-        assert!(serde_json::from_str::<Pattern>(r#""(""#).is_err());
     }
 
     #[test]

@@ -1,0 +1,821 @@
+//! The current version's types ⇄ the live domain types.
+//!
+//! Only the current version converts to and from the domain: older versions
+//! are first migrated up (`super::migrate`). Writing borrows the live state
+//! where it is big (a delta's identifiers, a workspace's profiles) through
+//! `ChangesOut` and `ProfilesOut`, whose serde output is byte-for-byte the
+//! shape the reader's owned types decode.
+
+use compact_str::CompactString;
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+use super::v2 as cur;
+use super::{Error, Result};
+use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
+use crate::engine::router::Command;
+use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
+use crate::keys::KeyHash;
+use crate::model::{self, Alias, CohortKey, Identifier, WorkspaceId};
+use crate::profiles::commands::{
+    AttributesObject, EventObject, Identify, NewAliases, Target, Track,
+};
+use crate::profiles::{AttrUpdate, AttrValue, Details, EventStats, Profile, ProfileImage};
+use crate::segment::{AttrCond, Bound, EventCond, Filter, Instant, Pattern, Scalar};
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+fn cs(v: String) -> CompactString {
+    CompactString::from(v)
+}
+
+// ---- writing: domain → current ----
+
+/// A delta's changes, encoded from the live command without a copy.
+pub struct ChangesOut<'a>(&'a [model::Change]);
+
+struct IdentifierOut<'a>(&'a Identifier);
+
+impl Serialize for IdentifierOut<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        // Variant indices and names of `v1::Identifier`.
+        match self.0 {
+            Identifier::External(e) => {
+                ser.serialize_newtype_variant("Identifier", 0, "External", e.as_str())
+            }
+            Identifier::Alias(a) => {
+                ser.serialize_newtype_variant("Identifier", 1, "Alias", &alias_out(a))
+            }
+            Identifier::Device(d) => {
+                ser.serialize_newtype_variant("Identifier", 2, "Device", d.as_str())
+            }
+        }
+    }
+}
+
+struct ChangeOut<'a>(&'a model::Change);
+
+impl Serialize for ChangeOut<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        // Fields of `v1::Change`, in order.
+        let mut st = ser.serialize_struct("Change", 2)?;
+        st.serialize_field("remove", &self.0.remove)?;
+        st.serialize_field("ids", &Seq(self.0.ids.iter().map(IdentifierOut)))?;
+        st.end()
+    }
+}
+
+impl Serialize for ChangesOut<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        Seq(self.0.iter().map(ChangeOut)).serialize(ser)
+    }
+}
+
+/// A sequence of known length serialised from an iterator (bincode needs
+/// the length first).
+struct Seq<I>(I);
+
+impl<I, T> Serialize for Seq<I>
+where
+    I: ExactSizeIterator<Item = T> + Clone,
+    T: Serialize,
+{
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = ser.serialize_seq(Some(self.0.len()))?;
+        for item in self.0.clone() {
+            seq.serialize_element(&item)?;
+        }
+        seq.end()
+    }
+}
+
+/// A workspace's profiles, encoded from the store's image one profile at a
+/// time (a snapshot never holds a second copy of every profile).
+pub struct ProfilesOut(ProfileImage);
+
+impl Serialize for ProfilesOut {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        struct List<'a>(&'a ProfileImage);
+        impl Serialize for List<'_> {
+            fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut seq = ser.serialize_seq(Some(self.0.len() as usize))?;
+                for (uid, p) in self.0.iter() {
+                    seq.serialize_element(&(uid, profile_out(p)))?;
+                }
+                seq.end()
+            }
+        }
+        // Fields of `v2::Profiles`, in order.
+        let mut st = ser.serialize_struct("Profiles", 2)?;
+        st.serialize_field("id_bound", &self.0.id_bound())?;
+        st.serialize_field("list", &List(&self.0))?;
+        st.end()
+    }
+}
+
+fn alias_out(a: &Alias) -> cur::Alias {
+    cur::Alias {
+        alias_name: s(&a.alias_name),
+        alias_label: s(&a.alias_label),
+    }
+}
+
+fn key_out(k: &CohortKey) -> cur::CohortKey {
+    cur::CohortKey {
+        partner: s(&k.partner),
+        cohort_id: s(&k.cohort_id),
+    }
+}
+
+fn identifier_out(id: &Identifier) -> cur::Identifier {
+    match id {
+        Identifier::External(e) => cur::Identifier::External(s(e)),
+        Identifier::Alias(a) => cur::Identifier::Alias(alias_out(a)),
+        Identifier::Device(d) => cur::Identifier::Device(s(d)),
+    }
+}
+
+fn import_key_out(k: &ImportKey) -> cur::ImportKey {
+    cur::ImportKey {
+        key_id: k.key_id.clone(),
+        partner: s(&k.partner),
+        hash: k.hash.0,
+        masked: k.masked.clone(),
+        created_at: k.created_at,
+    }
+}
+
+fn value_out(v: &AttrValue) -> cur::AttrValue {
+    match v {
+        AttrValue::Str(x) => cur::AttrValue::Str(s(x)),
+        AttrValue::Num(n) => cur::AttrValue::Num(*n),
+        AttrValue::Bool(b) => cur::AttrValue::Bool(*b),
+        AttrValue::Time { text, at } => cur::AttrValue::Time {
+            text: s(text),
+            at: *at,
+        },
+        AttrValue::Array(items) => cur::AttrValue::Array(items.iter().map(|i| s(i)).collect()),
+    }
+}
+
+fn update_out(u: &AttrUpdate) -> cur::AttrUpdate {
+    match u {
+        AttrUpdate::Set(v) => cur::AttrUpdate::Set(value_out(v)),
+        AttrUpdate::Remove => cur::AttrUpdate::Remove,
+        AttrUpdate::Increment(n) => cur::AttrUpdate::Increment(*n),
+        AttrUpdate::ArrayEdit { add, remove } => cur::AttrUpdate::ArrayEdit {
+            add: add.iter().map(|i| s(i)).collect(),
+            remove: remove.iter().map(|i| s(i)).collect(),
+        },
+    }
+}
+
+fn target_out(t: &Target) -> cur::Target {
+    match t {
+        Target::External { id, create } => cur::Target::External {
+            id: s(id),
+            create: *create,
+        },
+        Target::Alias { alias, create } => cur::Target::Alias {
+            alias: alias_out(alias),
+            create: *create,
+        },
+        Target::Device(d) => cur::Target::Device(s(d)),
+    }
+}
+
+fn event_out(e: &EventObject) -> cur::EventObject {
+    cur::EventObject {
+        target: target_out(&e.target),
+        name: s(&e.name),
+        time: e.time,
+    }
+}
+
+fn track_out(t: &Track) -> cur::Track {
+    cur::Track {
+        attributes: t
+            .attributes
+            .iter()
+            .map(|o| cur::AttributesObject {
+                target: target_out(&o.target),
+                changes: o
+                    .changes
+                    .iter()
+                    .map(|(k, u)| (s(k), update_out(u)))
+                    .collect(),
+            })
+            .collect(),
+        events: t.events.iter().map(event_out).collect(),
+        purchases: t.purchases.iter().map(event_out).collect(),
+    }
+}
+
+fn instant_out(i: &Instant) -> cur::Instant {
+    cur::Instant {
+        text: s(&i.text),
+        at: i.at,
+    }
+}
+
+fn scalar_out(v: &Scalar) -> cur::Scalar {
+    match v {
+        Scalar::Str(x) => cur::Scalar::Str(s(x)),
+        Scalar::Num(n) => cur::Scalar::Num(*n),
+        Scalar::Bool(b) => cur::Scalar::Bool(*b),
+    }
+}
+
+fn bound_out(b: &Bound) -> cur::Bound {
+    match b {
+        Bound::Num(n) => cur::Bound::Num(*n),
+        Bound::Time(i) => cur::Bound::Time(instant_out(i)),
+    }
+}
+
+fn filter_out(f: &Filter) -> cur::Filter {
+    match f {
+        Filter::And(all) => cur::Filter::And(all.iter().map(filter_out).collect()),
+        Filter::Or(any) => cur::Filter::Or(any.iter().map(filter_out).collect()),
+        Filter::Not(inner) => cur::Filter::Not(Box::new(filter_out(inner))),
+        Filter::All => cur::Filter::All,
+        Filter::Cohort(k) => cur::Filter::Cohort(key_out(k)),
+        Filter::Attribute { name, cond } => cur::Filter::Attribute {
+            name: s(name),
+            cond: match cond {
+                AttrCond::Equals(v) => cur::AttrCond::Equals(scalar_out(v)),
+                AttrCond::NotEquals(v) => cur::AttrCond::NotEquals(scalar_out(v)),
+                AttrCond::MatchesRegex(p) => cur::AttrCond::MatchesRegex(s(p.as_str())),
+                AttrCond::DoesNotMatchRegex(p) => cur::AttrCond::DoesNotMatchRegex(s(p.as_str())),
+                AttrCond::Exists => cur::AttrCond::Exists,
+                AttrCond::DoesNotExist => cur::AttrCond::DoesNotExist,
+                AttrCond::GreaterThan(b) => cur::AttrCond::GreaterThan(bound_out(b)),
+                AttrCond::LessThan(b) => cur::AttrCond::LessThan(bound_out(b)),
+                AttrCond::IncludesValue(v) => cur::AttrCond::IncludesValue(s(v)),
+            },
+        },
+        Filter::Event { name, cond } => cur::Filter::Event {
+            name: s(name),
+            cond: match cond {
+                EventCond::MoreThan(n) => cur::EventCond::MoreThan(*n),
+                EventCond::LessThan(n) => cur::EventCond::LessThan(*n),
+                EventCond::Exactly(n) => cur::EventCond::Exactly(*n),
+                EventCond::LastPerformedAfter(i) => {
+                    cur::EventCond::LastPerformedAfter(instant_out(i))
+                }
+                EventCond::LastPerformedBefore(i) => {
+                    cur::EventCond::LastPerformedBefore(instant_out(i))
+                }
+            },
+        },
+    }
+}
+
+fn profile_out(p: &Profile) -> cur::Profile {
+    cur::Profile {
+        external_id: p.external_id.as_deref().map(s),
+        details: p.details_if_any().map(|d| cur::Details {
+            aliases: d.aliases.iter().map(alias_out).collect(),
+            devices: d.devices.iter().map(|x| s(x)).collect(),
+            attributes: d
+                .attributes
+                .iter()
+                .map(|(k, v)| (s(k), value_out(v)))
+                .collect(),
+            events: d
+                .events
+                .iter()
+                .map(|(k, e)| {
+                    (
+                        s(k),
+                        cur::EventStats {
+                            count: e.count,
+                            first: e.first,
+                            last: e.last,
+                        },
+                    )
+                })
+                .collect(),
+        }),
+    }
+}
+
+fn cohort_out(c: &CohortImage) -> cur::CohortImage {
+    cur::CohortImage {
+        key: key_out(&c.key),
+        meta: cur::CohortMeta {
+            name: c.meta.name.clone(),
+            created_at: c.meta.created_at,
+            named: c.meta.named,
+            updated_at: c.meta.updated_at,
+        },
+        members: c.members.clone(),
+        history: c
+            .history
+            .iter()
+            .map(|r| cur::ImportRecord {
+                at: r.at,
+                added: r.added,
+                removed: r.removed,
+                unmatched: r.unmatched,
+                size: r.size,
+            })
+            .collect(),
+    }
+}
+
+/// The record a command is logged as.
+pub fn record_out(cmd: &Command) -> cur::Record<ChangesOut<'_>> {
+    use cur::Record as R;
+    match cmd {
+        Command::CreateWorkspace { name, rest_key, at } => R::CreateWorkspace {
+            name: name.clone(),
+            rest_key: rest_key.0,
+            at: *at,
+        },
+        Command::CreateImportKey { ws, key } => R::CreateImportKey {
+            ws: ws.0,
+            key: import_key_out(key),
+        },
+        Command::RevokeImportKey {
+            ws,
+            partner,
+            key_id,
+        } => R::RevokeImportKey {
+            ws: ws.0,
+            partner: s(partner),
+            key_id: key_id.clone(),
+        },
+        Command::NameCohort {
+            ws,
+            key,
+            name,
+            created_at,
+            at,
+        } => R::NameCohort {
+            ws: ws.0,
+            key: key_out(key),
+            name: name.clone(),
+            created_at: *created_at,
+            at: *at,
+        },
+        Command::ApplyDelta {
+            ws,
+            key,
+            changes,
+            at,
+        } => R::ApplyDelta {
+            ws: ws.0,
+            key: key_out(key),
+            changes: ChangesOut(changes),
+            at: *at,
+        },
+        Command::Track { ws, track } => R::Track {
+            ws: ws.0,
+            track: track_out(track),
+        },
+        Command::Identify { ws, identify } => R::Identify {
+            ws: ws.0,
+            identify: cur::Identify {
+                aliases: identify
+                    .aliases
+                    .iter()
+                    .map(|(e, a)| (s(e), alias_out(a)))
+                    .collect(),
+                devices: identify.devices.iter().map(|(e, d)| (s(e), s(d))).collect(),
+            },
+        },
+        Command::NewAliases { ws, aliases } => R::NewAliases {
+            ws: ws.0,
+            aliases: cur::NewAliases(
+                aliases
+                    .0
+                    .iter()
+                    .map(|(e, a)| (e.as_deref().map(s), alias_out(a)))
+                    .collect(),
+            ),
+        },
+        Command::DeleteUsers { ws, ids } => R::DeleteUsers {
+            ws: ws.0,
+            ids: ids.iter().map(identifier_out).collect(),
+        },
+        Command::PutSegment {
+            ws,
+            id,
+            name,
+            filter,
+        } => R::PutSegment {
+            ws: ws.0,
+            id: *id,
+            name: name.clone(),
+            filter: filter_out(filter),
+        },
+        Command::DeleteSegment { ws, id } => R::DeleteSegment { ws: ws.0, id: *id },
+        Command::Restore {
+            snapshot_id,
+            format,
+            image,
+        } => R::Restore {
+            snapshot_id: snapshot_id.clone(),
+            format: *format,
+            image: image.clone(),
+        },
+    }
+}
+
+/// The payload a snapshot of `image` is written as. Cheap: the big parts
+/// (profile tables, member sets) are shared, not copied.
+pub fn image_out(image: &Image) -> cur::Image<ProfilesOut> {
+    cur::Image {
+        next_workspace: image.next_workspace,
+        workspaces: image
+            .workspaces
+            .iter()
+            .map(|w| cur::WorkspaceImage {
+                id: w.id.0,
+                name: w.name.clone(),
+                created_at: w.created_at,
+                rest_key: w.rest_key.0,
+                profiles: ProfilesOut(w.profiles.clone()),
+                import_keys: w.import_keys.iter().map(import_key_out).collect(),
+                segments: w
+                    .segments
+                    .iter()
+                    .map(|sg| cur::Segment {
+                        id: sg.id,
+                        name: sg.name.clone(),
+                        filter: filter_out(&sg.filter),
+                    })
+                    .collect(),
+                last_segment: w.last_segment,
+                cohorts: w.cohorts.iter().map(cohort_out).collect(),
+            })
+            .collect(),
+    }
+}
+
+// ---- reading: current → domain ----
+
+fn alias_in(a: cur::Alias) -> Alias {
+    Alias {
+        alias_name: cs(a.alias_name),
+        alias_label: cs(a.alias_label),
+    }
+}
+
+fn key_in(k: cur::CohortKey) -> CohortKey {
+    CohortKey {
+        partner: cs(k.partner),
+        cohort_id: cs(k.cohort_id),
+    }
+}
+
+fn identifier_in(id: cur::Identifier) -> Identifier {
+    match id {
+        cur::Identifier::External(e) => Identifier::External(cs(e)),
+        cur::Identifier::Alias(a) => Identifier::Alias(alias_in(a)),
+        cur::Identifier::Device(d) => Identifier::Device(cs(d)),
+    }
+}
+
+fn import_key_in(k: cur::ImportKey) -> ImportKey {
+    ImportKey {
+        key_id: k.key_id,
+        partner: cs(k.partner),
+        hash: KeyHash(k.hash),
+        masked: k.masked,
+        created_at: k.created_at,
+    }
+}
+
+fn value_in(v: cur::AttrValue) -> AttrValue {
+    match v {
+        cur::AttrValue::Str(x) => AttrValue::Str(cs(x)),
+        cur::AttrValue::Num(n) => AttrValue::Num(n),
+        cur::AttrValue::Bool(b) => AttrValue::Bool(b),
+        cur::AttrValue::Time { text, at } => AttrValue::Time { text: cs(text), at },
+        cur::AttrValue::Array(items) => AttrValue::Array(items.into_iter().map(cs).collect()),
+    }
+}
+
+fn update_in(u: cur::AttrUpdate) -> AttrUpdate {
+    match u {
+        cur::AttrUpdate::Set(v) => AttrUpdate::Set(value_in(v)),
+        cur::AttrUpdate::Remove => AttrUpdate::Remove,
+        cur::AttrUpdate::Increment(n) => AttrUpdate::Increment(n),
+        cur::AttrUpdate::ArrayEdit { add, remove } => AttrUpdate::ArrayEdit {
+            add: add.into_iter().map(cs).collect(),
+            remove: remove.into_iter().map(cs).collect(),
+        },
+    }
+}
+
+fn target_in(t: cur::Target) -> Target {
+    match t {
+        cur::Target::External { id, create } => Target::External { id: cs(id), create },
+        cur::Target::Alias { alias, create } => Target::Alias {
+            alias: alias_in(alias),
+            create,
+        },
+        cur::Target::Device(d) => Target::Device(cs(d)),
+    }
+}
+
+fn event_in(e: cur::EventObject) -> EventObject {
+    EventObject {
+        target: target_in(e.target),
+        name: cs(e.name),
+        time: e.time,
+    }
+}
+
+fn instant_in(i: cur::Instant) -> Instant {
+    Instant {
+        text: cs(i.text),
+        at: i.at,
+    }
+}
+
+fn scalar_in(v: cur::Scalar) -> Scalar {
+    match v {
+        cur::Scalar::Str(x) => Scalar::Str(cs(x)),
+        cur::Scalar::Num(n) => Scalar::Num(n),
+        cur::Scalar::Bool(b) => Scalar::Bool(b),
+    }
+}
+
+fn bound_in(b: cur::Bound) -> Bound {
+    match b {
+        cur::Bound::Num(n) => Bound::Num(n),
+        cur::Bound::Time(i) => Bound::Time(instant_in(i)),
+    }
+}
+
+fn pattern_in(source: &str) -> Result<Pattern> {
+    Pattern::new(source)
+        .map_err(|e| Error::Codec(format!("stored regex {source:?} no longer compiles: {e}")))
+}
+
+fn filter_in(f: cur::Filter) -> Result<Filter> {
+    Ok(match f {
+        cur::Filter::And(all) => {
+            Filter::And(all.into_iter().map(filter_in).collect::<Result<_>>()?)
+        }
+        cur::Filter::Or(any) => Filter::Or(any.into_iter().map(filter_in).collect::<Result<_>>()?),
+        cur::Filter::Not(inner) => Filter::Not(Box::new(filter_in(*inner)?)),
+        cur::Filter::All => Filter::All,
+        cur::Filter::Cohort(k) => Filter::Cohort(key_in(k)),
+        cur::Filter::Attribute { name, cond } => Filter::Attribute {
+            name: cs(name),
+            cond: match cond {
+                cur::AttrCond::Equals(v) => AttrCond::Equals(scalar_in(v)),
+                cur::AttrCond::NotEquals(v) => AttrCond::NotEquals(scalar_in(v)),
+                cur::AttrCond::MatchesRegex(p) => AttrCond::MatchesRegex(pattern_in(&p)?),
+                cur::AttrCond::DoesNotMatchRegex(p) => AttrCond::DoesNotMatchRegex(pattern_in(&p)?),
+                cur::AttrCond::Exists => AttrCond::Exists,
+                cur::AttrCond::DoesNotExist => AttrCond::DoesNotExist,
+                cur::AttrCond::GreaterThan(b) => AttrCond::GreaterThan(bound_in(b)),
+                cur::AttrCond::LessThan(b) => AttrCond::LessThan(bound_in(b)),
+                cur::AttrCond::IncludesValue(v) => AttrCond::IncludesValue(cs(v)),
+            },
+        },
+        cur::Filter::Event { name, cond } => Filter::Event {
+            name: cs(name),
+            cond: match cond {
+                cur::EventCond::MoreThan(n) => EventCond::MoreThan(n),
+                cur::EventCond::LessThan(n) => EventCond::LessThan(n),
+                cur::EventCond::Exactly(n) => EventCond::Exactly(n),
+                cur::EventCond::LastPerformedAfter(i) => {
+                    EventCond::LastPerformedAfter(instant_in(i))
+                }
+                cur::EventCond::LastPerformedBefore(i) => {
+                    EventCond::LastPerformedBefore(instant_in(i))
+                }
+            },
+        },
+    })
+}
+
+pub(super) fn profile_in(p: cur::Profile) -> Profile {
+    Profile::from_parts(
+        p.external_id.map(cs),
+        p.details.map(|d| Details {
+            aliases: d.aliases.into_iter().map(alias_in).collect(),
+            devices: d.devices.into_iter().map(cs).collect(),
+            attributes: d
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (cs(k), value_in(v)))
+                .collect(),
+            events: d
+                .events
+                .into_iter()
+                .map(|(k, e)| {
+                    (
+                        cs(k),
+                        EventStats {
+                            count: e.count,
+                            first: e.first,
+                            last: e.last,
+                        },
+                    )
+                })
+                .collect(),
+        }),
+    )
+}
+
+fn cohort_in(c: cur::CohortImage) -> CohortImage {
+    CohortImage {
+        key: key_in(c.key),
+        meta: CohortMeta {
+            name: c.meta.name,
+            created_at: c.meta.created_at,
+            named: c.meta.named,
+            updated_at: c.meta.updated_at,
+        },
+        members: c.members,
+        history: c
+            .history
+            .into_iter()
+            .map(|r| ImportRecord {
+                at: r.at,
+                added: r.added,
+                removed: r.removed,
+                unmatched: r.unmatched,
+                size: r.size,
+            })
+            .collect(),
+    }
+}
+
+/// The command a record of the current version replays as.
+pub fn command_in(r: cur::Record) -> Result<Command> {
+    use cur::Record as R;
+    Ok(match r {
+        R::CreateWorkspace { name, rest_key, at } => Command::CreateWorkspace {
+            name,
+            rest_key: KeyHash(rest_key),
+            at,
+        },
+        R::CreateImportKey { ws, key } => Command::CreateImportKey {
+            ws: WorkspaceId(ws),
+            key: import_key_in(key),
+        },
+        R::RevokeImportKey {
+            ws,
+            partner,
+            key_id,
+        } => Command::RevokeImportKey {
+            ws: WorkspaceId(ws),
+            partner: cs(partner),
+            key_id,
+        },
+        R::NameCohort {
+            ws,
+            key,
+            name,
+            created_at,
+            at,
+        } => Command::NameCohort {
+            ws: WorkspaceId(ws),
+            key: key_in(key),
+            name,
+            created_at,
+            at,
+        },
+        R::ApplyDelta {
+            ws,
+            key,
+            changes,
+            at,
+        } => Command::ApplyDelta {
+            ws: WorkspaceId(ws),
+            key: key_in(key),
+            changes: changes
+                .into_iter()
+                .map(|c| model::Change {
+                    remove: c.remove,
+                    ids: c.ids.into_iter().map(identifier_in).collect(),
+                })
+                .collect(),
+            at,
+        },
+        R::Track { ws, track } => Command::Track {
+            ws: WorkspaceId(ws),
+            track: Track {
+                attributes: track
+                    .attributes
+                    .into_iter()
+                    .map(|o| AttributesObject {
+                        target: target_in(o.target),
+                        changes: o
+                            .changes
+                            .into_iter()
+                            .map(|(k, u)| (cs(k), update_in(u)))
+                            .collect(),
+                    })
+                    .collect(),
+                events: track.events.into_iter().map(event_in).collect(),
+                purchases: track.purchases.into_iter().map(event_in).collect(),
+            },
+        },
+        R::Identify { ws, identify } => Command::Identify {
+            ws: WorkspaceId(ws),
+            identify: Identify {
+                aliases: identify
+                    .aliases
+                    .into_iter()
+                    .map(|(e, a)| (cs(e), alias_in(a)))
+                    .collect(),
+                devices: identify
+                    .devices
+                    .into_iter()
+                    .map(|(e, d)| (cs(e), cs(d)))
+                    .collect(),
+            },
+        },
+        R::NewAliases { ws, aliases } => Command::NewAliases {
+            ws: WorkspaceId(ws),
+            aliases: NewAliases(
+                aliases
+                    .0
+                    .into_iter()
+                    .map(|(e, a)| (e.map(cs), alias_in(a)))
+                    .collect(),
+            ),
+        },
+        R::DeleteUsers { ws, ids } => Command::DeleteUsers {
+            ws: WorkspaceId(ws),
+            ids: ids.into_iter().map(identifier_in).collect(),
+        },
+        R::PutSegment {
+            ws,
+            id,
+            name,
+            filter,
+        } => Command::PutSegment {
+            ws: WorkspaceId(ws),
+            id,
+            name,
+            filter: filter_in(filter)?,
+        },
+        R::DeleteSegment { ws, id } => Command::DeleteSegment {
+            ws: WorkspaceId(ws),
+            id,
+        },
+        R::Restore {
+            snapshot_id,
+            format,
+            image,
+        } => Command::Restore {
+            snapshot_id,
+            format,
+            image,
+        },
+    })
+}
+
+/// The state a snapshot payload of the current version describes.
+pub fn image_in(image: cur::Image) -> Result<Image> {
+    let workspaces = image
+        .workspaces
+        .into_iter()
+        .map(|w| {
+            Ok(WorkspaceImage {
+                id: WorkspaceId(w.id),
+                name: w.name,
+                created_at: w.created_at,
+                rest_key: KeyHash(w.rest_key),
+                profiles: ProfileImage::from_profiles(
+                    w.profiles.id_bound,
+                    w.profiles
+                        .list
+                        .into_iter()
+                        .map(|(uid, p)| (uid, profile_in(p))),
+                )
+                .map_err(Error::Codec)?,
+                import_keys: w.import_keys.into_iter().map(import_key_in).collect(),
+                segments: w
+                    .segments
+                    .into_iter()
+                    .map(|sg| {
+                        Ok(Segment {
+                            id: sg.id,
+                            name: sg.name,
+                            filter: filter_in(sg.filter)?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                last_segment: w.last_segment,
+                cohorts: w.cohorts.into_iter().map(cohort_in).collect(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Image {
+        next_workspace: image.next_workspace,
+        workspaces,
+    })
+}

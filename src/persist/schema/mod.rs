@@ -1,0 +1,116 @@
+//! The on-disk schema: every type that is written to a log record or a
+//! snapshot, by format version, and the only way in or out of them.
+//!
+//! The live domain types (`model`, `profiles`, `segment`, `engine`) carry no
+//! serde derives for persistence: adding a field to one of them cannot
+//! change a byte on disk. What is written is declared here, per version:
+//!
+//! - [`v1`]: what cohortd wrote up to commit b09aa9e (a frozen copy of the
+//!   serde shape of the live types of that time; headerless log segments);
+//! - [`v2`]: the current version.
+//!
+//! Writing always uses the current version ([`LOG_VERSION`],
+//! [`SNAPSHOT_VERSION`]); `convert` maps the domain to it. Reading accepts
+//! every version from 1 to the current one: a value is decoded with its
+//! version's types, migrated up one version at a time (`migrate`), then
+//! converted to the domain. A version newer than this build is an error
+//! that names it ([`Error::UnsupportedVersion`] from the containers, or
+//! [`Error::Codec`] here), never a value skipped as corrupt.
+//!
+//! `docs/format.md` describes every version and the steps to add a field or
+//! a record kind.
+
+mod convert;
+mod migrate;
+pub mod v1;
+pub mod v2;
+
+use std::path::Path;
+
+use super::{codec, snapshot, Error, Result};
+use crate::engine::router::Command;
+use crate::engine::state::Image;
+
+/// The format version of the log records this build writes.
+pub const LOG_VERSION: u32 = 2;
+/// The format version of the snapshot payloads this build writes.
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest version this build reads (every version ever released).
+pub const OLDEST_VERSION: u32 = 1;
+
+fn unsupported(what: &str, version: u32, newest: u32) -> Error {
+    Error::Codec(format!(
+        "{what} of format version {version}: this build reads versions {OLDEST_VERSION} to \
+         {newest}"
+    ))
+}
+
+/// A command as the current version's log record.
+pub fn encode_record(cmd: &Command) -> Result<Vec<u8>> {
+    codec::encode(&convert::record_out(cmd))
+}
+
+/// A log record of format `version` as the command it replays as.
+pub fn decode_record(version: u32, bytes: &[u8]) -> Result<Command> {
+    let current: v2::Record = match version {
+        1 => migrate::record_v1_to_v2(codec::decode::<v1::Command>(bytes)?),
+        2 => codec::decode(bytes)?,
+        v => return Err(unsupported("log record", v, LOG_VERSION)),
+    };
+    convert::command_in(current)
+}
+
+/// A state as the current version's snapshot payload.
+pub fn encode_image(image: &Image) -> Result<Vec<u8>> {
+    codec::encode(&convert::image_out(image))
+}
+
+/// The image a snapshot payload of format `version` holds, migrated to the
+/// current version's types.
+fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v2::Image> {
+    Ok(match version {
+        1 => migrate::image_v1_to_v2(codec::decode::<v1::Image>(bytes)?),
+        2 => codec::decode(bytes)?,
+        v => return Err(unsupported("snapshot", v, SNAPSHOT_VERSION)),
+    })
+}
+
+/// The state a snapshot payload of format `version` describes.
+pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
+    convert::image_in(decode_schema_image(version, bytes)?)
+}
+
+/// `cohortd inspect FILE`: a snapshot's header, log position and counts, as
+/// JSON. Verifies the checksums and decodes the whole image (offline; no
+/// server, no data dir lock).
+pub fn inspect(path: &Path) -> Result<String> {
+    let (info, bytes) = snapshot::load(path)?;
+    let image = decode_schema_image(info.format_version, &bytes)?;
+    let workspaces: Vec<_> = image
+        .workspaces
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "workspace_id": crate::model::WorkspaceId(w.id).to_string(),
+                "name": w.name,
+                "profiles": w.profiles.list.len(),
+                "cohorts": w.cohorts.len(),
+                "memberships": w.cohorts.iter().map(|c| c.members.len()).sum::<u64>(),
+                "segments": w.segments.len(),
+                "data_import_keys": w.import_keys.len(),
+            })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "snapshot_id": info.id,
+        "format_version": info.format_version,
+        "created_at": crate::time::format_millis(info.created_at_millis),
+        "log_position": info.log_position,
+        "bytes": info.bytes,
+        "workspaces": workspaces,
+    });
+    serde_json::to_string_pretty(&out).map_err(|e| Error::Codec(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;
