@@ -14,6 +14,7 @@ pub mod query;
 pub mod ratelimit;
 mod recovery;
 pub mod router;
+pub mod sequencer;
 pub mod snapshotter;
 pub mod state;
 

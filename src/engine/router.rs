@@ -14,6 +14,10 @@
 //! command itself (times and generated ids travel inside it), replaying the
 //! same commands in the same order rebuilds the same state.
 //!
+//! The ordering rules themselves (settle in log order, the checkpoint, the
+//! no-op rules) are plain data in `sequencer`, unit-tested without actix;
+//! this actor feeds them and applies what they say is due.
+//!
 //! Durability: the router appends each command to the write-ahead log as it
 //! arrives and applies it only once the log says it is durable (group
 //! commit makes one fsync cover every command queued meanwhile). Commands
@@ -29,7 +33,6 @@
 //! instead of being skipped: skipping it would serve the state from before
 //! the restore with every later acknowledged write applied on top of it.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,6 +46,7 @@ use tokio::sync::oneshot;
 use super::cohort::{
     ApplyChanges, Cohort, CohortCell, CohortImage, CohortMeta, DeltaOutcome, MoveMembers, TakeImage,
 };
+use super::sequencer::{self, Admission, Sequencer, Settled};
 use super::state::{CohortEntry, Image, ImportKey, Segment, State, StateCell, Workspace};
 use crate::error::{Error, Result};
 use crate::keys::KeyHash;
@@ -165,14 +169,13 @@ pub struct Checkpoint {
 
 /// A command in the log, waiting for its record to be durable.
 struct Waiting {
-    seq: u64,
-    position: u64,
     cmd: Command,
     /// A restore's image, loaded and verified before it was logged.
     image: Option<Image>,
     reply: oneshot::Sender<Pending>,
-    logged: Option<std::result::Result<(), Arc<persist::Error>>>,
 }
+
+type LogError = Arc<persist::Error>;
 
 pub struct Router {
     cell: StateCell,
@@ -181,9 +184,8 @@ pub struct Router {
     history_len: usize,
     wal: Arc<Wal>,
     snapshot_dir: PathBuf,
-    next_seq: u64,
-    waiting: VecDeque<Waiting>,
-    last_applied: u64,
+    /// The ordering rules; this actor is the shell that feeds them.
+    seq: Sequencer<Waiting, LogError>,
 }
 
 impl Router {
@@ -206,9 +208,7 @@ impl Router {
             history_len,
             wal,
             snapshot_dir,
-            next_seq: 0,
-            waiting: VecDeque::new(),
-            last_applied,
+            seq: Sequencer::new(last_applied),
         }
     }
 
@@ -233,34 +233,28 @@ impl Router {
 
     /// A record's durability is known: apply every command at the front of
     /// the queue whose record is settled, in log order.
-    fn logged(&mut self, seq: u64, result: std::result::Result<(), Arc<persist::Error>>) {
-        let Some(front) = self.waiting.front().map(|w| w.seq) else {
-            return;
-        };
-        if let Some(w) = self.waiting.get_mut((seq - front) as usize) {
-            w.logged = Some(result);
-        }
-        while self.waiting.front().is_some_and(|w| w.logged.is_some()) {
-            let w = self.waiting.pop_front().expect("front exists");
-            let pending = match w.logged.expect("settled") {
-                Ok(()) => {
-                    self.last_applied = w.position;
-                    match (w.cmd, w.image) {
+    fn logged(&mut self, seq: u64, result: std::result::Result<(), LogError>) {
+        for settled in self.seq.settle(seq, result) {
+            let (pending, reply) = match settled {
+                Settled::Apply { item, .. } => {
+                    let pending = match (item.cmd, item.image) {
                         (Command::Restore { snapshot_id, .. }, Some(image)) => {
                             self.restore(&snapshot_id, image)
                         }
                         (cmd, _) => self.apply_or_fail(cmd),
-                    }
+                    };
+                    (pending, item.reply)
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "write-ahead log append failed; command not applied");
-                    future::ready(Err(Error::Unavailable(format!(
-                        "the write-ahead log could not be written ({e}); nothing was applied, retry later"
+                Settled::Failed { item, error } => {
+                    tracing::error!(error = %error, "write-ahead log append failed; command not applied");
+                    let failed = future::ready(Err(Error::Unavailable(format!(
+                        "the write-ahead log could not be written ({error}); nothing was applied, retry later"
                     ))))
-                    .boxed()
+                    .boxed();
+                    (failed, item.reply)
                 }
             };
-            let _ = w.reply.send(pending);
+            let _ = reply.send(pending);
         }
     }
 
@@ -299,7 +293,7 @@ impl Router {
 
     /// The cut for a snapshot, taken between two commands.
     fn checkpoint(&self) -> Cut {
-        let position = self.last_applied;
+        let position = self.seq.last_applied();
         let state = self.state();
         let mut parts = Vec::new();
         for ws in state.workspaces_sorted() {
@@ -516,22 +510,26 @@ impl Router {
 }
 
 impl Router {
-    /// Commands that cannot change anything are answered without a log
-    /// record (and so without an fsync): a delta with no identifiers
-    /// (Segment's connection test), and a name call that repeats the
-    /// current name (Segment sends one before every delta). The latter only
-    /// when no command is waiting for the log, so that the state it looks
-    /// at is the state in log order.
+    /// Commands answered without a log record (and so without an fsync),
+    /// by the rules of `sequencer::admit_*`.
     fn no_op(&mut self, cmd: &Command) -> Option<Pending> {
-        match cmd {
-            Command::ApplyDelta { changes, .. } if changes.iter().all(|c| c.ids.is_empty()) => {
-                Some(self.apply_or_fail(cmd.clone()))
+        let admission = match cmd {
+            Command::ApplyDelta { changes, .. } => sequencer::admit_delta(changes),
+            Command::NameCohort { ws, key, name, .. } => {
+                let meta = self
+                    .state()
+                    .workspace(*ws)
+                    .and_then(|w| w.cohort(key))
+                    .map(|c| c.meta());
+                let current = meta.as_ref().map(|m| (m.named, m.name.as_str()));
+                sequencer::admit_name(name, self.seq.is_idle(), current)
             }
-            Command::NameCohort { ws, key, name, .. } if self.waiting.is_empty() => {
-                let meta = self.state().workspace(*ws)?.cohort(key)?.meta();
-                (meta.named && meta.name == *name).then(|| done(Outcome::Done))
-            }
-            _ => None,
+            _ => Admission::Log,
+        };
+        match admission {
+            Admission::Log => None,
+            Admission::ApplyUnlogged => Some(self.apply_or_fail(cmd.clone())),
+            Admission::AlreadyDone => Some(done(Outcome::Done)),
         }
     }
 }
@@ -648,16 +646,14 @@ impl Handler<Submit> for Router {
                 return;
             }
         };
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.waiting.push_back(Waiting {
-            seq,
-            position: appended.position,
-            cmd: msg.cmd,
-            image,
-            reply: msg.reply,
-            logged: None,
-        });
+        let seq = self.seq.push(
+            appended.position,
+            Waiting {
+                cmd: msg.cmd,
+                image,
+                reply: msg.reply,
+            },
+        );
         ctx.spawn(
             wrap_future(appended.durable).map(move |r, act: &mut Router, _| {
                 let r = r.unwrap_or_else(|_| Err(Arc::new(persist::Error::Closed)));
@@ -673,7 +669,7 @@ impl Handler<Replay> for Router {
     fn handle(&mut self, msg: Replay, _: &mut Context<Self>) {
         let mut all = Vec::with_capacity(msg.records.len());
         for (position, cmd) in msg.records {
-            self.last_applied = position;
+            self.seq.replayed(position);
             let restore = match &cmd {
                 Command::Restore { snapshot_id, .. } => Some(snapshot_id.clone()),
                 _ => None,
