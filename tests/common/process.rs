@@ -34,6 +34,9 @@ pub struct Home {
     /// ignored so that an oversized write fails with `EFBIG`): a disk-full
     /// stand-in that also works as root.
     pub file_size_limit_bytes: Option<u64>,
+    /// Environment changes for every process started here, applied after
+    /// the harness's own variables: `Some` sets one, `None` removes it.
+    env: Vec<(String, Option<String>)>,
 }
 
 /// A start that ended before the server was ready.
@@ -48,6 +51,41 @@ impl Home {
         Home {
             root: tempfile::tempdir().expect("tempdir"),
             file_size_limit_bytes: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// A home whose data dir is a copy of `data` (a compatibility fixture's,
+    /// say; the original is never written to), run with the secrets stored
+    /// in it: the harness's test admin token and partner key are not set,
+    /// and such variables inherited from the test's environment are removed.
+    pub fn with_data_copy(data: &Path) -> Home {
+        let mut home = Home::new();
+        copy_dir(data, &home.data_dir());
+        home.set_env("COHORTD_ADMIN_TOKEN", None);
+        for partner in cohortd::config::Config::default().partners.keys() {
+            let var = format!(
+                "COHORTD_PARTNER_KEY_{}",
+                partner.to_ascii_uppercase().replace('-', "_")
+            );
+            home.set_env(&var, None);
+        }
+        home
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable for every
+    /// process started in this home from now on, over the harness's own.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.map(str::to_string)));
+    }
+
+    fn apply_env(&self, cmd: &mut Command) {
+        for (key, value) in &self.env {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
         }
     }
 
@@ -127,6 +165,7 @@ impl Home {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        self.apply_env(&mut cmd);
         let mut child = cmd.spawn().expect("spawn cohortd");
         let output = Arc::new(Mutex::new(String::new()));
         let readers = vec![
@@ -179,6 +218,7 @@ impl Home {
         if let Some(a) = addr {
             cmd.env("COHORTD_LISTEN", a.to_string());
         }
+        self.apply_env(&mut cmd);
         let mut child = cmd.spawn().expect("spawn cohortd");
         let deadline = Instant::now() + PATIENCE;
         while child.try_wait().expect("try_wait").is_none() {
@@ -195,6 +235,23 @@ impl Home {
 impl Default for Home {
     fn default() -> Self {
         Home::new()
+    }
+}
+
+/// Copies the directory tree `from` into `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("dir entry");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst)
+                .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+        }
     }
 }
 
@@ -293,6 +350,15 @@ impl Daemon {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// A graceful stop: `SIGTERM`, then a bounded wait for exit status 0.
+    /// Returns what the server printed.
+    pub fn stop(self) -> String {
+        self.signal("TERM");
+        let (status, output) = self.wait_exit();
+        assert_eq!(status.code(), Some(0), "SIGTERM must exit 0:\n{output}");
+        output
     }
 
     /// Waits (bounded) for the process to exit on its own.
