@@ -53,6 +53,53 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why the server did not start. Each cause keeps its own shape to the
+/// end, so `main` can print it whole and tests can match on it; none is
+/// ever reduced to a string on the way.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `config.toml` or an environment override is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The secrets could not be read, generated or stored.
+    #[error("secrets: {0}")]
+    Secrets(String),
+    /// The data dir cannot be created or locked.
+    #[error("data dir {}: {source}", dir.display())]
+    DataDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the data dir.
+    #[error(
+        "data dir {} is in use by another cohortd (lock {} is held)",
+        dir.display(),
+        lock.display()
+    )]
+    LockHeld {
+        dir: std::path::PathBuf,
+        lock: std::path::PathBuf,
+    },
+    /// Recovery cannot vouch for the data: a log gap or corruption, a file
+    /// of a newer format version, an IO error (see `persist::Error`).
+    #[error("cannot recover the data dir: {0}")]
+    Persist(#[from] crate::persist::Error),
+    /// A replayed record cannot be applied the way it was the first time.
+    #[error("cannot replay the write-ahead log: {0}")]
+    Replay(String),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An actor or thread the engine needs stopped during start-up.
+    #[error("start-up failed: {0}")]
+    Runtime(String),
+}
+
 impl Error {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Error {
         Error::BadRequest {

@@ -1,10 +1,9 @@
 //! The `cohortd` command line: `serve` (the default), and operator commands
 //! that talk to a running server over its admin API.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -67,7 +66,7 @@ fn main() -> ExitCode {
     let result = Config::load(&cli.config).and_then(|mut config| {
         config.apply_env(|k| std::env::var(k).ok())?;
         match cli.command.unwrap_or(Cmd::Serve) {
-            Cmd::Serve => cohortd::app::serve(config),
+            Cmd::Serve => cohortd::app::serve(config).map_err(|e| format!("cannot start: {e}")),
             Cmd::Workspace {
                 action: WorkspaceCmd::Create { name },
             } => {
@@ -95,30 +94,39 @@ fn main() -> ExitCode {
     }
 }
 
-/// One admin API call to the server at `config.listen`, over plain HTTP/1.1.
+/// How long the operator commands wait for the server: connecting is
+/// quick or hopeless; a snapshot of a large state or a restore can take a
+/// while, so the answer gets minutes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One admin API call to the server at `config.listen`.
 fn admin_call(config: &Config, method: &str, path: &str, body: &str) -> Result<String, String> {
     let token = cohortd::secrets::admin_token(config)?.ok_or(
         "no admin token: set COHORTD_ADMIN_TOKEN or start the server once to generate one",
     )?;
     let addr = config.listen;
-    let mut stream =
-        TcpStream::connect(addr).map_err(|e| format!("cannot reach cohortd at {addr}: {e}"))?;
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).unwrap_or("?");
-    if status.starts_with('2') {
-        Ok(payload.trim().to_string())
-    } else {
-        Err(format!("server answered {status}: {}", payload.trim()))
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout(ANSWER_TIMEOUT)
+        .build();
+    let answer = agent
+        .request(method, &format!("http://{addr}{path}"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .set("Content-Type", "application/json")
+        .send_string(body);
+    match answer {
+        Ok(r) => r
+            .into_string()
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cohortd at {addr} sent an unreadable answer: {e}")),
+        Err(ureq::Error::Status(code, r)) => {
+            let text = r.into_string().unwrap_or_default();
+            Err(format!("server answered {code}: {}", text.trim()))
+        }
+        Err(ureq::Error::Transport(t)) => Err(format!(
+            "cannot reach cohortd at {addr} ({t}); is it running, and does COHORTD_LISTEN or \
+             --config point at it?"
+        )),
     }
 }

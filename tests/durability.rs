@@ -890,3 +890,86 @@ fn a_logged_restore_replays_even_after_its_snapshot_file_was_pruned() {
     );
     d.kill9();
 }
+
+/// Data written by a newer cohortd is never skipped as corrupt: start-up
+/// stops and names the file, the version found and the versions this build
+/// reads. Checked for a snapshot and for a log segment.
+#[test]
+fn data_of_a_newer_format_version_stops_start_up_naming_it() {
+    use cohortd::persist::{schema, snapshot, wal};
+
+    let newer = schema::SNAPSHOT_VERSION.max(schema::LOG_VERSION) + 1;
+    let supported = format!("versions 1 to {}", newer - 1);
+
+    let home = Home::new();
+    let d = home.start();
+    let t = d.tenant("acme", &all_writer_users());
+    script(&d, &t, 0, 5);
+    d.snapshot();
+    d.stop();
+    let file = snapshot::write(&home.data_dir(), 1_000, 1, newer, b"from the future")
+        .expect("write a newer snapshot");
+    let refused = home
+        .try_start()
+        .map(|d| d.kill9())
+        .expect_err("a newer snapshot must stop start-up");
+    assert!(!refused.status.success());
+    for part in [
+        file.path.to_str().unwrap(),
+        &format!("format version {newer}"),
+        &supported,
+    ] {
+        assert!(
+            refused.output.contains(part),
+            "{part:?} in:\n{}",
+            refused.output
+        );
+    }
+    std::fs::remove_file(&file.path).unwrap();
+
+    // A log segment of a newer version (what a newer build would append).
+    let start = last_wal_position(&home.wal_dir()) + 1;
+    {
+        let opts = wal::WalOptions {
+            version: newer,
+            ..wal::WalOptions::default()
+        };
+        let seg = home.wal_dir().join(format!("wal-{start:020}.log"));
+        let scratch = tempfile::tempdir().unwrap();
+        let (w, _) = wal::Wal::open(scratch.path(), opts).unwrap();
+        w.append(b"record").unwrap().wait_blocking().unwrap();
+        w.close().unwrap();
+        let written = std::fs::read_dir(scratch.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        std::fs::copy(written.path(), &seg).unwrap();
+    }
+    let refused = home
+        .try_start()
+        .map(|d| d.kill9())
+        .expect_err("a newer log segment must stop start-up");
+    assert!(
+        refused.output.contains(&format!("format version {newer}"))
+            && refused.output.contains(&supported)
+            && refused.output.contains(&format!("wal-{start:020}.log")),
+        "{}",
+        refused.output
+    );
+}
+
+/// The operator CLI gives up on a server that is not there, quickly and
+/// saying where it looked, instead of hanging.
+#[test]
+fn the_cli_names_an_unreachable_server() {
+    let home = Home::new();
+    let nobody = common::process::free_port();
+    let out = home.cli(&["snapshot"], Some(nobody));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach cohortd") && err.contains(&nobody.to_string()),
+        "{err}"
+    );
+}

@@ -26,7 +26,7 @@ use parking_lot::RwLock;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartError};
 use crate::metrics::Metrics;
 use crate::persist::snapshot::{self, SnapshotInfo};
 use crate::persist::wal::Wal;
@@ -61,7 +61,7 @@ impl Engine {
     /// log after it), then starts the router, the cohort arbiters and the
     /// snapshotter. Must run inside an actix `System`. Refuses to start when
     /// recovery cannot reach every acknowledged mutation.
-    pub async fn start(config: Config, secrets: Secrets) -> Result<Engine, String> {
+    pub async fn start(config: Config, secrets: Secrets) -> Result<Engine, StartError> {
         let recovered = recovery::open(&config)?;
         let arbiters: Vec<Arbiter> = (0..config.engine.cohort_arbiters)
             .map(|_| Arbiter::new())
@@ -88,7 +88,7 @@ impl Engine {
         };
         image_rx
             .await
-            .map_err(|_| "the router failed to start".to_string())?;
+            .map_err(|_| StartError::Runtime("the router failed to start".into()))?;
         recovery::replay(&router, &recovered.log, recovered.snapshot_position).await?;
         let snapshotter = Snapshotter::new(
             router.clone(),
@@ -116,7 +116,6 @@ impl Engine {
                 _arbiters: all,
             }),
         };
-        engine.set_ready();
         Ok(engine)
     }
 
@@ -179,7 +178,8 @@ impl Engine {
         self.inner.ready.load(Ordering::Acquire)
     }
 
-    fn set_ready(&self) {
+    /// Marks the engine ready (`/readyz` 200): called once it serves.
+    pub fn set_ready(&self) {
         self.inner.ready.store(true, Ordering::Release);
         self.inner.metrics.ready.set(1);
     }

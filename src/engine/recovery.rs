@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::router::{Command, Replay, Router};
 use super::state::Image;
 use crate::config::{Config, Fsync};
+use crate::error::StartError;
 use crate::persist::wal::{self, FsyncPolicy, Wal, WalOptions};
 use crate::persist::{schema, snapshot};
 
@@ -40,25 +41,25 @@ pub struct Recovered {
     pub lock: DirLock,
 }
 
-fn lock(dir: &Path) -> Result<DirLock, String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+fn lock(dir: &Path) -> Result<DirLock, StartError> {
+    let data_dir = |source| StartError::DataDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(data_dir)?;
     let path = dir.join("LOCK");
-    let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    file.try_lock().map_err(|_| {
-        format!(
-            "data dir {} is in use by another cohortd (lock {} is held)",
-            dir.display(),
-            path.display()
-        )
+    let file = File::create(&path).map_err(data_dir)?;
+    file.try_lock().map_err(|_| StartError::LockHeld {
+        dir: dir.to_path_buf(),
+        lock: path,
     })?;
     Ok(DirLock { _file: file })
 }
 
 /// The newest snapshot that verifies and decodes, or an empty image.
-fn newest_image(dir: &Path) -> Result<(Image, u64), String> {
-    snapshot::remove_leftovers(dir).map_err(|e| e.to_string())?;
-    let all = snapshot::list(dir).map_err(|e| e.to_string())?;
+fn newest_image(dir: &Path) -> Result<(Image, u64), StartError> {
+    snapshot::remove_leftovers(dir)?;
+    let all = snapshot::list(dir)?;
     if let Some(newer) = all
         .iter()
         .find(|s| s.format_version > schema::SNAPSHOT_VERSION)
@@ -68,7 +69,7 @@ fn newest_image(dir: &Path) -> Result<(Image, u64), String> {
             found: newer.format_version,
             newest: schema::SNAPSHOT_VERSION,
         }
-        .to_string());
+        .into());
     }
     for info in all {
         let decoded = snapshot::load(&info.path)
@@ -88,7 +89,7 @@ fn newest_image(dir: &Path) -> Result<(Image, u64), String> {
     Ok((Image::default(), 0))
 }
 
-pub fn open(config: &Config) -> Result<Recovered, String> {
+pub fn open(config: &Config) -> Result<Recovered, StartError> {
     let dir = &config.data_dir;
     let lock = lock(dir)?;
     let (image, snapshot_position) = newest_image(dir)?;
@@ -106,7 +107,7 @@ pub fn open(config: &Config) -> Result<Recovered, String> {
             .then(|| std::time::Duration::from_micros(config.wal.commit_wait_micros)),
         version: schema::LOG_VERSION,
     };
-    let (wal, log) = Wal::open(&dir.join("wal"), opts).map_err(|e| e.to_string())?;
+    let (wal, log) = Wal::open(&dir.join("wal"), opts)?;
     Ok(Recovered {
         image,
         snapshot_position,
@@ -118,14 +119,21 @@ pub fn open(config: &Config) -> Result<Recovered, String> {
 
 /// Replays the log after `after` through the router, in order, and waits
 /// until every replayed command is applied.
-pub async fn replay(router: &Addr<Router>, log: &wal::Recovered, after: u64) -> Result<(), String> {
+pub async fn replay(
+    router: &Addr<Router>,
+    log: &wal::Recovered,
+    after: u64,
+) -> Result<(), StartError> {
     let mut records: Vec<(u64, Command)> = Vec::new();
-    let last = log
-        .replay(after, |position, version, bytes| {
-            records.push((position, schema::decode_record(version, bytes)?));
-            Ok(())
-        })
-        .map_err(|e| format!("cannot recover: {e}"))?;
+    let last = log.replay(after, |position, version, bytes| {
+        let cmd = schema::decode_record(version, bytes).map_err(|e| {
+            crate::persist::Error::Codec(format!(
+                "log record at position {position} (format version {version}): {e}"
+            ))
+        })?;
+        records.push((position, cmd));
+        Ok(())
+    })?;
     let count = records.len();
     let mut rest = records.into_iter().peekable();
     while rest.peek().is_some() {
@@ -137,11 +145,11 @@ pub async fn replay(router: &Addr<Router>, log: &wal::Recovered, after: u64) -> 
         });
         let pending = rx
             .await
-            .map_err(|_| "router stopped during replay".to_string())?;
+            .map_err(|_| StartError::Runtime("the router stopped during replay".into()))?;
         pending.await.map_err(|e| match e {
             // Start-up prints the cause; only HTTP bodies hide it.
-            crate::error::Error::Internal(cause) => cause,
-            e => e.to_string(),
+            crate::error::Error::Internal(cause) => StartError::Replay(cause),
+            e => StartError::Replay(e.to_string()),
         })?;
     }
     if count > 0 {

@@ -6,6 +6,8 @@
 mod admin;
 mod cohorts;
 mod ops;
+
+pub use ops::recovering;
 mod partner;
 mod segments;
 mod technology_partners;
