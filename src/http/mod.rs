@@ -19,7 +19,6 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::FutureExt;
 use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
 
 use crate::engine::state::Workspace;
 use crate::engine::Engine;
@@ -218,12 +217,6 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// Parses a JSON body into a wire type with a message that names the field.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| Error::bad_request("invalid_json", format!("invalid request body: {e}")))
 }
 
 pub fn created(body: serde_json::Value) -> HttpResponse {
