@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use super::cohorts::{member_json, page_json, PageQuery};
 use super::{created, WorkspaceAuth};
 use crate::engine::query;
-use crate::engine::router::{Command, Outcome};
 use crate::engine::state::{Segment, Workspace};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -161,17 +160,7 @@ pub async fn create(
     body: web::Json<SegmentBody>,
 ) -> Result<HttpResponse> {
     let (name, filter) = parse_segment(&auth.0, body.into_inner())?;
-    let cmd = Command::PutSegment {
-        ws: auth.0.id,
-        id: None,
-        name,
-        filter,
-    };
-    let Outcome::Segment(id) = engine.submit(cmd).await? else {
-        return Err(Error::Internal(
-            "segment creation answered with another outcome".into(),
-        ));
-    };
+    let id = engine.put_segment(&auth.0, None, name, filter).await?;
     Ok(created(json!({ "segment_id": Segment::format_id(id) })))
 }
 
@@ -205,13 +194,9 @@ pub async fn replace(
         filter,
     };
     let body = segment_json(&saved);
-    let cmd = Command::PutSegment {
-        ws: auth.0.id,
-        id: Some(saved.id),
-        name: saved.name,
-        filter: saved.filter,
-    };
-    engine.submit(cmd).await?;
+    engine
+        .put_segment(&auth.0, Some(saved.id), saved.name, saved.filter)
+        .await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -221,12 +206,7 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
     let existing = find(&auth.0, &id)?;
-    engine
-        .submit(Command::DeleteSegment {
-            ws: auth.0.id,
-            id: existing.id,
-        })
-        .await?;
+    engine.delete_segment(&auth.0, existing.id).await?;
     Ok(
         HttpResponse::Ok()
             .json(json!({ "message": "success", "segment_id": existing.id_string() })),
