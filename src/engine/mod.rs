@@ -16,7 +16,10 @@
 //! layer cannot build a log record, and the log format can change without
 //! touching it.
 //!
-//! Reads take the shared state directly (no actor hop).
+//! Reads go through `read` (methods on `Workspace`, plus the listings that
+//! need the whole state or the secrets on `Engine`); they take the short
+//! locks themselves and answer with plain values. `Workspace`'s fields are
+//! private to this module.
 //!
 //! Writes are admitted through a bounded number of in-flight slots: when
 //! all are taken the engine is saturated and the write is refused with 503
@@ -27,6 +30,7 @@
 pub mod cohort;
 pub mod query;
 pub mod ratelimit;
+pub mod read;
 mod recovery;
 mod router;
 pub mod snapshotter;
@@ -219,7 +223,7 @@ impl Engine {
     }
 
     /// The current state (a restore swaps it whole).
-    pub fn state(&self) -> Arc<State> {
+    fn state(&self) -> Arc<State> {
         self.inner.state.read().clone()
     }
 

@@ -36,16 +36,15 @@ pub async fn create_workspace(
 
 pub async fn list_workspaces(_: AdminAuth, engine: web::Data<Engine>) -> HttpResponse {
     let all: Vec<_> = engine
-        .state()
-        .workspaces_sorted()
-        .iter()
+        .workspaces()
+        .into_iter()
         .map(|w| {
             json!({
                 "workspace_id": w.id.to_string(),
                 "name": w.name,
                 "created_at": format_millis(w.created_at),
-                "profiles": w.profiles.read().len(),
-                "cohorts": w.cohorts.len(),
+                "profiles": w.profiles,
+                "cohorts": w.cohorts,
             })
         })
         .collect();

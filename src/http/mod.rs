@@ -2,6 +2,14 @@
 //! the wire types of each resource (one file per resource). Handlers parse
 //! into domain types, make one engine call, and render; no business rule
 //! lives here.
+//!
+//! The engine call is typed both ways: a write is an `Engine` method per
+//! operation (`engine.apply_delta(&ws, key, changes)`) that answers with
+//! that operation's result, and a read is a method on the authenticated
+//! `Workspace` (`engine::read`) that answers with plain values. So this
+//! layer never builds a log command, never matches on a router outcome,
+//! and never takes one of the engine's locks; `WorkspaceAuth` is only the
+//! handle those calls take.
 
 mod admin;
 mod cohorts;

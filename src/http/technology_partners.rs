@@ -6,7 +6,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::{created, WorkspaceAuth};
-use crate::engine::state::keys_by_partner;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::time::format_millis;
@@ -23,13 +22,12 @@ pub async fn list(
     auth: WorkspaceAuth,
 ) -> HttpResponse {
     let endpoint = rest_endpoint(&req);
-    let mut keys = keys_by_partner(&auth.0);
     let partners: Vec<_> = engine
-        .partners()
+        .technology_partners(&auth.0)
+        .into_iter()
         .map(|p| {
-            let keys: Vec<_> = keys
-                .remove(p)
-                .unwrap_or_default()
+            let keys: Vec<_> = p
+                .keys
                 .into_iter()
                 .map(|k| {
                     json!({
@@ -39,7 +37,7 @@ pub async fn list(
                     })
                 })
                 .collect();
-            json!({ "partner": p, "rest_endpoint": endpoint, "data_import_keys": keys })
+            json!({ "partner": p.partner, "rest_endpoint": endpoint, "data_import_keys": keys })
         })
         .collect();
     HttpResponse::Ok().json(json!({ "technology_partners": partners }))
