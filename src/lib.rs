@@ -5,11 +5,13 @@
 //!
 //! - `http` parses and authenticates at the edge (wire types → domain
 //!   types), then makes one call into the `engine`.
-//! - `engine::Engine` is the handle: reads go straight to `engine::state`;
-//!   writes become a `router::Command` sent to the `Router` actor, the single
-//!   sequencer of mutations, which resolves identifiers with the `profiles`
-//!   store and dispatches resolved ids to one `cohort::Cohort` actor per
-//!   partner cohort.
+//! - `engine::Engine` is the handle, with a typed API: each write is one
+//!   method (`apply_delta`, `track`, `put_segment`, …) that becomes a
+//!   `router::Command` — private to the engine — sent to the `Router` actor,
+//!   the single sequencer of mutations, which resolves identifiers with the
+//!   `profiles` store and dispatches resolved ids to one `cohort::Cohort`
+//!   actor per partner cohort. Reads are `engine::read` methods over the
+//!   shared `engine::state`, with no actor hop.
 //! - Durability: the router appends every command to the write-ahead log
 //!   (`persist::wal`, group commit) and applies it only once it is durable,
 //!   in log order. `engine::snapshotter` takes consistent cuts through the

@@ -1,19 +1,38 @@
-//! The engine: the one thing the HTTP layer calls.
+//! The engine: the one thing the HTTP layer calls, through a typed API.
 //!
-//! `Engine` is a cheap `Clone` handle over the shared state (read directly by
-//! queries), the router actor (through which every write passes), the
-//! secrets in force and the rate limiter. Writes are admitted through a
-//! bounded number of in-flight slots: when all are taken the engine is
-//! saturated and the write is refused with 503 before anything is applied.
-//! (An actix `send` to a full mailbox would instead wait, and a `do_send`
-//! is unbounded; the slot count is the explicit bound, and `do_send` keeps
-//! the router → cohort order intact.)
+//! `Engine` is a cheap `Clone` handle over the shared state, the router
+//! actor (through which every write passes), the secrets in force and the
+//! rate limiter.
+//!
+//! Writes: one method per operation (`create_workspace`, `apply_delta`,
+//! `track`, `put_segment`, …), each taking domain types and returning the
+//! type its caller renders. Inside, each builds a `router::Command` —
+//! taking the time and generating keys where the command needs them, so a
+//! logged command replays the same — and submits it. The router answers
+//! with an `Outcome` enum; `submit_as` is the one place that turns it into
+//! the method's type (the `TryFrom<Outcome>` impls below), so a mismatch is
+//! one `Internal` error written once, not a check repeated per handler.
+//! `Command`, `Outcome` and the router are private to this module: the wire
+//! layer cannot build a log record, and the log format can change without
+//! touching it.
+//!
+//! Reads go through `read` (methods on `Workspace`, plus the listings that
+//! need the whole state or the secrets on `Engine`); they take the short
+//! locks themselves and answer with plain values. `Workspace`'s fields are
+//! private to this module.
+//!
+//! Writes are admitted through a bounded number of in-flight slots: when
+//! all are taken the engine is saturated and the write is refused with 503
+//! before anything is applied. (An actix `send` to a full mailbox would
+//! instead wait, and a `do_send` is unbounded; the slot count is the
+//! explicit bound, and `do_send` keeps the router → cohort order intact.)
 
 pub mod cohort;
 pub mod query;
 pub mod ratelimit;
+pub mod read;
 mod recovery;
-pub mod router;
+mod router;
 pub mod sequencer;
 pub mod snapshotter;
 pub mod state;
@@ -27,14 +46,25 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::Config;
 use crate::error::{Error, Result, StartError};
+use crate::keys::{self, KeyHash};
 use crate::metrics::Metrics;
+use crate::model::{Change, CohortKey, Identifier, Millis, WorkspaceId};
 use crate::persist::snapshot::{self, SnapshotInfo};
 use crate::persist::wal::Wal;
+use crate::profiles::commands::{
+    AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
+};
 use crate::secrets::Secrets;
+use crate::segment::Filter;
+use crate::time::now_millis;
+use cohort::DeltaOutcome;
 use ratelimit::{RateLimiter, RateStatus};
-use router::{Command, Outcome, Router, Submit};
+/// The mutation vocabulary, for `persist::schema` to log and replay; the
+/// rest of the crate uses the typed methods of [`Engine`].
+pub(crate) use router::Command;
+use router::{Outcome, Router, Submit};
 use snapshotter::{Snapshotter, TakeSnapshot};
-use state::{State, StateCell, Workspace};
+use state::{ImportKey, State, StateCell, Workspace};
 
 #[derive(Clone)]
 pub struct Engine {
@@ -142,7 +172,7 @@ impl Engine {
         if !self.snapshots()?.iter().any(|s| s.id == snapshot_id) {
             return Err(Error::NotFound("snapshot"));
         }
-        self.submit(Command::Restore {
+        self.submit_as::<()>(Command::Restore {
             snapshot_id: snapshot_id.to_string(),
             format: 0,
             image: Vec::new(),
@@ -166,7 +196,7 @@ impl Engine {
     }
 
     /// The current state (a restore swaps it whole).
-    pub fn state(&self) -> Arc<State> {
+    fn state(&self) -> Arc<State> {
         self.inner.state.read().clone()
     }
 
@@ -185,7 +215,7 @@ impl Engine {
     }
 
     /// Applies one mutation and resolves once it is visible to every read.
-    pub async fn submit(&self, cmd: Command) -> Result<Outcome> {
+    async fn submit(&self, cmd: Command) -> Result<Outcome> {
         let Ok(_slot) = self.inner.slots.clone().try_acquire_owned() else {
             self.inner.metrics.reject("saturated");
             return Err(Error::Saturated);
@@ -196,6 +226,159 @@ impl Engine {
             .await
             .map_err(|_| Error::Internal("router stopped before replying".into()))?;
         pending.await
+    }
+
+    /// [`submit`](Self::submit), answered as the type the caller expects:
+    /// the one place an `Outcome` is checked against its command.
+    async fn submit_as<T: TryFrom<Outcome, Error = Outcome>>(&self, cmd: Command) -> Result<T> {
+        let outcome = self.submit(cmd).await?;
+        T::try_from(outcome).map_err(|other| {
+            Error::Internal(format!(
+                "the router answered {other:?} where {} was expected",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    // ---- writes: one method per operation ----
+
+    /// Creates a workspace and generates its REST API key, which is
+    /// returned once and stored only as a hash.
+    pub async fn create_workspace(&self, name: String) -> Result<NewWorkspace> {
+        let rest_key = keys::generate("crk_");
+        let id = self
+            .submit_as(Command::CreateWorkspace {
+                name,
+                rest_key: KeyHash::of(&rest_key),
+                at: now_millis(),
+            })
+            .await?;
+        Ok(NewWorkspace { id, rest_key })
+    }
+
+    /// Generates a data import key (client secret) for a configured
+    /// partner; the secret is returned once and stored only as a hash.
+    pub async fn create_import_key(&self, ws: &Workspace, partner: &str) -> Result<NewImportKey> {
+        self.known_partner(partner)?;
+        let secret = keys::generate("cdik_");
+        let key = ImportKey {
+            key_id: keys::short_id(),
+            partner: partner.into(),
+            hash: KeyHash::of(&secret),
+            masked: keys::mask(&secret),
+            created_at: now_millis(),
+        };
+        let key_id = key.key_id.clone();
+        self.submit_as::<()>(Command::CreateImportKey { ws: ws.id, key })
+            .await?;
+        Ok(NewImportKey { key_id, secret })
+    }
+
+    /// Invalidates one of a partner's data import keys (404 if the
+    /// partner is not configured or the workspace has no such key).
+    pub async fn revoke_import_key(
+        &self,
+        ws: &Workspace,
+        partner: &str,
+        key_id: &str,
+    ) -> Result<()> {
+        self.known_partner(partner)?;
+        self.submit_as(Command::RevokeImportKey {
+            ws: ws.id,
+            partner: partner.into(),
+            key_id: key_id.to_string(),
+        })
+        .await
+    }
+
+    /// Creates or renames a cohort (the partner's name call).
+    pub async fn name_cohort(
+        &self,
+        ws: &Workspace,
+        key: CohortKey,
+        name: String,
+        created_at: Millis,
+    ) -> Result<()> {
+        self.submit_as(Command::NameCohort {
+            ws: ws.id,
+            key,
+            name,
+            created_at,
+            at: now_millis(),
+        })
+        .await
+    }
+
+    /// Applies a partner's delta to a cohort, counting matched and
+    /// unmatched identifiers in the metrics.
+    pub async fn apply_delta(
+        &self,
+        ws: &Workspace,
+        key: CohortKey,
+        changes: Vec<Change>,
+    ) -> Result<DeltaOutcome> {
+        let given = changes.iter().map(Change::id_count).sum::<usize>();
+        let d: DeltaOutcome = self
+            .submit_as(Command::ApplyDelta {
+                ws: ws.id,
+                key,
+                changes,
+                at: now_millis(),
+            })
+            .await?;
+        let m = &self.inner.metrics;
+        m.identifiers_unmatched.inc_by(d.unmatched);
+        m.identifiers_matched
+            .inc_by((given as u64).saturating_sub(d.unmatched));
+        Ok(d)
+    }
+
+    /// `/users/track`: attributes, events and purchases.
+    pub async fn track(&self, ws: &Workspace, track: Track) -> Result<TrackReport> {
+        self.submit_as(Command::Track { ws: ws.id, track }).await
+    }
+
+    /// `/users/identify`: aliases and devices to identify (may merge).
+    pub async fn identify(&self, ws: &Workspace, identify: Identify) -> Result<IdentifyReport> {
+        self.submit_as(Command::Identify {
+            ws: ws.id,
+            identify,
+        })
+        .await
+    }
+
+    /// `/users/alias/new`.
+    pub async fn new_aliases(&self, ws: &Workspace, aliases: NewAliases) -> Result<AliasReport> {
+        self.submit_as(Command::NewAliases { ws: ws.id, aliases })
+            .await
+    }
+
+    /// `/users/delete`: how many profiles were deleted.
+    pub async fn delete_users(&self, ws: &Workspace, ids: Vec<Identifier>) -> Result<u32> {
+        self.submit_as(Command::DeleteUsers { ws: ws.id, ids })
+            .await
+    }
+
+    /// Creates (`id: None`) or replaces a saved segment; its id.
+    pub async fn put_segment(
+        &self,
+        ws: &Workspace,
+        id: Option<u64>,
+        name: String,
+        filter: Filter,
+    ) -> Result<u64> {
+        self.submit_as(Command::PutSegment {
+            ws: ws.id,
+            id,
+            name,
+            filter,
+        })
+        .await
+    }
+
+    pub async fn delete_segment(&self, ws: &Workspace, id: u64) -> Result<()> {
+        self.submit_as(Command::DeleteSegment { ws: ws.id, id })
+            .await
     }
 
     /// Writes admitted and not yet answered.
@@ -219,6 +402,14 @@ impl Engine {
 
     pub fn partners(&self) -> impl Iterator<Item = &str> {
         self.inner.secrets.partners.keys().map(String::as_str)
+    }
+
+    fn known_partner(&self, partner: &str) -> Result<()> {
+        if self.is_partner(partner) {
+            Ok(())
+        } else {
+            Err(Error::NotFound("partner"))
+        }
     }
 
     /// The partner endpoints' checks, in SPEC order: partner API key, then
@@ -275,5 +466,58 @@ impl Engine {
         m.wal_fsyncs.set(wal.fsyncs as i64);
         m.wal_io_errors.set(wal.io_errors as i64);
         m.render()
+    }
+}
+
+/// A new workspace and its REST API key (shown this once).
+#[derive(Debug)]
+pub struct NewWorkspace {
+    pub id: WorkspaceId,
+    pub rest_key: String,
+}
+
+/// A new data import key and its secret (shown this once).
+#[derive(Debug)]
+pub struct NewImportKey {
+    pub key_id: String,
+    pub secret: String,
+}
+
+/// Each `Outcome` variant as the type the write methods return. The router
+/// answers every command with one fixed variant; `submit_as` uses these to
+/// check it, so a mismatch is reported once, here, as `Internal`.
+macro_rules! typed_outcomes {
+    ($($variant:ident => $ty:ty),* $(,)?) => {$(
+        impl TryFrom<Outcome> for $ty {
+            type Error = Outcome;
+
+            fn try_from(outcome: Outcome) -> std::result::Result<Self, Outcome> {
+                match outcome {
+                    Outcome::$variant(v) => Ok(v),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+typed_outcomes! {
+    Workspace => WorkspaceId,
+    Delta => DeltaOutcome,
+    Tracked => TrackReport,
+    Identified => IdentifyReport,
+    Aliased => AliasReport,
+    Deleted => u32,
+    Segment => u64,
+}
+
+impl TryFrom<Outcome> for () {
+    type Error = Outcome;
+
+    fn try_from(outcome: Outcome) -> std::result::Result<(), Outcome> {
+        match outcome {
+            Outcome::Done => Ok(()),
+            other => Err(other),
+        }
     }
 }

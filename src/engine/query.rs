@@ -1,5 +1,7 @@
 //! Read-side rules shared by every listing: the page cursor and how a set
-//! of profile ids becomes a page of members.
+//! of profile ids becomes a page of members. The HTTP layer validates
+//! `limit` and `cursor` with these; the paging itself runs inside the
+//! engine (`read`), under the profile lock.
 //!
 //! A cursor names a position — the last profile id returned — never an
 //! offset, so walking pages while members come and go never repeats a
@@ -50,7 +52,7 @@ pub fn cursor(raw: Option<&str>) -> Result<Option<Uid>> {
 /// The page of `set` after `after`, `limit` members long, listing each
 /// profile as SPEC says (external_id, else first alias, else first device).
 /// Ids whose profile no longer exists are passed over.
-pub fn page(
+pub(super) fn page(
     set: &RoaringBitmap,
     profiles: &ProfileStore,
     after: Option<Uid>,

@@ -5,6 +5,8 @@
 //! (readers). Readers never go through an actor: they take short locks or
 //! `Arc`s of immutable sets, which is what makes reads fast and
 //! read-your-writes (a write is acknowledged only once it is visible here).
+//! Those reads live in `read`; outside the engine a `Workspace` is an
+//! opaque handle whose locks nobody else takes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -63,17 +65,20 @@ pub struct CohortEntry {
     pub addr: Addr<Cohort>,
 }
 
+/// One workspace's live data. Its fields (and the locks in them) are the
+/// engine's: the router writes them, and everything outside the engine
+/// reads through the methods in `read`.
 pub struct Workspace {
-    pub id: WorkspaceId,
-    pub name: String,
-    pub created_at: Millis,
-    pub rest_key: KeyHash,
-    pub profiles: RwLock<ProfileStore>,
-    pub cohorts: DashMap<CohortKey, CohortEntry>,
-    pub import_keys: RwLock<Vec<ImportKey>>,
-    pub segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    pub(super) id: WorkspaceId,
+    pub(super) name: String,
+    pub(super) created_at: Millis,
+    pub(super) rest_key: KeyHash,
+    pub(super) profiles: RwLock<ProfileStore>,
+    pub(super) cohorts: DashMap<CohortKey, CohortEntry>,
+    pub(super) import_keys: RwLock<Vec<ImportKey>>,
+    pub(super) segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     /// The last segment id given out (ids are never reused).
-    pub last_segment: AtomicU64,
+    pub(super) last_segment: AtomicU64,
 }
 
 impl Workspace {
@@ -91,12 +96,12 @@ impl Workspace {
         }
     }
 
-    pub fn cohort(&self, key: &CohortKey) -> Option<Arc<CohortCell>> {
+    pub(super) fn cohort(&self, key: &CohortKey) -> Option<Arc<CohortCell>> {
         self.cohorts.get(key).map(|e| e.cell.clone())
     }
 
     /// Every cohort, ordered by (partner, cohort_id).
-    pub fn cohorts_sorted(&self) -> Vec<Arc<CohortCell>> {
+    pub(super) fn cohorts_sorted(&self) -> Vec<Arc<CohortCell>> {
         let mut all: Vec<_> = self.cohorts.iter().map(|e| e.cell.clone()).collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
@@ -111,7 +116,7 @@ impl Workspace {
         self.segments.read().values().cloned().collect()
     }
 
-    pub fn cohort_addrs(&self) -> Vec<Addr<Cohort>> {
+    pub(super) fn cohort_addrs(&self) -> Vec<Addr<Cohort>> {
         self.cohorts.iter().map(|e| e.addr.clone()).collect()
     }
 }
@@ -179,7 +184,7 @@ pub type StateCell = Arc<RwLock<Arc<State>>>;
 
 #[derive(Default)]
 pub struct State {
-    pub workspaces: DashMap<WorkspaceId, Arc<Workspace>>,
+    workspaces: DashMap<WorkspaceId, Arc<Workspace>>,
     by_rest_key: DashMap<KeyHash, WorkspaceId>,
     by_import_key: DashMap<KeyHash, ImportKeyOwner>,
     next_workspace: AtomicU32,
@@ -288,13 +293,4 @@ impl State {
         }
         (self.workspaces.len() as u64, profiles, cohorts, members)
     }
-}
-
-/// Import keys of one workspace grouped by partner (for listings).
-pub fn keys_by_partner(ws: &Workspace) -> BTreeMap<CompactString, Vec<ImportKey>> {
-    let mut out: BTreeMap<CompactString, Vec<ImportKey>> = BTreeMap::new();
-    for k in ws.import_keys.read().iter() {
-        out.entry(k.partner.clone()).or_default().push(k.clone());
-    }
-    out
 }

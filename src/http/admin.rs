@@ -1,15 +1,14 @@
-//! Operator API: workspaces.
+//! Operator API: workspaces, snapshots and restore. Authenticated with the
+//! admin token; each handler is one engine call.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{created, AdminAuth};
-use crate::engine::router::{Command, Outcome};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::keys::{self, KeyHash};
-use crate::time::{format_millis, now_millis};
+use crate::time::format_millis;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,34 +28,23 @@ pub async fn create_workspace(
             "name must be a non-empty string",
         ));
     }
-    let rest_key = keys::generate("crk_");
-    let cmd = Command::CreateWorkspace {
-        name,
-        rest_key: KeyHash::of(&rest_key),
-        at: now_millis(),
-    };
-    let Outcome::Workspace(id) = engine.submit(cmd).await? else {
-        return Err(Error::Internal(
-            "workspace creation answered with another outcome".into(),
-        ));
-    };
+    let new = engine.create_workspace(name).await?;
     Ok(created(
-        json!({ "workspace_id": id.to_string(), "rest_api_key": rest_key }),
+        json!({ "workspace_id": new.id.to_string(), "rest_api_key": new.rest_key }),
     ))
 }
 
 pub async fn list_workspaces(_: AdminAuth, engine: web::Data<Engine>) -> HttpResponse {
     let all: Vec<_> = engine
-        .state()
-        .workspaces_sorted()
-        .iter()
+        .workspaces()
+        .into_iter()
         .map(|w| {
             json!({
                 "workspace_id": w.id.to_string(),
                 "name": w.name,
                 "created_at": format_millis(w.created_at),
-                "profiles": w.profiles.read().len(),
-                "cohorts": w.cohorts.len(),
+                "profiles": w.profiles,
+                "cohorts": w.cohorts,
             })
         })
         .collect();

@@ -1,13 +1,15 @@
-//! Cohort queries: list, one, member pages, import history.
+//! Cohort queries: list, one, member pages, import history; and the member
+//! and page renderings every listing shares (SPEC §4). Each handler
+//! validates its query, makes one `Workspace` read and renders it.
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::WorkspaceAuth;
-use crate::engine::cohort::CohortCell;
 use crate::engine::query;
-use crate::error::{Error, Result};
+use crate::engine::read::CohortSummary;
+use crate::error::Result;
 use crate::model::{CohortKey, Identifier};
 use crate::time::format_millis;
 
@@ -40,36 +42,28 @@ pub fn page_json(p: query::Page) -> Value {
     })
 }
 
-fn cohort_json(c: &CohortCell) -> Value {
-    let meta = c.meta();
+fn cohort_json(c: &CohortSummary) -> Value {
     json!({
         "partner": c.key.partner,
         "cohort_id": c.key.cohort_id,
-        "name": meta.name,
-        "created_at": format_millis(meta.created_at),
-        "updated_at": format_millis(meta.updated_at),
-        "size": c.size(),
+        "name": c.name,
+        "created_at": format_millis(c.created_at),
+        "updated_at": format_millis(c.updated_at),
+        "size": c.size,
     })
 }
 
-fn find(auth: &WorkspaceAuth, path: &(String, String)) -> Result<std::sync::Arc<CohortCell>> {
-    auth.0
-        .cohort(&CohortKey::new(&path.0, &path.1))
-        .ok_or(Error::NotFound("cohort"))
+fn key(path: &(String, String)) -> CohortKey {
+    CohortKey::new(&path.0, &path.1)
 }
 
 pub async fn list(auth: WorkspaceAuth) -> HttpResponse {
-    let cohorts: Vec<Value> = auth
-        .0
-        .cohorts_sorted()
-        .iter()
-        .map(|c| cohort_json(c))
-        .collect();
+    let cohorts: Vec<Value> = auth.0.cohort_summaries().iter().map(cohort_json).collect();
     HttpResponse::Ok().json(json!({ "cohorts": cohorts }))
 }
 
 pub async fn one(auth: WorkspaceAuth, path: web::Path<(String, String)>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(cohort_json(find(&auth, &path)?.as_ref())))
+    Ok(HttpResponse::Ok().json(cohort_json(&auth.0.cohort_summary(&key(&path))?)))
 }
 
 pub async fn members(
@@ -79,8 +73,7 @@ pub async fn members(
 ) -> Result<HttpResponse> {
     let limit = query::limit(q.limit)?;
     let after = query::cursor(q.cursor.as_deref())?;
-    let set = find(&auth, &path)?.members();
-    let page = query::page(&set, &auth.0.profiles.read(), after, limit);
+    let page = auth.0.cohort_members(&key(&path), after, limit)?;
     Ok(HttpResponse::Ok().json(page_json(page)))
 }
 
@@ -90,8 +83,9 @@ pub async fn imports(
     q: web::Query<LimitQuery>,
 ) -> Result<HttpResponse> {
     let limit = query::limit(q.limit)?;
-    let history: Vec<Value> = find(&auth, &path)?
-        .history(limit)
+    let history: Vec<Value> = auth
+        .0
+        .cohort_imports(&key(&path), limit)?
         .iter()
         .map(|r| {
             json!({

@@ -2,6 +2,14 @@
 //! the wire types of each resource (one file per resource). Handlers parse
 //! into domain types, make one engine call, and render; no business rule
 //! lives here.
+//!
+//! The engine call is typed both ways: a write is an `Engine` method per
+//! operation (`engine.apply_delta(&ws, key, changes)`) that answers with
+//! that operation's result, and a read is a method on the authenticated
+//! `Workspace` (`engine::read`) that answers with plain values. So this
+//! layer never builds a log command, never matches on a router outcome,
+//! and never takes one of the engine's locks; `WorkspaceAuth` is only the
+//! handle those calls take.
 
 mod admin;
 mod cohorts;
@@ -21,7 +29,6 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::FutureExt;
 use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
 
 use crate::engine::state::Workspace;
 use crate::engine::Engine;
@@ -220,12 +227,6 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::B
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// Parses a JSON body into a wire type with a message that names the field.
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| Error::bad_request("invalid_json", format!("invalid request body: {e}")))
 }
 
 pub fn created(body: serde_json::Value) -> HttpResponse {

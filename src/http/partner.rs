@@ -19,10 +19,10 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::engine::ratelimit::RateStatus;
-use crate::engine::router::{Command, Outcome};
+use crate::engine::state::Workspace;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::{Alias, Change, CohortKey, Identifier, Millis};
+use crate::model::{Alias, Change, CohortKey, Identifier};
 
 /// At most this many identifiers per users request, counted raw.
 pub const MAX_IDENTIFIERS: usize = 1000;
@@ -74,7 +74,7 @@ fn non_empty<'a>(raw: Option<&'a RawValue>, err: Error) -> Result<Cow<'a, str>> 
 
 /// An authorized partner request: its workspace and rate-limit status.
 struct Authorized {
-    ws: std::sync::Arc<crate::engine::state::Workspace>,
+    ws: std::sync::Arc<Workspace>,
     rate: RateStatus,
 }
 
@@ -206,14 +206,14 @@ async fn name(
     let created_at = text(env.created_at)
         .and_then(|s| crate::time::parse_iso8601(&s))
         .ok_or(Error::InvalidCreatedAt)?;
-    let cmd = Command::NameCohort {
-        ws: auth.ws.id,
-        key: CohortKey::new(partner, &cohort_id),
-        name: name.into_owned(),
-        created_at,
-        at: now(),
-    };
-    engine.submit(cmd).await?;
+    engine
+        .name_cohort(
+            &auth.ws,
+            CohortKey::new(partner, &cohort_id),
+            name.into_owned(),
+            created_at,
+        )
+        .await?;
     Ok(json!({ "message": "success" }))
 }
 
@@ -225,22 +225,9 @@ async fn users(
 ) -> Result<serde_json::Value> {
     let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
     let changes = parse_changes(env.cohort_changes)?;
-    let given = changes.iter().map(Change::id_count).sum::<usize>();
-    let cmd = Command::ApplyDelta {
-        ws: auth.ws.id,
-        key: CohortKey::new(partner, &cohort_id),
-        changes,
-        at: now(),
-    };
-    let Outcome::Delta(d) = engine.submit(cmd).await? else {
-        return Err(Error::Internal(
-            "delta answered with another outcome".into(),
-        ));
-    };
-    let m = engine.metrics();
-    m.identifiers_unmatched.inc_by(d.unmatched);
-    m.identifiers_matched
-        .inc_by((given as u64).saturating_sub(d.unmatched));
+    let d = engine
+        .apply_delta(&auth.ws, CohortKey::new(partner, &cohort_id), changes)
+        .await?;
     Ok(json!({
         "message": "success",
         "added": d.added,
@@ -248,10 +235,6 @@ async fn users(
         "unmatched": d.unmatched,
         "cohort_size": d.size,
     }))
-}
-
-fn now() -> Millis {
-    crate::time::now_millis()
 }
 
 /// `cohort_changes` → domain changes. Every shape error is Braze's one

@@ -2,8 +2,10 @@
 //! member pages, batch membership checks, preview, and a user's
 //! cohorts and segments.
 //!
-//! Every query reads the current state directly (no actor hop), so it sees
-//! every acknowledged write; filter semantics live in `crate::segment`.
+//! Every query is one `Workspace` read (`engine::read`), which sees every
+//! acknowledged write; filter semantics live in `crate::segment`. What
+//! stays here is the wire: the bodies, their error texts, and the
+//! membership check's borrowed parse and hand-built answer.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -15,7 +17,6 @@ use serde_json::{json, Value};
 use super::cohorts::{member_json, page_json, PageQuery};
 use super::{created, WorkspaceAuth};
 use crate::engine::query;
-use crate::engine::router::{Command, Outcome};
 use crate::engine::state::{Segment, Workspace};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -131,7 +132,7 @@ async fn body(engine: &Engine, payload: web::Payload) -> Result<web::BytesMut> {
 
 /// Validates a filter against this workspace's cohorts.
 fn parse_filter(ws: &Workspace, v: &Value) -> Result<Filter> {
-    segment::parse(v, &|key| ws.cohort(key).is_some())
+    segment::parse(v, &|key| ws.has_cohort(key))
         .map_err(|e| Error::bad_request("invalid_filter", format!("invalid filter: {e}")))
 }
 
@@ -161,17 +162,7 @@ pub async fn create(
     body: web::Json<SegmentBody>,
 ) -> Result<HttpResponse> {
     let (name, filter) = parse_segment(&auth.0, body.into_inner())?;
-    let cmd = Command::PutSegment {
-        ws: auth.0.id,
-        id: None,
-        name,
-        filter,
-    };
-    let Outcome::Segment(id) = engine.submit(cmd).await? else {
-        return Err(Error::Internal(
-            "segment creation answered with another outcome".into(),
-        ));
-    };
+    let id = engine.put_segment(&auth.0, None, name, filter).await?;
     Ok(created(json!({ "segment_id": Segment::format_id(id) })))
 }
 
@@ -205,13 +196,9 @@ pub async fn replace(
         filter,
     };
     let body = segment_json(&saved);
-    let cmd = Command::PutSegment {
-        ws: auth.0.id,
-        id: Some(saved.id),
-        name: saved.name,
-        filter: saved.filter,
-    };
-    engine.submit(cmd).await?;
+    engine
+        .put_segment(&auth.0, Some(saved.id), saved.name, saved.filter)
+        .await?;
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -221,12 +208,7 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
     let existing = find(&auth.0, &id)?;
-    engine
-        .submit(Command::DeleteSegment {
-            ws: auth.0.id,
-            id: existing.id,
-        })
-        .await?;
+    engine.delete_segment(&auth.0, existing.id).await?;
     Ok(
         HttpResponse::Ok()
             .json(json!({ "message": "success", "segment_id": existing.id_string() })),
@@ -235,7 +217,7 @@ pub async fn delete(
 
 pub async fn count(auth: WorkspaceAuth, id: web::Path<String>) -> Result<HttpResponse> {
     let seg = find(&auth.0, &id)?;
-    let n = segment::count(&seg.filter, &auth.0.profiles.read(), auth.0.as_ref());
+    let n = auth.0.count_matching(&seg.filter);
     Ok(HttpResponse::Ok().json(json!({ "count": n })))
 }
 
@@ -247,9 +229,8 @@ pub async fn members(
     let seg = find(&auth.0, &id)?;
     let limit = query::limit(q.limit)?;
     let after = query::cursor(q.cursor.as_deref())?;
-    let profiles = auth.0.profiles.read();
-    let set = segment::evaluate(&seg.filter, &profiles, auth.0.as_ref());
-    Ok(HttpResponse::Ok().json(page_json(query::page(&set, &profiles, after, limit))))
+    let page = auth.0.matching_page(&seg.filter, after, limit);
+    Ok(HttpResponse::Ok().json(page_json(page)))
 }
 
 /// `POST /segments/{id}/membership`: parsed borrowed from the body and
@@ -282,19 +263,13 @@ pub async fn membership(
         .enumerate()
         .map(|(i, u)| u.identifier(&format!("users[{i}]")))
         .collect::<Result<Vec<_>>>()?;
-    let profiles = auth.0.profiles.read();
-    let uids: Vec<Option<u32>> = profiles.resolve_many(ids.iter());
-    let known: Vec<u32> = uids.iter().flatten().copied().collect();
-    let mut answers =
-        segment::contains_many(&seg.filter, &profiles, auth.0.as_ref(), &known).into_iter();
-    drop(profiles);
-    let mut out = String::with_capacity(16 + uids.len() * 18);
+    let answers = auth.0.matches_many(&seg.filter, &ids);
+    let mut out = String::with_capacity(16 + answers.len() * 18);
     out.push_str("{\"results\":[");
-    for (i, u) in uids.iter().enumerate() {
+    for (i, &member) in answers.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let member = u.is_some() && answers.next().unwrap_or(false);
         out.push_str(if member {
             "{\"member\":true}"
         } else {
@@ -320,16 +295,10 @@ pub async fn preview(auth: WorkspaceAuth, body: web::Json<PreviewBody>) -> Resul
         }
     };
     let filter = parse_filter(&auth.0, &body.filter)?;
-    let profiles = auth.0.profiles.read();
-    let set = segment::evaluate(&filter, &profiles, auth.0.as_ref());
-    let sample = if n == 0 {
-        Vec::new()
-    } else {
-        query::page(&set, &profiles, None, n).members
-    };
+    let preview = auth.0.preview(&filter, n);
     Ok(HttpResponse::Ok().json(json!({
-        "count": set.len(),
-        "sample": sample.iter().map(member_json).collect::<Vec<_>>(),
+        "count": preview.count,
+        "sample": preview.sample.iter().map(member_json).collect::<Vec<_>>(),
     })))
 }
 
@@ -341,19 +310,15 @@ pub async fn user_memberships(
 ) -> Result<HttpResponse> {
     let bytes = body(&engine, payload).await?;
     let id = parse_wire::<MemberWire<'_>>(&bytes, "one member")?.identifier("body")?;
-    let ws = &auth.0;
-    let profiles = ws.profiles.read();
-    let uid = profiles.resolve(&id).ok_or(Error::NotFound("user"))?;
-    let cohorts: Vec<Value> = ws
-        .cohorts_sorted()
+    let of = auth.0.memberships(&id)?;
+    let cohorts: Vec<Value> = of
+        .cohorts
         .iter()
-        .filter(|c| c.members().contains(uid))
-        .map(|c| json!({ "partner": c.key.partner, "cohort_id": c.key.cohort_id, "name": c.meta().name }))
+        .map(|c| json!({ "partner": c.key.partner, "cohort_id": c.key.cohort_id, "name": c.name }))
         .collect();
-    let segments: Vec<Value> = ws
-        .segments_sorted()
+    let segments: Vec<Value> = of
+        .segments
         .iter()
-        .filter(|s| segment::contains(&s.filter, &profiles, ws.as_ref(), uid))
         .map(|s| json!({ "segment_id": s.id_string(), "name": s.name }))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "cohorts": cohorts, "segments": segments })))

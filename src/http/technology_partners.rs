@@ -6,25 +6,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::{created, WorkspaceAuth};
-use crate::engine::router::Command;
-use crate::engine::state::{keys_by_partner, ImportKey};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
-use crate::keys::{self, KeyHash};
-use crate::time::{format_millis, now_millis};
+use crate::error::Result;
+use crate::time::format_millis;
 
 /// The base URL a partner should call: this server as the client reached it.
 fn rest_endpoint(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
-}
-
-fn known_partner(engine: &Engine, partner: &str) -> Result<()> {
-    if engine.is_partner(partner) {
-        Ok(())
-    } else {
-        Err(Error::NotFound("partner"))
-    }
 }
 
 pub async fn list(
@@ -33,13 +22,12 @@ pub async fn list(
     auth: WorkspaceAuth,
 ) -> HttpResponse {
     let endpoint = rest_endpoint(&req);
-    let mut keys = keys_by_partner(&auth.0);
     let partners: Vec<_> = engine
-        .partners()
+        .technology_partners(&auth.0)
+        .into_iter()
         .map(|p| {
-            let keys: Vec<_> = keys
-                .remove(p)
-                .unwrap_or_default()
+            let keys: Vec<_> = p
+                .keys
                 .into_iter()
                 .map(|k| {
                     json!({
@@ -49,7 +37,7 @@ pub async fn list(
                     })
                 })
                 .collect();
-            json!({ "partner": p, "rest_endpoint": endpoint, "data_import_keys": keys })
+            json!({ "partner": p.partner, "rest_endpoint": endpoint, "data_import_keys": keys })
         })
         .collect();
     HttpResponse::Ok().json(json!({ "technology_partners": partners }))
@@ -61,22 +49,10 @@ pub async fn create_key(
     auth: WorkspaceAuth,
     partner: web::Path<String>,
 ) -> Result<HttpResponse> {
-    known_partner(&engine, &partner)?;
-    let secret = keys::generate("cdik_");
-    let key = ImportKey {
-        key_id: keys::short_id(),
-        partner: partner.as_str().into(),
-        hash: KeyHash::of(&secret),
-        masked: keys::mask(&secret),
-        created_at: now_millis(),
-    };
-    let key_id = key.key_id.clone();
-    engine
-        .submit(Command::CreateImportKey { ws: auth.0.id, key })
-        .await?;
+    let key = engine.create_import_key(&auth.0, &partner).await?;
     Ok(created(json!({
-        "key_id": key_id,
-        "data_import_key": secret,
+        "key_id": key.key_id,
+        "data_import_key": key.secret,
         "rest_endpoint": rest_endpoint(&req),
     })))
 }
@@ -87,13 +63,6 @@ pub async fn revoke_key(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (partner, key_id) = path.into_inner();
-    known_partner(&engine, &partner)?;
-    engine
-        .submit(Command::RevokeImportKey {
-            ws: auth.0.id,
-            partner: partner.as_str().into(),
-            key_id: key_id.clone(),
-        })
-        .await?;
+    engine.revoke_import_key(&auth.0, &partner, &key_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "message": "success", "key_id": key_id })))
 }

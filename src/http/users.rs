@@ -12,7 +12,6 @@ use compact_str::CompactString;
 use serde_json::{json, Map, Value};
 
 use super::{created, WorkspaceAuth};
-use crate::engine::router::{Command, Outcome};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Alias, Identifier};
@@ -228,17 +227,7 @@ pub async fn track(
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
     let track = parse_track(&body)?;
-    let Outcome::Tracked(r) = engine
-        .submit(Command::Track {
-            ws: auth.0.id,
-            track,
-        })
-        .await?
-    else {
-        return Err(Error::Internal(
-            "track answered with another outcome".into(),
-        ));
-    };
+    let r = engine.track(&auth.0, track).await?;
     Ok(created(json!({
         "message": "success",
         "attributes_processed": r.attributes_processed,
@@ -288,17 +277,7 @@ pub async fn identify(
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
     let identify = parse_identify(&body)?;
-    let Outcome::Identified(r) = engine
-        .submit(Command::Identify {
-            ws: auth.0.id,
-            identify,
-        })
-        .await?
-    else {
-        return Err(Error::Internal(
-            "identify answered with another outcome".into(),
-        ));
-    };
+    let r = engine.identify(&auth.0, identify).await?;
     Ok(created(json!({
         "message": "success",
         "aliases_processed": r.aliases_processed,
@@ -333,17 +312,7 @@ pub async fn alias_new(
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
     let aliases = parse_alias_new(&body)?;
-    let Outcome::Aliased(r) = engine
-        .submit(Command::NewAliases {
-            ws: auth.0.id,
-            aliases,
-        })
-        .await?
-    else {
-        return Err(Error::Internal(
-            "alias answered with another outcome".into(),
-        ));
-    };
+    let r = engine.new_aliases(&auth.0, aliases).await?;
     Ok(created(json!({
         "message": "success",
         "aliases_processed": r.aliases_processed,
@@ -404,14 +373,7 @@ pub async fn delete(
     body: web::Json<Value>,
 ) -> Result<HttpResponse> {
     let ids = parse_delete(&body)?;
-    let Outcome::Deleted(n) = engine
-        .submit(Command::DeleteUsers { ws: auth.0.id, ids })
-        .await?
-    else {
-        return Err(Error::Internal(
-            "delete answered with another outcome".into(),
-        ));
-    };
+    let n = engine.delete_users(&auth.0, ids).await?;
     Ok(created(json!({ "message": "success", "deleted": n })))
 }
 

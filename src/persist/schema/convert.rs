@@ -13,8 +13,8 @@ use serde::{Serialize, Serializer};
 use super::v2 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
-use crate::engine::router::Command;
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
+use crate::engine::Command;
 use crate::keys::KeyHash;
 use crate::model::{self, Alias, CohortKey, Identifier, WorkspaceId};
 use crate::profiles::commands::{

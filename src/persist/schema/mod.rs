@@ -28,8 +28,8 @@ pub mod v2;
 use std::path::Path;
 
 use super::{codec, snapshot, Error, Result};
-use crate::engine::router::Command;
 use crate::engine::state::Image;
+use crate::engine::Command;
 
 /// The format version of the log records this build writes.
 pub const LOG_VERSION: u32 = 2;

@@ -1,0 +1,242 @@
+//! Every read the HTTP layer makes, answered as plain values.
+//!
+//! Reads never go through an actor: they take the workspace's short locks
+//! (the profile store's read lock, a cohort's `Arc` of its current set) and
+//! see every acknowledged write. Keeping them here, as methods on
+//! `Workspace` (and on `Engine` where they need the whole state or the
+//! secrets), is what lets the workspace's fields stay private to the
+//! engine: the wire layer names no lock and no `ProfileStore`, and which
+//! lock a read takes, and for how long, is decided in one file.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+
+use super::cohort::{CohortCell, ImportRecord};
+use super::query::{self, Page};
+use super::state::{ImportKey, Segment, Workspace};
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::model::{CohortKey, Identifier, Millis, Uid, WorkspaceId};
+use crate::segment::{self, Filter};
+
+/// One row of the operator's workspace listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkspaceSummary {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub created_at: Millis,
+    pub profiles: u64,
+    pub cohorts: usize,
+}
+
+/// A cohort as listings show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CohortSummary {
+    pub key: CohortKey,
+    pub name: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub size: u64,
+}
+
+impl CohortSummary {
+    fn of(c: &CohortCell) -> Self {
+        let meta = c.meta();
+        CohortSummary {
+            key: c.key.clone(),
+            name: meta.name,
+            created_at: meta.created_at,
+            updated_at: meta.updated_at,
+            size: c.size(),
+        }
+    }
+}
+
+/// A segment preview: how many profiles match, and the first few.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Preview {
+    pub count: u64,
+    pub sample: Vec<Identifier>,
+}
+
+/// A cohort a user is a member of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CohortMembership {
+    pub key: CohortKey,
+    pub name: String,
+}
+
+/// Everything one user belongs to, cohorts by (partner, cohort_id) and
+/// saved segments by id.
+#[derive(Clone, Debug)]
+pub struct UserMemberships {
+    pub cohorts: Vec<CohortMembership>,
+    pub segments: Vec<Arc<Segment>>,
+}
+
+/// A data import key as listings show it (never its hash).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportKeyInfo {
+    pub key_id: String,
+    pub masked: String,
+    pub created_at: Millis,
+}
+
+/// A configured technology partner and this workspace's keys for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartnerKeys<'a> {
+    pub partner: &'a str,
+    pub keys: Vec<ImportKeyInfo>,
+}
+
+impl Engine {
+    /// Every workspace, by id, with its profile and cohort counts.
+    pub fn workspaces(&self) -> Vec<WorkspaceSummary> {
+        self.state()
+            .workspaces_sorted()
+            .iter()
+            .map(|w| WorkspaceSummary {
+                id: w.id,
+                name: w.name.clone(),
+                created_at: w.created_at,
+                profiles: w.profiles.read().len(),
+                cohorts: w.cohorts.len(),
+            })
+            .collect()
+    }
+
+    /// Every configured partner, by name, with the keys
+    /// `ws` holds for it. Keys of a partner no longer configured are not
+    /// listed.
+    pub fn technology_partners(&self, ws: &Workspace) -> Vec<PartnerKeys<'_>> {
+        let mut keys = ws.keys_by_partner();
+        self.partners()
+            .map(|partner| PartnerKeys {
+                partner,
+                keys: keys
+                    .remove(partner)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|k| ImportKeyInfo {
+                        key_id: k.key_id,
+                        masked: k.masked,
+                        created_at: k.created_at,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+impl Workspace {
+    /// Import keys grouped by partner.
+    fn keys_by_partner(&self) -> BTreeMap<CompactString, Vec<ImportKey>> {
+        let mut out: BTreeMap<CompactString, Vec<ImportKey>> = BTreeMap::new();
+        for k in self.import_keys.read().iter() {
+            out.entry(k.partner.clone()).or_default().push(k.clone());
+        }
+        out
+    }
+
+    fn find_cohort(&self, key: &CohortKey) -> Result<Arc<CohortCell>> {
+        self.cohort(key).ok_or(Error::NotFound("cohort"))
+    }
+
+    /// Whether the workspace has this cohort (filters may only name these).
+    pub fn has_cohort(&self, key: &CohortKey) -> bool {
+        self.cohorts.contains_key(key)
+    }
+
+    /// Every cohort, ordered by (partner, cohort_id).
+    pub fn cohort_summaries(&self) -> Vec<CohortSummary> {
+        self.cohorts_sorted()
+            .iter()
+            .map(|c| CohortSummary::of(c))
+            .collect()
+    }
+
+    pub fn cohort_summary(&self, key: &CohortKey) -> Result<CohortSummary> {
+        self.find_cohort(key).map(|c| CohortSummary::of(&c))
+    }
+
+    /// A page of the cohort's current members.
+    pub fn cohort_members(
+        &self,
+        key: &CohortKey,
+        after: Option<Uid>,
+        limit: usize,
+    ) -> Result<Page> {
+        let set = self.find_cohort(key)?.members();
+        Ok(query::page(&set, &self.profiles.read(), after, limit))
+    }
+
+    /// The cohort's import history, newest first, at most `limit` entries.
+    pub fn cohort_imports(&self, key: &CohortKey, limit: usize) -> Result<Vec<ImportRecord>> {
+        Ok(self.find_cohort(key)?.history(limit))
+    }
+
+    /// How many profiles `filter` matches now.
+    pub fn count_matching(&self, filter: &Filter) -> u64 {
+        segment::count(filter, &self.profiles.read(), self)
+    }
+
+    /// A page of the profiles `filter` matches now.
+    pub fn matching_page(&self, filter: &Filter, after: Option<Uid>, limit: usize) -> Page {
+        let profiles = self.profiles.read();
+        let set = segment::evaluate(filter, &profiles, self);
+        query::page(&set, &profiles, after, limit)
+    }
+
+    /// For each identifier, whether the profile it names matches `filter`
+    /// (an unknown identifier never does). One profile lock and one pinning
+    /// of the cohort sets for the whole batch.
+    pub fn matches_many(&self, filter: &Filter, ids: &[Identifier]) -> Vec<bool> {
+        let profiles = self.profiles.read();
+        let uids: Vec<Option<Uid>> = profiles.resolve_many(ids.iter());
+        let known: Vec<Uid> = uids.iter().flatten().copied().collect();
+        let mut answers = segment::contains_many(filter, &profiles, self, &known).into_iter();
+        drop(profiles);
+        uids.iter()
+            .map(|u| u.is_some() && answers.next().unwrap_or(false))
+            .collect()
+    }
+
+    /// How many profiles `filter` matches, and the first `sample` of them.
+    pub fn preview(&self, filter: &Filter, sample: usize) -> Preview {
+        let profiles = self.profiles.read();
+        let set = segment::evaluate(filter, &profiles, self);
+        let sample = if sample == 0 {
+            Vec::new()
+        } else {
+            query::page(&set, &profiles, None, sample).members
+        };
+        Preview {
+            count: set.len(),
+            sample,
+        }
+    }
+
+    /// The cohorts and saved segments the profile `id` names is in (404
+    /// if no profile has that identifier).
+    pub fn memberships(&self, id: &Identifier) -> Result<UserMemberships> {
+        let profiles = self.profiles.read();
+        let uid = profiles.resolve(id).ok_or(Error::NotFound("user"))?;
+        let cohorts = self
+            .cohorts_sorted()
+            .iter()
+            .filter(|c| c.members().contains(uid))
+            .map(|c| CohortMembership {
+                key: c.key.clone(),
+                name: c.meta().name,
+            })
+            .collect();
+        let segments = self
+            .segments_sorted()
+            .into_iter()
+            .filter(|s| segment::contains(&s.filter, &profiles, self, uid))
+            .collect();
+        Ok(UserMemberships { cohorts, segments })
+    }
+}
