@@ -406,17 +406,23 @@ fn fixture(name: &str) -> PathBuf {
         .join("data")
 }
 
-/// Every record and snapshot b09aa9e wrote in the fixtures decodes.
+/// Every record and snapshot in the fixtures decodes, each as the version
+/// its writer used (1 by b09aa9e, 2 by 64121c2).
 #[test]
-fn the_b09aa9e_fixtures_decode_as_version_1() {
-    for name in ["v1-b09aa9e/rich", "v1-b09aa9e/restore"] {
+fn the_fixtures_decode_as_their_versions() {
+    for (name, v) in [
+        ("v1-b09aa9e/rich", 1),
+        ("v1-b09aa9e/restore", 1),
+        ("v2-64121c2/rich", 2),
+        ("v2-64121c2/restore", 2),
+    ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
         assert!(!snaps.is_empty(), "{name}: no snapshot");
         for info in &snaps {
-            assert_eq!(info.format_version, 1);
+            assert_eq!(info.format_version, v, "{name}");
             let (_, bytes) = crate::persist::snapshot::load(&info.path).expect("load");
-            let image = decode_image(1, &bytes).expect("decode");
+            let image = decode_image(v, &bytes).expect("decode");
             assert!(!image.workspaces.is_empty(), "{name}");
             assert!(image.workspaces[0].profiles.len() > 10, "{name}");
         }
@@ -430,11 +436,11 @@ fn the_b09aa9e_fixtures_decode_as_version_1() {
         let mut kinds = std::collections::HashSet::new();
         let mut restores = 0;
         log.replay(log.first_position() - 1, |_, version, bytes| {
-            assert_eq!(version, 1);
+            assert_eq!(version, v, "{name}");
             let cmd = decode_record(version, bytes)?;
             if let Command::Restore { format, image, .. } = &cmd {
                 restores += 1;
-                assert_eq!(*format, 1);
+                assert_eq!(*format, v, "{name}");
                 decode_image(*format, image)?;
             }
             kinds.insert(std::mem::discriminant(&cmd));
