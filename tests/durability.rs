@@ -973,3 +973,43 @@ fn the_cli_names_an_unreachable_server() {
         "{err}"
     );
 }
+
+/// The listener is bound before recovery: while the engine recovers,
+/// `/healthz` answers, `/readyz` says "recovering" and everything else is a
+/// 503 to retry; once it has recovered, the same address serves the data.
+/// (Recovery is held open by a debug-build hook, not by timing.)
+#[test]
+fn readyz_says_recovering_until_the_log_is_replayed() {
+    let mut home = Home::new();
+    let d = home.start();
+    let t = d.tenant("acme", &all_writer_users());
+    script(&d, &t, 0, 5);
+    let before = d.fingerprint(&t);
+    d.kill9();
+
+    let hold = home.root().join("hold-recovery");
+    std::fs::write(&hold, b"").unwrap();
+    home.set_env("COHORTD_TEST_HOLD_RECOVERY", Some(hold.to_str().unwrap()));
+    let d = home.spawn();
+    wait_until("the listener answers", Duration::from_secs(40), || {
+        d.call("GET", "/healthz", None, None).is_ok()
+    });
+    assert_eq!(d.get("/healthz", ADMIN).status, 200);
+    let ready = d.get("/readyz", ADMIN);
+    assert_eq!(
+        (ready.status, ready.body["status"].clone()),
+        (503, json!("recovering"))
+    );
+    let data = d.get("/cohorts", &t.key);
+    assert_eq!(data.status, 503, "{:?}", data.body);
+    assert!(data.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("recovering"));
+
+    std::fs::remove_file(&hold).unwrap();
+    wait_until("ready", Duration::from_secs(40), || {
+        d.get("/readyz", ADMIN).status == 200
+    });
+    assert_eq!(d.fingerprint(&t), before);
+}

@@ -119,6 +119,8 @@ impl Engine {
         image_rx
             .await
             .map_err(|_| StartError::Runtime("the router failed to start".into()))?;
+        #[cfg(debug_assertions)]
+        recovery::test_hold().await;
         recovery::replay(&router, &recovered.log, recovered.snapshot_position).await?;
         let snapshotter = Snapshotter::new(
             router.clone(),

@@ -162,3 +162,16 @@ pub async fn replay(
     }
     Ok(())
 }
+
+/// Test hook (debug builds only): while the file named by
+/// `COHORTD_TEST_HOLD_RECOVERY` exists, recovery waits before replaying, so
+/// a test can observe what the server answers while it recovers.
+#[cfg(debug_assertions)]
+pub async fn test_hold() {
+    let Some(path) = std::env::var_os("COHORTD_TEST_HOLD_RECOVERY") else {
+        return;
+    };
+    while std::path::Path::new(&path).exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -135,7 +135,38 @@ impl Home {
         }
     }
 
+    /// Starts `cohortd serve` and returns at once, ready or not (for
+    /// tests of what it answers while it recovers).
+    pub fn spawn(&self) -> Daemon {
+        self.launch(free_port())
+    }
+
     fn spawn_on(&self, addr: SocketAddr) -> Result<Daemon, Exited> {
+        let mut daemon = self.launch(addr);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = daemon.child.try_wait().expect("try_wait") {
+                let output = daemon.collect_output();
+                return Err(Exited { status, output });
+            }
+            if let Ok(r) = daemon.call("GET", "/readyz", None, None) {
+                if r.status == 200 {
+                    return Ok(daemon);
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = daemon.child.kill();
+                let _ = daemon.child.wait();
+                panic!(
+                    "cohortd not ready within {PATIENCE:?}:\n{}",
+                    daemon.collect_output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn launch(&self, addr: SocketAddr) -> Daemon {
         let mut cmd = match self.file_size_limit_bytes {
             None => {
                 let mut c = Command::new(BIN);
@@ -172,34 +203,13 @@ impl Home {
             capture(child.stdout.take().expect("stdout"), output.clone()),
             capture(child.stderr.take().expect("stderr"), output.clone()),
         ];
-        let mut daemon = Daemon {
+        Daemon {
             child,
             addr,
             url: format!("http://{addr}"),
             output,
             readers,
             agent: agent(),
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = daemon.child.try_wait().expect("try_wait") {
-                let output = daemon.collect_output();
-                return Err(Exited { status, output });
-            }
-            if let Ok(r) = daemon.call("GET", "/readyz", None, None) {
-                if r.status == 200 {
-                    return Ok(daemon);
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = daemon.child.kill();
-                let _ = daemon.child.wait();
-                panic!(
-                    "cohortd not ready within {PATIENCE:?}:\n{}",
-                    daemon.collect_output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
         }
     }
 
