@@ -1,20 +1,20 @@
 //! Start-up and shut-down order.
 //!
 //! 1. Resolve secrets (generate and print the missing ones).
-//! 2. Bind the listen address (port 0 works: tests use it), and answer on
-//!    it at once: `/healthz` 200, `/readyz` 503 "recovering", anything else
-//!    503. A port in use fails start-up before any recovery work.
-//! 3. Start the engine: recover (newest valid snapshot, then the log),
-//!    start the router, the cohort arbiters and the snapshotter.
-//! 4. Hand the listener to the real HTTP server, retire the recovering
-//!    one, mark the engine ready. Serve until SIGTERM/SIGINT, then stop
-//!    accepting and drain in-flight requests within `shutdown_timeout_secs`.
+//! 2. Bind the listen address (port 0 works: tests use it) and serve at
+//!    once: while the engine recovers, `/healthz` answers 200, `/readyz`
+//!    503 "recovering", and everything else 503 (`http::until_ready`). A
+//!    port in use fails start-up before any recovery work.
+//! 3. Recover (newest valid snapshot, then the log), start the router, the
+//!    cohort arbiters and the snapshotter; then mark the engine ready.
+//! 4. Serve until SIGTERM/SIGINT, then stop accepting and drain in-flight
+//!    requests within `shutdown_timeout_secs`.
 //! 5. Take a final snapshot, sync the log, exit 0.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer};
 
 use crate::config::Config;
@@ -23,41 +23,32 @@ use crate::error::StartError;
 use crate::http;
 use crate::secrets::Secrets;
 
-async fn launch(config: Config) -> Result<(Server, SocketAddr, Engine), StartError> {
+/// A server that serves: its handle, the task it runs in, its address.
+struct Launched {
+    handle: ServerHandle,
+    serving: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    addr: SocketAddr,
+    engine: Engine,
+}
+
+async fn launch(config: Config) -> Result<Launched, StartError> {
     let (secrets, announce) = Secrets::ensure(&config).map_err(StartError::Secrets)?;
     for line in announce {
         println!("{line}");
     }
-    let listen = |source| StartError::Listen {
-        addr: config.listen,
-        source,
-    };
-    let listener = TcpListener::bind(config.listen).map_err(listen)?;
-    let addr = listener.local_addr().map_err(listen)?;
-    let recovering = HttpServer::new(|| App::new().configure(http::recovering))
-        .workers(1)
-        .disable_signals()
-        .listen(listener.try_clone().map_err(listen)?)
-        .map_err(listen)?
-        .run();
-    let recovering_handle = recovering.handle();
-    actix_web::rt::spawn(recovering);
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "cohortd listening; recovering");
-
-    let engine = match Engine::start(config.clone(), secrets).await {
-        Ok(engine) => engine,
-        Err(e) => {
-            recovering_handle.stop(false).await;
-            return Err(e);
-        }
-    };
+    let engine = Engine::new(config.clone(), secrets);
     let http_engine = engine.clone();
     let workers = match config.http_workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let listen = |source| StartError::Listen {
+        addr: config.listen,
+        source,
+    };
     let server = HttpServer::new(move || {
         App::new()
+            .wrap_fn(http::until_ready)
             .wrap_fn(http::observe)
             .configure(http::configure(http_engine.clone()))
     })
@@ -67,21 +58,40 @@ async fn launch(config: Config) -> Result<(Server, SocketAddr, Engine), StartErr
     // hard stop.
     .disable_signals()
     .shutdown_timeout(config.shutdown_timeout_secs)
-    .listen(listener)
-    .map_err(listen)?
-    .run();
-    // Both accept on the socket for a moment; the recovering one stops
-    // taking connections now and finishes what it took.
-    recovering_handle.stop(true).await;
+    .bind(config.listen)
+    .map_err(listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| StartError::Runtime("bound to no address".into()))?;
+    let server = server.run();
+    let handle = server.handle();
+    // Serving starts now, on its own task: probes answer during recovery.
+    let serving = actix_web::rt::spawn(server);
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "cohortd listening; recovering");
+    if let Err(e) = engine.recover().await {
+        handle.stop(false).await;
+        return Err(e);
+    }
     engine.set_ready();
     tracing::info!(%addr, "cohortd ready");
-    Ok((server, addr, engine))
+    Ok(Launched {
+        handle,
+        serving,
+        addr,
+        engine,
+    })
 }
 
 /// Serves until the server stops, then shuts the engine down.
-async fn run(server: Server, engine: Engine) -> Result<(), StartError> {
-    server
+async fn run(launched: Launched) -> Result<(), StartError> {
+    let Launched {
+        serving, engine, ..
+    } = launched;
+    serving
         .await
+        .map_err(|e| StartError::Runtime(format!("HTTP server task: {e}")))?
         .map_err(|e| StartError::Runtime(format!("HTTP server: {e}")))?;
     tracing::info!("HTTP server stopped; taking the final snapshot");
     engine.shutdown().await.map_err(StartError::Runtime)?;
@@ -92,14 +102,14 @@ async fn run(server: Server, engine: Engine) -> Result<(), StartError> {
 /// Runs the server in this thread until it is stopped by a signal.
 pub fn serve(config: Config) -> Result<(), StartError> {
     actix_web::rt::System::new().block_on(async move {
-        let (server, _, engine) = launch(config).await?;
-        let handle = server.handle();
+        let launched = launch(config).await?;
+        let handle = launched.handle.clone();
         actix_web::rt::spawn(async move {
             stop_signal().await;
             tracing::info!("stop signal received: draining in-flight requests");
             handle.stop(true).await;
         });
-        run(server, engine).await
+        run(launched).await
     })
 }
 
@@ -168,9 +178,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let thread = std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             match launch(config).await {
-                Ok((server, addr, engine)) => {
-                    let _ = tx.send(Ok((addr, server.handle())));
-                    run(server, engine).await
+                Ok(launched) => {
+                    let _ = tx.send(Ok((launched.addr, launched.handle.clone())));
+                    run(launched).await
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));

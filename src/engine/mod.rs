@@ -38,7 +38,7 @@ pub mod snapshotter;
 pub mod state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix::{Actor, Addr, Arbiter};
 use parking_lot::RwLock;
@@ -75,30 +75,58 @@ struct Inner {
     config: Config,
     secrets: Secrets,
     state: StateCell,
-    router: Addr<Router>,
-    snapshotter: Addr<Snapshotter>,
-    wal: Arc<Wal>,
-    _lock: recovery::DirLock,
+    /// Set once recovery has finished; until then every operation that
+    /// needs it answers 503 "recovering".
+    core: OnceLock<Core>,
     slots: Arc<Semaphore>,
     rate: RateLimiter,
     ready: AtomicBool,
     metrics: Metrics,
+}
+
+/// What recovery builds: the actors, the log and the data dir lock.
+struct Core {
+    router: Addr<Router>,
+    snapshotter: Addr<Snapshotter>,
+    wal: Arc<Wal>,
+    _lock: recovery::DirLock,
     _arbiters: Vec<Arbiter>,
 }
 
 impl Engine {
+    /// An engine that has not recovered yet: it answers readiness and
+    /// health, and 503 "recovering" to everything else, until [`recover`]
+    /// has run.
+    ///
+    /// [`recover`]: Engine::recover
+    pub fn new(config: Config, secrets: Secrets) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                slots: Arc::new(Semaphore::new(config.engine.max_inflight_writes)),
+                rate: RateLimiter::new(config.rate_limit.requests, config.rate_limit.window_secs),
+                config,
+                secrets,
+                state: Arc::new(RwLock::new(Arc::new(State::default()))),
+                core: OnceLock::new(),
+                ready: AtomicBool::new(false),
+                metrics: Metrics::new(),
+            }),
+        }
+    }
+
     /// Recovers the state from the data dir (newest valid snapshot, then the
     /// log after it), then starts the router, the cohort arbiters and the
-    /// snapshotter. Must run inside an actix `System`. Refuses to start when
-    /// recovery cannot reach every acknowledged mutation.
-    pub async fn start(config: Config, secrets: Secrets) -> Result<Engine, StartError> {
-        let recovered = recovery::open(&config)?;
+    /// snapshotter. Must run inside an actix `System`, once. Refuses to
+    /// start when recovery cannot reach every acknowledged mutation.
+    pub async fn recover(&self) -> Result<(), StartError> {
+        let config = &self.inner.config;
+        let recovered = recovery::open(config)?;
         let arbiters: Vec<Arbiter> = (0..config.engine.cohort_arbiters)
             .map(|_| Arbiter::new())
             .collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let router_arbiter = Arbiter::new();
-        let cell: StateCell = Arc::new(RwLock::new(Arc::new(State::default())));
+        let cell: StateCell = self.inner.state.clone();
         let (image_tx, image_rx) = oneshot::channel();
         let router = {
             let (cell, wal) = (cell.clone(), recovered.wal.clone());
@@ -132,30 +160,33 @@ impl Engine {
         .start();
         let mut all = arbiters;
         all.push(router_arbiter);
-        let engine = Engine {
-            inner: Arc::new(Inner {
-                slots: Arc::new(Semaphore::new(config.engine.max_inflight_writes)),
-                rate: RateLimiter::new(config.rate_limit.requests, config.rate_limit.window_secs),
-                config,
-                secrets,
-                state: cell,
-                router,
-                snapshotter,
-                wal: recovered.wal,
-                _lock: recovered.lock,
-                ready: AtomicBool::new(false),
-                metrics: Metrics::new(),
-                _arbiters: all,
-            }),
+        let core = Core {
+            router,
+            snapshotter,
+            wal: recovered.wal,
+            _lock: recovered.lock,
+            _arbiters: all,
         };
-        Ok(engine)
+        self.inner
+            .core
+            .set(core)
+            .map_err(|_| StartError::Runtime("the engine recovered twice".into()))
+    }
+
+    /// The recovered engine, or 503 while it recovers.
+    fn core(&self) -> Result<&Core> {
+        self.inner.core.get().ok_or_else(|| {
+            Error::Unavailable(
+                "cohortd is recovering its data; retry once /readyz answers 200".into(),
+            )
+        })
     }
 
     /// Takes a snapshot now (the operator's button; the timer uses the same
     /// path). Resolves once the file is durable.
     pub async fn snapshot(&self) -> Result<SnapshotInfo> {
         let (reply, rx) = oneshot::channel();
-        self.inner
+        self.core()?
             .snapshotter
             .do_send(TakeSnapshot { reply: Some(reply) });
         rx.await
@@ -185,8 +216,11 @@ impl Engine {
 
     /// Shutdown: a final snapshot, then every queued log record synced.
     pub async fn shutdown(&self) -> Result<(), String> {
+        let Some(core) = self.inner.core.get() else {
+            return Ok(());
+        };
         self.snapshot().await.map_err(|e| e.to_string())?;
-        let wal = self.inner.wal.clone();
+        let wal = core.wal.clone();
         tokio::task::spawn_blocking(move || wal.close())
             .await
             .map_err(|e| e.to_string())?
@@ -223,7 +257,7 @@ impl Engine {
             return Err(Error::Saturated);
         };
         let (reply, rx) = oneshot::channel();
-        self.inner.router.do_send(Submit { cmd, reply });
+        self.core()?.router.do_send(Submit { cmd, reply });
         let pending = rx
             .await
             .map_err(|_| Error::Internal("router stopped before replying".into()))?;
@@ -463,7 +497,12 @@ impl Engine {
         m.cohorts.set(cohorts as i64);
         m.memberships.set(memberships as i64);
         m.inflight_writes.set(self.inflight_writes() as i64);
-        let wal = self.inner.wal.stats();
+        let wal = self
+            .inner
+            .core
+            .get()
+            .map(|c| c.wal.stats())
+            .unwrap_or_default();
         m.wal_records.set(wal.records as i64);
         m.wal_fsyncs.set(wal.fsyncs as i64);
         m.wal_io_errors.set(wal.io_errors as i64);

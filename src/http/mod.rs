@@ -14,8 +14,6 @@
 mod admin;
 mod cohorts;
 mod ops;
-
-pub use ops::recovering;
 mod partner;
 mod segments;
 mod technology_partners;
@@ -24,6 +22,7 @@ mod users;
 use std::future::{ready, Ready};
 use std::time::Instant;
 
+use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
@@ -155,6 +154,45 @@ where
         }
         res
     })
+}
+
+/// What `until_ready` answers: the app's response, or its own 503.
+type Gated<B> = Result<ServiceResponse<EitherBody<B>>, actix_web::Error>;
+
+/// Paths that answer while the engine recovers: the probes and metrics.
+const ALWAYS_SERVED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Wraps the app: until the engine has recovered, every request but the
+/// probes and metrics is answered 503 "recovering" without reaching a
+/// handler (nothing else could answer truthfully before the state exists).
+pub fn until_ready<S, B>(
+    req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> futures_util::future::Either<
+    impl std::future::Future<Output = Gated<B>>,
+    std::future::Ready<Gated<B>>,
+>
+where
+    S: Service<
+        actix_web::dev::ServiceRequest,
+        Response = ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+{
+    use futures_util::future::Either;
+    let ready = req
+        .app_data::<web::Data<Engine>>()
+        .is_some_and(|e| e.is_ready());
+    if ready || ALWAYS_SERVED.contains(&req.path()) {
+        return Either::Left(
+            srv.call(req)
+                .map(|r| r.map(ServiceResponse::map_into_left_body)),
+        );
+    }
+    let refused =
+        Error::Unavailable("cohortd is recovering its data; retry once /readyz answers 200".into());
+    let res = req.into_response(actix_web::ResponseError::error_response(&refused));
+    Either::Right(std::future::ready(Ok(res.map_into_right_body())))
 }
 
 fn json_error(e: actix_web::error::JsonPayloadError) -> actix_web::Error {

@@ -6,25 +6,6 @@ use serde_json::json;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
-/// The routes served while the engine recovers (the listener is bound
-/// first, so that an orchestrator sees a live process that is not ready
-/// yet): health answers, readiness says "recovering", anything else is a
-/// 503 to retry.
-pub fn recovering(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route(
-            "/readyz",
-            web::get().to(|| async {
-                HttpResponse::ServiceUnavailable().json(json!({ "status": "recovering" }))
-            }),
-        )
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(Error::Unavailable(
-                "cohortd is recovering its data; retry once /readyz answers 200".into(),
-            ))
-        }));
-}
-
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
