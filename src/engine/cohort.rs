@@ -1,7 +1,9 @@
 //! A partner cohort: the actor that owns its membership set, and the pure
 //! rules for changing that set.
 //!
-//! The actor is the only writer of its cohort's members and import history.
+//! The actor is the only writer of its cohort's members, import history and
+//! metadata (a rename travels through its mailbox like a delta, so the
+//! `updated_at` a delta sets and a rename's never race).
 //! It mutates the set copy-on-write inside `CohortCell`, so a reader (a
 //! segment count, a member page, a snapshot) takes an `Arc` of the current
 //! set in O(1) and never waits for ingest, and ingest never waits for a
@@ -96,7 +98,9 @@ impl CohortCell {
     }
 
     /// The name rule: rename; the first name call's `created_at` is kept.
-    pub fn rename(&self, name: &str, created_at: Millis, at: Millis) {
+    /// Only the cohort's actor calls it (see [`Rename`]), so the metadata
+    /// has one writer, in the same order as the deltas.
+    fn rename(&self, name: &str, created_at: Millis, at: Millis) {
         let mut m = self.meta.write();
         m.name = name.to_string();
         if !m.named {
@@ -199,6 +203,25 @@ pub struct DeltaOutcome {
     pub removed: u64,
     pub unmatched: u64,
     pub size: u64,
+}
+
+/// The partner's name call, in the cohort's order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Rename {
+    pub name: String,
+    pub created_at: Millis,
+    pub at: Millis,
+    pub reply: oneshot::Sender<()>,
+}
+
+impl Handler<Rename> for Cohort {
+    type Result = ();
+
+    fn handle(&mut self, msg: Rename, _: &mut Context<Self>) {
+        self.cell.rename(&msg.name, msg.created_at, msg.at);
+        let _ = msg.reply.send(());
+    }
 }
 
 /// A resolved delta: `(uid, add?)` in request order.
@@ -324,6 +347,44 @@ mod tests {
             (m.name.as_str(), m.created_at, m.updated_at),
             ("Second", 5, 300)
         );
+    }
+
+    /// Deltas and renames go through the one mailbox: `updated_at` is set
+    /// by whichever came last in the router's order, never by a race.
+    #[test]
+    fn renames_and_deltas_apply_in_mailbox_order() {
+        actix_rt::System::new().block_on(async {
+            let meta = CohortMeta {
+                name: "c".into(),
+                created_at: 0,
+                named: false,
+                updated_at: 0,
+            };
+            let cell = Arc::new(CohortCell::new(CohortKey::new("p", "c"), meta, 10));
+            let addr = Cohort::new(cell.clone()).start();
+            let (delta, delta_rx) = oneshot::channel();
+            addr.do_send(ApplyChanges {
+                ops: vec![(1, true)],
+                unmatched: 0,
+                at: 100,
+                reply: delta,
+            });
+            let (renamed, rename_rx) = oneshot::channel();
+            addr.do_send(Rename {
+                name: "Named".into(),
+                created_at: 7,
+                at: 50,
+                reply: renamed,
+            });
+            delta_rx.await.expect("delta applied");
+            rename_rx.await.expect("renamed");
+            let m = cell.meta();
+            assert_eq!(
+                (m.name.as_str(), m.created_at, m.updated_at),
+                ("Named", 7, 50)
+            );
+            assert_eq!(cell.size(), 1);
+        });
     }
 
     #[test]

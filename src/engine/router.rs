@@ -44,7 +44,8 @@ use futures_util::future::{self, BoxFuture, FutureExt};
 use tokio::sync::oneshot;
 
 use super::cohort::{
-    ApplyChanges, Cohort, CohortCell, CohortImage, CohortMeta, DeltaOutcome, MoveMembers, TakeImage,
+    ApplyChanges, Cohort, CohortCell, CohortImage, CohortMeta, DeltaOutcome, MoveMembers, Rename,
+    TakeImage,
 };
 use super::sequencer::{self, Admission, Sequencer, Settled};
 use super::state::{CohortEntry, Image, ImportKey, Segment, State, StateCell, Workspace};
@@ -380,10 +381,16 @@ impl Router {
                 at,
             } => {
                 let ws = self.workspace(ws)?;
-                self.cohort(&ws, &key, at)
-                    .cell
-                    .rename(&name, created_at, at);
-                Ok(done(Outcome::Done))
+                let (reply, rx) = oneshot::channel();
+                self.cohort(&ws, &key, at).addr.do_send(Rename {
+                    name,
+                    created_at,
+                    at,
+                    reply,
+                });
+                Ok(rx
+                    .map(|r| r.map(|()| Outcome::Done).map_err(|_| lost("cohort")))
+                    .boxed())
             }
             Command::ApplyDelta {
                 ws,
