@@ -149,7 +149,7 @@ impl Engine {
             .map_err(|_| StartError::Runtime("the router failed to start".into()))?;
         #[cfg(debug_assertions)]
         recovery::test_hold().await;
-        recovery::replay(&router, &recovered.log, recovered.snapshot_position).await?;
+        recovery::replay(&router, recovered.log, recovered.snapshot_position).await?;
         let snapshotter = Snapshotter::new(
             router.clone(),
             recovered.wal.clone(),

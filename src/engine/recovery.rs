@@ -24,8 +24,12 @@ use crate::error::StartError;
 use crate::persist::wal::{self, FsyncPolicy, Wal, WalOptions};
 use crate::persist::{schema, snapshot};
 
-/// Records replayed per router message.
+/// Records replayed per router message, at most.
 const REPLAY_BATCH: usize = 10_000;
+/// Payload bytes per replay batch, at most (one record may exceed it).
+const REPLAY_BATCH_BYTES: usize = 32 << 20;
+/// Decoded batches waiting for the router while the next one is read.
+const REPLAY_QUEUE: usize = 1;
 
 /// Holds an exclusive lock on the data dir for the life of the engine, so
 /// two servers never write one log.
@@ -121,29 +125,47 @@ pub fn open(config: &Config) -> Result<Recovered, StartError> {
 /// until every replayed command is applied.
 pub async fn replay(
     router: &Addr<Router>,
-    log: &wal::Recovered,
+    log: wal::Recovered,
     after: u64,
 ) -> Result<(), StartError> {
-    let mut records: Vec<(u64, Command)> = Vec::new();
-    let last = log.replay(after, |position, version, bytes| {
-        let cmd = schema::decode_record(version, bytes).map_err(|e| {
-            crate::persist::Error::Codec(format!(
-                "log record at position {position} (format version {version}): {e}"
-            ))
+    // The log is read and decoded on a blocking thread, a bounded batch at
+    // a time, while the router applies the previous one: memory holds at
+    // most `REPLAY_QUEUE + 2` batches, however long the log (a logged
+    // restore carries a whole image, hence the byte bound too).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u64, Command)>>(REPLAY_QUEUE);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let closed = || crate::persist::Error::Closed;
+        let last = log.replay(after, |position, version, payload| {
+            let cmd = schema::decode_record(version, payload).map_err(|e| {
+                crate::persist::Error::Codec(format!(
+                    "log record at position {position} (format version {version}): {e}"
+                ))
+            })?;
+            batch.push((position, cmd));
+            bytes += payload.len();
+            if batch.len() >= REPLAY_BATCH || bytes >= REPLAY_BATCH_BYTES {
+                bytes = 0;
+                tx.blocking_send(std::mem::take(&mut batch))
+                    .map_err(|_| closed())?;
+            }
+            Ok(())
         })?;
-        records.push((position, cmd));
-        Ok(())
-    })?;
-    let count = records.len();
-    let mut rest = records.into_iter().peekable();
-    while rest.peek().is_some() {
-        let batch: Vec<_> = rest.by_ref().take(REPLAY_BATCH).collect();
-        let (reply, rx) = oneshot::channel();
+        if !batch.is_empty() {
+            tx.blocking_send(batch).map_err(|_| closed())?;
+        }
+        Ok::<u64, crate::persist::Error>(last)
+    });
+    let mut count = 0;
+    while let Some(batch) = rx.recv().await {
+        count += batch.len();
+        let (reply, answered) = oneshot::channel();
         router.do_send(Replay {
             records: batch,
             reply,
         });
-        let pending = rx
+        let pending = answered
             .await
             .map_err(|_| StartError::Runtime("the router stopped during replay".into()))?;
         pending.await.map_err(|e| match e {
@@ -152,6 +174,9 @@ pub async fn replay(
             e => StartError::Replay(e.to_string()),
         })?;
     }
+    let last = reader
+        .await
+        .map_err(|e| StartError::Runtime(format!("the log reader failed: {e}")))??;
     if count > 0 {
         tracing::info!(
             records = count,
