@@ -1013,3 +1013,51 @@ fn readyz_says_recovering_until_the_log_is_replayed() {
     });
     assert_eq!(d.fingerprint(&t), before);
 }
+
+/// A restore never rewinds the id counters: segment and workspace ids
+/// given out before it are never given out again, live and after a crash
+/// that replays the logged restore.
+#[test]
+fn a_restore_never_gives_out_an_id_again() {
+    let home = Home::new();
+    let d = home.start();
+    let a = d.tenant("a", &all_writer_users());
+    let segment = |d: &Daemon, n: &str| {
+        let r = d.post(
+            "/segments",
+            &a.key,
+            json!({"name": n, "filter": {"all": true}}),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["segment_id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(segment(&d, "one"), "seg_1");
+    let snap = d.snapshot();
+    assert_eq!(segment(&d, "two"), "seg_2");
+    let b = d.tenant("b", &[]);
+    assert_eq!(b.id, "ws_2");
+
+    let r = d.post(
+        "/admin/restore",
+        ADMIN,
+        json!({"snapshot_id": snap["snapshot_id"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        d.get("/segments/seg_2", &a.key).status,
+        404,
+        "restored away"
+    );
+    assert_eq!(segment(&d, "three"), "seg_3", "seg_2 was given out already");
+    assert_eq!(d.tenant("c", &[]).id, "ws_3", "ws_2 was given out already");
+
+    // The snapshot the restore took is the newest; drop it so that start-up
+    // replays the logged restore and what followed.
+    let files = snapshot_files(&home.data_dir());
+    d.kill9();
+    std::fs::remove_file(&files[0].1).unwrap();
+    let d = home.start();
+    assert_eq!(d.get("/segments/seg_3", &a.key).status, 200);
+    assert_eq!(segment(&d, "four"), "seg_4");
+    assert_eq!(d.tenant("d", &[]).id, "ws_4");
+}

@@ -209,6 +209,7 @@ impl Engine {
             snapshot_id: snapshot_id.to_string(),
             format: 0,
             image: Vec::new(),
+            keep_counters: true,
         })
         .await?;
         self.snapshot().await

@@ -119,11 +119,14 @@ pub enum Command {
     /// `image` with the snapshot's verified payload (and `format` with its
     /// format version) before logging it, so the record is self-contained:
     /// replaying it never depends on the snapshot file still existing
-    /// (retention may have pruned it).
+    /// (retention may have pruned it). With `keep_counters` (every restore
+    /// since format version 3), workspace and segment ids given out before
+    /// the restore are never given out again.
     Restore {
         snapshot_id: String,
         format: u32,
         image: Vec<u8>,
+        keep_counters: bool,
     },
 }
 
@@ -239,9 +242,14 @@ impl Router {
             let (pending, reply) = match settled {
                 Settled::Apply { item, .. } => {
                     let pending = match (item.cmd, item.image) {
-                        (Command::Restore { snapshot_id, .. }, Some(image)) => {
-                            self.restore(&snapshot_id, image)
-                        }
+                        (
+                            Command::Restore {
+                                snapshot_id,
+                                keep_counters,
+                                ..
+                            },
+                            Some(image),
+                        ) => self.restore(&snapshot_id, image, keep_counters),
                         (cmd, _) => self.apply_or_fail(cmd),
                     };
                     (pending, item.reply)
@@ -452,14 +460,28 @@ impl Router {
                 snapshot_id,
                 format,
                 image,
+                keep_counters,
             } => {
                 let image = decode_image(&snapshot_id, format, &image)?;
-                Ok(self.restore(&snapshot_id, image))
+                Ok(self.restore(&snapshot_id, image, keep_counters))
             }
         }
     }
 
-    fn restore(&mut self, snapshot_id: &str, image: Image) -> Pending {
+    /// Replaces the state with `image`. With `keep_counters`, the id
+    /// counters only ever go forward: the next workspace id and each
+    /// workspace's last segment id are the larger of the live state's and
+    /// the image's, so no id given out before the restore is given again.
+    fn restore(&mut self, snapshot_id: &str, mut image: Image, keep_counters: bool) -> Pending {
+        if keep_counters {
+            let live = self.state();
+            image.next_workspace = image.next_workspace.max(live.next_workspace());
+            for w in &mut image.workspaces {
+                if let Some(now) = live.workspace(w.id) {
+                    w.last_segment = w.last_segment.max(now.last_segment_id());
+                }
+            }
+        }
         let state = self.install(image);
         *self.cell.write() = state;
         tracing::info!(%snapshot_id, "state restored from snapshot");
@@ -624,6 +646,7 @@ impl Handler<Submit> for Router {
                 snapshot_id,
                 format,
                 image,
+                ..
             } => match self.load_snapshot(snapshot_id) {
                 Ok((version, bytes, decoded)) => {
                     *format = version;

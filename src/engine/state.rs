@@ -96,6 +96,11 @@ impl Workspace {
         }
     }
 
+    /// The last segment id given out in this workspace.
+    pub(super) fn last_segment_id(&self) -> u64 {
+        self.last_segment.load(Ordering::Relaxed)
+    }
+
     pub(super) fn cohort(&self, key: &CohortKey) -> Option<Arc<CohortCell>> {
         self.cohorts.get(key).map(|e| e.cell.clone())
     }

@@ -1122,7 +1122,8 @@ mod tests {
             append_n(&wal, 1..=2);
             drop(wal);
             let (_wal, r) = Wal::open(d.path(), opts()).expect("reopen");
-            assert_eq!(versions(&r), vec![(1, 2), (2, 2)], "torn header {torn:?}");
+            let v = opts().version;
+            assert_eq!(versions(&r), vec![(1, v), (2, v)], "torn header {torn:?}");
         }
         let d = tempfile::tempdir().expect("tempdir");
         let mut header = segment_header(2);

@@ -10,7 +10,7 @@ use compact_str::CompactString;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::v2 as cur;
+use super::v3 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
@@ -417,10 +417,12 @@ pub fn record_out(cmd: &Command) -> cur::Record<ChangesOut<'_>> {
             snapshot_id,
             format,
             image,
+            keep_counters,
         } => R::Restore {
             snapshot_id: snapshot_id.clone(),
             format: *format,
             image: image.clone(),
+            keep_counters: *keep_counters,
         },
     }
 }
@@ -770,10 +772,12 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
             snapshot_id,
             format,
             image,
+            keep_counters,
         } => Command::Restore {
             snapshot_id,
             format,
             image,
+            keep_counters,
         },
     })
 }

@@ -3,7 +3,7 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{v1, v2};
+use super::{v1, v2, v3};
 
 /// v1 → v2: a restore record says its image is version 1.
 pub fn record_v1_to_v2(c: v1::Command) -> v2::Record {
@@ -109,6 +109,76 @@ pub fn image_v1_to_v2(image: v1::Image) -> v2::Image {
     }
 }
 
+/// v2 → v3: a restore logged by version 2 rewound the id counters, and
+/// keeps doing so on replay (`keep_counters: false`).
+pub fn record_v2_to_v3(r: v2::Record) -> v3::Record {
+    use v2::Record as R;
+    use v3::Record as N;
+    match r {
+        R::CreateWorkspace { name, rest_key, at } => N::CreateWorkspace { name, rest_key, at },
+        R::CreateImportKey { ws, key } => N::CreateImportKey { ws, key },
+        R::RevokeImportKey {
+            ws,
+            partner,
+            key_id,
+        } => N::RevokeImportKey {
+            ws,
+            partner,
+            key_id,
+        },
+        R::NameCohort {
+            ws,
+            key,
+            name,
+            created_at,
+            at,
+        } => N::NameCohort {
+            ws,
+            key,
+            name,
+            created_at,
+            at,
+        },
+        R::ApplyDelta {
+            ws,
+            key,
+            changes,
+            at,
+        } => N::ApplyDelta {
+            ws,
+            key,
+            changes,
+            at,
+        },
+        R::Track { ws, track } => N::Track { ws, track },
+        R::Identify { ws, identify } => N::Identify { ws, identify },
+        R::NewAliases { ws, aliases } => N::NewAliases { ws, aliases },
+        R::DeleteUsers { ws, ids } => N::DeleteUsers { ws, ids },
+        R::PutSegment {
+            ws,
+            id,
+            name,
+            filter,
+        } => N::PutSegment {
+            ws,
+            id,
+            name,
+            filter,
+        },
+        R::DeleteSegment { ws, id } => N::DeleteSegment { ws, id },
+        R::Restore {
+            snapshot_id,
+            format,
+            image,
+        } => N::Restore {
+            snapshot_id,
+            format,
+            image,
+            keep_counters: false,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +242,25 @@ mod tests {
         );
         let d = record_v1_to_v2(v1::Command::DeleteSegment { ws: 2, id: 9 });
         assert_eq!(d, v2::Record::DeleteSegment { ws: 2, id: 9 });
+    }
+
+    #[test]
+    fn a_v2_restore_keeps_rewinding_the_counters() {
+        let r = record_v2_to_v3(v2::Record::Restore {
+            snapshot_id: "s".into(),
+            format: 2,
+            image: vec![3],
+        });
+        assert_eq!(
+            r,
+            v3::Record::Restore {
+                snapshot_id: "s".into(),
+                format: 2,
+                image: vec![3],
+                keep_counters: false
+            }
+        );
+        let d = record_v2_to_v3(v2::Record::DeleteSegment { ws: 2, id: 9 });
+        assert_eq!(d, v3::Record::DeleteSegment { ws: 2, id: 9 });
     }
 }

@@ -180,6 +180,13 @@ fn every_command() -> Vec<Command> {
             snapshot_id: "snap".into(),
             format: 1,
             image: vec![0, 1, 2],
+            keep_counters: false,
+        },
+        Command::Restore {
+            snapshot_id: "snap".into(),
+            format: 3,
+            image: vec![0, 1, 2],
+            keep_counters: true,
         },
     ]
 }
@@ -267,11 +274,11 @@ fn images_round_trip_through_the_current_version() {
     assert_eq!(w.cohorts[0], image().workspaces[0].cohorts[0]);
 }
 
-/// The bytes of version 2 are part of the contract: a change to a domain
-/// type must not move them. If this fails, the change belongs in a new
-/// version (docs/format.md).
+/// The bytes of the current version (3) are part of the contract: a change
+/// to a domain type must not move them. If this fails, the change belongs
+/// in a new version (docs/format.md).
 #[test]
-fn version_2_bytes_are_pinned() {
+fn current_version_bytes_are_pinned() {
     let delta = Command::ApplyDelta {
         ws: WorkspaceId(1),
         key: CohortKey::new("p", "c"),
@@ -317,10 +324,11 @@ fn version_2_bytes_are_pinned() {
         snapshot_id: "s".into(),
         format: 1,
         image: vec![9],
+        keep_counters: true,
     };
     assert_eq!(
         hex::encode(encode_record(&restore).expect("encode")),
-        "0b0173010109"
+        "0b017301010901"
     );
     let mut store = ProfileStore::new();
     store.upsert_external("u", true);
@@ -348,11 +356,11 @@ fn version_2_bytes_are_pinned() {
 fn newer_versions_are_refused_by_name() {
     let bytes = encode_record(&Command::DeleteSegment { ws: ws(), id: 1 }).expect("encode");
     let e = decode_record(LOG_VERSION + 1, &bytes).expect_err("newer");
-    assert!(e.to_string().contains("version 3"), "{e}");
-    assert!(e.to_string().contains("1 to 2"), "{e}");
+    assert!(e.to_string().contains("version 4"), "{e}");
+    assert!(e.to_string().contains("1 to 3"), "{e}");
     let e = decode_image(SNAPSHOT_VERSION + 1, &[]).expect_err("newer");
     assert!(
-        e.to_string().contains("snapshot of format version 3"),
+        e.to_string().contains("snapshot of format version 4"),
         "{e}"
     );
 }
@@ -369,7 +377,8 @@ fn version_1_records_migrate() {
         Command::Restore {
             snapshot_id: "s".into(),
             format: 1,
-            image: vec![4, 2]
+            image: vec![4, 2],
+            keep_counters: false
         }
     );
     let v1_delta = codec::encode(&v1::Command::ApplyDelta {
@@ -469,7 +478,7 @@ fn inspect_reads_every_version() {
         crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
     let out: serde_json::Value =
         serde_json::from_str(&inspect(&v2.path).expect("inspect")).expect("json");
-    assert_eq!(out["format_version"], 2);
+    assert_eq!(out["format_version"], 3);
     assert_eq!(out["workspaces"][0]["profiles"], 3);
     assert_eq!(out["workspaces"][0]["memberships"], 2);
 }
