@@ -416,7 +416,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// Every record and snapshot in the fixtures decodes, each as the version
-/// its writer used (1 by b09aa9e, 2 by 64121c2).
+/// its writer used (1 by b09aa9e, 2 by 64121c2, 3 by bf2b370).
 #[test]
 fn the_fixtures_decode_as_their_versions() {
     for (name, v) in [
@@ -424,6 +424,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v1-b09aa9e/restore", 1),
         ("v2-64121c2/rich", 2),
         ("v2-64121c2/restore", 2),
+        ("v3-bf2b370/rich", 3),
+        ("v3-bf2b370/restore", 3),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
