@@ -84,9 +84,20 @@ impl ProfileImage {
         id_bound: Uid,
         profiles: impl IntoIterator<Item = (Uid, Profile)>,
     ) -> Result<ProfileImage, String> {
-        let table = Table::from_sparse(id_bound, profiles)?;
-        let live = table.iter().map(|(uid, _)| uid).collect();
-        Ok(ProfileImage { table, live })
+        let mut b = ProfileImage::builder(id_bound);
+        for (uid, p) in profiles {
+            b.push(uid, p)?;
+        }
+        b.finish()
+    }
+
+    /// Builds an image one profile at a time (a snapshot being decoded).
+    pub fn builder(id_bound: Uid) -> ProfileImageBuilder {
+        ProfileImageBuilder {
+            id_bound,
+            table: Table::default(),
+            live: RoaringBitmap::new(),
+        }
     }
 
     /// Every profile with its id, in id order.
@@ -106,6 +117,36 @@ impl ProfileImage {
 
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
+    }
+}
+
+/// See [`ProfileImage::builder`].
+pub struct ProfileImageBuilder {
+    id_bound: Uid,
+    table: Table,
+    live: RoaringBitmap,
+}
+
+impl ProfileImageBuilder {
+    /// Adds the profile with id `uid`: ids ascend and stay below the bound.
+    pub fn push(&mut self, uid: Uid, p: Profile) -> Result<(), String> {
+        if uid >= self.id_bound {
+            return Err(format!(
+                "profile id {uid} is not below the id bound {}",
+                self.id_bound
+            ));
+        }
+        self.table.put(uid, p)?;
+        self.live.push(uid);
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<ProfileImage, String> {
+        self.table.extend_to(self.id_bound);
+        Ok(ProfileImage {
+            table: self.table,
+            live: self.live,
+        })
     }
 }
 

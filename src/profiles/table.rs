@@ -59,28 +59,25 @@ impl Table {
         Arc::make_mut(&mut self.chunks[c])[i].take()
     }
 
-    /// A table of `len` ids holding `profiles` (ascending, unique ids below
-    /// `len`); every other id is a hole.
-    pub fn from_sparse(
-        len: Uid,
-        profiles: impl IntoIterator<Item = (Uid, Profile)>,
-    ) -> Result<Table, String> {
-        let mut t = Table::default();
-        for (uid, p) in profiles {
-            if uid < t.len || uid >= len {
-                return Err(format!(
-                    "profile id {uid} out of order or not below the id bound {len}"
-                ));
-            }
-            while t.len < uid {
-                t.push_slot(None);
-            }
-            t.push_slot(Some(p));
+    /// Puts `p` at id `uid`, leaving holes for the ids skipped since the
+    /// last one (building a table from a snapshot, ids ascending).
+    pub fn put(&mut self, uid: Uid, p: Profile) -> Result<(), String> {
+        if uid < self.len {
+            return Err(format!(
+                "profile id {uid} out of order (the table already holds {} ids)",
+                self.len
+            ));
         }
-        while t.len < len {
-            t.push_slot(None);
+        self.extend_to(uid);
+        self.push_slot(Some(p));
+        Ok(())
+    }
+
+    /// Makes ids up to `len` exist, as holes.
+    pub fn extend_to(&mut self, len: Uid) {
+        while self.len < len {
+            self.push_slot(None);
         }
-        Ok(t)
     }
 
     fn push_slot(&mut self, p: Option<Profile>) {

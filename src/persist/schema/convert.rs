@@ -10,7 +10,7 @@ use compact_str::CompactString;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::v3 as cur;
+use super::v2 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
@@ -101,8 +101,10 @@ impl Serialize for ProfilesOut {
         impl Serialize for List<'_> {
             fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
                 let mut seq = ser.serialize_seq(Some(self.0.len() as usize))?;
+                let mut next = 0;
                 for (uid, p) in self.0.iter() {
-                    seq.serialize_element(&(uid, profile_out(p)))?;
+                    seq.serialize_element(&(uid - next, profile_out(p)))?;
+                    next = uid + 1;
                 }
                 seq.end()
             }
@@ -783,7 +785,7 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
 }
 
 /// The state a snapshot payload of the current version describes.
-pub fn image_in(image: cur::Image) -> Result<Image> {
+pub fn image_in<P: IntoProfileImage>(image: cur::Image<P>) -> Result<Image> {
     let workspaces = image
         .workspaces
         .into_iter()
@@ -793,14 +795,7 @@ pub fn image_in(image: cur::Image) -> Result<Image> {
                 name: w.name,
                 created_at: w.created_at,
                 rest_key: KeyHash(w.rest_key),
-                profiles: ProfileImage::from_profiles(
-                    w.profiles.id_bound,
-                    w.profiles
-                        .list
-                        .into_iter()
-                        .map(|(uid, p)| (uid, profile_in(p))),
-                )
-                .map_err(Error::Codec)?,
+                profiles: w.profiles.into_profile_image()?,
                 import_keys: w.import_keys.into_iter().map(import_key_in).collect(),
                 segments: w
                     .segments
@@ -822,4 +817,183 @@ pub fn image_in(image: cur::Image) -> Result<Image> {
         next_workspace: image.next_workspace,
         workspaces,
     })
+}
+
+/// A workspace's profiles as decoded, on their way into the store.
+pub trait IntoProfileImage {
+    fn into_profile_image(self) -> Result<ProfileImage>;
+}
+
+/// Older versions, migrated: owned schema profiles, converted one by one.
+impl IntoProfileImage for cur::Profiles {
+    fn into_profile_image(self) -> Result<ProfileImage> {
+        let mut b = ProfileImage::builder(self.id_bound);
+        let mut next = 0u32;
+        for (gap, p) in self.list {
+            let uid = profile_id(next, gap).map_err(Error::Codec)?;
+            b.push(uid, profile_in(p)).map_err(Error::Codec)?;
+            next = uid + 1;
+        }
+        b.finish().map_err(Error::Codec)
+    }
+}
+
+fn profile_id(next: u32, gap: u32) -> std::result::Result<u32, String> {
+    next.checked_add(gap)
+        .filter(|uid| *uid < u32::MAX)
+        .ok_or_else(|| format!("profile id {next} + {gap} overflows"))
+}
+
+/// The current version's profiles, decoded straight into the store: each
+/// profile is read into the domain types as it comes (strings land in
+/// `CompactString`s directly), so a snapshot's profiles are never held
+/// twice. The private `*In` types below spell exactly the shape of
+/// `v2::Profile` (pinned by the round-trip tests against the owned types).
+pub struct ProfilesIn(ProfileImage);
+
+impl IntoProfileImage for ProfilesIn {
+    fn into_profile_image(self) -> Result<ProfileImage> {
+        Ok(self.0)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AliasIn {
+    alias_name: CompactString,
+    alias_label: CompactString,
+}
+
+#[derive(serde::Deserialize)]
+enum ValueIn {
+    Str(CompactString),
+    Num(f64),
+    Bool(bool),
+    Time { text: CompactString, at: i64 },
+    Array(Vec<CompactString>),
+}
+
+#[derive(serde::Deserialize)]
+struct StatsIn {
+    count: u64,
+    first: i64,
+    last: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct DetailsIn {
+    aliases: Vec<AliasIn>,
+    devices: Vec<CompactString>,
+    attributes: std::collections::BTreeMap<CompactString, ValueIn>,
+    events: std::collections::BTreeMap<CompactString, StatsIn>,
+}
+
+#[derive(serde::Deserialize)]
+struct ProfileIn {
+    external_id: Option<CompactString>,
+    details: Option<DetailsIn>,
+}
+
+impl ProfileIn {
+    fn into_domain(self) -> Profile {
+        Profile::from_parts(
+            self.external_id,
+            self.details.map(|d| Details {
+                aliases: d
+                    .aliases
+                    .into_iter()
+                    .map(|a| Alias {
+                        alias_name: a.alias_name,
+                        alias_label: a.alias_label,
+                    })
+                    .collect(),
+                devices: d.devices,
+                attributes: d
+                    .attributes
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            ValueIn::Str(x) => AttrValue::Str(x),
+                            ValueIn::Num(n) => AttrValue::Num(n),
+                            ValueIn::Bool(b) => AttrValue::Bool(b),
+                            ValueIn::Time { text, at } => AttrValue::Time { text, at },
+                            ValueIn::Array(items) => AttrValue::Array(items),
+                        };
+                        (k, v)
+                    })
+                    .collect(),
+                events: d
+                    .events
+                    .into_iter()
+                    .map(|(k, e)| {
+                        (
+                            k,
+                            EventStats {
+                                count: e.count,
+                                first: e.first,
+                                last: e.last,
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
+        )
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProfilesIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+
+        struct List {
+            id_bound: u32,
+        }
+        impl<'de> DeserializeSeed<'de> for List {
+            type Value = ProfileImage;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> std::result::Result<ProfileImage, D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+        impl<'de> Visitor<'de> for List {
+            type Value = ProfileImage;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of (gap, profile)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<ProfileImage, A::Error> {
+                let mut b = ProfileImage::builder(self.id_bound);
+                let mut next = 0u32;
+                while let Some((gap, p)) = seq.next_element::<(u32, ProfileIn)>()? {
+                    let uid = profile_id(next, gap).map_err(A::Error::custom)?;
+                    b.push(uid, p.into_domain()).map_err(A::Error::custom)?;
+                    next = uid + 1;
+                }
+                b.finish().map_err(A::Error::custom)
+            }
+        }
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = ProfilesIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("struct Profiles {id_bound, list}")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<ProfilesIn, A::Error> {
+                let id_bound: u32 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let image = seq
+                    .next_element_seed(List { id_bound })?
+                    .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                Ok(ProfilesIn(image))
+            }
+        }
+        d.deserialize_struct("Profiles", &["id_bound", "list"], Fields)
+    }
 }

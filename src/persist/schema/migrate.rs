@@ -3,9 +3,10 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{v1, v2, v3};
+use super::{v1, v2};
 
-/// v1 → v2: a restore record says its image is version 1.
+/// v1 → v2: a restore record says its image is version 1, and that it
+/// rewinds the id counters (as version 1 restores did).
 pub fn record_v1_to_v2(c: v1::Command) -> v2::Record {
     use v1::Command as C;
     use v2::Record as R;
@@ -65,6 +66,7 @@ pub fn record_v1_to_v2(c: v1::Command) -> v2::Record {
             snapshot_id,
             format: 1,
             image,
+            keep_counters: false,
         },
     }
 }
@@ -80,6 +82,7 @@ pub fn image_v1_to_v2(image: v1::Image) -> v2::Image {
             .into_iter()
             .map(|w| {
                 let live = w.profiles.live;
+                let mut next = 0u32;
                 let list = w
                     .profiles
                     .table
@@ -89,6 +92,11 @@ pub fn image_v1_to_v2(image: v1::Image) -> v2::Image {
                     .zip(0u32..)
                     .filter_map(|(slot, uid)| slot.map(|p| (uid, p)))
                     .filter(|(uid, _)| live.contains(*uid))
+                    .map(|(uid, p)| {
+                        let gap = uid - next;
+                        next = uid + 1;
+                        (gap, p)
+                    })
                     .collect();
                 v2::WorkspaceImage {
                     id: w.id,
@@ -106,76 +114,6 @@ pub fn image_v1_to_v2(image: v1::Image) -> v2::Image {
                 }
             })
             .collect(),
-    }
-}
-
-/// v2 → v3: a restore logged by version 2 rewound the id counters, and
-/// keeps doing so on replay (`keep_counters: false`).
-pub fn record_v2_to_v3(r: v2::Record) -> v3::Record {
-    use v2::Record as R;
-    use v3::Record as N;
-    match r {
-        R::CreateWorkspace { name, rest_key, at } => N::CreateWorkspace { name, rest_key, at },
-        R::CreateImportKey { ws, key } => N::CreateImportKey { ws, key },
-        R::RevokeImportKey {
-            ws,
-            partner,
-            key_id,
-        } => N::RevokeImportKey {
-            ws,
-            partner,
-            key_id,
-        },
-        R::NameCohort {
-            ws,
-            key,
-            name,
-            created_at,
-            at,
-        } => N::NameCohort {
-            ws,
-            key,
-            name,
-            created_at,
-            at,
-        },
-        R::ApplyDelta {
-            ws,
-            key,
-            changes,
-            at,
-        } => N::ApplyDelta {
-            ws,
-            key,
-            changes,
-            at,
-        },
-        R::Track { ws, track } => N::Track { ws, track },
-        R::Identify { ws, identify } => N::Identify { ws, identify },
-        R::NewAliases { ws, aliases } => N::NewAliases { ws, aliases },
-        R::DeleteUsers { ws, ids } => N::DeleteUsers { ws, ids },
-        R::PutSegment {
-            ws,
-            id,
-            name,
-            filter,
-        } => N::PutSegment {
-            ws,
-            id,
-            name,
-            filter,
-        },
-        R::DeleteSegment { ws, id } => N::DeleteSegment { ws, id },
-        R::Restore {
-            snapshot_id,
-            format,
-            image,
-        } => N::Restore {
-            snapshot_id,
-            format,
-            image,
-            keep_counters: false,
-        },
     }
 }
 
@@ -220,14 +158,16 @@ mod tests {
         let v2 = image_v1_to_v2(image);
         let w = &v2.workspaces[0];
         assert_eq!(w.profiles.id_bound, 4099);
-        let ids: Vec<u32> = w.profiles.list.iter().map(|(u, _)| *u).collect();
+        let ids: Vec<u32> = w.profiles.with_ids().map(|(u, _)| u).collect();
         assert_eq!(ids, vec![0, 4095, 4097]);
+        let gaps: Vec<u32> = w.profiles.list.iter().map(|(g, _)| *g).collect();
+        assert_eq!(gaps, vec![0, 4094, 1]);
         assert_eq!(w.profiles.list[2].1, profile("c"));
         assert_eq!((w.last_segment, v2.next_workspace), (3, 1));
     }
 
     #[test]
-    fn a_v1_restore_names_its_image_version_1() {
+    fn a_v1_restore_names_its_image_version_1_and_rewinds_the_counters() {
         let r = record_v1_to_v2(v1::Command::Restore {
             snapshot_id: "s".into(),
             image: vec![1, 2],
@@ -237,30 +177,11 @@ mod tests {
             v2::Record::Restore {
                 snapshot_id: "s".into(),
                 format: 1,
-                image: vec![1, 2]
+                image: vec![1, 2],
+                keep_counters: false
             }
         );
         let d = record_v1_to_v2(v1::Command::DeleteSegment { ws: 2, id: 9 });
         assert_eq!(d, v2::Record::DeleteSegment { ws: 2, id: 9 });
-    }
-
-    #[test]
-    fn a_v2_restore_keeps_rewinding_the_counters() {
-        let r = record_v2_to_v3(v2::Record::Restore {
-            snapshot_id: "s".into(),
-            format: 2,
-            image: vec![3],
-        });
-        assert_eq!(
-            r,
-            v3::Record::Restore {
-                snapshot_id: "s".into(),
-                format: 2,
-                image: vec![3],
-                keep_counters: false
-            }
-        );
-        let d = record_v2_to_v3(v2::Record::DeleteSegment { ws: 2, id: 9 });
-        assert_eq!(d, v3::Record::DeleteSegment { ws: 2, id: 9 });
     }
 }

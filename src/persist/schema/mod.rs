@@ -7,9 +7,8 @@
 //!
 //! - [`v1`]: what cohortd wrote up to commit b09aa9e (a frozen copy of the
 //!   serde shape of the live types of that time; headerless log segments);
-//! - [`v2`]: segment headers, restore records naming their image's
-//!   version, profiles as a flat list;
-//! - [`v3`]: the current version (restores that keep the id counters).
+//! - [`v2`]: the current version (segment headers, restores that name their
+//!   image's version and keep the id counters, profiles as a list).
 //!
 //! Writing always uses the current version ([`LOG_VERSION`],
 //! [`SNAPSHOT_VERSION`]); `convert` maps the domain to it. Reading accepts
@@ -26,7 +25,6 @@ mod convert;
 mod migrate;
 pub mod v1;
 pub mod v2;
-pub mod v3;
 
 use std::path::Path;
 
@@ -35,10 +33,10 @@ use crate::engine::state::Image;
 use crate::engine::Command;
 
 /// The format version of the log records this build writes.
-pub const LOG_VERSION: u32 = 3;
+pub const LOG_VERSION: u32 = 2;
 /// The format version of the snapshot payloads this build writes (the
 /// same number: one version names the format of a whole data dir).
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// The oldest version this build reads (every version ever released).
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -56,12 +54,9 @@ pub fn encode_record(cmd: &Command) -> Result<Vec<u8>> {
 
 /// A log record of format `version` as the command it replays as.
 pub fn decode_record(version: u32, bytes: &[u8]) -> Result<Command> {
-    let current: v3::Record = match version {
-        1 => migrate::record_v2_to_v3(migrate::record_v1_to_v2(codec::decode::<v1::Command>(
-            bytes,
-        )?)),
-        2 => migrate::record_v2_to_v3(codec::decode::<v2::Record>(bytes)?),
-        3 => codec::decode(bytes)?,
+    let current: v2::Record = match version {
+        1 => migrate::record_v1_to_v2(codec::decode::<v1::Command>(bytes)?),
+        2 => codec::decode(bytes)?,
         v => return Err(unsupported("log record", v, LOG_VERSION)),
     };
     convert::command_in(current)
@@ -74,18 +69,24 @@ pub fn encode_image(image: &Image) -> Result<Vec<u8>> {
 
 /// The image a snapshot payload of format `version` holds, migrated to the
 /// current version's types.
-fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v3::Image> {
+fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v2::Image> {
     Ok(match version {
         1 => migrate::image_v1_to_v2(codec::decode::<v1::Image>(bytes)?),
-        // Version 3 images are version 2's.
-        2 | 3 => codec::decode(bytes)?,
+        2 => codec::decode(bytes)?,
         v => return Err(unsupported("snapshot", v, SNAPSHOT_VERSION)),
     })
 }
 
-/// The state a snapshot payload of format `version` describes.
+/// The state a snapshot payload of format `version` describes. The current
+/// version decodes profiles straight into the store (one copy in memory);
+/// older ones go through their own types and the migrations.
 pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
-    convert::image_in(decode_schema_image(version, bytes)?)
+    match version {
+        SNAPSHOT_VERSION => {
+            convert::image_in(codec::decode::<v2::Image<convert::ProfilesIn>>(bytes)?)
+        }
+        v => convert::image_in(decode_schema_image(v, bytes)?),
+    }
 }
 
 /// `cohortd inspect FILE`: a snapshot's header, log position and counts, as

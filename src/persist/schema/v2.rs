@@ -4,10 +4,16 @@
 //! - log segments start with a header naming the version (`persist::wal`);
 //! - a `Restore` record names the format version of the image it carries
 //!   (a snapshot of any readable version can be restored, so the image is
-//!   kept in the bytes its file had);
-//! - a snapshot keeps profiles as a list of `(id, profile)` plus the id
-//!   bound, instead of the in-memory table's 4,096-slot chunks, so the
-//!   store's layout can change without touching the format.
+//!   kept in the bytes its file had), and whether it keeps the id counters:
+//!   restores logged by this version never rewind the workspace and segment
+//!   id counters, so an id given out before a restore is never given out
+//!   again (version 1 restores did rewind them, and replay keeps doing so
+//!   for those records: ids handed out after them depended on it);
+//! - a snapshot keeps profiles as a list of live profiles in id order, each
+//!   with the number of ids skipped before it, plus the id bound, instead
+//!   of the in-memory table's 4,096-slot chunks, so the store's layout can
+//!   change without touching the format (a dense table costs one byte per
+//!   profile for the gap, as the chunks' `Option` tags did).
 //!
 //! Every type whose shape did not change is version 1's, re-exported. Two
 //! fields are generic so that the writer can encode straight from the live
@@ -81,11 +87,13 @@ pub enum Record<C = Vec<Change>> {
         id: u64,
     },
     /// Replaces the whole state with `image`, a snapshot payload of format
-    /// version `format` exactly as its file held it.
+    /// version `format` exactly as its file held it. With `keep_counters`,
+    /// the workspace and segment id counters never go back.
     Restore {
         snapshot_id: String,
         format: u32,
         image: Vec<u8>,
+        keep_counters: bool,
     },
 }
 
@@ -109,13 +117,26 @@ pub struct WorkspaceImage<P = Profiles> {
     pub cohorts: Vec<CohortImage>,
 }
 
-/// A workspace's profiles: every live one with its id, in id order, and
-/// one past the highest id ever given out (ids are never reused, so the
-/// bound survives deletes at the end).
+/// A workspace's profiles: every live one in id order, each with the
+/// number of ids skipped since the previous one (for the first, its id),
+/// and one past the highest id ever given out (ids are never reused, so
+/// the bound survives deletes at the end).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profiles {
     pub id_bound: u32,
     pub list: Vec<(u32, Profile)>,
+}
+
+impl Profiles {
+    /// The profiles with their ids (the gaps added up).
+    pub fn with_ids(&self) -> impl Iterator<Item = (u32, &Profile)> {
+        let mut next = 0u32;
+        self.list.iter().map(move |(gap, p)| {
+            let id = next.wrapping_add(*gap);
+            next = id.wrapping_add(1);
+            (id, p)
+        })
+    }
 }
 
 impl Default for Image {
