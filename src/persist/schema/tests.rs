@@ -435,8 +435,8 @@ fn fixture(name: &str) -> PathBuf {
         .join("data")
 }
 
-const V2_FIXTURE_RICH: &str = "v2-FIXTURE/rich";
-const V2_FIXTURE_RESTORE: &str = "v2-FIXTURE/restore";
+const V2_FIXTURE_RICH: &str = "v2-e6dd830/rich";
+const V2_FIXTURE_RESTORE: &str = "v2-e6dd830/restore";
 
 /// Every record and snapshot in the fixtures decodes, each as the version
 /// its writer used.
