@@ -145,7 +145,12 @@ const ADMIN: &str = "bench-admin";
 const PARTNER_KEY: &str = "bench-partner";
 
 fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cohortd"))
+    // COHORTD_BENCH_BIN runs the same scenarios against another build (an
+    // older commit's binary, for a before/after in one sitting).
+    Command::new(
+        std::env::var_os("COHORTD_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_cohortd").into()),
+    )
         .args(["serve", "--config"])
         .arg(dir.join("bench-config.toml"))
         .env("COHORTD_LISTEN", addr.to_string())
