@@ -216,3 +216,67 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+// ---- metrics: labels from fixed sets only ----
+
+/// The request-counter series in a `/metrics` text.
+fn request_series(s: &Server) -> BTreeSet<String> {
+    let r = s.call("GET", "/metrics", None, None);
+    assert_eq!(r.status, 200);
+    let text = r.body.as_str().expect("metrics text").to_string();
+    text.lines()
+        .filter(|l| {
+            l.starts_with("cohortd_http_requests_total{")
+                || l.starts_with("cohortd_http_request_duration_seconds_count{")
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+        .collect()
+}
+
+#[test]
+fn made_up_methods_and_paths_add_a_bounded_number_of_metric_series() {
+    let s = Server::start();
+    let before = request_series(&s);
+    for i in 0..150 {
+        let method = format!("MADEUP{i}");
+        let _ = s.call(
+            &method,
+            &format!("/no/such/{i}/path-{}", i * 7919),
+            None,
+            None,
+        );
+        let _ = s.call(&method, "/cohorts", None, None);
+        let _ = s.call("GET", &format!("/cohorts/p{i}/c{i}"), None, None);
+        let _ = s.call("DELETE", &format!("/random-{i}"), None, None);
+    }
+    let after = request_series(&s);
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        added.len() <= 12,
+        "{} new series from made-up requests: {added:#?}",
+        added.len()
+    );
+    for series in &after {
+        assert!(!series.contains("MADEUP"), "a raw method label: {series}");
+        assert!(
+            !series.contains("/no/such") && !series.contains("/random-"),
+            "a raw path label: {series}"
+        );
+        assert!(
+            !series.contains("/cohorts/p"),
+            "a path, not its pattern: {series}"
+        );
+    }
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("method=\"other\"") && l.contains("route=\"unmatched\"")),
+        "{after:#?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("route=\"/cohorts/{partner}/{cohort_id}\"")),
+        "{after:#?}"
+    );
+}
+
