@@ -280,3 +280,62 @@ fn made_up_methods_and_paths_add_a_bounded_number_of_metric_series() {
     );
 }
 
+// ---- start-up refuses secrets that are set but empty ----
+
+/// Starts `home`'s server, which must refuse; its output.
+fn refused(home: &Home) -> String {
+    let e = home
+        .try_start()
+        .map(|d| d.kill9())
+        .expect_err("the server must refuse to start");
+    assert!(!e.status.success(), "{}", e.output);
+    assert!(
+        !home.data_dir().join("secrets.toml").exists(),
+        "refused before generating secrets"
+    );
+    e.output
+}
+
+#[test]
+fn an_empty_partner_key_or_admin_token_in_the_environment_refuses_start_naming_it() {
+    for (var, value) in [
+        ("COHORTD_PARTNER_KEY_SEGMENT", ""),
+        ("COHORTD_PARTNER_KEY_HEAP", " \t "),
+        ("COHORTD_ADMIN_TOKEN", ""),
+        ("COHORTD_ADMIN_TOKEN", "   "),
+    ] {
+        let mut home = Home::new();
+        home.set_env(var, Some(value));
+        let out = refused(&home);
+        assert!(
+            out.contains(&format!("{var} is set but empty")),
+            "{var}={value:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_partner_key_or_admin_token_in_config_toml_refuses_start_naming_it() {
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "[partners.heap]",
+            "[partners.heap]\napi_key = \"\"",
+            "[partners.heap] api_key is empty",
+        ),
+        (
+            "[partners.census]",
+            "[partners.census]\napi_key = \"  \"",
+            "[partners.census] api_key is empty",
+        ),
+        (
+            "http_workers = 0",
+            "http_workers = 0\nadmin_token = \" \"",
+            "admin_token is empty",
+        ),
+    ];
+    for (line, with, says) in cases {
+        let out = refused(&Home::with_config(&[(line, with)]));
+        assert!(out.contains(says), "{with:?}:\n{out}");
+        assert!(out.contains("invalid configuration"), "{out}");
+    }
+}
