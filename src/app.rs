@@ -32,6 +32,7 @@ struct Launched {
 }
 
 async fn launch(config: Config) -> Result<Launched, StartError> {
+    config.check_secrets().map_err(StartError::Config)?;
     let (secrets, announce) = Secrets::ensure(&config).map_err(StartError::Secrets)?;
     for line in announce {
         println!("{line}");

@@ -5,6 +5,12 @@
 //! cannot drift. Environment variables override the listen address, the data
 //! dir and secrets (`apply_env`). Secrets that are set nowhere are generated
 //! by `secrets::ensure` at start-up.
+//!
+//! A secret that is set but empty (or only whitespace) is refused, naming
+//! where it was set: an empty partner key or admin token is a typo or an
+//! unfilled template, and accepting it would let anyone send that key (an
+//! empty `partner_api_key`, or a bare `Authorization: Bearer `). Unset the
+//! variable, or remove the line, to have one generated instead.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -117,15 +123,31 @@ impl Config {
             self.data_dir = PathBuf::from(v);
         }
         if let Some(v) = get("COHORTD_ADMIN_TOKEN") {
-            self.admin_token = Some(v);
+            self.admin_token = Some(non_blank_env("COHORTD_ADMIN_TOKEN", v)?);
         }
         for (name, p) in self.partners.iter_mut() {
-            let var = format!(
-                "COHORTD_PARTNER_KEY_{}",
-                name.to_ascii_uppercase().replace('-', "_")
-            );
+            let var = partner_key_var(name);
             if let Some(v) = get(&var) {
-                p.api_key = Some(v);
+                p.api_key = Some(non_blank_env(&var, v)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a secret in force that is empty or whitespace, naming the
+    /// setting and its variable. `parse` and `apply_env` already refuse
+    /// such values where they come from; this is the last word for a
+    /// `Config` built in code (start-up calls it).
+    pub fn check_secrets(&self) -> Result<(), String> {
+        if self.admin_token.as_deref().is_some_and(is_blank) {
+            return Err(blank("admin_token (or COHORTD_ADMIN_TOKEN)"));
+        }
+        for (name, p) in &self.partners {
+            if p.api_key.as_deref().is_some_and(is_blank) {
+                return Err(blank(&format!(
+                    "partners.{name}.api_key (or {})",
+                    partner_key_var(name)
+                )));
             }
         }
         Ok(())
@@ -157,8 +179,45 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
         }
+        if self.admin_token.as_deref().is_some_and(is_blank) {
+            return Err(blank("admin_token"));
+        }
+        for (name, p) in &self.partners {
+            if p.api_key.as_deref().is_some_and(is_blank) {
+                return Err(blank(&format!("[partners.{name}] api_key")));
+            }
+        }
         Ok(self)
     }
+}
+
+/// The environment variable that overrides a partner's API key.
+pub fn partner_key_var(partner: &str) -> String {
+    format!(
+        "COHORTD_PARTNER_KEY_{}",
+        partner.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+fn is_blank(secret: &str) -> bool {
+    secret.trim().is_empty()
+}
+
+fn blank(setting: &str) -> String {
+    format!(
+        "{setting} is empty; set a non-empty secret, or remove the setting to have one \
+         generated at first start"
+    )
+}
+
+fn non_blank_env(var: &str, value: String) -> Result<String, String> {
+    if is_blank(&value) {
+        return Err(format!(
+            "{var} is set but empty; set a non-empty secret, or unset it to use the one in \
+             config.toml or have one generated at first start"
+        ));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -210,5 +269,34 @@ mod tests {
         assert_eq!(c.admin_token.as_deref(), Some("adm"));
         assert_eq!(c.partners["segment"].api_key.as_deref(), Some("seg-key"));
         assert_eq!(c.partners["heap"].api_key, None);
+    }
+
+    #[test]
+    fn empty_or_blank_secrets_are_refused_naming_the_setting() {
+        for (var, value) in [
+            ("COHORTD_ADMIN_TOKEN", ""),
+            ("COHORTD_ADMIN_TOKEN", " \t"),
+            ("COHORTD_PARTNER_KEY_SEGMENT", ""),
+            ("COHORTD_PARTNER_KEY_HEAP", "   "),
+        ] {
+            let mut c = Config::default();
+            let e = c
+                .apply_env(|k| (k == var).then(|| value.to_string()))
+                .expect_err(var);
+            assert!(e.starts_with(&format!("{var} is set but empty")), "{e}");
+        }
+        let text = SHIPPED.replace("http_workers = 0", "http_workers = 0\nadmin_token = \" \"");
+        let e = Config::parse(&text).unwrap_err();
+        assert!(e.starts_with("admin_token is empty"), "{e}");
+        let text = SHIPPED.replace("[partners.kubit]", "[partners.kubit]\napi_key = \"\"");
+        let e = Config::parse(&text).unwrap_err();
+        assert!(e.starts_with("[partners.kubit] api_key is empty"), "{e}");
+
+        let mut c = Config::default();
+        c.partners.get_mut("census").unwrap().api_key = Some("\n".into());
+        let e = c.check_secrets().unwrap_err();
+        assert!(e.contains("partners.census.api_key") && e.contains("COHORTD_PARTNER_KEY_CENSUS"));
+        c.partners.get_mut("census").unwrap().api_key = Some("k".into());
+        assert_eq!(c.check_secrets(), Ok(()));
     }
 }

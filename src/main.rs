@@ -63,9 +63,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = Config::load(&cli.config).and_then(|mut config| {
-        config.apply_env(|k| std::env::var(k).ok())?;
-        match cli.command.unwrap_or(Cmd::Serve) {
+    let result =
+        load_config(&cli.config).and_then(|config| match cli.command.unwrap_or(Cmd::Serve) {
             Cmd::Serve => cohortd::app::serve(config).map_err(|e| format!("cannot start: {e}")),
             Cmd::Workspace {
                 action: WorkspaceCmd::Create { name },
@@ -83,8 +82,7 @@ fn main() -> ExitCode {
             Cmd::Inspect { file } => cohortd::persist::schema::inspect(&file)
                 .map(|out| println!("{out}"))
                 .map_err(|e| e.to_string()),
-        }
-    });
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -92,6 +90,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The config file with the environment's overrides; what is wrong with
+/// either is an invalid configuration (named as such, like `serve`'s other
+/// start-up errors).
+fn load_config(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path)
+        .and_then(|mut config| {
+            config.apply_env(|k| std::env::var(k).ok())?;
+            Ok(config)
+        })
+        .map_err(|e| cohortd::error::StartError::Config(e).to_string())
 }
 
 /// How long the operator commands wait for the server: connecting is

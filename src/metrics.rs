@@ -1,5 +1,12 @@
 //! Prometheus metrics: request counts and latencies by route, rejections by
 //! reason, and engine gauges read from the state at scrape time.
+//!
+//! Every label takes its value from a fixed, small set, whatever a client
+//! sends: a method is one of the standard ones or `other`, a route is the
+//! pattern of the route table (`/cohorts/{partner}/{cohort_id}`) or
+//! `unmatched`. Requests need no token to reach the counters, so a label
+//! copied from the request would let anyone create series without bound
+//! (memory, and every scrape after it).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,9 +18,23 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
+}
+
+/// The `route` of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The `method` label: a standard method's name, else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,7 +131,7 @@ impl Metrics {
         );
         registry.register(
             "inflight_writes",
-            "Writes admitted and not yet answered (the router and cohort mailboxes' depth)",
+            "Writes admitted and not yet answered (each holds one of engine.max_inflight_writes slots)",
             m.inflight_writes.clone(),
         );
         registry.register("ready", "1 once recovery has finished", m.ready.clone());
@@ -136,10 +157,13 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabels { reason }).inc();
     }
 
-    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// Counts and times one request. `route` must be a route-table
+    /// pattern (`None`: no route matched), never the request's path.
+    pub fn observe(&self, method: &str, route: Option<&str>, status: u16, seconds: f64) {
+        let route = route.unwrap_or(UNMATCHED);
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
+                method: method_label(method),
                 route: route.to_string(),
                 status,
             })
@@ -157,5 +181,31 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("get"), "other", "methods are case-sensitive");
+        assert_eq!(method_label("BREW"), "other");
+        let m = Metrics::new();
+        for i in 0..100 {
+            m.observe(&format!("X{i}"), None, 404, 0.001);
+        }
+        let text = m.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("cohortd_http_requests_total{"))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            series,
+            ["cohortd_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 100"]
+        );
     }
 }

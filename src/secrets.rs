@@ -25,6 +25,30 @@ struct Stored {
     partner_keys: BTreeMap<String, String>,
 }
 
+impl Stored {
+    /// A stored secret is generated, so an empty one was edited in by hand;
+    /// refuse it like an empty configured one (`Config::check_secrets`)
+    /// rather than accept an empty key.
+    fn refuse_blank(&self, path: &Path) -> Result<(), String> {
+        let blank = |s: &str| s.trim().is_empty();
+        let setting = if self.admin_token.as_deref().is_some_and(blank) {
+            Some("admin_token".to_string())
+        } else {
+            self.partner_keys
+                .iter()
+                .find(|(_, k)| blank(k))
+                .map(|(name, _)| format!("partner_keys.{name}"))
+        };
+        match setting {
+            None => Ok(()),
+            Some(setting) => Err(format!(
+                "{}: {setting} is empty; remove it to have a new one generated, or set one",
+                path.display()
+            )),
+        }
+    }
+}
+
 /// Hashes of the secrets in force.
 #[derive(Clone, Debug)]
 pub struct Secrets {
@@ -43,6 +67,7 @@ impl Secrets {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Stored::default(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
+        stored.refuse_blank(&path)?;
         let mut announce = Vec::new();
         let mut changed = false;
         let admin = match &config.admin_token {
@@ -161,5 +186,24 @@ mod tests {
         assert!(said_again.is_empty(), "printed only once");
         assert_eq!(again.admin, first.admin);
         assert_eq!(again.partners["heap"], first.partners["heap"]);
+    }
+
+    #[test]
+    fn an_empty_stored_secret_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        std::fs::write(
+            dir.path().join(FILE),
+            "admin_token = \"cad_x\"\n[partner_keys]\nheap = \" \"\n",
+        )
+        .unwrap();
+        let e = Secrets::ensure(&config).unwrap_err();
+        assert!(
+            e.contains("secrets.toml: partner_keys.heap is empty"),
+            "{e}"
+        );
     }
 }

@@ -798,6 +798,7 @@ fn a_full_disk_refuses_writes_with_503_applies_nothing_and_loses_nothing() {
             }
             503 => {
                 assert!(r.message().contains("retry"), "{}", r.body);
+                assert_no_internals(&r.body);
                 refused.push(user.clone());
                 if refused.len() == 3 {
                     break;
@@ -828,6 +829,68 @@ fn a_full_disk_refuses_writes_with_503_applies_nothing_and_loses_nothing() {
     let d = home.start();
     let members: BTreeSet<String> = d.member_ids(&t, "c").into_iter().collect();
     assert_eq!(members.len(), acked.len() + refused.len());
+
+    // A snapshot on the full disk: a state larger than the file size cap
+    // (written while there was room), then the cap again.
+    let blob = "x".repeat(4000);
+    for chunk in users.chunks(75) {
+        let attrs: Vec<Value> = chunk
+            .iter()
+            .map(|u| json!({ "external_id": u, "blob": blob }))
+            .collect();
+        let r = d.post("/users/track", &t.key, json!({ "attributes": attrs }));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    d.kill9();
+    home.file_size_limit_bytes = Some(256 * 1024);
+    let d = home.start();
+    for _ in 0..2 {
+        let r = d.post("/admin/snapshots", ADMIN, json!({}));
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(r.message().contains("retry"), "{}", r.body);
+        assert_no_internals(&r.body);
+        assert_eq!(
+            leftover_temp_files(&home.data_dir()),
+            Vec::<String>::new(),
+            "a failed snapshot keeps no temp file (it would hold the space)"
+        );
+    }
+    assert!(
+        d.output().contains("the snapshot could not be written"),
+        "the cause goes to the log:\n{}",
+        d.output()
+    );
+    d.kill9();
+
+    // Room again: the next snapshot is written.
+    home.file_size_limit_bytes = None;
+    let d = home.start();
+    let snap = d.snapshot();
+    assert!(snap["bytes"].as_u64().unwrap() > 256 * 1024, "{snap}");
+    assert!(leftover_temp_files(&home.data_dir()).is_empty());
+}
+
+/// An error body names no file and carries no OS error text: those are
+/// for the server's log.
+fn assert_no_internals(body: &Value) {
+    let text = body.to_string();
+    assert!(!text.contains('/'), "a path in an error body: {text}");
+    assert!(
+        !text.contains("wal-"),
+        "a log file name in an error body: {text}"
+    );
+    assert!(
+        !text.contains("os error") && !text.contains("File too large"),
+        "OS error text in an error body: {text}"
+    );
+}
+
+fn leftover_temp_files(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snap.tmp"))
+        .collect()
 }
 
 // ---- 9. one server per data dir ----

@@ -63,7 +63,7 @@ use ratelimit::{RateLimiter, RateStatus};
 /// rest of the crate uses the typed methods of [`Engine`].
 pub(crate) use router::Command;
 use router::{Outcome, Router, Submit};
-use snapshotter::{Snapshotter, TakeSnapshot};
+use snapshotter::{Snapshotter, TakeSnapshot, Wanted};
 use state::{ImportKey, State, StateCell, Workspace};
 
 #[derive(Clone)]
@@ -183,12 +183,18 @@ impl Engine {
     }
 
     /// Takes a snapshot now (the operator's button; the timer uses the same
-    /// path). Resolves once the file is durable.
+    /// path). Resolves once the file is durable. A call made while a
+    /// snapshot is being taken shares that one (see `snapshotter`).
     pub async fn snapshot(&self) -> Result<SnapshotInfo> {
+        self.take_snapshot(Wanted::Any).await
+    }
+
+    async fn take_snapshot(&self, wanted: Wanted) -> Result<SnapshotInfo> {
         let (reply, rx) = oneshot::channel();
-        self.core()?
-            .snapshotter
-            .do_send(TakeSnapshot { reply: Some(reply) });
+        self.core()?.snapshotter.do_send(TakeSnapshot {
+            wanted,
+            reply: Some(reply),
+        });
         rx.await
             .map_err(|_| Error::Internal("snapshotter stopped".into()))?
     }
@@ -212,7 +218,8 @@ impl Engine {
             keep_counters: true,
         })
         .await?;
-        self.snapshot().await
+        // The new starting point must contain the restore itself.
+        self.take_snapshot(Wanted::AfterRequest).await
     }
 
     /// Shutdown: a final snapshot, then every queued log record synced.
@@ -220,7 +227,10 @@ impl Engine {
         let Some(core) = self.inner.core.get() else {
             return Ok(());
         };
-        self.snapshot().await.map_err(|e| e.to_string())?;
+        // It must cover every write acknowledged before the stop.
+        self.take_snapshot(Wanted::AfterRequest)
+            .await
+            .map_err(|e| e.to_string())?;
         let wal = core.wal.clone();
         tokio::task::spawn_blocking(move || wal.close())
             .await

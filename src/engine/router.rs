@@ -256,9 +256,11 @@ impl Router {
                 }
                 Settled::Failed { item, error } => {
                     tracing::error!(error = %error, "write-ahead log append failed; command not applied");
-                    let failed = future::ready(Err(Error::Unavailable(format!(
-                        "the write-ahead log could not be written ({error}); nothing was applied, retry later"
-                    ))))
+                    // The cause (file, OS error) is in the line above, never in the body.
+                    let failed = future::ready(Err(Error::Unavailable(
+                        "the write-ahead log could not be written; nothing was applied, retry later"
+                            .into(),
+                    )))
                     .boxed();
                     (failed, item.reply)
                 }
@@ -664,9 +666,11 @@ impl Handler<Submit> for Router {
             .map_err(|e| Error::Internal(e.to_string()))
             .and_then(|bytes| {
                 self.wal.append(&bytes).map_err(|e| {
-                    Error::Unavailable(format!(
-                        "the write-ahead log is unavailable ({e}); nothing was applied, retry later"
-                    ))
+                    tracing::error!(error = %e, "write-ahead log append refused; command not applied");
+                    Error::Unavailable(
+                        "the write-ahead log could not be written; nothing was applied, retry later"
+                            .into(),
+                    )
                 })
             });
         let appended = match appended {

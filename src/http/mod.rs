@@ -139,15 +139,15 @@ where
 {
     let started = Instant::now();
     let engine = req.app_data::<web::Data<Engine>>().cloned();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().to_string();
+    // Labels from fixed sets only (see `metrics`): the route's pattern,
+    // never the path; the method as `metrics::method_label` folds it.
+    let route = req.match_pattern();
+    let method = req.method().clone();
     srv.call(req).map(move |res| {
         if let (Some(engine), Ok(res)) = (engine, &res) {
             engine.metrics().observe(
-                &method,
-                &route,
+                method.as_str(),
+                route.as_deref(),
                 res.status().as_u16(),
                 started.elapsed().as_secs_f64(),
             );

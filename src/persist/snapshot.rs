@@ -14,14 +14,22 @@
 //!
 //! The header has its own checksum so that [`list`] and [`inspect`] can trust
 //! the position and size without reading a gigabyte of payload; [`load`]
-//! verifies everything. A file is published by writing `{id}.snap.tmp`,
-//! fsyncing it, renaming it to `{id}.snap` and fsyncing the directory, so a
-//! crash leaves either the old set of snapshots or the new one, plus at most a
-//! `.tmp` file that start-up ([`load_newest`]) removes.
+//! verifies everything. A file is published by writing a temp file
+//! `{id}.{pid}-{n}.snap.tmp` (unique per process and write, so two writes of
+//! the same id never share one), fsyncing it, renaming it to `{id}.snap` and
+//! fsyncing the directory, so a crash leaves either the old set of snapshots
+//! or the new one, plus at most a `.tmp` file that start-up ([`load_newest`])
+//! removes. A write that *fails* removes its temp file itself: on a full disk
+//! a leftover would keep the space, and the next write would fail too.
+//!
+//! Retention ([`prune`]) counts log positions, not files: one log position is
+//! one state, so a second file of a position would only push an older
+//! restore point out. [`find_at`] lets a writer reuse the file it has.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{sync_dir, Error, Result};
 
@@ -97,7 +105,8 @@ fn snapshot_id(log_position: u64, created_at_millis: i64) -> String {
 /// Write a snapshot durably and return its info once it is published.
 ///
 /// The payload is written straight from the caller's slice (no copy); the
-/// only extra pass over it is the checksum.
+/// only extra pass over it is the checksum. On failure nothing new is left
+/// in `dir` (see [`publish`]).
 pub fn write(
     dir: &Path,
     log_position: u64,
@@ -105,31 +114,19 @@ pub fn write(
     format_version: u32,
     payload: &[u8],
 ) -> Result<SnapshotInfo> {
-    fs::create_dir_all(dir).map_err(Error::io("create snapshot directory", dir))?;
     let id = snapshot_id(log_position, created_at_millis);
-    let tmp = dir.join(format!("{id}{TMP_SUFFIX}"));
-    let path = dir.join(format!("{id}{SUFFIX}"));
     let header = Header {
         format_version,
         log_position,
         created_at_millis,
         payload_len: payload.len() as u64,
         payload_crc: crc32fast::hash(payload),
-    };
-
-    let file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
-    let mut out = BufWriter::new(file);
-    out.write_all(&header.to_bytes())
-        .and_then(|()| out.write_all(payload))
-        .map_err(Error::io("write", &tmp))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| Error::io("flush", &tmp)(e.into_error()))?;
-    file.sync_all().map_err(Error::io("fsync", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(Error::io("rename into place", &tmp))?;
-    sync_dir(dir)?;
-
+    }
+    .to_bytes();
+    let path = publish(dir, &id, |out| {
+        out.write_all(&header)?;
+        out.write_all(payload)
+    })?;
     Ok(SnapshotInfo {
         id,
         created_at_millis,
@@ -138,6 +135,65 @@ pub fn write(
         format_version,
         path,
     })
+}
+
+/// Temp files written by this process so far: with the process id, makes
+/// every temp file name unique, even for two writes of one id.
+static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
+
+fn temp_path(dir: &Path, id: &str) -> PathBuf {
+    let n = TEMP_FILES.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{id}.{}-{n}{TMP_SUFFIX}", std::process::id()))
+}
+
+/// Publishes `{id}.snap` in `dir` atomically: `fill` writes the contents
+/// into a fresh temp file, which is fsynced, renamed into place, and the
+/// directory fsynced. If anything before the rename fails, the temp file
+/// is removed before the error is returned. (If only the final directory
+/// fsync fails, the complete file is in place but may not survive a power
+/// cut; the error says so and the file is left: it is a valid snapshot.)
+fn publish(
+    dir: &Path,
+    id: &str,
+    fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> Result<PathBuf> {
+    fs::create_dir_all(dir).map_err(Error::io("create snapshot directory", dir))?;
+    let tmp = temp_path(dir, id);
+    let path = dir.join(format!("{id}{SUFFIX}"));
+    let written = write_temp(&tmp, fill)
+        .and_then(|()| fs::rename(&tmp, &path).map_err(Error::io("rename into place", &tmp)));
+    if let Err(e) = written {
+        discard(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Creates `tmp`, fills it and fsyncs it; the file is closed on return,
+/// whatever the outcome.
+fn write_temp(tmp: &Path, fill: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>) -> Result<()> {
+    let file = File::create(tmp).map_err(Error::io("create", tmp))?;
+    let mut out = BufWriter::new(file);
+    fill(&mut out).map_err(Error::io("write", tmp))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io("flush", tmp)(e.into_error()))?;
+    file.sync_all().map_err(Error::io("fsync", tmp))
+}
+
+/// Removes the temp file of a failed write (best effort: the failure
+/// itself is what the caller reports; start-up removes any leftover).
+fn discard(tmp: &Path) {
+    match fs::remove_file(tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(
+            file = %tmp.display(),
+            error = %e,
+            "cannot remove the temp file of a failed snapshot; start-up will"
+        ),
+    }
 }
 
 /// Open a snapshot file and verify its header and length, without reading
@@ -260,9 +316,42 @@ pub fn load_newest(dir: &Path) -> Result<Option<(SnapshotInfo, Vec<u8>)>> {
     Ok(None)
 }
 
-/// Delete all but the newest `keep` snapshots; returns what was removed.
+/// The newest snapshot of exactly `log_position` whose payload verifies,
+/// if there is one: a writer about to snapshot that position can answer
+/// with it instead of writing a second file of the same state. Reads the
+/// candidate's whole payload (still far cheaper than encoding and writing
+/// a new one); a candidate that fails verification is logged and passed.
+pub fn find_at(dir: &Path, log_position: u64) -> Result<Option<SnapshotInfo>> {
+    for info in list(dir)?
+        .into_iter()
+        .filter(|s| s.log_position == log_position)
+    {
+        match load(&info.path) {
+            Ok((info, _)) => return Ok(Some(info)),
+            Err(e) => tracing::warn!(error = %e, "not reusing a damaged snapshot"),
+        }
+    }
+    Ok(None)
+}
+
+/// Keep the snapshots of the newest `keep` log positions and delete the
+/// rest; returns what was removed. Of several files of one position (one
+/// state), only the newest is kept: a duplicate never counts as a restore
+/// point, so it never pushes an older position out.
 pub fn prune(dir: &Path, keep: usize) -> Result<Vec<SnapshotInfo>> {
-    let removed: Vec<SnapshotInfo> = list(dir)?.into_iter().skip(keep).collect();
+    let mut positions = 0;
+    let mut previous = None;
+    let removed: Vec<SnapshotInfo> = list(dir)?
+        .into_iter()
+        .filter(|s| {
+            if previous == Some(s.log_position) {
+                return true;
+            }
+            previous = Some(s.log_position);
+            positions += 1;
+            positions > keep
+        })
+        .collect();
     for info in &removed {
         fs::remove_file(&info.path).map_err(Error::io("remove snapshot", &info.path))?;
     }
@@ -273,11 +362,16 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<SnapshotInfo>> {
 }
 
 /// The first WAL position the engine must keep, given `list(dir)`: records
-/// from the second-newest snapshot on, so that a newest snapshot found
-/// corrupt at start-up can be replaced by the one before it plus the log.
-/// With fewer than two snapshots, everything is kept (returns 1).
+/// from the second-newest snapshot position on, so that a newest snapshot
+/// found corrupt at start-up can be replaced by the one before it plus the
+/// log. With fewer than two positions, everything is kept (returns 1).
 pub fn wal_keep_from(snapshots: &[SnapshotInfo]) -> u64 {
-    snapshots.get(1).map_or(1, |s| s.log_position + 1)
+    let newest = snapshots.first().map(|s| s.log_position);
+    snapshots
+        .iter()
+        .map(|s| s.log_position)
+        .find(|&p| Some(p) != newest)
+        .map_or(1, |p| p + 1)
 }
 
 #[cfg(test)]
@@ -379,5 +473,93 @@ mod tests {
         let (info, _) = load_newest(d.path()).expect("load").expect("some");
         assert_eq!(info, good);
         assert!(!tmp.exists());
+    }
+
+    /// Every file in `dir`, by name, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = files(dir)
+            .expect("files")
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_write_that_fails_midway_removes_its_temp_file() {
+        let d = dir();
+        let kept = write(d.path(), 1, 0, 2, b"older").expect("write");
+        // A disk that fills up after part of the file was written.
+        let failed = publish(d.path(), "snap-00000000000000000002-0", |out| {
+            out.write_all(b"half a snapshot")?;
+            out.flush()?;
+            Err(io::Error::other("no space left on device (injected)"))
+        });
+        match failed {
+            Err(Error::Io { context, source }) => {
+                assert!(context.starts_with("write "), "{context}");
+                assert!(source.to_string().contains("injected"));
+            }
+            other => panic!("expected the injected IO error, got {other:?}"),
+        }
+        assert_eq!(names(d.path()), vec![format!("{}.snap", kept.id)]);
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_renamed_into_place_removes_its_temp_file() {
+        let d = dir();
+        // Something that is not a snapshot file sits at the final name.
+        let id = snapshot_id(3, 7);
+        fs::create_dir(d.path().join(format!("{id}.snap"))).expect("mkdir");
+        let e = write(d.path(), 3, 7, 2, b"image").expect_err("rename onto a directory fails");
+        assert!(e.to_string().contains("rename into place"), "{e}");
+        assert_eq!(names(d.path()), vec![format!("{id}.snap")]);
+    }
+
+    #[test]
+    fn temp_file_names_are_unique_even_for_one_id() {
+        let d = dir();
+        let (a, b) = (
+            temp_path(d.path(), "snap-1-1"),
+            temp_path(d.path(), "snap-1-1"),
+        );
+        assert_ne!(a, b);
+        for p in [a, b] {
+            assert!(p.to_str().unwrap().ends_with(TMP_SUFFIX), "{}", p.display());
+        }
+    }
+
+    #[test]
+    fn retention_counts_log_positions_not_files() {
+        let d = dir();
+        let oldest = write(d.path(), 10, 1, 2, b"a").expect("write");
+        let dup_old = write(d.path(), 20, 2, 2, b"b").expect("write");
+        let dup_new = write(d.path(), 20, 3, 2, b"b").expect("write");
+        let newest = write(d.path(), 30, 4, 2, b"c").expect("write");
+        // Three positions, four files: keeping three positions drops only
+        // the older file of position 20, never the restore point at 10.
+        let removed = prune(d.path(), 3).expect("prune");
+        assert_eq!(removed, vec![dup_old]);
+        assert_eq!(
+            list(d.path()).expect("list"),
+            vec![newest.clone(), dup_new.clone(), oldest]
+        );
+        // A duplicate of the newest position does not count as the
+        // second-newest restore point for the log either.
+        let again = write(d.path(), 30, 5, 2, b"c").expect("write");
+        let listed = list(d.path()).expect("list");
+        assert_eq!(listed[..2], [again, newest]);
+        assert_eq!(wal_keep_from(&listed), 21);
+    }
+
+    #[test]
+    fn find_at_returns_only_a_verified_snapshot_of_that_position() {
+        let d = dir();
+        let good = write(d.path(), 5, 1, 2, b"five").expect("write");
+        assert_eq!(find_at(d.path(), 5).expect("find"), Some(good.clone()));
+        assert_eq!(find_at(d.path(), 6).expect("find"), None);
+        flip(&good.path, HEADER_LEN + 1);
+        assert_eq!(find_at(d.path(), 5).expect("find"), None);
     }
 }

@@ -35,11 +35,18 @@
 //! the more records share one fsync, which is what keeps throughput up with
 //! fsync on.
 //!
-//! The queue is unbounded on purpose: `append` is called by the engine's
-//! single sequencer, which must never block, and every queued record belongs
-//! to a request that is waiting for it, so the queue is bounded upstream by
-//! the bounded mailboxes and the HTTP layer (a full mailbox is a 503 before
-//! anything reaches the log).
+//! This module does not bound the queue: `append` is called by the engine's
+//! single sequencer (the router actor), which must never block. The bound is
+//! upstream, in `Engine::submit`: every write takes one of
+//! `engine.max_inflight_writes` slots (a semaphore) *before* it is sent to
+//! the router, and holds it until its command has been applied and
+//! answered; with no slot free the write is refused with 503 (`Saturated`)
+//! and never reaches the log. Every record is appended on behalf of such a
+//! write, so at most `max_inflight_writes` records are queued — give or take
+//! those of requests dropped while waiting (a client that went away): their
+//! slot is freed at once, while their record is still written. (The router's
+//! and the cohorts' mailboxes are not what bounds it: the engine sends to
+//! them with `do_send`, which never refuses.) Start-up replay does not append.
 //!
 //! # IO errors (disk full and friends)
 //!
