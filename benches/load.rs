@@ -151,16 +151,16 @@ fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Child {
         std::env::var_os("COHORTD_BENCH_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_cohortd").into()),
     )
-        .args(["serve", "--config"])
-        .arg(dir.join("bench-config.toml"))
-        .env("COHORTD_LISTEN", addr.to_string())
-        .env("COHORTD_DATA_DIR", dir.join("data"))
-        .env("COHORTD_ADMIN_TOKEN", ADMIN)
-        .env("COHORTD_PARTNER_KEY_SEGMENT", PARTNER_KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start cohortd")
+    .args(["serve", "--config"])
+    .arg(dir.join("bench-config.toml"))
+    .env("COHORTD_LISTEN", addr.to_string())
+    .env("COHORTD_DATA_DIR", dir.join("data"))
+    .env("COHORTD_ADMIN_TOKEN", ADMIN)
+    .env("COHORTD_PARTNER_KEY_SEGMENT", PARTNER_KEY)
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("start cohortd")
 }
 
 fn start_server(fsync: &str) -> Server {

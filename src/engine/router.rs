@@ -350,9 +350,11 @@ impl Router {
             .find(|s| s.id == id)
             .ok_or(Error::NotFound("snapshot"))?;
         let (_, bytes) = persist::snapshot::load(&info.path).map_err(|e| {
+            // The cause names files: it goes to the log, not the body.
+            tracing::error!(snapshot = %id, error = %e, "snapshot cannot be restored");
             Error::bad_request(
                 "corrupt_snapshot",
-                format!("snapshot {id} cannot be restored: {e}"),
+                format!("snapshot {id} is damaged and cannot be restored"),
             )
         })?;
         let image = decode_image(id, info.format_version, &bytes)?;
@@ -567,9 +569,10 @@ impl Router {
 
 fn decode_image(id: &str, format: u32, bytes: &[u8]) -> Result<Image> {
     schema::decode_image(format, bytes).map_err(|e| {
+        tracing::error!(snapshot = %id, format, error = %e, "snapshot image cannot be decoded");
         Error::bad_request(
             "corrupt_snapshot",
-            format!("snapshot {id} cannot be decoded: {e}"),
+            format!("snapshot {id} cannot be decoded (format version {format})"),
         )
     })
 }
