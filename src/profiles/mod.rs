@@ -137,7 +137,10 @@ impl ProfileImageBuilder {
             ));
         }
         self.table.put(uid, p)?;
-        self.live.push(uid);
+        // `insert`, not `push`: roaring 0.10's `push` finds the maximum of a
+        // dense container by scanning it, which made loading a snapshot
+        // quadratic per container (callgrind: 45 % of decoding).
+        self.live.insert(uid);
         Ok(())
     }
 
