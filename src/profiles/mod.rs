@@ -28,6 +28,7 @@ use roaring::RoaringBitmap;
 use crate::model::{Alias, Identifier, Millis, Uid};
 
 type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
+type Set<T> = hashbrown::HashSet<T, RandomState>;
 
 /// A change to one custom attribute, as `/users/track` asks for it.
 #[derive(Clone, Debug, PartialEq)]
@@ -317,17 +318,14 @@ impl ProfileStore {
                 attrs.insert(name.into(), AttrValue::Num(base + by));
             }
             AttrUpdate::ArrayEdit { add, remove } => {
-                let mut items = match attrs.remove(name) {
+                let items = match attrs.remove(name) {
                     Some(AttrValue::Array(items)) => items,
                     _ => Vec::new(),
                 };
-                for a in add {
-                    if !items.contains(&a) {
-                        items.push(a);
-                    }
-                }
-                items.retain(|i| !remove.contains(i));
-                attrs.insert(name.into(), AttrValue::Array(items));
+                attrs.insert(
+                    name.into(),
+                    AttrValue::Array(edit_array(items, &add, &remove)),
+                );
             }
         }
     }
@@ -478,6 +476,27 @@ impl ProfileStore {
         }
         true
     }
+}
+
+/// An array attribute edit, in linear time: `add` appends each item the
+/// array does not hold yet (in `add`'s order, once), then every item in
+/// `remove` goes. Items already in the array keep their places (and any
+/// duplicates a whole-array set gave them).
+pub fn edit_array(
+    mut items: Vec<CompactString>,
+    add: &[CompactString],
+    remove: &[CompactString],
+) -> Vec<CompactString> {
+    let fresh: Vec<&CompactString> = {
+        let mut seen: Set<&str> = items.iter().map(CompactString::as_str).collect();
+        add.iter().filter(|a| seen.insert(a.as_str())).collect()
+    };
+    items.extend(fresh.into_iter().cloned());
+    if !remove.is_empty() {
+        let gone: Set<&str> = remove.iter().map(CompactString::as_str).collect();
+        items.retain(|i| !gone.contains(i.as_str()));
+    }
+    items
 }
 
 #[cfg(test)]
@@ -657,6 +676,56 @@ mod tests {
             AttrValue::Array(vec!["b".into(), "c".into()])
         );
         assert!(!p.attributes().contains_key("gone"));
+    }
+
+    /// The edit as it was written before it was made linear: the order
+    /// semantics every caller relies on.
+    fn edit_array_reference(
+        mut items: Vec<CompactString>,
+        add: &[CompactString],
+        remove: &[CompactString],
+    ) -> Vec<CompactString> {
+        for a in add {
+            if !items.contains(a) {
+                items.push(a.clone());
+            }
+        }
+        items.retain(|i| !remove.contains(i));
+        items
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn edit_array_keeps_the_quadratic_versions_order(
+            items in proptest::collection::vec("[a-e]", 0..12),
+            add in proptest::collection::vec("[a-g]", 0..12),
+            remove in proptest::collection::vec("[a-g]", 0..6),
+        ) {
+            let cs = |v: Vec<String>| -> Vec<CompactString> {
+                v.into_iter().map(CompactString::from).collect()
+            };
+            let (items, add, remove) = (cs(items), cs(add), cs(remove));
+            proptest::prop_assert_eq!(
+                edit_array(items.clone(), &add, &remove),
+                edit_array_reference(items, &add, &remove)
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_array_edit_is_correct_and_ordered() {
+        let items: Vec<CompactString> = (0..50_000).map(|i| format!("i{i}").into()).collect();
+        let add: Vec<CompactString> = (25_000..75_000).map(|i| format!("i{i}").into()).collect();
+        let remove: Vec<CompactString> = (0..50_000)
+            .filter(|i| i % 2 == 0)
+            .map(|i| format!("i{i}").into())
+            .collect();
+        let out = edit_array(items, &add, &remove);
+        let expected: Vec<CompactString> = (0..75_000)
+            .filter(|i| *i >= 50_000 || i % 2 == 1)
+            .map(|i| format!("i{i}").into())
+            .collect();
+        assert_eq!(out, expected);
     }
 
     #[test]
