@@ -54,6 +54,13 @@ impl CohortSummary {
     }
 }
 
+/// A page of `GET /cohorts` and where the next one starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CohortPage {
+    pub cohorts: Vec<CohortSummary>,
+    pub next_cursor: Option<String>,
+}
+
 /// A segment preview: how many profiles match, and the first few.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Preview {
@@ -149,12 +156,37 @@ impl Workspace {
         self.cohorts.contains_key(key)
     }
 
-    /// Every cohort, ordered by (partner, cohort_id).
-    pub fn cohort_summaries(&self) -> Vec<CohortSummary> {
-        self.cohorts_sorted()
+    /// A page of the cohorts, ordered by (partner, cohort_id): the first
+    /// `limit` after the cursor position `after`. Costs O(cohorts) for the
+    /// scan plus O(limit log limit) for the order, never a sort of all.
+    pub fn cohort_summaries(&self, after: Option<&CohortKey>, limit: usize) -> CohortPage {
+        let mut keys: Vec<CohortKey> = self
+            .cohorts
             .iter()
-            .map(|c| CohortSummary::of(c))
-            .collect()
+            .map(|e| e.key().clone())
+            .filter(|k| after.is_none_or(|a| k > a))
+            .collect();
+        let more = keys.len() > limit;
+        if more {
+            // The `limit` smallest, in O(cohorts); only they are sorted.
+            keys.select_nth_unstable(limit);
+            keys.truncate(limit);
+        }
+        keys.sort_unstable();
+        let cohorts: Vec<CohortSummary> = keys
+            .iter()
+            .filter_map(|k| self.cohort(k))
+            .map(|c| CohortSummary::of(&c))
+            .collect();
+        let next_cursor = if more {
+            keys.last().map(query::cohort_cursor)
+        } else {
+            None
+        };
+        CohortPage {
+            cohorts,
+            next_cursor,
+        }
     }
 
     pub fn cohort_summary(&self, key: &CohortKey) -> Result<CohortSummary> {
