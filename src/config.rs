@@ -31,6 +31,10 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     pub wal: WalConfig,
     pub metrics: MetricsConfig,
+    /// Optional in a config file (one written before this section
+    /// existed): a missing section takes the shipped values.
+    #[serde(default = "shipped_limits")]
+    pub limits: LimitsConfig,
     pub partners: BTreeMap<String, PartnerConfig>,
 }
 
@@ -77,6 +81,34 @@ pub struct WalConfig {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     pub require_admin_token: bool,
+}
+
+/// `[limits]`: what one request, profile and workspace may hold. Each is
+/// enforced by the module that owns the rule (docs/decisions.md, "Limits").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub array_items: usize,
+    pub attributes_per_profile: usize,
+    pub string_bytes: usize,
+    pub filter_leaves: usize,
+    pub filter_regex_leaves: usize,
+    pub filter_regex_bytes: usize,
+    pub partner_change_objects: usize,
+    pub cohorts_per_workspace: usize,
+    pub segments_per_workspace: usize,
+}
+
+impl Default for LimitsConfig {
+    /// The shipped values.
+    fn default() -> Self {
+        Config::default().limits
+    }
+}
+
+// The shipped file has the section, so parsing it never calls this.
+fn shipped_limits() -> LimitsConfig {
+    LimitsConfig::default()
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -157,6 +189,22 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
         }
+        let l = &self.limits;
+        for (key, value) in [
+            ("array_items", l.array_items),
+            ("attributes_per_profile", l.attributes_per_profile),
+            ("string_bytes", l.string_bytes),
+            ("filter_leaves", l.filter_leaves),
+            ("filter_regex_leaves", l.filter_regex_leaves),
+            ("filter_regex_bytes", l.filter_regex_bytes),
+            ("partner_change_objects", l.partner_change_objects),
+            ("cohorts_per_workspace", l.cohorts_per_workspace),
+            ("segments_per_workspace", l.segments_per_workspace),
+        ] {
+            if value == 0 {
+                return Err(format!("limits.{key} must be at least 1"));
+            }
+        }
         Ok(self)
     }
 }
@@ -173,6 +221,9 @@ mod tests {
         assert_eq!(c.snapshot.retain, 5);
         assert_eq!(c.wal.fsync, Fsync::Always);
         assert_eq!(c.rate_limit.requests, 250_000);
+        assert_eq!(c.limits.array_items, 1000);
+        assert_eq!(c.limits.string_bytes, 4096);
+        assert_eq!(c.limits.partner_change_objects, 10_000);
         for p in [
             "hightouch",
             "segment",
@@ -188,6 +239,22 @@ mod tests {
             Config::load(Path::new("definitely/not/here.toml")).unwrap(),
             c
         );
+    }
+
+    #[test]
+    fn limits_may_be_left_out_but_not_given_in_part() {
+        let without = SHIPPED.split("\n[limits]").next().unwrap().to_string()
+            + "\n[metrics]\nrequire_admin_token = false\n[partners.segment]\n";
+        let c = Config::parse(&without).unwrap();
+        assert_eq!(c.limits, Config::default().limits);
+        let partial = without + "[limits]\narray_items = 7\n";
+        assert!(Config::parse(&partial)
+            .unwrap_err()
+            .contains("attributes_per_profile"));
+        let zero = SHIPPED.replace("array_items = 1000", "array_items = 0");
+        assert!(Config::parse(&zero)
+            .unwrap_err()
+            .contains("limits.array_items"));
     }
 
     #[test]

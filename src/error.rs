@@ -41,6 +41,10 @@ pub enum Error {
     NotFound(&'static str),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// Over one of the `[limits]` (a 400; on partner endpoints the text is
+    /// the `message`).
+    #[error("{0}")]
+    LimitExceeded(crate::limits::Exceeded),
     #[error("rate limit exceeded")]
     RateLimited,
     #[error("the engine is saturated; retry later (nothing was applied)")]
@@ -52,6 +56,12 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::limits::Exceeded> for Error {
+    fn from(e: crate::limits::Exceeded) -> Error {
+        Error::LimitExceeded(e)
+    }
+}
 
 /// Why the server did not start. Each cause keeps its own shape to the
 /// end, so `main` can print it whole and tests can match on it; none is
@@ -120,6 +130,7 @@ impl Error {
             Error::InvalidCreatedAt => "invalid_created_at",
             Error::UnknownPartner(_) => "unknown_partner",
             Error::BadRequest { code, .. } => code,
+            Error::LimitExceeded(_) => "limit_exceeded",
             Error::Unauthorized => "unauthorized",
             Error::NotFound(_) => "not_found",
             Error::PayloadTooLarge(_) => "payload_too_large",
@@ -158,7 +169,8 @@ impl ResponseError for Error {
             | Error::TooManyIdentifiers
             | Error::InvalidName
             | Error::InvalidCreatedAt
-            | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            | Error::BadRequest { .. }
+            | Error::LimitExceeded(_) => StatusCode::BAD_REQUEST,
             Error::UnknownPartner(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -25,13 +25,15 @@
 //!   derives (docs/format.md), and `persist::codec` is the only place that
 //!   names bincode; `model` is the
 //!   shared vocabulary; `config`, `secrets`, `keys`, `metrics`, `time` are
-//!   what their names say.
+//!   what their names say; `limits` names the `[limits]` a request can run
+//!   into (each is checked by the module that owns what it bounds).
 pub mod app;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod persist;
