@@ -231,6 +231,16 @@ impl Engine {
         &self.inner.config
     }
 
+    /// The filter limits of `[limits]`, for `segment::parse_limited`.
+    pub fn filter_limits(&self) -> crate::segment::FilterLimits {
+        let l = &self.inner.config.limits;
+        crate::segment::FilterLimits {
+            leaves: l.filter_leaves,
+            regex_leaves: l.filter_regex_leaves,
+            regex_bytes: l.filter_regex_bytes,
+        }
+    }
+
     /// The current state (a restore swaps it whole).
     fn state(&self) -> Arc<State> {
         self.inner.state.read().clone()

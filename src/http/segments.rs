@@ -3,9 +3,9 @@
 //! cohorts and segments.
 //!
 //! Every query is one `Workspace` read (`engine::read`), which sees every
-//! acknowledged write; filter semantics live in `crate::segment`. What
-//! stays here is the wire: the bodies, their error texts, and the
-//! membership check's borrowed parse and hand-built answer.
+//! acknowledged write; filter semantics and the filter limits live in
+//! `crate::segment`. What stays here is the wire: the bodies, their error
+//! texts, and the membership check's borrowed parse and hand-built answer.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::engine::state::{Segment, Workspace};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Alias, Identifier};
-use crate::segment::{self, Filter};
+use crate::segment::{self, Filter, ParseError};
 
 /// Users per batch membership check.
 pub const MAX_CHECK_USERS: usize = 1000;
@@ -130,20 +130,27 @@ async fn body(engine: &Engine, payload: web::Payload) -> Result<web::BytesMut> {
     super::read_body(payload, engine.config().max_body_bytes).await
 }
 
-/// Validates a filter against this workspace's cohorts.
-fn parse_filter(ws: &Workspace, v: &Value) -> Result<Filter> {
-    segment::parse(v, &|key| ws.has_cohort(key))
-        .map_err(|e| Error::bad_request("invalid_filter", format!("invalid filter: {e}")))
+/// Validates a filter against this workspace's cohorts and the filter
+/// limits of `[limits]`.
+fn parse_filter(engine: &Engine, ws: &Workspace, v: &Value) -> Result<Filter> {
+    segment::parse_limited(v, &|key| ws.has_cohort(key), &engine.filter_limits()).map_err(|e| {
+        match e {
+            ParseError::Limit(e) => e.into(),
+            ParseError::Invalid(e) => {
+                Error::bad_request("invalid_filter", format!("invalid filter: {e}"))
+            }
+        }
+    })
 }
 
-fn parse_segment(ws: &Workspace, body: SegmentBody) -> Result<(String, Filter)> {
+fn parse_segment(engine: &Engine, ws: &Workspace, body: SegmentBody) -> Result<(String, Filter)> {
     if body.name.trim().is_empty() {
         return Err(Error::bad_request(
             "invalid_name",
             "name must be a non-empty string",
         ));
     }
-    Ok((body.name, parse_filter(ws, &body.filter)?))
+    Ok((body.name, parse_filter(engine, ws, &body.filter)?))
 }
 
 fn segment_json(s: &Segment) -> Value {
@@ -161,7 +168,7 @@ pub async fn create(
     auth: WorkspaceAuth,
     body: web::Json<SegmentBody>,
 ) -> Result<HttpResponse> {
-    let (name, filter) = parse_segment(&auth.0, body.into_inner())?;
+    let (name, filter) = parse_segment(&engine, &auth.0, body.into_inner())?;
     let id = engine.put_segment(&auth.0, None, name, filter).await?;
     Ok(created(json!({ "segment_id": Segment::format_id(id) })))
 }
@@ -187,7 +194,7 @@ pub async fn replace(
     body: web::Json<SegmentBody>,
 ) -> Result<HttpResponse> {
     let existing = find(&auth.0, &id)?;
-    let (name, filter) = parse_segment(&auth.0, body.into_inner())?;
+    let (name, filter) = parse_segment(&engine, &auth.0, body.into_inner())?;
     // Answer with what this request wrote, not a re-read that a concurrent
     // DELETE could turn into a 404 after the write was applied.
     let saved = Segment {
@@ -282,7 +289,11 @@ pub async fn membership(
         .body(out))
 }
 
-pub async fn preview(auth: WorkspaceAuth, body: web::Json<PreviewBody>) -> Result<HttpResponse> {
+pub async fn preview(
+    engine: web::Data<Engine>,
+    auth: WorkspaceAuth,
+    body: web::Json<PreviewBody>,
+) -> Result<HttpResponse> {
     let body = body.into_inner();
     let n = match body.sample_size {
         None => PREVIEW_SAMPLE,
@@ -294,7 +305,7 @@ pub async fn preview(auth: WorkspaceAuth, body: web::Json<PreviewBody>) -> Resul
             ))
         }
     };
-    let filter = parse_filter(&auth.0, &body.filter)?;
+    let filter = parse_filter(&engine, &auth.0, &body.filter)?;
     let preview = auth.0.preview(&filter, n);
     Ok(HttpResponse::Ok().json(json!({
         "count": preview.count,

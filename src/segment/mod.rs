@@ -71,6 +71,11 @@
 //! * `exists` / `does_not_exist` with a `"value"` key (even `null`) is an error.
 //! * An unknown cohort is an error at parse time (decided by the caller's
 //!   `cohort_exists`), never silently an empty set.
+//! * A filter from a request is parsed with [`parse_limited`], held to the
+//!   `[limits]` `filter_leaves`, `filter_regex_leaves` (counted on the JSON
+//!   before anything compiles) and `filter_regex_bytes` (the regexes'
+//!   compiled sizes, summed as they compile). [`parse`] is the unlimited
+//!   rule, for filters already accepted once (loaded from disk).
 //!
 //! # Evaluation
 //!
@@ -94,7 +99,7 @@ use compact_str::CompactString;
 use crate::model::{CohortKey, Millis};
 
 pub use eval::{contains, contains_many, count, evaluate, CohortSets};
-pub use parse::{parse, FilterError, MAX_DEPTH};
+pub use parse::{parse, parse_limited, FilterError, FilterLimits, ParseError, MAX_DEPTH};
 pub use pattern::Pattern;
 
 /// A parsed, validated segment filter. Build one with [`parse`]; render it
