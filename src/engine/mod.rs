@@ -21,6 +21,12 @@
 //! locks themselves and answer with plain values. `Workspace`'s fields are
 //! private to this module.
 //!
+//! Limits (`[limits]`): what a request alone can be judged by is checked
+//! in the write methods below before a command is built (through the
+//! module that owns the rule); what depends on the state is checked by the
+//! router as the command applies.
+//!
+//!
 //! Writes are admitted through a bounded number of in-flight slots: when
 //! all are taken the engine is saturated and the write is refused with 503
 //! before anything is applied. (An actix `send` to a full mailbox would
@@ -52,7 +58,7 @@ use crate::model::{Change, CohortKey, Identifier, Millis, WorkspaceId};
 use crate::persist::snapshot::{self, SnapshotInfo};
 use crate::persist::wal::Wal;
 use crate::profiles::commands::{
-    AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
+    self, AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
 };
 use crate::secrets::Secrets;
 use crate::segment::Filter;
@@ -130,15 +136,23 @@ impl Engine {
         let (image_tx, image_rx) = oneshot::channel();
         let router = {
             let (cell, wal) = (cell.clone(), recovered.wal.clone());
-            let (history_len, dir, position) = (
+            let (history_len, dir, position, limits) = (
                 config.engine.import_history_len,
                 config.data_dir.clone(),
                 recovered.snapshot_position,
+                config.limits.clone(),
             );
             let image = recovered.image;
             Router::start_in_arbiter(&router_arbiter.handle(), move |_| {
-                let mut router =
-                    Router::new(cell.clone(), handles, history_len, wal, dir, position);
+                let mut router = Router::new(
+                    cell.clone(),
+                    handles,
+                    history_len,
+                    wal,
+                    dir,
+                    position,
+                    limits,
+                );
                 *cell.write() = router.install(image);
                 let _ = image_tx.send(());
                 router
@@ -381,11 +395,13 @@ impl Engine {
 
     /// `/users/track`: attributes, events and purchases.
     pub async fn track(&self, ws: &Workspace, track: Track) -> Result<TrackReport> {
+        commands::check_track(&track, &self.inner.config.limits)?;
         self.submit_as(Command::Track { ws: ws.id, track }).await
     }
 
     /// `/users/identify`: aliases and devices to identify (may merge).
     pub async fn identify(&self, ws: &Workspace, identify: Identify) -> Result<IdentifyReport> {
+        commands::check_identify(&identify, &self.inner.config.limits)?;
         self.submit_as(Command::Identify {
             ws: ws.id,
             identify,
@@ -395,6 +411,7 @@ impl Engine {
 
     /// `/users/alias/new`.
     pub async fn new_aliases(&self, ws: &Workspace, aliases: NewAliases) -> Result<AliasReport> {
+        commands::check_new_aliases(&aliases, &self.inner.config.limits)?;
         self.submit_as(Command::NewAliases { ws: ws.id, aliases })
             .await
     }

@@ -48,6 +48,7 @@ use super::cohort::{
 };
 use super::sequencer::{self, Admission, Sequencer, Settled};
 use super::state::{CohortEntry, Image, ImportKey, Segment, State, StateCell, Workspace};
+use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::keys::KeyHash;
 use crate::model::{Change, CohortKey, Identifier, Millis, Uid, WorkspaceId};
@@ -186,6 +187,9 @@ pub struct Router {
     snapshot_dir: PathBuf,
     /// The ordering rules; this actor is the shell that feeds them.
     seq: Sequencer<Waiting, LogError>,
+    /// The state-dependent limits, checked as commands apply (in log order,
+    /// so concurrent requests cannot race past them).
+    limits: LimitsConfig,
 }
 
 impl Router {
@@ -196,6 +200,7 @@ impl Router {
         wal: Arc<Wal>,
         snapshot_dir: PathBuf,
         last_applied: u64,
+        limits: LimitsConfig,
     ) -> Self {
         assert!(
             !arbiters.is_empty(),
@@ -209,6 +214,7 @@ impl Router {
             wal,
             snapshot_dir,
             seq: Sequencer::new(last_applied),
+            limits,
         }
     }
 
@@ -396,12 +402,13 @@ impl Router {
             }
             Command::Track { ws, track } => {
                 let ws = self.workspace(ws)?;
-                let report = commands::apply_track(&mut ws.profiles.write(), &track);
+                let report = commands::apply_track(&mut ws.profiles.write(), &track, &self.limits);
                 Ok(done(Outcome::Tracked(report)))
             }
             Command::Identify { ws, identify } => {
                 let ws = self.workspace(ws)?;
-                let report = commands::apply_identify(&mut ws.profiles.write(), &identify);
+                let report =
+                    commands::apply_identify(&mut ws.profiles.write(), &identify, &self.limits);
                 let moved = tell_cohorts(&ws, report.merges.clone(), Vec::new());
                 let outcome = Outcome::Identified(report);
                 Ok(moved.map(move |r| r.map(|_| outcome)).boxed())
