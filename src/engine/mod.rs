@@ -26,7 +26,6 @@
 //! module that owns the rule); what depends on the state is checked by the
 //! router as the command applies.
 //!
-//!
 //! Writes are admitted through a bounded number of in-flight slots: when
 //! all are taken the engine is saturated and the write is refused with 503
 //! before anything is applied. (An actix `send` to a full mailbox would
@@ -53,6 +52,7 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::config::Config;
 use crate::error::{Error, Result, StartError};
 use crate::keys::{self, KeyHash};
+use crate::limits::{Exceeded, Limit};
 use crate::metrics::Metrics;
 use crate::model::{Change, CohortKey, Identifier, Millis, WorkspaceId};
 use crate::persist::snapshot::{self, SnapshotInfo};
@@ -245,6 +245,17 @@ impl Engine {
         &self.inner.config
     }
 
+    /// `limits.string_bytes` for a string the engine stores outside
+    /// profiles (cohort ids and names, segment names).
+    fn check_string(&self, s: &str, what: &str) -> Result<(), Exceeded> {
+        Exceeded::check(
+            Limit::StringBytes,
+            self.inner.config.limits.string_bytes,
+            s.len(),
+            || what.to_string(),
+        )
+    }
+
     /// The filter limits of `[limits]`, for `segment::parse_limited`.
     pub fn filter_limits(&self) -> crate::segment::FilterLimits {
         let l = &self.inner.config.limits;
@@ -359,6 +370,8 @@ impl Engine {
         name: String,
         created_at: Millis,
     ) -> Result<()> {
+        self.check_string(&key.cohort_id, "cohort_id")?;
+        self.check_string(&name, "name")?;
         self.submit_as(Command::NameCohort {
             ws: ws.id,
             key,
@@ -377,6 +390,7 @@ impl Engine {
         key: CohortKey,
         changes: Vec<Change>,
     ) -> Result<DeltaOutcome> {
+        self.check_string(&key.cohort_id, "cohort_id")?;
         let given = changes.iter().map(Change::id_count).sum::<usize>();
         let d: DeltaOutcome = self
             .submit_as(Command::ApplyDelta {
@@ -430,6 +444,7 @@ impl Engine {
         name: String,
         filter: Filter,
     ) -> Result<u64> {
+        self.check_string(&name, "name")?;
         self.submit_as(Command::PutSegment {
             ws: ws.id,
             id,

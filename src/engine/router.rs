@@ -277,11 +277,13 @@ impl Router {
             .ok_or(Error::NotFound("workspace"))
     }
 
-    /// The cohort, created (named after its id) if it does not exist yet.
-    fn cohort(&mut self, ws: &Workspace, key: &CohortKey, at: Millis) -> CohortEntry {
+    /// The cohort, created (named after its id) if it does not exist yet
+    /// and the workspace has room for it (`cohorts_per_workspace`).
+    fn cohort(&mut self, ws: &Workspace, key: &CohortKey, at: Millis) -> Result<CohortEntry> {
         if let Some(e) = ws.cohorts.get(key) {
-            return e.clone();
+            return Ok(e.clone());
         }
+        ws.check_new_cohort(key, self.limits.cohorts_per_workspace)?;
         let entry = self.spawn_cohort(CohortImage {
             key: key.clone(),
             meta: CohortMeta {
@@ -294,7 +296,7 @@ impl Router {
             history: Vec::new(),
         });
         ws.cohorts.insert(key.clone(), entry.clone());
-        entry
+        Ok(entry)
     }
 
     /// The cut for a snapshot, taken between two commands.
@@ -386,7 +388,7 @@ impl Router {
                 at,
             } => {
                 let ws = self.workspace(ws)?;
-                self.cohort(&ws, &key, at)
+                self.cohort(&ws, &key, at)?
                     .cell
                     .rename(&name, created_at, at);
                 Ok(done(Outcome::Done))
@@ -436,7 +438,10 @@ impl Router {
                 let id = match id {
                     Some(id) if segments.contains_key(&id) => id,
                     Some(_) => return Err(Error::NotFound("segment")),
-                    None => ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1,
+                    None => {
+                        ws.check_new_segment(segments.len(), self.limits.segments_per_workspace)?;
+                        ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1
+                    }
                 };
                 segments.insert(id, Arc::new(Segment { id, name, filter }));
                 Ok(done(Outcome::Segment(id)))
@@ -503,7 +508,10 @@ impl Router {
             }
         }
         let unmatched = count_distinct(unmatched);
-        let entry = self.cohort(ws, key, at);
+        let entry = match self.cohort(ws, key, at) {
+            Ok(entry) => entry,
+            Err(e) => return future::ready(Err(e)).boxed(),
+        };
         let (reply, rx) = oneshot::channel();
         entry.addr.do_send(ApplyChanges {
             ops,
