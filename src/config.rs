@@ -31,10 +31,12 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     pub wal: WalConfig,
     pub metrics: MetricsConfig,
-    /// Optional in a config file (one written before this section
+    /// Optional in a config file (one written before these sections
     /// existed): a missing section takes the shipped values.
     #[serde(default = "shipped_limits")]
     pub limits: LimitsConfig,
+    #[serde(default = "shipped_reads")]
+    pub reads: ReadsConfig,
     pub partners: BTreeMap<String, PartnerConfig>,
 }
 
@@ -99,6 +101,15 @@ pub struct LimitsConfig {
     pub segments_per_workspace: usize,
 }
 
+/// `[reads]`: the pool that CPU-heavy reads (filter evaluation) run on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadsConfig {
+    pub threads: usize,
+    pub queue_wait_millis: u64,
+    pub budget_millis: u64,
+}
+
 impl Default for LimitsConfig {
     /// The shipped values.
     fn default() -> Self {
@@ -106,9 +117,30 @@ impl Default for LimitsConfig {
     }
 }
 
-// The shipped file has the section, so parsing it never calls this.
+impl Default for ReadsConfig {
+    /// The shipped values.
+    fn default() -> Self {
+        Config::default().reads
+    }
+}
+
+// The shipped file has both sections, so parsing it never calls these.
 fn shipped_limits() -> LimitsConfig {
     LimitsConfig::default()
+}
+
+fn shipped_reads() -> ReadsConfig {
+    ReadsConfig::default()
+}
+
+impl ReadsConfig {
+    /// Threads of the read pool: `threads`, or one per core when 0.
+    pub fn pool_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -205,6 +237,9 @@ impl Config {
                 return Err(format!("limits.{key} must be at least 1"));
             }
         }
+        if self.reads.budget_millis == 0 {
+            return Err("reads.budget_millis must be at least 1".into());
+        }
         Ok(self)
     }
 }
@@ -224,6 +259,7 @@ mod tests {
         assert_eq!(c.limits.array_items, 1000);
         assert_eq!(c.limits.string_bytes, 4096);
         assert_eq!(c.limits.partner_change_objects, 10_000);
+        assert_eq!(c.reads.budget_millis, 5000);
         for p in [
             "hightouch",
             "segment",
@@ -242,11 +278,12 @@ mod tests {
     }
 
     #[test]
-    fn limits_may_be_left_out_but_not_given_in_part() {
+    fn limits_and_reads_may_be_left_out_but_not_given_in_part() {
         let without = SHIPPED.split("\n[limits]").next().unwrap().to_string()
             + "\n[metrics]\nrequire_admin_token = false\n[partners.segment]\n";
         let c = Config::parse(&without).unwrap();
         assert_eq!(c.limits, Config::default().limits);
+        assert_eq!(c.reads, Config::default().reads);
         let partial = without + "[limits]\narray_items = 7\n";
         assert!(Config::parse(&partial)
             .unwrap_err()

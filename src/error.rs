@@ -51,6 +51,12 @@ pub enum Error {
     Saturated,
     #[error("{0}")]
     Unavailable(String),
+    /// Every thread of the read pool stayed busy for `reads.queue_wait_millis`.
+    #[error("every read thread is busy (reads.threads); nothing was evaluated, retry shortly")]
+    ReadPoolBusy,
+    /// A read ran past `reads.budget_millis` and was stopped.
+    #[error("the read was stopped at its time budget of {0} ms (reads.budget_millis in config.toml); narrow the filter, or retry when the server is less busy")]
+    ReadBudgetExceeded(u64),
     #[error("internal error")]
     Internal(String),
 }
@@ -137,6 +143,8 @@ impl Error {
             Error::RateLimited => "rate_limited",
             Error::Saturated => "saturated",
             Error::Unavailable(_) => "unavailable",
+            Error::ReadPoolBusy => "read_pool_busy",
+            Error::ReadBudgetExceeded(_) => "read_budget_exceeded",
             Error::Internal(_) => "internal",
         }
     }
@@ -174,7 +182,10 @@ impl ResponseError for Error {
             Error::UnknownPartner(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Error::Saturated | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Saturated
+            | Error::Unavailable(_)
+            | Error::ReadPoolBusy
+            | Error::ReadBudgetExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -11,7 +11,9 @@
 //!   the single sequencer of mutations, which resolves identifiers with the
 //!   `profiles` store and dispatches resolved ids to one `cohort::Cohort`
 //!   actor per partner cohort. Reads are `engine::read` methods over the
-//!   shared `engine::state`, with no actor hop.
+//!   shared `engine::state`, with no actor hop; those that evaluate
+//!   filters run on `engine::readpool`, a bounded pool with a time budget
+//!   per read, so the HTTP workers (and the probes) never wait for them.
 //! - Durability: the router appends every command to the write-ahead log
 //!   (`persist::wal`, group commit) and applies it only once it is durable,
 //!   in log order. `engine::snapshotter` takes consistent cuts through the

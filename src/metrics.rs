@@ -38,6 +38,7 @@ pub struct Metrics {
     pub cohorts: Gauge,
     pub memberships: Gauge,
     pub inflight_writes: Gauge,
+    pub read_pool_busy: Gauge,
     pub ready: Gauge,
     pub wal_records: Gauge,
     pub wal_fsyncs: Gauge,
@@ -69,6 +70,7 @@ impl Metrics {
             cohorts: Gauge::default(),
             memberships: Gauge::default(),
             inflight_writes: Gauge::default(),
+            read_pool_busy: Gauge::default(),
             ready: Gauge::default(),
             wal_records: Gauge::default(),
             wal_fsyncs: Gauge::default(),
@@ -87,7 +89,7 @@ impl Metrics {
         );
         registry.register(
             "rejected_requests",
-            "Requests refused before doing work (saturated, rate_limited, too_large)",
+            "Requests refused before doing work (saturated, rate_limited, too_large, read_pool_busy), or stopped (read_budget_exceeded)",
             rejected,
         );
         registry.register(
@@ -112,6 +114,11 @@ impl Metrics {
             "inflight_writes",
             "Writes admitted and not yet answered (the router and cohort mailboxes' depth)",
             m.inflight_writes.clone(),
+        );
+        registry.register(
+            "read_pool_busy",
+            "Reads evaluating filters on the read pool now (at most reads.threads)",
+            m.read_pool_busy.clone(),
         );
         registry.register("ready", "1 once recovery has finished", m.ready.clone());
         registry.register(

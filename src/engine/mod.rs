@@ -18,8 +18,9 @@
 //!
 //! Reads go through `read` (methods on `Workspace`, plus the listings that
 //! need the whole state or the secrets on `Engine`); they take the short
-//! locks themselves and answer with plain values. `Workspace`'s fields are
-//! private to this module.
+//! locks themselves and answer with plain values. The reads that evaluate
+//! filters are `Engine` methods that run on `readpool` with a time budget.
+//! `Workspace`'s fields are private to this module.
 //!
 //! Limits (`[limits]`): what a request alone can be judged by is checked
 //! in the write methods below before a command is built (through the
@@ -36,6 +37,7 @@ pub mod cohort;
 pub mod query;
 pub mod ratelimit;
 pub mod read;
+pub mod readpool;
 mod recovery;
 mod router;
 pub mod sequencer;
@@ -65,6 +67,7 @@ use crate::segment::Filter;
 use crate::time::now_millis;
 use cohort::DeltaOutcome;
 use ratelimit::{RateLimiter, RateStatus};
+use readpool::ReadPool;
 /// The mutation vocabulary, for `persist::schema` to log and replay; the
 /// rest of the crate uses the typed methods of [`Engine`].
 pub(crate) use router::Command;
@@ -86,6 +89,8 @@ struct Inner {
     core: OnceLock<Core>,
     slots: Arc<Semaphore>,
     rate: RateLimiter,
+    /// Where filter evaluation runs (`read`), off the HTTP workers.
+    reads: ReadPool,
     ready: AtomicBool,
     metrics: Metrics,
 }
@@ -110,6 +115,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(config.engine.max_inflight_writes)),
                 rate: RateLimiter::new(config.rate_limit.requests, config.rate_limit.window_secs),
+                reads: ReadPool::new(&config.reads),
                 config,
                 secrets,
                 state: Arc::new(RwLock::new(Arc::new(State::default()))),
@@ -243,6 +249,21 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Runs a read on the read pool (`readpool`), counting the ones it
+    /// refuses or stops in `cohortd_rejected_requests_total`.
+    async fn pooled<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&crate::segment::Deadline) -> Result<T, readpool::Stop> + Send + 'static,
+    ) -> Result<T> {
+        let r = self.inner.reads.run(read).await;
+        match &r {
+            Err(Error::ReadPoolBusy) => self.inner.metrics.reject("read_pool_busy"),
+            Err(Error::ReadBudgetExceeded(_)) => self.inner.metrics.reject("read_budget_exceeded"),
+            _ => {}
+        }
+        r
     }
 
     /// `limits.string_bytes` for a string the engine stores outside
@@ -539,6 +560,7 @@ impl Engine {
         m.cohorts.set(cohorts as i64);
         m.memberships.set(memberships as i64);
         m.inflight_writes.set(self.inflight_writes() as i64);
+        m.read_pool_busy.set(self.inner.reads.busy() as i64);
         let wal = self
             .inner
             .core

@@ -17,7 +17,8 @@ use roaring::RoaringBitmap;
 
 use crate::error::{Error, Result};
 use crate::model::{CohortKey, Identifier, Uid};
-use crate::profiles::ProfileStore;
+use crate::profiles::Profile;
+use crate::segment::Profiles;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
@@ -87,9 +88,9 @@ pub fn parse_cohort_cursor(raw: Option<&str>) -> Result<Option<CohortKey>> {
 /// The page of `set` after `after`, `limit` members long, listing each
 /// profile as SPEC says (external_id, else first alias, else first device).
 /// Ids whose profile no longer exists are passed over.
-pub(super) fn page(
+pub(super) fn page<P: Profiles + ?Sized>(
     set: &RoaringBitmap,
-    profiles: &ProfileStore,
+    profiles: &P,
     after: Option<Uid>,
     limit: usize,
 ) -> Page {
@@ -99,7 +100,7 @@ pub(super) fn page(
     let mut more = false;
     if after != Some(Uid::MAX) {
         for uid in set.range(start..) {
-            let Some(m) = profiles.listed_as(uid) else {
+            let Some(m) = profiles.get(uid).and_then(Profile::listed_as) else {
                 continue;
             };
             if members.len() == limit {
@@ -124,6 +125,7 @@ pub(super) fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profiles::ProfileStore;
 
     fn store(n: u32) -> ProfileStore {
         let mut s = ProfileStore::new();

@@ -2,10 +2,12 @@
 //! member pages, batch membership checks, preview, and a user's
 //! cohorts and segments.
 //!
-//! Every query is one `Workspace` read (`engine::read`), which sees every
-//! acknowledged write; filter semantics and the filter limits live in
-//! `crate::segment`. What stays here is the wire: the bodies, their error
-//! texts, and the membership check's borrowed parse and hand-built answer.
+//! Every query is one `engine::read` call, which sees every acknowledged
+//! write; those that evaluate a filter run on the engine's read pool with
+//! a time budget (`engine::readpool`). Filter semantics and the filter
+//! limits live in `crate::segment`. What stays here is the wire: the
+//! bodies, their error texts, and the membership check's borrowed parse
+//! and hand-built answer.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -222,13 +224,18 @@ pub async fn delete(
     )
 }
 
-pub async fn count(auth: WorkspaceAuth, id: web::Path<String>) -> Result<HttpResponse> {
+pub async fn count(
+    engine: web::Data<Engine>,
+    auth: WorkspaceAuth,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
     let seg = find(&auth.0, &id)?;
-    let n = auth.0.count_matching(&seg.filter);
+    let n = engine.count_matching(&auth.0, seg).await?;
     Ok(HttpResponse::Ok().json(json!({ "count": n })))
 }
 
 pub async fn members(
+    engine: web::Data<Engine>,
     auth: WorkspaceAuth,
     id: web::Path<String>,
     q: web::Query<PageQuery>,
@@ -236,7 +243,7 @@ pub async fn members(
     let seg = find(&auth.0, &id)?;
     let limit = query::limit(q.limit)?;
     let after = query::cursor(q.cursor.as_deref())?;
-    let page = auth.0.matching_page(&seg.filter, after, limit);
+    let page = engine.matching_page(&auth.0, seg, after, limit).await?;
     Ok(HttpResponse::Ok().json(page_json(page)))
 }
 
@@ -270,7 +277,7 @@ pub async fn membership(
         .enumerate()
         .map(|(i, u)| u.identifier(&format!("users[{i}]")))
         .collect::<Result<Vec<_>>>()?;
-    let answers = auth.0.matches_many(&seg.filter, &ids);
+    let answers = engine.matches_many(&auth.0, seg, ids).await?;
     let mut out = String::with_capacity(16 + answers.len() * 18);
     out.push_str("{\"results\":[");
     for (i, &member) in answers.iter().enumerate() {
@@ -306,7 +313,7 @@ pub async fn preview(
         }
     };
     let filter = parse_filter(&engine, &auth.0, &body.filter)?;
-    let preview = auth.0.preview(&filter, n);
+    let preview = engine.preview(&auth.0, filter, n).await?;
     Ok(HttpResponse::Ok().json(json!({
         "count": preview.count,
         "sample": preview.sample.iter().map(member_json).collect::<Vec<_>>(),
@@ -321,7 +328,7 @@ pub async fn user_memberships(
 ) -> Result<HttpResponse> {
     let bytes = body(&engine, payload).await?;
     let id = parse_wire::<MemberWire<'_>>(&bytes, "one member")?.identifier("body")?;
-    let of = auth.0.memberships(&id)?;
+    let of = engine.memberships(&auth.0, id).await?;
     let cohorts: Vec<Value> = of
         .cohorts
         .iter()

@@ -9,6 +9,10 @@
 //! the table under one lock means a reader never sees an alias in two
 //! profiles halfway through a merge.
 //!
+//! Filter evaluation does not read under that lock: it takes a
+//! `ProfileView` (the table's chunks and the live set, shared
+//! copy-on-write) and lets the lock go.
+//!
 //! The per-profile limits (`attributes_per_profile`, `array_items`) are
 //! checked here, against the profile as it is when a write applies
 //! (`check_attribute_changes`, and the merge check of identify).
@@ -24,6 +28,8 @@ mod table;
 
 pub use profile::{AttrValue, Details, EventStats, Profile};
 pub use table::Table;
+
+use std::sync::Arc;
 
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
@@ -124,8 +130,9 @@ pub struct ProfileStore {
     /// Indexed by `Uid`; `None` for a deleted or merged-away profile (ids are
     /// never reused).
     table: Table,
-    /// The live profiles: the universe that `not` is taken against.
-    live: RoaringBitmap,
+    /// The live profiles: the universe that `not` is taken against. Shared
+    /// copy-on-write with read views (`view`).
+    live: Arc<RoaringBitmap>,
     by_external: index::ExternalIndex,
     by_alias: Map<Alias, Uid>,
     by_device: Map<CompactString, Uid>,
@@ -161,6 +168,18 @@ impl ProfileStore {
     pub fn image(&self) -> ProfileImage {
         ProfileImage {
             table: self.table.clone(),
+            live: (*self.live).clone(),
+        }
+    }
+
+    /// What filter evaluation and member pages read (profiles by id and the
+    /// live set), detached from the store in O(number of chunks): a long
+    /// evaluation holds no lock, so the router never waits for it. Writes
+    /// after it copy the chunks they touch (copy-on-write), and the view
+    /// keeps answering as of the moment it was taken.
+    pub fn view(&self) -> ProfileView {
+        ProfileView {
+            table: self.table.clone(),
             live: self.live.clone(),
         }
     }
@@ -169,7 +188,7 @@ impl ProfileStore {
     pub fn from_image(image: ProfileImage) -> ProfileStore {
         let mut store = ProfileStore {
             table: image.table,
-            live: image.live,
+            live: Arc::new(image.live),
             ..Default::default()
         };
         store.reindex();
@@ -275,7 +294,7 @@ impl ProfileStore {
         for d in p.devices() {
             self.by_device.insert(d.clone(), uid);
         }
-        self.live.insert(uid);
+        Arc::make_mut(&mut self.live).insert(uid);
         uid
     }
 
@@ -538,7 +557,7 @@ impl ProfileStore {
     /// Folds profile `from` into `into` and ends `from`.
     fn merge(&mut self, from: Uid, into: Uid) {
         let gone = self.table.take(from).expect("merge source is live");
-        self.live.remove(from);
+        Arc::make_mut(&mut self.live).remove(from);
         for a in gone.aliases() {
             self.by_alias.insert(a.clone(), into);
         }
@@ -580,7 +599,7 @@ impl ProfileStore {
         let Some(p) = self.table.take(uid) else {
             return false;
         };
-        self.live.remove(uid);
+        Arc::make_mut(&mut self.live).remove(uid);
         if let Some(e) = &p.external_id {
             self.by_external.remove(e, uid);
         }
@@ -628,6 +647,29 @@ fn short(name: &str) -> String {
 /// [`short`], quoted.
 fn quoted(name: &str) -> String {
     format!("{:?}", short(name))
+}
+
+/// What evaluation and member pages read of a workspace's profiles: the
+/// table and the live set, detached from the store (`ProfileStore::view`).
+#[derive(Clone, Debug)]
+pub struct ProfileView {
+    table: Table,
+    live: Arc<RoaringBitmap>,
+}
+
+impl ProfileView {
+    pub fn live(&self) -> &RoaringBitmap {
+        &self.live
+    }
+
+    pub fn get(&self, uid: Uid) -> Option<&Profile> {
+        self.table.get(uid)
+    }
+
+    /// How `uid` is listed in member pages, or `None` if it no longer exists.
+    pub fn listed_as(&self, uid: Uid) -> Option<Identifier> {
+        self.get(uid).and_then(Profile::listed_as)
+    }
 }
 
 #[cfg(test)]
