@@ -37,6 +37,12 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     pub wal: WalConfig,
     pub metrics: MetricsConfig,
+    /// Optional in a config file (one written before these sections
+    /// existed): a missing section takes the shipped values.
+    #[serde(default = "shipped_limits")]
+    pub limits: LimitsConfig,
+    #[serde(default = "shipped_reads")]
+    pub reads: ReadsConfig,
     pub partners: BTreeMap<String, PartnerConfig>,
 }
 
@@ -83,6 +89,64 @@ pub struct WalConfig {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     pub require_admin_token: bool,
+}
+
+/// `[limits]`: what one request, profile and workspace may hold. Each is
+/// enforced by the module that owns the rule (docs/decisions.md, "Limits").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub array_items: usize,
+    pub attributes_per_profile: usize,
+    pub string_bytes: usize,
+    pub filter_leaves: usize,
+    pub filter_regex_leaves: usize,
+    pub filter_regex_bytes: usize,
+    pub partner_change_objects: usize,
+    pub cohorts_per_workspace: usize,
+    pub segments_per_workspace: usize,
+}
+
+/// `[reads]`: the pool that CPU-heavy reads (filter evaluation) run on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadsConfig {
+    pub threads: usize,
+    pub queue_wait_millis: u64,
+    pub budget_millis: u64,
+}
+
+impl Default for LimitsConfig {
+    /// The shipped values.
+    fn default() -> Self {
+        Config::default().limits
+    }
+}
+
+impl Default for ReadsConfig {
+    /// The shipped values.
+    fn default() -> Self {
+        Config::default().reads
+    }
+}
+
+// The shipped file has both sections, so parsing it never calls these.
+fn shipped_limits() -> LimitsConfig {
+    LimitsConfig::default()
+}
+
+fn shipped_reads() -> ReadsConfig {
+    ReadsConfig::default()
+}
+
+impl ReadsConfig {
+    /// Threads of the read pool: `threads`, or one per core when 0.
+    pub fn pool_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -187,6 +251,25 @@ impl Config {
                 return Err(blank(&format!("[partners.{name}] api_key")));
             }
         }
+        let l = &self.limits;
+        for (key, value) in [
+            ("array_items", l.array_items),
+            ("attributes_per_profile", l.attributes_per_profile),
+            ("string_bytes", l.string_bytes),
+            ("filter_leaves", l.filter_leaves),
+            ("filter_regex_leaves", l.filter_regex_leaves),
+            ("filter_regex_bytes", l.filter_regex_bytes),
+            ("partner_change_objects", l.partner_change_objects),
+            ("cohorts_per_workspace", l.cohorts_per_workspace),
+            ("segments_per_workspace", l.segments_per_workspace),
+        ] {
+            if value == 0 {
+                return Err(format!("limits.{key} must be at least 1"));
+            }
+        }
+        if self.reads.budget_millis == 0 {
+            return Err("reads.budget_millis must be at least 1".into());
+        }
         Ok(self)
     }
 }
@@ -232,6 +315,10 @@ mod tests {
         assert_eq!(c.snapshot.retain, 5);
         assert_eq!(c.wal.fsync, Fsync::Always);
         assert_eq!(c.rate_limit.requests, 250_000);
+        assert_eq!(c.limits.array_items, 1000);
+        assert_eq!(c.limits.string_bytes, 4096);
+        assert_eq!(c.limits.partner_change_objects, 10_000);
+        assert_eq!(c.reads.budget_millis, 5000);
         for p in [
             "hightouch",
             "segment",
@@ -247,6 +334,23 @@ mod tests {
             Config::load(Path::new("definitely/not/here.toml")).unwrap(),
             c
         );
+    }
+
+    #[test]
+    fn limits_and_reads_may_be_left_out_but_not_given_in_part() {
+        let without = SHIPPED.split("\n[limits]").next().unwrap().to_string()
+            + "\n[metrics]\nrequire_admin_token = false\n[partners.segment]\n";
+        let c = Config::parse(&without).unwrap();
+        assert_eq!(c.limits, Config::default().limits);
+        assert_eq!(c.reads, Config::default().reads);
+        let partial = without + "[limits]\narray_items = 7\n";
+        assert!(Config::parse(&partial)
+            .unwrap_err()
+            .contains("attributes_per_profile"));
+        let zero = SHIPPED.replace("array_items = 1000", "array_items = 0");
+        assert!(Config::parse(&zero)
+            .unwrap_err()
+            .contains("limits.array_items"));
     }
 
     #[test]

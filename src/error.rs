@@ -41,17 +41,33 @@ pub enum Error {
     NotFound(&'static str),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// Over one of the `[limits]` (a 400; on partner endpoints the text is
+    /// the `message`).
+    #[error("{0}")]
+    LimitExceeded(crate::limits::Exceeded),
     #[error("rate limit exceeded")]
     RateLimited,
     #[error("the engine is saturated; retry later (nothing was applied)")]
     Saturated,
     #[error("{0}")]
     Unavailable(String),
+    /// Every thread of the read pool stayed busy for `reads.queue_wait_millis`.
+    #[error("every read thread is busy (reads.threads); nothing was evaluated, retry shortly")]
+    ReadPoolBusy,
+    /// A read ran past `reads.budget_millis` and was stopped.
+    #[error("the read was stopped at its time budget of {0} ms (reads.budget_millis in config.toml); narrow the filter, or retry when the server is less busy")]
+    ReadBudgetExceeded(u64),
     #[error("internal error")]
     Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::limits::Exceeded> for Error {
+    fn from(e: crate::limits::Exceeded) -> Error {
+        Error::LimitExceeded(e)
+    }
+}
 
 /// Why the server did not start. Each cause keeps its own shape to the
 /// end, so `main` can print it whole and tests can match on it; none is
@@ -120,12 +136,15 @@ impl Error {
             Error::InvalidCreatedAt => "invalid_created_at",
             Error::UnknownPartner(_) => "unknown_partner",
             Error::BadRequest { code, .. } => code,
+            Error::LimitExceeded(_) => "limit_exceeded",
             Error::Unauthorized => "unauthorized",
             Error::NotFound(_) => "not_found",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::RateLimited => "rate_limited",
             Error::Saturated => "saturated",
             Error::Unavailable(_) => "unavailable",
+            Error::ReadPoolBusy => "read_pool_busy",
+            Error::ReadBudgetExceeded(_) => "read_budget_exceeded",
             Error::Internal(_) => "internal",
         }
     }
@@ -158,11 +177,15 @@ impl ResponseError for Error {
             | Error::TooManyIdentifiers
             | Error::InvalidName
             | Error::InvalidCreatedAt
-            | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            | Error::BadRequest { .. }
+            | Error::LimitExceeded(_) => StatusCode::BAD_REQUEST,
             Error::UnknownPartner(_) | Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Error::Saturated | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Saturated
+            | Error::Unavailable(_)
+            | Error::ReadPoolBusy
+            | Error::ReadBudgetExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

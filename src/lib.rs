@@ -11,7 +11,9 @@
 //!   the single sequencer of mutations, which resolves identifiers with the
 //!   `profiles` store and dispatches resolved ids to one `cohort::Cohort`
 //!   actor per partner cohort. Reads are `engine::read` methods over the
-//!   shared `engine::state`, with no actor hop.
+//!   shared `engine::state`, with no actor hop; those that evaluate
+//!   filters run on `engine::readpool`, a bounded pool with a time budget
+//!   per read, so the HTTP workers (and the probes) never wait for them.
 //! - Durability: the router appends every command to the write-ahead log
 //!   (`persist::wal`, group commit) and applies it only once it is durable,
 //!   in log order. `engine::snapshotter` takes consistent cuts through the
@@ -25,13 +27,15 @@
 //!   derives (docs/format.md), and `persist::codec` is the only place that
 //!   names bincode; `model` is the
 //!   shared vocabulary; `config`, `secrets`, `keys`, `metrics`, `time` are
-//!   what their names say.
+//!   what their names say; `limits` names the `[limits]` a request can run
+//!   into (each is checked by the module that owns what it bounds).
 pub mod app;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod persist;

@@ -59,6 +59,7 @@ pub struct Metrics {
     pub cohorts: Gauge,
     pub memberships: Gauge,
     pub inflight_writes: Gauge,
+    pub read_pool_busy: Gauge,
     pub ready: Gauge,
     pub wal_records: Gauge,
     pub wal_fsyncs: Gauge,
@@ -90,6 +91,7 @@ impl Metrics {
             cohorts: Gauge::default(),
             memberships: Gauge::default(),
             inflight_writes: Gauge::default(),
+            read_pool_busy: Gauge::default(),
             ready: Gauge::default(),
             wal_records: Gauge::default(),
             wal_fsyncs: Gauge::default(),
@@ -108,7 +110,7 @@ impl Metrics {
         );
         registry.register(
             "rejected_requests",
-            "Requests refused before doing work (saturated, rate_limited, too_large)",
+            "Requests refused before doing work (saturated, rate_limited, too_large, read_pool_busy), or stopped (read_budget_exceeded)",
             rejected,
         );
         registry.register(
@@ -133,6 +135,11 @@ impl Metrics {
             "inflight_writes",
             "Writes admitted and not yet answered (each holds one of engine.max_inflight_writes slots)",
             m.inflight_writes.clone(),
+        );
+        registry.register(
+            "read_pool_busy",
+            "Reads evaluating filters on the read pool now (at most reads.threads)",
+            m.read_pool_busy.clone(),
         );
         registry.register("ready", "1 once recovery has finished", m.ready.clone());
         registry.register(

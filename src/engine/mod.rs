@@ -18,8 +18,14 @@
 //!
 //! Reads go through `read` (methods on `Workspace`, plus the listings that
 //! need the whole state or the secrets on `Engine`); they take the short
-//! locks themselves and answer with plain values. `Workspace`'s fields are
-//! private to this module.
+//! locks themselves and answer with plain values. The reads that evaluate
+//! filters are `Engine` methods that run on `readpool` with a time budget.
+//! `Workspace`'s fields are private to this module.
+//!
+//! Limits (`[limits]`): what a request alone can be judged by is checked
+//! in the write methods below before a command is built (through the
+//! module that owns the rule); what depends on the state is checked by the
+//! router as the command applies.
 //!
 //! Writes are admitted through a bounded number of in-flight slots: when
 //! all are taken the engine is saturated and the write is refused with 503
@@ -31,6 +37,7 @@ pub mod cohort;
 pub mod query;
 pub mod ratelimit;
 pub mod read;
+pub mod readpool;
 mod recovery;
 mod router;
 pub mod sequencer;
@@ -47,18 +54,20 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::config::Config;
 use crate::error::{Error, Result, StartError};
 use crate::keys::{self, KeyHash};
+use crate::limits::{Exceeded, Limit};
 use crate::metrics::Metrics;
 use crate::model::{Change, CohortKey, Identifier, Millis, WorkspaceId};
 use crate::persist::snapshot::{self, SnapshotInfo};
 use crate::persist::wal::Wal;
 use crate::profiles::commands::{
-    AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
+    self, AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
 };
 use crate::secrets::Secrets;
 use crate::segment::Filter;
 use crate::time::now_millis;
 use cohort::DeltaOutcome;
 use ratelimit::{RateLimiter, RateStatus};
+use readpool::ReadPool;
 /// The mutation vocabulary, for `persist::schema` to log and replay; the
 /// rest of the crate uses the typed methods of [`Engine`].
 pub(crate) use router::Command;
@@ -80,6 +89,8 @@ struct Inner {
     core: OnceLock<Core>,
     slots: Arc<Semaphore>,
     rate: RateLimiter,
+    /// Where filter evaluation runs (`read`), off the HTTP workers.
+    reads: ReadPool,
     ready: AtomicBool,
     metrics: Metrics,
 }
@@ -104,6 +115,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(config.engine.max_inflight_writes)),
                 rate: RateLimiter::new(config.rate_limit.requests, config.rate_limit.window_secs),
+                reads: ReadPool::new(&config.reads),
                 config,
                 secrets,
                 state: Arc::new(RwLock::new(Arc::new(State::default()))),
@@ -130,15 +142,23 @@ impl Engine {
         let (image_tx, image_rx) = oneshot::channel();
         let router = {
             let (cell, wal) = (cell.clone(), recovered.wal.clone());
-            let (history_len, dir, position) = (
+            let (history_len, dir, position, limits) = (
                 config.engine.import_history_len,
                 config.data_dir.clone(),
                 recovered.snapshot_position,
+                config.limits.clone(),
             );
             let image = recovered.image;
             Router::start_in_arbiter(&router_arbiter.handle(), move |_| {
-                let mut router =
-                    Router::new(cell.clone(), handles, history_len, wal, dir, position);
+                let mut router = Router::new(
+                    cell.clone(),
+                    handles,
+                    history_len,
+                    wal,
+                    dir,
+                    position,
+                    limits,
+                );
                 *cell.write() = router.install(image);
                 let _ = image_tx.send(());
                 router
@@ -240,6 +260,42 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Runs a read on the read pool (`readpool`), counting the ones it
+    /// refuses or stops in `cohortd_rejected_requests_total`.
+    async fn pooled<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&crate::segment::Deadline) -> Result<T, readpool::Stop> + Send + 'static,
+    ) -> Result<T> {
+        let r = self.inner.reads.run(read).await;
+        match &r {
+            Err(Error::ReadPoolBusy) => self.inner.metrics.reject("read_pool_busy"),
+            Err(Error::ReadBudgetExceeded(_)) => self.inner.metrics.reject("read_budget_exceeded"),
+            _ => {}
+        }
+        r
+    }
+
+    /// `limits.string_bytes` for a string the engine stores outside
+    /// profiles (cohort ids and names, segment names).
+    fn check_string(&self, s: &str, what: &str) -> Result<(), Exceeded> {
+        Exceeded::check(
+            Limit::StringBytes,
+            self.inner.config.limits.string_bytes,
+            s.len(),
+            || what.to_string(),
+        )
+    }
+
+    /// The filter limits of `[limits]`, for `segment::parse_limited`.
+    pub fn filter_limits(&self) -> crate::segment::FilterLimits {
+        let l = &self.inner.config.limits;
+        crate::segment::FilterLimits {
+            leaves: l.filter_leaves,
+            regex_leaves: l.filter_regex_leaves,
+            regex_bytes: l.filter_regex_bytes,
+        }
     }
 
     /// The current state (a restore swaps it whole).
@@ -346,6 +402,8 @@ impl Engine {
         name: String,
         created_at: Millis,
     ) -> Result<()> {
+        self.check_string(&key.cohort_id, "cohort_id")?;
+        self.check_string(&name, "name")?;
         self.submit_as(Command::NameCohort {
             ws: ws.id,
             key,
@@ -364,6 +422,7 @@ impl Engine {
         key: CohortKey,
         changes: Vec<Change>,
     ) -> Result<DeltaOutcome> {
+        self.check_string(&key.cohort_id, "cohort_id")?;
         let given = changes.iter().map(Change::id_count).sum::<usize>();
         let d: DeltaOutcome = self
             .submit_as(Command::ApplyDelta {
@@ -382,11 +441,13 @@ impl Engine {
 
     /// `/users/track`: attributes, events and purchases.
     pub async fn track(&self, ws: &Workspace, track: Track) -> Result<TrackReport> {
+        commands::check_track(&track, &self.inner.config.limits)?;
         self.submit_as(Command::Track { ws: ws.id, track }).await
     }
 
     /// `/users/identify`: aliases and devices to identify (may merge).
     pub async fn identify(&self, ws: &Workspace, identify: Identify) -> Result<IdentifyReport> {
+        commands::check_identify(&identify, &self.inner.config.limits)?;
         self.submit_as(Command::Identify {
             ws: ws.id,
             identify,
@@ -396,6 +457,7 @@ impl Engine {
 
     /// `/users/alias/new`.
     pub async fn new_aliases(&self, ws: &Workspace, aliases: NewAliases) -> Result<AliasReport> {
+        commands::check_new_aliases(&aliases, &self.inner.config.limits)?;
         self.submit_as(Command::NewAliases { ws: ws.id, aliases })
             .await
     }
@@ -414,6 +476,7 @@ impl Engine {
         name: String,
         filter: Filter,
     ) -> Result<u64> {
+        self.check_string(&name, "name")?;
         self.submit_as(Command::PutSegment {
             ws: ws.id,
             id,
@@ -508,6 +571,7 @@ impl Engine {
         m.cohorts.set(cohorts as i64);
         m.memberships.set(memberships as i64);
         m.inflight_writes.set(self.inflight_writes() as i64);
+        m.read_pool_busy.set(self.inner.reads.busy() as i64);
         let wal = self
             .inner
             .core

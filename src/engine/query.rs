@@ -7,12 +7,18 @@
 //! offset, so walking pages while members come and go never repeats a
 //! member and never skips one that stayed a member throughout (ids only
 //! ever grow, and the set is read in id order).
+//!
+//! `GET /cohorts` pages the same way by (partner, cohort_id): its cursor is
+//! the last key returned, hex-encoded (`hex(partner ":" cohort_id)`; a
+//! partner name has no `:`), so it is opaque and URL-safe, and a cohort
+//! created behind the cursor during a walk is simply not in it.
 
 use roaring::RoaringBitmap;
 
 use crate::error::{Error, Result};
-use crate::model::{Identifier, Uid};
-use crate::profiles::ProfileStore;
+use crate::model::{CohortKey, Identifier, Uid};
+use crate::profiles::Profile;
+use crate::segment::Profiles;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
@@ -49,12 +55,42 @@ pub fn cursor(raw: Option<&str>) -> Result<Option<Uid>> {
     }
 }
 
+/// The cursor that names `key` as the last cohort of a page.
+pub fn cohort_cursor(key: &CohortKey) -> String {
+    hex::encode(format!("{}:{}", key.partner, key.cohort_id))
+}
+
+/// Parses a `GET /cohorts` cursor this server issued: empty or absent
+/// means the start.
+pub fn parse_cohort_cursor(raw: Option<&str>) -> Result<Option<CohortKey>> {
+    let bad = || {
+        Error::bad_request(
+            "invalid_cursor",
+            format!(
+                "cursor {:?} is not one this server issued; pass next_cursor from the previous page",
+                raw.unwrap_or_default()
+            ),
+        )
+    };
+    match raw {
+        None | Some("") => Ok(None),
+        Some(s) => {
+            let text = hex::decode(s)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(bad)?;
+            let (partner, cohort_id) = text.split_once(':').ok_or_else(bad)?;
+            Ok(Some(CohortKey::new(partner, cohort_id)))
+        }
+    }
+}
+
 /// The page of `set` after `after`, `limit` members long, listing each
 /// profile as SPEC says (external_id, else first alias, else first device).
 /// Ids whose profile no longer exists are passed over.
-pub(super) fn page(
+pub(super) fn page<P: Profiles + ?Sized>(
     set: &RoaringBitmap,
-    profiles: &ProfileStore,
+    profiles: &P,
     after: Option<Uid>,
     limit: usize,
 ) -> Page {
@@ -64,7 +100,7 @@ pub(super) fn page(
     let mut more = false;
     if after != Some(Uid::MAX) {
         for uid in set.range(start..) {
-            let Some(m) = profiles.listed_as(uid) else {
+            let Some(m) = profiles.get(uid).and_then(Profile::listed_as) else {
                 continue;
             };
             if members.len() == limit {
@@ -89,6 +125,7 @@ pub(super) fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profiles::ProfileStore;
 
     fn store(n: u32) -> ProfileStore {
         let mut s = ProfileStore::new();
@@ -122,6 +159,26 @@ mod tests {
         let set: RoaringBitmap = (0..4).collect();
         assert_eq!(page(&set, &s, None, 4).next_cursor, None);
         assert_eq!(page(&set, &s, None, 3).next_cursor.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn cohort_cursors_round_trip_any_cohort_id() {
+        for id in ["c1", "with:colons:", "ünï cødé/?&=", ""] {
+            let key = CohortKey::new("hightouch", id);
+            let c = cohort_cursor(&key);
+            assert!(c.bytes().all(|b| b.is_ascii_hexdigit()), "{c}");
+            assert_eq!(parse_cohort_cursor(Some(&c)).unwrap(), Some(key));
+        }
+        assert_eq!(parse_cohort_cursor(None).unwrap(), None);
+        assert_eq!(parse_cohort_cursor(Some("")).unwrap(), None);
+        for bad in [
+            "zz",
+            "abc",
+            &hex::encode("no-colon"),
+            &hex::encode([0xff, b':']),
+        ] {
+            assert!(parse_cohort_cursor(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,11 +15,13 @@ use compact_str::CompactString;
 
 use super::cohort::{CohortCell, ImportRecord};
 use super::query::{self, Page};
+use super::readpool::Stop;
 use super::state::{ImportKey, Segment, Workspace};
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::model::{CohortKey, Identifier, Millis, Uid, WorkspaceId};
-use crate::segment::{self, Filter};
+use crate::profiles::ProfileView;
+use crate::segment::{self, Deadline, Filter, OutOfTime};
 
 /// One row of the operator's workspace listing.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,6 +54,13 @@ impl CohortSummary {
             size: c.size(),
         }
     }
+}
+
+/// A page of `GET /cohorts` and where the next one starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CohortPage {
+    pub cohorts: Vec<CohortSummary>,
+    pub next_cursor: Option<String>,
 }
 
 /// A segment preview: how many profiles match, and the first few.
@@ -149,12 +158,37 @@ impl Workspace {
         self.cohorts.contains_key(key)
     }
 
-    /// Every cohort, ordered by (partner, cohort_id).
-    pub fn cohort_summaries(&self) -> Vec<CohortSummary> {
-        self.cohorts_sorted()
+    /// A page of the cohorts, ordered by (partner, cohort_id): the first
+    /// `limit` after the cursor position `after`. Costs O(cohorts) for the
+    /// scan plus O(limit log limit) for the order, never a sort of all.
+    pub fn cohort_summaries(&self, after: Option<&CohortKey>, limit: usize) -> CohortPage {
+        let mut keys: Vec<CohortKey> = self
+            .cohorts
             .iter()
-            .map(|c| CohortSummary::of(c))
-            .collect()
+            .map(|e| e.key().clone())
+            .filter(|k| after.is_none_or(|a| k > a))
+            .collect();
+        let more = keys.len() > limit;
+        if more {
+            // The `limit` smallest, in O(cohorts); only they are sorted.
+            keys.select_nth_unstable(limit);
+            keys.truncate(limit);
+        }
+        keys.sort_unstable();
+        let cohorts: Vec<CohortSummary> = keys
+            .iter()
+            .filter_map(|k| self.cohort(k))
+            .map(|c| CohortSummary::of(&c))
+            .collect();
+        let next_cursor = if more {
+            keys.last().map(query::cohort_cursor)
+        } else {
+            None
+        };
+        CohortPage {
+            cohorts,
+            next_cursor,
+        }
     }
 
     pub fn cohort_summary(&self, key: &CohortKey) -> Result<CohortSummary> {
@@ -169,7 +203,7 @@ impl Workspace {
         limit: usize,
     ) -> Result<Page> {
         let set = self.find_cohort(key)?.members();
-        Ok(query::page(&set, &self.profiles.read(), after, limit))
+        Ok(query::page(&set, &*self.profiles.read(), after, limit))
     }
 
     /// The cohort's import history, newest first, at most `limit` entries.
@@ -177,52 +211,84 @@ impl Workspace {
         Ok(self.find_cohort(key)?.history(limit))
     }
 
+    // ---- filter evaluation: run on the read pool (`Engine` below) ----
+
+    /// The profiles as evaluation reads them, detached from the store: the
+    /// lock is held only to take the view, so a long evaluation never
+    /// holds up the router's writes to this workspace.
+    fn profile_view(&self) -> ProfileView {
+        self.profiles.read().view()
+    }
+
     /// How many profiles `filter` matches now.
-    pub fn count_matching(&self, filter: &Filter) -> u64 {
-        segment::count(filter, &self.profiles.read(), self)
+    fn count_matching(&self, filter: &Filter, deadline: &Deadline) -> Result<u64, OutOfTime> {
+        segment::count_within(filter, &self.profile_view(), self, deadline)
     }
 
     /// A page of the profiles `filter` matches now.
-    pub fn matching_page(&self, filter: &Filter, after: Option<Uid>, limit: usize) -> Page {
-        let profiles = self.profiles.read();
-        let set = segment::evaluate(filter, &profiles, self);
-        query::page(&set, &profiles, after, limit)
+    fn matching_page(
+        &self,
+        filter: &Filter,
+        after: Option<Uid>,
+        limit: usize,
+        deadline: &Deadline,
+    ) -> Result<Page, OutOfTime> {
+        let profiles = self.profile_view();
+        let set = segment::evaluate_within(filter, &profiles, self, deadline)?;
+        Ok(query::page(&set, &profiles, after, limit))
     }
 
     /// For each identifier, whether the profile it names matches `filter`
-    /// (an unknown identifier never does). One profile lock and one pinning
-    /// of the cohort sets for the whole batch.
-    pub fn matches_many(&self, filter: &Filter, ids: &[Identifier]) -> Vec<bool> {
-        let profiles = self.profiles.read();
-        let uids: Vec<Option<Uid>> = profiles.resolve_many(ids.iter());
+    /// (an unknown identifier never does). The identifiers resolve and the
+    /// view is taken under one hold of the lock; the cohort sets are pinned
+    /// once for the whole batch.
+    fn matches_many(
+        &self,
+        filter: &Filter,
+        ids: &[Identifier],
+        deadline: &Deadline,
+    ) -> Result<Vec<bool>, OutOfTime> {
+        let (uids, profiles) = {
+            let store = self.profiles.read();
+            (store.resolve_many(ids.iter()), store.view())
+        };
         let known: Vec<Uid> = uids.iter().flatten().copied().collect();
-        let mut answers = segment::contains_many(filter, &profiles, self, &known).into_iter();
-        drop(profiles);
-        uids.iter()
+        let mut answers =
+            segment::contains_many_within(filter, &profiles, self, &known, deadline)?.into_iter();
+        Ok(uids
+            .iter()
             .map(|u| u.is_some() && answers.next().unwrap_or(false))
-            .collect()
+            .collect())
     }
 
     /// How many profiles `filter` matches, and the first `sample` of them.
-    pub fn preview(&self, filter: &Filter, sample: usize) -> Preview {
-        let profiles = self.profiles.read();
-        let set = segment::evaluate(filter, &profiles, self);
+    fn preview(
+        &self,
+        filter: &Filter,
+        sample: usize,
+        deadline: &Deadline,
+    ) -> Result<Preview, OutOfTime> {
+        let profiles = self.profile_view();
+        let set = segment::evaluate_within(filter, &profiles, self, deadline)?;
         let sample = if sample == 0 {
             Vec::new()
         } else {
             query::page(&set, &profiles, None, sample).members
         };
-        Preview {
+        Ok(Preview {
             count: set.len(),
             sample,
-        }
+        })
     }
 
     /// The cohorts and saved segments the profile `id` names is in (404
     /// if no profile has that identifier).
-    pub fn memberships(&self, id: &Identifier) -> Result<UserMemberships> {
-        let profiles = self.profiles.read();
-        let uid = profiles.resolve(id).ok_or(Error::NotFound("user"))?;
+    fn memberships(&self, id: &Identifier, deadline: &Deadline) -> Result<UserMemberships, Stop> {
+        let (uid, profiles) = {
+            let store = self.profiles.read();
+            let uid = store.resolve(id).ok_or(Error::NotFound("user"))?;
+            (uid, store.view())
+        };
         let cohorts = self
             .cohorts_sorted()
             .iter()
@@ -232,11 +298,71 @@ impl Workspace {
                 name: c.meta().name,
             })
             .collect();
-        let segments = self
-            .segments_sorted()
-            .into_iter()
-            .filter(|s| segment::contains(&s.filter, &profiles, self, uid))
-            .collect();
+        let mut segments = Vec::new();
+        for s in self.segments_sorted() {
+            deadline.check()?;
+            if segment::contains(&s.filter, &profiles, self, uid) {
+                segments.push(s);
+            }
+        }
         Ok(UserMemberships { cohorts, segments })
+    }
+}
+
+/// The reads that evaluate filters, each on the read pool with its time
+/// budget (`readpool`): the HTTP worker that asked only awaits the answer.
+impl Engine {
+    /// How many profiles the saved segment matches now.
+    pub async fn count_matching(&self, ws: &Arc<Workspace>, seg: Arc<Segment>) -> Result<u64> {
+        let ws = ws.clone();
+        self.pooled(move |d| Ok(ws.count_matching(&seg.filter, d)?))
+            .await
+    }
+
+    /// A page of the saved segment's members.
+    pub async fn matching_page(
+        &self,
+        ws: &Arc<Workspace>,
+        seg: Arc<Segment>,
+        after: Option<Uid>,
+        limit: usize,
+    ) -> Result<Page> {
+        let ws = ws.clone();
+        self.pooled(move |d| Ok(ws.matching_page(&seg.filter, after, limit, d)?))
+            .await
+    }
+
+    /// The batch membership check: one answer per identifier, in order.
+    pub async fn matches_many(
+        &self,
+        ws: &Arc<Workspace>,
+        seg: Arc<Segment>,
+        ids: Vec<Identifier>,
+    ) -> Result<Vec<bool>> {
+        let ws = ws.clone();
+        self.pooled(move |d| Ok(ws.matches_many(&seg.filter, &ids, d)?))
+            .await
+    }
+
+    /// A filter's count and first `sample` members, without saving it.
+    pub async fn preview(
+        &self,
+        ws: &Arc<Workspace>,
+        filter: Filter,
+        sample: usize,
+    ) -> Result<Preview> {
+        let ws = ws.clone();
+        self.pooled(move |d| Ok(ws.preview(&filter, sample, d)?))
+            .await
+    }
+
+    /// One user's cohorts and saved segments (404 for an unknown user).
+    pub async fn memberships(
+        &self,
+        ws: &Arc<Workspace>,
+        id: Identifier,
+    ) -> Result<UserMemberships> {
+        let ws = ws.clone();
+        self.pooled(move |d| ws.memberships(&id, d)).await
     }
 }

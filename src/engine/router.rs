@@ -49,6 +49,7 @@ use super::cohort::{
 };
 use super::sequencer::{self, Admission, Sequencer, Settled};
 use super::state::{CohortEntry, Image, ImportKey, Segment, State, StateCell, Workspace};
+use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::keys::KeyHash;
 use crate::model::{Change, CohortKey, Identifier, Millis, Uid, WorkspaceId};
@@ -190,6 +191,9 @@ pub struct Router {
     snapshot_dir: PathBuf,
     /// The ordering rules; this actor is the shell that feeds them.
     seq: Sequencer<Waiting, LogError>,
+    /// The state-dependent limits, checked as commands apply (in log order,
+    /// so concurrent requests cannot race past them).
+    limits: LimitsConfig,
 }
 
 impl Router {
@@ -200,6 +204,7 @@ impl Router {
         wal: Arc<Wal>,
         snapshot_dir: PathBuf,
         last_applied: u64,
+        limits: LimitsConfig,
     ) -> Self {
         assert!(
             !arbiters.is_empty(),
@@ -213,6 +218,7 @@ impl Router {
             wal,
             snapshot_dir,
             seq: Sequencer::new(last_applied),
+            limits,
         }
     }
 
@@ -282,11 +288,13 @@ impl Router {
             .ok_or(Error::NotFound("workspace"))
     }
 
-    /// The cohort, created (named after its id) if it does not exist yet.
-    fn cohort(&mut self, ws: &Workspace, key: &CohortKey, at: Millis) -> CohortEntry {
+    /// The cohort, created (named after its id) if it does not exist yet
+    /// and the workspace has room for it (`cohorts_per_workspace`).
+    fn cohort(&mut self, ws: &Workspace, key: &CohortKey, at: Millis) -> Result<CohortEntry> {
         if let Some(e) = ws.cohorts.get(key) {
-            return e.clone();
+            return Ok(e.clone());
         }
+        ws.check_new_cohort(key, self.limits.cohorts_per_workspace)?;
         let entry = self.spawn_cohort(CohortImage {
             key: key.clone(),
             meta: CohortMeta {
@@ -299,7 +307,7 @@ impl Router {
             history: Vec::new(),
         });
         ws.cohorts.insert(key.clone(), entry.clone());
-        entry
+        Ok(entry)
     }
 
     /// The cut for a snapshot, taken between two commands.
@@ -394,7 +402,7 @@ impl Router {
             } => {
                 let ws = self.workspace(ws)?;
                 let (reply, rx) = oneshot::channel();
-                self.cohort(&ws, &key, at).addr.do_send(Rename {
+                self.cohort(&ws, &key, at)?.addr.do_send(Rename {
                     name,
                     created_at,
                     at,
@@ -415,12 +423,13 @@ impl Router {
             }
             Command::Track { ws, track } => {
                 let ws = self.workspace(ws)?;
-                let report = commands::apply_track(&mut ws.profiles.write(), &track);
+                let report = commands::apply_track(&mut ws.profiles.write(), &track, &self.limits);
                 Ok(done(Outcome::Tracked(report)))
             }
             Command::Identify { ws, identify } => {
                 let ws = self.workspace(ws)?;
-                let report = commands::apply_identify(&mut ws.profiles.write(), &identify);
+                let report =
+                    commands::apply_identify(&mut ws.profiles.write(), &identify, &self.limits);
                 let moved = tell_cohorts(&ws, report.merges.clone(), Vec::new());
                 let outcome = Outcome::Identified(report);
                 Ok(moved.map(move |r| r.map(|_| outcome)).boxed())
@@ -448,7 +457,10 @@ impl Router {
                 let id = match id {
                     Some(id) if segments.contains_key(&id) => id,
                     Some(_) => return Err(Error::NotFound("segment")),
-                    None => ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1,
+                    None => {
+                        ws.check_new_segment(segments.len(), self.limits.segments_per_workspace)?;
+                        ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1
+                    }
                 };
                 segments.insert(id, Arc::new(Segment { id, name, filter }));
                 Ok(done(Outcome::Segment(id)))
@@ -529,7 +541,10 @@ impl Router {
             }
         }
         let unmatched = count_distinct(unmatched);
-        let entry = self.cohort(ws, key, at);
+        let entry = match self.cohort(ws, key, at) {
+            Ok(entry) => entry,
+            Err(e) => return future::ready(Err(e)).boxed(),
+        };
         let (reply, rx) = oneshot::channel();
         entry.addr.do_send(ApplyChanges {
             ops,

@@ -19,6 +19,7 @@ use parking_lot::RwLock;
 
 use super::cohort::{Cohort, CohortCell, CohortImage};
 use crate::keys::KeyHash;
+use crate::limits::{Exceeded, Limit};
 use crate::model::{CohortKey, Millis, WorkspaceId};
 use crate::profiles::{ProfileImage, ProfileStore};
 use crate::segment::{CohortSets, Filter};
@@ -110,6 +111,30 @@ impl Workspace {
         let mut all: Vec<_> = self.cohorts.iter().map(|e| e.cell.clone()).collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         all
+    }
+
+    /// `cohorts_per_workspace`: whether one more cohort (`key`) fits.
+    pub(super) fn check_new_cohort(&self, key: &CohortKey, max: usize) -> Result<(), Exceeded> {
+        Exceeded::check(
+            Limit::CohortsPerWorkspace,
+            max,
+            self.cohorts.len() + 1,
+            || {
+                format!(
+                    "creating cohort {:?} of partner {:?}",
+                    key.cohort_id.as_str(),
+                    key.partner.as_str()
+                )
+            },
+        )
+    }
+
+    /// `segments_per_workspace`: whether one more segment fits next to
+    /// `existing` ones.
+    pub(super) fn check_new_segment(&self, existing: usize, max: usize) -> Result<(), Exceeded> {
+        Exceeded::check(Limit::SegmentsPerWorkspace, max, existing + 1, || {
+            "creating a segment".to_string()
+        })
     }
 
     pub fn segment(&self, id: u64) -> Option<Arc<Segment>> {

@@ -1,4 +1,5 @@
-//! Cohort queries: list, one, member pages, import history; and the member
+//! Cohort queries: list (paged by (partner, cohort_id)), one, member
+//! pages, import history; and the member
 //! and page renderings every listing shares (SPEC §4). Each handler
 //! validates its query, makes one `Workspace` read and renders it.
 
@@ -57,9 +58,12 @@ fn key(path: &(String, String)) -> CohortKey {
     CohortKey::new(&path.0, &path.1)
 }
 
-pub async fn list(auth: WorkspaceAuth) -> HttpResponse {
-    let cohorts: Vec<Value> = auth.0.cohort_summaries().iter().map(cohort_json).collect();
-    HttpResponse::Ok().json(json!({ "cohorts": cohorts }))
+pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpResponse> {
+    let limit = query::limit(q.limit)?;
+    let after = query::parse_cohort_cursor(q.cursor.as_deref())?;
+    let page = auth.0.cohort_summaries(after.as_ref(), limit);
+    let cohorts: Vec<Value> = page.cohorts.iter().map(cohort_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "cohorts": cohorts, "next_cursor": page.next_cursor })))
 }
 
 pub async fn one(auth: WorkspaceAuth, path: web::Path<(String, String)>) -> Result<HttpResponse> {

@@ -11,9 +11,11 @@
 //! headers are on every response once the workspace is known.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -22,6 +24,7 @@ use crate::engine::ratelimit::RateStatus;
 use crate::engine::state::Workspace;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::limits::{Exceeded, Limit};
 use crate::model::{Alias, Change, CohortKey, Identifier};
 
 /// At most this many identifiers per users request, counted raw.
@@ -224,7 +227,8 @@ async fn users(
     auth: &Authorized,
 ) -> Result<serde_json::Value> {
     let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
-    let changes = parse_changes(env.cohort_changes)?;
+    let max_objects = engine.config().limits.partner_change_objects;
+    let changes = parse_changes(env.cohort_changes, max_objects)?;
     let d = engine
         .apply_delta(&auth.ws, CohortKey::new(partner, &cohort_id), changes)
         .await?;
@@ -239,10 +243,26 @@ async fn users(
 
 /// `cohort_changes` → domain changes. Every shape error is Braze's one
 /// message; the 1,000 cap counts identifiers raw, before de-duplication.
-fn parse_changes(raw: Option<&RawValue>) -> Result<Vec<Change>> {
+/// At most `max_objects` change objects (`limits.partner_change_objects`):
+/// the array is read one object at a time and no object past the limit is
+/// built (the rest is only counted, for the message), so an oversized body
+/// costs a scan, not an allocation per object.
+fn parse_changes(raw: Option<&RawValue>, max_objects: usize) -> Result<Vec<Change>> {
     let raw = raw.ok_or(Error::InvalidCohortChanges)?;
-    let wire: Vec<ChangeWire<'_>> =
-        serde_json::from_str(raw.get()).map_err(|_| Error::InvalidCohortChanges)?;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let wire = match (CappedChanges { max: max_objects }).deserialize(&mut de) {
+        Ok(Ok(wire)) => wire,
+        Ok(Err(sent)) => {
+            return Err(Exceeded::new(
+                Limit::PartnerChangeObjects,
+                max_objects,
+                sent,
+                "cohort_changes",
+            )
+            .into())
+        }
+        Err(_) => return Err(Error::InvalidCohortChanges),
+    };
     let total: usize = wire
         .iter()
         .map(|c| {
@@ -277,6 +297,51 @@ fn parse_changes(raw: Option<&RawValue>) -> Result<Vec<Change>> {
     Ok(out)
 }
 
+/// Reads a `cohort_changes` array of at most `max` objects: `Ok(objects)`,
+/// or `Err(n)` when it holds `n > max` (objects past `max` are skipped
+/// unbuilt, only counted). Not an array, or an object of the wrong shape
+/// before the limit, is a deserialization error.
+struct CappedChanges {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for CappedChanges {
+    type Value = std::result::Result<Vec<ChangeWire<'de>>, usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CappedChanges {
+    type Value = std::result::Result<Vec<ChangeWire<'de>>, usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of change objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
+        while out.len() < self.max {
+            match seq.next_element::<ChangeWire<'de>>()? {
+                Some(c) => out.push(c),
+                None => return Ok(Ok(out)),
+            }
+        }
+        let mut sent = out.len();
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            sent += 1;
+        }
+        Ok(if sent > self.max { Err(sent) } else { Ok(out) })
+    }
+}
+
 fn id_text(s: &str) -> Result<compact_str::CompactString> {
     if s.is_empty() {
         return Err(Error::InvalidCohortChanges);
@@ -289,8 +354,40 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<Vec<Change>> {
+        parse_capped(json, 10_000)
+    }
+
+    fn parse_capped(json: &str, max: usize) -> Result<Vec<Change>> {
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
-        parse_changes(Some(&raw))
+        parse_changes(Some(&raw), max)
+    }
+
+    #[test]
+    fn change_objects_are_capped_and_counted() {
+        let objects = |n: usize| format!("[{}]", vec!["{}"; n].join(","));
+        assert_eq!(parse_capped(&objects(3), 3).unwrap().len(), 3);
+        assert_eq!(parse_capped("[]", 3).unwrap().len(), 0);
+        let Err(Error::LimitExceeded(e)) = parse_capped(&objects(7), 3) else {
+            panic!("seven objects pass a cap of three");
+        };
+        assert_eq!((e.limit, e.max, e.got), (Limit::PartnerChangeObjects, 3, 7));
+        assert_eq!(
+            e.to_string(),
+            "cohort_changes: 7 change objects, over the limit of 3 (limits.partner_change_objects in config.toml)"
+        );
+        // Shapes before the cap are still checked; past it nothing is built.
+        assert_eq!(
+            parse_capped(r#"[{"user_ids": 1}, {}, {}, {}]"#, 3),
+            Err(Error::InvalidCohortChanges)
+        );
+        assert!(matches!(
+            parse_capped(r#"[{}, {}, {}, {"user_ids": 1}]"#, 3),
+            Err(Error::LimitExceeded(_))
+        ));
+        assert_eq!(
+            parse_capped(r#"{"a": 1}"#, 3),
+            Err(Error::InvalidCohortChanges)
+        );
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! member pages, batch membership checks, preview, and a user's
 //! cohorts and segments.
 //!
-//! Every query is one `Workspace` read (`engine::read`), which sees every
-//! acknowledged write; filter semantics live in `crate::segment`. What
-//! stays here is the wire: the bodies, their error texts, and the
-//! membership check's borrowed parse and hand-built answer.
+//! Every query is one `engine::read` call, which sees every acknowledged
+//! write; those that evaluate a filter run on the engine's read pool with
+//! a time budget (`engine::readpool`). Filter semantics and the filter
+//! limits live in `crate::segment`. What stays here is the wire: the
+//! bodies, their error texts, and the membership check's borrowed parse
+//! and hand-built answer.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use crate::engine::state::{Segment, Workspace};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Alias, Identifier};
-use crate::segment::{self, Filter};
+use crate::segment::{self, Filter, ParseError};
 
 /// Users per batch membership check.
 pub const MAX_CHECK_USERS: usize = 1000;
@@ -130,20 +132,27 @@ async fn body(engine: &Engine, payload: web::Payload) -> Result<web::BytesMut> {
     super::read_body(payload, engine.config().max_body_bytes).await
 }
 
-/// Validates a filter against this workspace's cohorts.
-fn parse_filter(ws: &Workspace, v: &Value) -> Result<Filter> {
-    segment::parse(v, &|key| ws.has_cohort(key))
-        .map_err(|e| Error::bad_request("invalid_filter", format!("invalid filter: {e}")))
+/// Validates a filter against this workspace's cohorts and the filter
+/// limits of `[limits]`.
+fn parse_filter(engine: &Engine, ws: &Workspace, v: &Value) -> Result<Filter> {
+    segment::parse_limited(v, &|key| ws.has_cohort(key), &engine.filter_limits()).map_err(|e| {
+        match e {
+            ParseError::Limit(e) => e.into(),
+            ParseError::Invalid(e) => {
+                Error::bad_request("invalid_filter", format!("invalid filter: {e}"))
+            }
+        }
+    })
 }
 
-fn parse_segment(ws: &Workspace, body: SegmentBody) -> Result<(String, Filter)> {
+fn parse_segment(engine: &Engine, ws: &Workspace, body: SegmentBody) -> Result<(String, Filter)> {
     if body.name.trim().is_empty() {
         return Err(Error::bad_request(
             "invalid_name",
             "name must be a non-empty string",
         ));
     }
-    Ok((body.name, parse_filter(ws, &body.filter)?))
+    Ok((body.name, parse_filter(engine, ws, &body.filter)?))
 }
 
 fn segment_json(s: &Segment) -> Value {
@@ -161,7 +170,7 @@ pub async fn create(
     auth: WorkspaceAuth,
     body: web::Json<SegmentBody>,
 ) -> Result<HttpResponse> {
-    let (name, filter) = parse_segment(&auth.0, body.into_inner())?;
+    let (name, filter) = parse_segment(&engine, &auth.0, body.into_inner())?;
     let id = engine.put_segment(&auth.0, None, name, filter).await?;
     Ok(created(json!({ "segment_id": Segment::format_id(id) })))
 }
@@ -187,7 +196,7 @@ pub async fn replace(
     body: web::Json<SegmentBody>,
 ) -> Result<HttpResponse> {
     let existing = find(&auth.0, &id)?;
-    let (name, filter) = parse_segment(&auth.0, body.into_inner())?;
+    let (name, filter) = parse_segment(&engine, &auth.0, body.into_inner())?;
     // Answer with what this request wrote, not a re-read that a concurrent
     // DELETE could turn into a 404 after the write was applied.
     let saved = Segment {
@@ -215,13 +224,18 @@ pub async fn delete(
     )
 }
 
-pub async fn count(auth: WorkspaceAuth, id: web::Path<String>) -> Result<HttpResponse> {
+pub async fn count(
+    engine: web::Data<Engine>,
+    auth: WorkspaceAuth,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
     let seg = find(&auth.0, &id)?;
-    let n = auth.0.count_matching(&seg.filter);
+    let n = engine.count_matching(&auth.0, seg).await?;
     Ok(HttpResponse::Ok().json(json!({ "count": n })))
 }
 
 pub async fn members(
+    engine: web::Data<Engine>,
     auth: WorkspaceAuth,
     id: web::Path<String>,
     q: web::Query<PageQuery>,
@@ -229,7 +243,7 @@ pub async fn members(
     let seg = find(&auth.0, &id)?;
     let limit = query::limit(q.limit)?;
     let after = query::cursor(q.cursor.as_deref())?;
-    let page = auth.0.matching_page(&seg.filter, after, limit);
+    let page = engine.matching_page(&auth.0, seg, after, limit).await?;
     Ok(HttpResponse::Ok().json(page_json(page)))
 }
 
@@ -263,7 +277,7 @@ pub async fn membership(
         .enumerate()
         .map(|(i, u)| u.identifier(&format!("users[{i}]")))
         .collect::<Result<Vec<_>>>()?;
-    let answers = auth.0.matches_many(&seg.filter, &ids);
+    let answers = engine.matches_many(&auth.0, seg, ids).await?;
     let mut out = String::with_capacity(16 + answers.len() * 18);
     out.push_str("{\"results\":[");
     for (i, &member) in answers.iter().enumerate() {
@@ -282,7 +296,11 @@ pub async fn membership(
         .body(out))
 }
 
-pub async fn preview(auth: WorkspaceAuth, body: web::Json<PreviewBody>) -> Result<HttpResponse> {
+pub async fn preview(
+    engine: web::Data<Engine>,
+    auth: WorkspaceAuth,
+    body: web::Json<PreviewBody>,
+) -> Result<HttpResponse> {
     let body = body.into_inner();
     let n = match body.sample_size {
         None => PREVIEW_SAMPLE,
@@ -294,8 +312,8 @@ pub async fn preview(auth: WorkspaceAuth, body: web::Json<PreviewBody>) -> Resul
             ))
         }
     };
-    let filter = parse_filter(&auth.0, &body.filter)?;
-    let preview = auth.0.preview(&filter, n);
+    let filter = parse_filter(&engine, &auth.0, &body.filter)?;
+    let preview = engine.preview(&auth.0, filter, n).await?;
     Ok(HttpResponse::Ok().json(json!({
         "count": preview.count,
         "sample": preview.sample.iter().map(member_json).collect::<Vec<_>>(),
@@ -310,7 +328,7 @@ pub async fn user_memberships(
 ) -> Result<HttpResponse> {
     let bytes = body(&engine, payload).await?;
     let id = parse_wire::<MemberWire<'_>>(&bytes, "one member")?.identifier("body")?;
-    let of = auth.0.memberships(&id)?;
+    let of = engine.memberships(&auth.0, id).await?;
     let cohorts: Vec<Value> = of
         .cohorts
         .iter()

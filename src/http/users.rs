@@ -4,8 +4,10 @@
 //! A request is validated whole before anything is applied: a malformed
 //! object anywhere is a 400 naming it (`attributes[3].external_id: …`) and
 //! changes nothing. What depends on state — a profile that does not exist
-//! under `_update_existing_only`, an alias held by someone else — is
-//! reported per object in `errors` of a 201, as Braze does.
+//! under `_update_existing_only`, an alias held by someone else, an object
+//! that would take its profile over a `[limits]` value — is reported per
+//! object in `errors` of a 201, as Braze does. The request limits (string
+//! sizes, array items) are the engine's to check (`profiles::commands`).
 
 use actix_web::{web, HttpResponse};
 use compact_str::CompactString;

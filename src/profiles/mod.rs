@@ -9,6 +9,14 @@
 //! the table under one lock means a reader never sees an alias in two
 //! profiles halfway through a merge.
 //!
+//! Filter evaluation does not read under that lock: it takes a
+//! `ProfileView` (the table's chunks and the live set, shared
+//! copy-on-write) and lets the lock go.
+//!
+//! The per-profile limits (`attributes_per_profile`, `array_items`) are
+//! checked here, against the profile as it is when a write applies
+//! (`check_attribute_changes`, and the merge check of identify).
+//!
 //! Cohort membership is not here: it belongs to the cohort actors. Operations
 //! that move or end a profile (merge, delete) return what happened so that
 //! the router can tell the cohorts.
@@ -21,13 +29,18 @@ mod table;
 pub use profile::{AttrValue, Details, EventStats, Profile};
 pub use table::Table;
 
+use std::sync::Arc;
+
 use compact_str::CompactString;
 use foldhash::fast::RandomState;
 use roaring::RoaringBitmap;
 
+use crate::config::LimitsConfig;
+use crate::limits::{Exceeded, Limit};
 use crate::model::{Alias, Identifier, Millis, Uid};
 
 type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
+type Set<T> = hashbrown::HashSet<T, RandomState>;
 
 /// A change to one custom attribute, as `/users/track` asks for it.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +81,9 @@ pub enum IdentifyError {
     AliasTaken,
     #[error("no user with that external_id")]
     NoSuchUser,
+    /// The merge would leave the identified profile over a limit.
+    #[error("{0}")]
+    Limit(Exceeded),
 }
 
 /// A point-in-time image of a `ProfileStore`: what a snapshot stores (the
@@ -158,8 +174,9 @@ pub struct ProfileStore {
     /// Indexed by `Uid`; `None` for a deleted or merged-away profile (ids are
     /// never reused).
     table: Table,
-    /// The live profiles: the universe that `not` is taken against.
-    live: RoaringBitmap,
+    /// The live profiles: the universe that `not` is taken against. Shared
+    /// copy-on-write with read views (`view`).
+    live: Arc<RoaringBitmap>,
     by_external: index::ExternalIndex,
     by_alias: Map<Alias, Uid>,
     by_device: Map<CompactString, Uid>,
@@ -195,6 +212,18 @@ impl ProfileStore {
     pub fn image(&self) -> ProfileImage {
         ProfileImage {
             table: self.table.clone(),
+            live: (*self.live).clone(),
+        }
+    }
+
+    /// What filter evaluation and member pages read (profiles by id and the
+    /// live set), detached from the store in O(number of chunks): a long
+    /// evaluation holds no lock, so the router never waits for it. Writes
+    /// after it copy the chunks they touch (copy-on-write), and the view
+    /// keeps answering as of the moment it was taken.
+    pub fn view(&self) -> ProfileView {
+        ProfileView {
+            table: self.table.clone(),
             live: self.live.clone(),
         }
     }
@@ -203,7 +232,7 @@ impl ProfileStore {
     pub fn from_image(image: ProfileImage) -> ProfileStore {
         let mut store = ProfileStore {
             table: image.table,
-            live: image.live,
+            live: Arc::new(image.live),
             ..Default::default()
         };
         store.reindex();
@@ -309,7 +338,7 @@ impl ProfileStore {
         for d in p.devices() {
             self.by_device.insert(d.clone(), uid);
         }
-        self.live.insert(uid);
+        Arc::make_mut(&mut self.live).insert(uid);
         uid
     }
 
@@ -361,17 +390,14 @@ impl ProfileStore {
                 attrs.insert(name.into(), AttrValue::Num(base + by));
             }
             AttrUpdate::ArrayEdit { add, remove } => {
-                let mut items = match attrs.remove(name) {
+                let items = match attrs.remove(name) {
                     Some(AttrValue::Array(items)) => items,
                     _ => Vec::new(),
                 };
-                for a in add {
-                    if !items.contains(&a) {
-                        items.push(a);
-                    }
-                }
-                items.retain(|i| !remove.contains(i));
-                attrs.insert(name.into(), AttrValue::Array(items));
+                attrs.insert(
+                    name.into(),
+                    AttrValue::Array(edit_array(items, &add, &remove)),
+                );
             }
         }
     }
@@ -400,6 +426,7 @@ impl ProfileStore {
         &mut self,
         external_id: &str,
         alias: &Alias,
+        limits: &LimitsConfig,
     ) -> Result<Identified, IdentifyError> {
         let target = self.by_external(external_id);
         match self.by_alias(alias) {
@@ -408,6 +435,7 @@ impl ProfileStore {
                 if !self.profile_mut(holder).is_anonymous() {
                     return Err(IdentifyError::AliasHeldByIdentified);
                 }
+                self.check_merge(holder, target, limits)?;
                 Ok(self.identify_holder(external_id, holder, target))
             }
             None => {
@@ -433,11 +461,13 @@ impl ProfileStore {
         &mut self,
         external_id: &str,
         device: &str,
+        limits: &LimitsConfig,
     ) -> Result<Identified, IdentifyError> {
         let target = self.by_external(external_id);
         match self.by_device(device) {
             Some(holder) if Some(holder) == target => Ok(Identified::Unchanged(holder)),
             Some(holder) if self.profile_mut(holder).is_anonymous() => {
+                self.check_merge(holder, target, limits)?;
                 Ok(self.identify_holder(external_id, holder, target))
             }
             _ => Err(IdentifyError::DeviceNotAnonymous),
@@ -465,10 +495,113 @@ impl ProfileStore {
         }
     }
 
+    /// A merge of `holder` into `target` (if any) that would leave the
+    /// identified profile with more attributes than the limit (and more
+    /// than it has) is refused: merges union attributes, so repeated ones
+    /// could otherwise grow a profile past any bound.
+    fn check_merge(
+        &self,
+        holder: Uid,
+        target: Option<Uid>,
+        limits: &LimitsConfig,
+    ) -> Result<(), IdentifyError> {
+        let (Some(into), Some(from)) = (target.and_then(|t| self.get(t)), self.get(holder)) else {
+            return Ok(());
+        };
+        let mine = into.attributes();
+        let after = mine.len()
+            + from
+                .attributes()
+                .keys()
+                .filter(|k| !mine.contains_key(*k))
+                .count();
+        if after > limits.attributes_per_profile && after > mine.len() {
+            return Err(IdentifyError::Limit(Exceeded::new(
+                Limit::AttributesPerProfile,
+                limits.attributes_per_profile,
+                after,
+                "the merged profile",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether applying `changes` (one `/users/track` attributes object, in
+    /// order) to profile `uid` — `None`: a profile about to be created —
+    /// keeps it within the limits: at most `attributes_per_profile`
+    /// attributes, and each array it edits at most `array_items` items.
+    /// A change that does not grow a count past its limit is always
+    /// allowed, so a profile already over a lowered limit can still be
+    /// updated and shrunk. Reads only the attributes the changes touch.
+    pub fn check_attribute_changes(
+        &self,
+        uid: Option<Uid>,
+        changes: &[(CompactString, AttrUpdate)],
+        limits: &LimitsConfig,
+    ) -> Result<(), Exceeded> {
+        /// A touched attribute after the changes so far.
+        enum After {
+            Gone,
+            Array(Vec<CompactString>),
+            Other,
+        }
+        let empty = std::collections::BTreeMap::new();
+        let attrs = uid
+            .and_then(|u| self.get(u))
+            .map_or(&empty, |p| p.attributes());
+        let mut touched: Map<&str, After> = Map::default();
+        for (name, change) in changes {
+            let after = match change {
+                AttrUpdate::Remove => After::Gone,
+                AttrUpdate::Set(AttrValue::Array(items)) => After::Array(items.clone()),
+                AttrUpdate::Set(_) | AttrUpdate::Increment(_) => After::Other,
+                AttrUpdate::ArrayEdit { add, remove } => {
+                    let current = match touched.remove(name.as_str()) {
+                        Some(After::Array(items)) => items,
+                        Some(_) => Vec::new(),
+                        None => match attrs.get(name.as_str()) {
+                            Some(AttrValue::Array(items)) => items.clone(),
+                            _ => Vec::new(),
+                        },
+                    };
+                    let before = current.len();
+                    let edited = edit_array(current, add, remove);
+                    if edited.len() > limits.array_items && edited.len() > before {
+                        return Err(Exceeded::new(
+                            Limit::ArrayItems,
+                            limits.array_items,
+                            edited.len(),
+                            format!("array attribute {} after this edit", quoted(name)),
+                        ));
+                    }
+                    After::Array(edited)
+                }
+            };
+            touched.insert(name.as_str(), after);
+        }
+        let mut count = attrs.len();
+        for (name, after) in &touched {
+            match (attrs.contains_key(*name), after) {
+                (true, After::Gone) => count -= 1,
+                (false, After::Array(_) | After::Other) => count += 1,
+                _ => {}
+            }
+        }
+        if count > limits.attributes_per_profile && count > attrs.len() {
+            return Err(Exceeded::new(
+                Limit::AttributesPerProfile,
+                limits.attributes_per_profile,
+                count,
+                "the profile after this object",
+            ));
+        }
+        Ok(())
+    }
+
     /// Folds profile `from` into `into` and ends `from`.
     fn merge(&mut self, from: Uid, into: Uid) {
         let gone = self.table.take(from).expect("merge source is live");
-        self.live.remove(from);
+        Arc::make_mut(&mut self.live).remove(from);
         for a in gone.aliases() {
             self.by_alias.insert(a.clone(), into);
         }
@@ -510,7 +643,7 @@ impl ProfileStore {
         let Some(p) = self.table.take(uid) else {
             return false;
         };
-        self.live.remove(uid);
+        Arc::make_mut(&mut self.live).remove(uid);
         if let Some(e) = &p.external_id {
             self.by_external.remove(e, uid);
         }
@@ -521,6 +654,65 @@ impl ProfileStore {
             self.by_device.remove(d.as_str());
         }
         true
+    }
+}
+
+/// An array attribute edit, in linear time: `add` appends each item the
+/// array does not hold yet (in `add`'s order, once), then every item in
+/// `remove` goes. Items already in the array keep their places (and any
+/// duplicates a whole-array set gave them).
+pub fn edit_array(
+    mut items: Vec<CompactString>,
+    add: &[CompactString],
+    remove: &[CompactString],
+) -> Vec<CompactString> {
+    let fresh: Vec<&CompactString> = {
+        let mut seen: Set<&str> = items.iter().map(CompactString::as_str).collect();
+        add.iter().filter(|a| seen.insert(a.as_str())).collect()
+    };
+    items.extend(fresh.into_iter().cloned());
+    if !remove.is_empty() {
+        let gone: Set<&str> = remove.iter().map(CompactString::as_str).collect();
+        items.retain(|i| !gone.contains(i.as_str()));
+    }
+    items
+}
+
+/// A name for a message, cut short if long.
+fn short(name: &str) -> String {
+    if name.chars().count() > 40 {
+        let head: String = name.chars().take(40).collect();
+        format!("{head}…")
+    } else {
+        name.to_string()
+    }
+}
+
+/// [`short`], quoted.
+fn quoted(name: &str) -> String {
+    format!("{:?}", short(name))
+}
+
+/// What evaluation and member pages read of a workspace's profiles: the
+/// table and the live set, detached from the store (`ProfileStore::view`).
+#[derive(Clone, Debug)]
+pub struct ProfileView {
+    table: Table,
+    live: Arc<RoaringBitmap>,
+}
+
+impl ProfileView {
+    pub fn live(&self) -> &RoaringBitmap {
+        &self.live
+    }
+
+    pub fn get(&self, uid: Uid) -> Option<&Profile> {
+        self.table.get(uid)
+    }
+
+    /// How `uid` is listed in member pages, or `None` if it no longer exists.
+    pub fn listed_as(&self, uid: Uid) -> Option<Identifier> {
+        self.get(uid).and_then(Profile::listed_as)
     }
 }
 
@@ -566,7 +758,10 @@ mod tests {
         let mut s = ProfileStore::new();
         let anon = s.upsert_device("d1");
         assert_eq!(s.resolve(&dev("d1")), Some(anon));
-        assert_eq!(s.identify_device("u9", "d1"), Ok(Identified::Became(anon)));
+        assert_eq!(
+            s.identify_device("u9", "d1", &LimitsConfig::default()),
+            Ok(Identified::Became(anon))
+        );
         assert_eq!(
             s.resolve(&dev("d1")),
             None,
@@ -583,7 +778,7 @@ mod tests {
         s.record_event(anon, "open", 5);
         s.record_event(known, "open", 9);
         assert_eq!(
-            s.identify_device("u1", "d1"),
+            s.identify_device("u1", "d1", &LimitsConfig::default()),
             Ok(Identified::Merged {
                 from: anon,
                 into: known
@@ -610,22 +805,22 @@ mod tests {
         let al = Alias::new("email", "a@x");
         let alias_only = s.upsert_alias(&al, true).unwrap();
         assert_eq!(
-            s.identify_alias("u1", &al),
+            s.identify_alias("u1", &al, &LimitsConfig::default()),
             Ok(Identified::Became(alias_only))
         );
         assert_eq!(
-            s.identify_alias("u1", &al),
+            s.identify_alias("u1", &al, &LimitsConfig::default()),
             Ok(Identified::Unchanged(alias_only))
         );
         // Held by an identified profile: another external_id may not take it.
         assert_eq!(
-            s.identify_alias("u2", &al),
+            s.identify_alias("u2", &al, &LimitsConfig::default()),
             Err(IdentifyError::AliasHeldByIdentified)
         );
         let al2 = Alias::new("email", "b@x");
         let other = s.upsert_alias(&al2, true).unwrap();
         assert_eq!(
-            s.identify_alias("u1", &al2),
+            s.identify_alias("u1", &al2, &LimitsConfig::default()),
             Ok(Identified::Merged {
                 from: other,
                 into: alias_only
@@ -634,7 +829,7 @@ mod tests {
         assert_eq!(s.resolve(&Identifier::Alias(al2)), Some(alias_only));
         let unknown = Alias::new("phone", "1");
         assert_eq!(
-            s.identify_alias("u1", &unknown),
+            s.identify_alias("u1", &unknown, &LimitsConfig::default()),
             Ok(Identified::AliasAdded(alias_only))
         );
     }
@@ -701,6 +896,195 @@ mod tests {
             AttrValue::Array(vec!["b".into(), "c".into()])
         );
         assert!(!p.attributes().contains_key("gone"));
+    }
+
+    /// The edit as it was written before it was made linear: the order
+    /// semantics every caller relies on.
+    fn edit_array_reference(
+        mut items: Vec<CompactString>,
+        add: &[CompactString],
+        remove: &[CompactString],
+    ) -> Vec<CompactString> {
+        for a in add {
+            if !items.contains(a) {
+                items.push(a.clone());
+            }
+        }
+        items.retain(|i| !remove.contains(i));
+        items
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn edit_array_keeps_the_quadratic_versions_order(
+            items in proptest::collection::vec("[a-e]", 0..12),
+            add in proptest::collection::vec("[a-g]", 0..12),
+            remove in proptest::collection::vec("[a-g]", 0..6),
+        ) {
+            let cs = |v: Vec<String>| -> Vec<CompactString> {
+                v.into_iter().map(CompactString::from).collect()
+            };
+            let (items, add, remove) = (cs(items), cs(add), cs(remove));
+            proptest::prop_assert_eq!(
+                edit_array(items.clone(), &add, &remove),
+                edit_array_reference(items, &add, &remove)
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_array_edit_is_correct_and_ordered() {
+        let items: Vec<CompactString> = (0..50_000).map(|i| format!("i{i}").into()).collect();
+        let add: Vec<CompactString> = (25_000..75_000).map(|i| format!("i{i}").into()).collect();
+        let remove: Vec<CompactString> = (0..50_000)
+            .filter(|i| i % 2 == 0)
+            .map(|i| format!("i{i}").into())
+            .collect();
+        let out = edit_array(items, &add, &remove);
+        let expected: Vec<CompactString> = (0..75_000)
+            .filter(|i| *i >= 50_000 || i % 2 == 1)
+            .map(|i| format!("i{i}").into())
+            .collect();
+        assert_eq!(out, expected);
+    }
+
+    fn limits(array_items: usize, attributes_per_profile: usize) -> LimitsConfig {
+        LimitsConfig {
+            array_items,
+            attributes_per_profile,
+            ..LimitsConfig::default()
+        }
+    }
+
+    fn set(v: &str) -> AttrUpdate {
+        AttrUpdate::Set(AttrValue::Str(v.into()))
+    }
+
+    fn edit(add: &[&str], remove: &[&str]) -> AttrUpdate {
+        AttrUpdate::ArrayEdit {
+            add: add.iter().map(|s| CompactString::from(*s)).collect(),
+            remove: remove.iter().map(|s| CompactString::from(*s)).collect(),
+        }
+    }
+
+    fn changes(list: &[(&str, AttrUpdate)]) -> Vec<(CompactString, AttrUpdate)> {
+        list.iter().map(|(n, c)| ((*n).into(), c.clone())).collect()
+    }
+
+    #[test]
+    fn attribute_count_after_an_object_is_what_is_checked() {
+        let mut s = ProfileStore::new();
+        let u = s.upsert_external("u", true).unwrap();
+        for n in ["a", "b"] {
+            s.update_attribute(u, n, set("x"));
+        }
+        let l = limits(10, 3);
+        let check = |s: &ProfileStore, uid, list: &[(&str, AttrUpdate)]| {
+            s.check_attribute_changes(uid, &changes(list), &l)
+        };
+        // Updating existing ones, adding up to the limit: fine.
+        assert!(check(&s, Some(u), &[("a", set("y")), ("c", set("z"))]).is_ok());
+        // One more is over; removing one in the same object makes room.
+        let e = check(&s, Some(u), &[("c", set("z")), ("d", set("z"))]).unwrap_err();
+        assert_eq!((e.limit, e.got, e.max), (Limit::AttributesPerProfile, 4, 3));
+        assert!(check(
+            &s,
+            Some(u),
+            &[("c", set("z")), ("d", set("z")), ("a", AttrUpdate::Remove)]
+        )
+        .is_ok());
+        // Removing one that is not there makes no room.
+        assert!(check(
+            &s,
+            Some(u),
+            &[("c", set("z")), ("d", set("z")), ("q", AttrUpdate::Remove)]
+        )
+        .is_err());
+        // A new profile starts empty.
+        assert!(check(
+            &s,
+            None,
+            &[("a", set("1")), ("b", set("1")), ("c", set("1"))]
+        )
+        .is_ok());
+        assert!(check(
+            &s,
+            None,
+            &[
+                ("a", set("1")),
+                ("b", set("1")),
+                ("c", set("1")),
+                ("d", set("1"))
+            ]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn array_length_after_an_edit_is_what_is_checked() {
+        let mut s = ProfileStore::new();
+        let u = s.upsert_external("u", true).unwrap();
+        s.update_attribute(u, "tags", edit(&["a", "b"], &[]));
+        let l = limits(3, 10);
+        let check =
+            |list: &[(&str, AttrUpdate)]| s.check_attribute_changes(Some(u), &changes(list), &l);
+        assert!(check(&[("tags", edit(&["c", "a", "b"], &[]))]).is_ok());
+        let e = check(&[("tags", edit(&["c", "d"], &[]))]).unwrap_err();
+        assert_eq!((e.limit, e.got, e.max), (Limit::ArrayItems, 4, 3));
+        assert!(e.to_string().contains("\"tags\""), "{e}");
+        assert!(check(&[("tags", edit(&["c", "d"], &["a"]))]).is_ok());
+        // A whole-array set replaces: its length alone counts (and the
+        // request check holds it to the limit).
+        assert!(check(&[(
+            "tags",
+            AttrUpdate::Set(AttrValue::Array(vec!["x".into(); 3]))
+        )])
+        .is_ok());
+    }
+
+    #[test]
+    fn a_profile_over_a_lowered_limit_can_still_be_changed_and_shrunk() {
+        let mut s = ProfileStore::new();
+        let u = s.upsert_external("u", true).unwrap();
+        for n in ["a", "b", "c"] {
+            s.update_attribute(u, n, set("x"));
+        }
+        s.update_attribute(u, "tags", edit(&["1", "2", "3", "4"], &[]));
+        let l = limits(2, 2);
+        let check =
+            |list: &[(&str, AttrUpdate)]| s.check_attribute_changes(Some(u), &changes(list), &l);
+        assert!(check(&[("a", set("y"))]).is_ok(), "no growth");
+        assert!(check(&[("tags", edit(&["1"], &["2"]))]).is_ok(), "shrinks");
+        assert!(check(&[("d", set("y"))]).is_err(), "grows");
+        assert!(check(&[("tags", edit(&["5"], &[]))]).is_err(), "grows");
+    }
+
+    #[test]
+    fn a_merge_over_the_attribute_limit_is_refused_and_changes_nothing() {
+        let mut s = ProfileStore::new();
+        let u1 = s.upsert_external("u1", true).unwrap();
+        s.update_attribute(u1, "a", set("1"));
+        s.update_attribute(u1, "b", set("1"));
+        let al = Alias::new("e", "x");
+        let anon = s.upsert_alias(&al, true).unwrap();
+        s.update_attribute(anon, "b", set("2"));
+        s.update_attribute(anon, "c", set("2"));
+        let e = s
+            .identify_alias("u1", &al, &limits(10, 2))
+            .expect_err("a, b and c make three");
+        assert!(
+            matches!(e, IdentifyError::Limit(ref x) if x.got == 3),
+            "{e:?}"
+        );
+        assert!(s.get(anon).is_some(), "nothing merged");
+        assert_eq!(s.resolve(&Identifier::Alias(al.clone())), Some(anon));
+        assert_eq!(
+            s.identify_alias("u1", &al, &limits(10, 3)),
+            Ok(Identified::Merged {
+                from: anon,
+                into: u1
+            })
+        );
     }
 
     #[test]

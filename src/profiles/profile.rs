@@ -181,16 +181,8 @@ impl Profile {
             return;
         };
         let mine = self.details_mut();
-        for a in other.aliases {
-            if !mine.aliases.contains(&a) {
-                mine.aliases.push(a);
-            }
-        }
-        for d in other.devices {
-            if !mine.devices.contains(&d) {
-                mine.devices.push(d);
-            }
-        }
+        append_new(&mut mine.aliases, other.aliases);
+        append_new(&mut mine.devices, other.devices);
         for (k, v) in other.attributes {
             mine.attributes.entry(k).or_insert(v);
         }
@@ -199,6 +191,21 @@ impl Profile {
                 .entry(k)
                 .and_modify(|mine| mine.merge(&v))
                 .or_insert(v);
+        }
+    }
+}
+
+/// Appends the items of `more` that `list` does not hold yet, in order,
+/// each once: a set lookup per item, not a scan of `list`.
+fn append_new<T: Clone + Eq + std::hash::Hash>(list: &mut Vec<T>, more: Vec<T>) {
+    if more.is_empty() {
+        return;
+    }
+    let mut seen: hashbrown::HashSet<T, foldhash::fast::RandomState> =
+        list.iter().cloned().collect();
+    for item in more {
+        if seen.insert(item.clone()) {
+            list.push(item);
         }
     }
 }
@@ -268,5 +275,18 @@ mod tests {
         );
         assert_eq!(me.aliases(), [Alias::new("email", "a@b")]);
         assert_eq!(me.devices(), [CompactString::from("d1")]);
+    }
+
+    #[test]
+    fn absorbing_unions_identifier_lists_in_order_once() {
+        let mut me = Profile::anonymous("d1");
+        me.details_mut().devices.push("d2".into());
+        let mut other = Profile::anonymous("d3");
+        for d in ["d2", "d3", "d4", "d1", "d4"] {
+            other.details_mut().devices.push(d.into());
+        }
+        me.absorb(other);
+        let got: Vec<&str> = me.devices().iter().map(|d| d.as_str()).collect();
+        assert_eq!(got, ["d1", "d2", "d3", "d4"]);
     }
 }

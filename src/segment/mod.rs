@@ -71,6 +71,11 @@
 //! * `exists` / `does_not_exist` with a `"value"` key (even `null`) is an error.
 //! * An unknown cohort is an error at parse time (decided by the caller's
 //!   `cohort_exists`), never silently an empty set.
+//! * A filter from a request is parsed with [`parse_limited`], held to the
+//!   `[limits]` `filter_leaves`, `filter_regex_leaves` (counted on the JSON
+//!   before anything compiles) and `filter_regex_bytes` (the regexes'
+//!   compiled sizes, summed as they compile). [`parse`] is the unlimited
+//!   rule, for filters already accepted once (loaded from disk).
 //!
 //! # Evaluation
 //!
@@ -84,6 +89,13 @@
 //! cohort algebra, so `A and B and not C` materialises one intermediate set.
 //! [`contains`] checks one profile without touching the others;
 //! [`contains_many`] does it for a batch against one snapshot of the cohorts.
+//!
+//! Each has a `_within` form that takes a [`Deadline`] and gives up with
+//! [`OutOfTime`] once it passes, checking it cooperatively (every
+//! `CHECK_EVERY` profiles scanned or ids checked, and between the children
+//! of `and`/`or`): the engine's read pool runs every request's evaluation
+//! that way. Evaluation reads profiles through [`Profiles`], implemented by
+//! the store and by a detached `ProfileView` of it.
 
 mod eval;
 mod parse;
@@ -93,8 +105,11 @@ use compact_str::CompactString;
 
 use crate::model::{CohortKey, Millis};
 
-pub use eval::{contains, contains_many, count, evaluate, CohortSets};
-pub use parse::{parse, FilterError, MAX_DEPTH};
+pub use eval::{
+    contains, contains_many, contains_many_within, count, count_within, evaluate, evaluate_within,
+    CohortSets, Deadline, OutOfTime, Profiles,
+};
+pub use parse::{parse, parse_limited, FilterError, FilterLimits, ParseError, MAX_DEPTH};
 pub use pattern::Pattern;
 
 /// A parsed, validated segment filter. Build one with [`parse`]; render it

@@ -1,12 +1,14 @@
 //! JSON → [`Filter`] (validating everything, so evaluation never fails) and
 //! back ([`Filter::to_json`]).
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::{Map, Number, Value};
 
 use super::{AttrCond, Bound, EventCond, Filter, Instant, Pattern, Scalar};
+use crate::limits::{Exceeded, Limit};
 use crate::model::CohortKey;
 use crate::time::parse_iso8601;
 
@@ -76,11 +78,133 @@ pub fn parse(
     value: &Value,
     cohort_exists: &dyn Fn(&CohortKey) -> bool,
 ) -> std::result::Result<Filter, FilterError> {
-    Parser { cohort_exists }.node(value, "/", 1)
+    Parser {
+        cohort_exists,
+        regex_budget: None,
+    }
+    .node(value, "/", 1)
+}
+
+/// The `[limits]` a filter sent in a request is held to (saved filters
+/// loaded from disk are not: they were accepted once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterLimits {
+    /// `limits.filter_leaves`: cohort, attribute, event and all nodes.
+    pub leaves: usize,
+    /// `limits.filter_regex_leaves`: matches_regex / does_not_match_regex.
+    pub regex_leaves: usize,
+    /// `limits.filter_regex_bytes`: the regexes' compiled sizes, summed.
+    pub regex_bytes: usize,
+}
+
+/// Why a filter from a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    Invalid(FilterError),
+    Limit(Exceeded),
+}
+
+/// [`parse`], held to `limits`. The leaf counts are taken first, on the
+/// JSON as sent (an oversized filter costs no regex compilation); the
+/// compiled sizes add up as the regexes compile, and the first one that
+/// takes the sum over the limit stops the parse.
+pub fn parse_limited(
+    value: &Value,
+    cohort_exists: &dyn Fn(&CohortKey) -> bool,
+    limits: &FilterLimits,
+) -> std::result::Result<Filter, ParseError> {
+    let mut counts = LeafCounts::default();
+    counts.walk(value, 1);
+    Exceeded::check(Limit::FilterLeaves, limits.leaves, counts.leaves, || {
+        "filter".into()
+    })
+    .and_then(|()| {
+        Exceeded::check(
+            Limit::FilterRegexLeaves,
+            limits.regex_leaves,
+            counts.regexes,
+            || "filter".into(),
+        )
+    })
+    .map_err(ParseError::Limit)?;
+    let budget = RegexBudget {
+        max: limits.regex_bytes,
+        used: Cell::new(0),
+        over: Cell::new(false),
+    };
+    let parsed = Parser {
+        cohort_exists,
+        regex_budget: Some(&budget),
+    }
+    .node(value, "/", 1);
+    if budget.over.get() {
+        return Err(ParseError::Limit(Exceeded {
+            at_least: true,
+            ..Exceeded::new(
+                Limit::FilterRegexBytes,
+                budget.max,
+                budget.used.get(),
+                "filter",
+            )
+        }));
+    }
+    parsed.map_err(ParseError::Invalid)
+}
+
+/// Leaves and regex leaves of a filter as sent, counted down to
+/// `MAX_DEPTH` (deeper is a parse error anyway). Malformed nodes count as
+/// leaves or not at all; `parse` reports them.
+#[derive(Default)]
+struct LeafCounts {
+    leaves: usize,
+    regexes: usize,
+}
+
+impl LeafCounts {
+    fn walk(&mut self, v: &Value, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let Some((key, body)) = v.as_object().and_then(|o| {
+            let mut entries = o.iter();
+            match (entries.next(), entries.next()) {
+                (Some(entry), None) => Some(entry),
+                _ => None,
+            }
+        }) else {
+            return;
+        };
+        match key.as_str() {
+            "and" | "or" => {
+                for item in body.as_array().into_iter().flatten() {
+                    self.walk(item, depth + 1);
+                }
+            }
+            "not" => self.walk(body, depth + 1),
+            "attribute" => {
+                self.leaves += 1;
+                if matches!(
+                    body.get("op").and_then(Value::as_str),
+                    Some("matches_regex" | "does_not_match_regex")
+                ) {
+                    self.regexes += 1;
+                }
+            }
+            _ => self.leaves += 1,
+        }
+    }
+}
+
+/// The compiled regex bytes a filter may still use.
+struct RegexBudget {
+    max: usize,
+    used: Cell<usize>,
+    over: Cell<bool>,
 }
 
 struct Parser<'a> {
     cohort_exists: &'a dyn Fn(&CohortKey) -> bool,
+    regex_budget: Option<&'a RegexBudget>,
 }
 
 impl Parser<'_> {
@@ -135,13 +259,39 @@ impl Parser<'_> {
                 ),
             },
             "cohort" => self.cohort(body, &here),
-            "attribute" => attribute(body, &here),
+            "attribute" => {
+                let f = attribute(body, &here)?;
+                self.spend_regex_budget(&f, &here)?;
+                Ok(f)
+            }
             "event" => event(body, &here),
             other => fail(
                 path,
                 format!("unknown filter key {other:?}; expected one of {NODE_KEYS}"),
             ),
         }
+    }
+
+    /// Adds a regex leaf's compiled size to the budget; past it, the parse
+    /// stops (`parse_limited` reports the limit, not this error).
+    fn spend_regex_budget(&self, f: &Filter, path: &str) -> Result<()> {
+        let (
+            Some(budget),
+            Filter::Attribute {
+                cond: AttrCond::MatchesRegex(p) | AttrCond::DoesNotMatchRegex(p),
+                ..
+            },
+        ) = (self.regex_budget, f)
+        else {
+            return Ok(());
+        };
+        let used = budget.used.get() + p.compiled_bytes();
+        budget.used.set(used);
+        if used > budget.max {
+            budget.over.set(true);
+            return fail(path, "the filter's regexes are too large together");
+        }
+        Ok(())
     }
 
     fn children(&self, v: &Value, path: &str, depth: usize) -> Result<Vec<Filter>> {
@@ -861,6 +1011,75 @@ mod tests {
         let e = parse(&nest(MAX_DEPTH + 1), &known).unwrap_err();
         assert!(e.message.contains("deeper than 32 levels"), "{e}");
         assert_eq!(e.path.matches("/not").count(), MAX_DEPTH);
+    }
+
+    const LIMITS: FilterLimits = FilterLimits {
+        leaves: 4,
+        regex_leaves: 2,
+        regex_bytes: 1 << 20,
+    };
+
+    fn limited(v: Value, limits: &FilterLimits) -> std::result::Result<Filter, ParseError> {
+        parse_limited(&v, &known, limits)
+    }
+
+    fn or_of(n: usize, leaf: impl Fn(usize) -> Value) -> Value {
+        json!({ "or": (0..n).map(leaf).collect::<Vec<_>>() })
+    }
+
+    #[test]
+    fn leaves_are_counted_through_every_kind_of_node() {
+        let four = json!({"and": [c1(), {"not": {"all": true}},
+            {"or": [attr("equals", json!(1)), {"event": {"name": "e", "op": "exactly", "count": 1}}]}]});
+        assert!(limited(four.clone(), &LIMITS).is_ok());
+        let five = json!({"or": [four, c1()]});
+        let Err(ParseError::Limit(e)) = limited(five, &LIMITS) else {
+            panic!("five leaves pass a limit of four")
+        };
+        assert_eq!((e.limit, e.got, e.max), (Limit::FilterLeaves, 5, 4));
+        assert!(e.to_string().contains("limits.filter_leaves"), "{e}");
+    }
+
+    #[test]
+    fn regex_leaves_are_limited_before_anything_compiles() {
+        let regex = |i: usize| attr("matches_regex", json!(format!("^a{i}")));
+        assert!(limited(or_of(2, regex), &LIMITS).is_ok());
+        // The third pattern does not even compile: the count refuses first.
+        let three = json!({"or": [regex(0), regex(1), attr("does_not_match_regex", json!("("))]});
+        let Err(ParseError::Limit(e)) = limited(three, &LIMITS) else {
+            panic!("three regexes pass a limit of two")
+        };
+        assert_eq!((e.limit, e.got), (Limit::FilterRegexLeaves, 3));
+    }
+
+    #[test]
+    fn compiled_regex_sizes_add_up_to_the_limit() {
+        let one = Pattern::new("^a0").unwrap().compiled_bytes();
+        let regex = |i: usize| attr("matches_regex", json!(format!("^a{i}")));
+        let fits = FilterLimits {
+            regex_bytes: 2 * one,
+            ..LIMITS
+        };
+        assert!(limited(or_of(2, regex), &fits).is_ok());
+        let tight = FilterLimits {
+            regex_bytes: 2 * one - 1,
+            ..LIMITS
+        };
+        let Err(ParseError::Limit(e)) = limited(or_of(2, regex), &tight) else {
+            panic!("two patterns fit one byte short of their size")
+        };
+        assert_eq!(
+            (e.limit, e.got, e.at_least),
+            (Limit::FilterRegexBytes, 2 * one, true)
+        );
+    }
+
+    #[test]
+    fn an_invalid_filter_within_the_limits_is_invalid() {
+        assert!(matches!(
+            limited(json!({"nand": []}), &LIMITS),
+            Err(ParseError::Invalid(e)) if e.message.contains("unknown filter key")
+        ));
     }
 
     #[test]

@@ -1,0 +1,141 @@
+//! Filter evaluation runs on the read pool, with a time budget: a
+//! pathological preview is stopped with 503 `read_budget_exceeded`, and
+//! the probes answer while the pool's only thread is busy with it.
+
+mod common;
+
+use common::{Resp, Server, Workspace};
+use serde_json::{json, Value};
+
+/// `n` profiles whose `bio` is a long text: what regexes must scan.
+fn profiles(ws: &Workspace, n: usize) {
+    let bio = "lorem ipsum dolor sit amet ".repeat(40);
+    let all: Vec<Value> = (0..n)
+        .map(|i| json!({"external_id": format!("u{i}"), "bio": bio}))
+        .collect();
+    for chunk in all.chunks(75) {
+        let r = ws.post("/users/track", json!({ "attributes": chunk }));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+}
+
+/// An `or` of `n` regexes that match no profile (no word of the text has
+/// six letters) and have no literal to search for first, so every one of
+/// them scans every profile's text to its end.
+fn pathological(n: usize) -> Value {
+    let leaves: Vec<Value> = (0..n)
+        .map(|i| json!({"attribute": {"name": "bio", "op": "matches_regex", "value": format!("[a-z]{{{}}}", i + 6)}}))
+        .collect();
+    json!({"filter": {"or": leaves}})
+}
+
+fn gauge(server: &Server, name: &str) -> Option<i64> {
+    let text = server.call("GET", "/metrics", None, None).body;
+    let text = text.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn assert_budget_error(r: &Resp) {
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["code"], "read_budget_exceeded", "{}", r.body);
+    assert!(r.message().contains("reads.budget_millis"), "{}", r.body);
+}
+
+#[test]
+fn a_read_past_its_budget_is_stopped_with_a_clear_error() {
+    let server = Server::start_with(|c| {
+        c.reads.threads = 1;
+        c.reads.budget_millis = 1;
+    });
+    let ws = server.workspace("acme");
+    profiles(&ws, 2_000);
+    let r = ws.post("/segments/preview", pathological(100));
+    assert_budget_error(&r);
+    // Saved segments' reads too.
+    let r = ws.post(
+        "/segments",
+        json!({"name": "slow", "filter": pathological(100)["filter"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["segment_id"].as_str().unwrap().to_string();
+    assert_budget_error(&ws.get(&format!("/segments/{id}/count")));
+    assert_budget_error(&ws.get(&format!("/segments/{id}/members")));
+    // The thread is free again: a read that does not scan profiles answers.
+    let r = ws.post("/segments/preview", json!({"filter": {"all": true}}));
+    assert_eq!(
+        (r.status, r.body["count"].as_u64()),
+        (200, Some(2_000)),
+        "{}",
+        r.body
+    );
+    let metrics = server.call("GET", "/metrics", None, None).body.to_string();
+    assert!(
+        metrics.contains("cohortd_rejected_requests_total{reason=\\\"read_budget_exceeded\\\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn probes_answer_while_every_read_thread_is_busy() {
+    let server = Server::start_with(|c| {
+        c.http_workers = 2;
+        c.reads.threads = 1;
+        c.reads.queue_wait_millis = 50;
+        c.reads.budget_millis = 3_000;
+    });
+    let ws = server.workspace("acme");
+    profiles(&ws, 3_000);
+    assert_eq!(gauge(&server, "cohortd_read_pool_busy"), Some(0));
+
+    std::thread::scope(|s| {
+        // More pathological previews than HTTP workers: on the workers
+        // they would hold both, and the probes would wait behind them.
+        let previews: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| ws.post("/segments/preview", pathological(100))))
+            .collect();
+        // Wait until the pool's only thread is evaluating one of them.
+        let mut busy = false;
+        for _ in 0..2_000 {
+            if gauge(&server, "cohortd_read_pool_busy") == Some(1) {
+                busy = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(busy, "a preview took the read thread");
+        let health = server.call("GET", "/healthz", None, None);
+        let ready = server.call("GET", "/readyz", None, None);
+        // Still busy after both answered: they did not wait for it.
+        let still = gauge(&server, "cohortd_read_pool_busy");
+        assert_eq!((health.status, ready.status), (200, 200));
+        assert_eq!(still, Some(1), "the probes answered while the preview ran");
+
+        let outcomes: Vec<Resp> = previews.into_iter().map(|h| h.join().unwrap()).collect();
+        for r in &outcomes {
+            assert_eq!(r.status, 503, "{}", r.body);
+            let code = r.body["code"].as_str().unwrap();
+            assert!(
+                ["read_budget_exceeded", "read_pool_busy"].contains(&code),
+                "{}",
+                r.body
+            );
+        }
+        assert!(
+            outcomes
+                .iter()
+                .any(|r| r.body["code"] == "read_budget_exceeded"),
+            "the one that ran was stopped at its budget"
+        );
+        assert!(
+            outcomes.iter().any(|r| r.body["code"] == "read_pool_busy"),
+            "the others found the only thread busy past their wait"
+        );
+    });
+    // And then the pool serves again.
+    assert_eq!(gauge(&server, "cohortd_read_pool_busy"), Some(0));
+    let r = ws.post("/segments/preview", json!({"filter": {"all": true}}));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
