@@ -139,3 +139,46 @@ mod tests {
         assert!(Exceeded::check(Limit::StringBytes, 3, 4, String::new).is_err());
     }
 }
+
+/// The limits that depend on the state, as the log applies them. They are
+/// part of the log, not read from the config at replay: a write is judged
+/// on replay by the limits it was judged by when it was acknowledged, so
+/// changing `config.toml` between a crash and the restart never turns an
+/// applied write into a refused one or the reverse. The engine logs a
+/// `SetLimits` when the configured values differ from the ones in force.
+/// `None` in force (data written before limits existed) means no limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateLimits {
+    pub array_items: u64,
+    pub attributes_per_profile: u64,
+    pub cohorts_per_workspace: u64,
+    pub segments_per_workspace: u64,
+}
+
+impl StateLimits {
+    pub fn from_config(l: &crate::config::LimitsConfig) -> StateLimits {
+        let n = |v: usize| v as u64;
+        StateLimits {
+            array_items: n(l.array_items),
+            attributes_per_profile: n(l.attributes_per_profile),
+            cohorts_per_workspace: n(l.cohorts_per_workspace),
+            segments_per_workspace: n(l.segments_per_workspace),
+        }
+    }
+
+    /// `config` with its state-dependent limits replaced by those in force
+    /// (all unlimited for `None`). The request limits stay the config's.
+    pub fn in_force(
+        config: &crate::config::LimitsConfig,
+        state: Option<StateLimits>,
+    ) -> crate::config::LimitsConfig {
+        let v = |x: Option<u64>| x.map_or(usize::MAX, |x| usize::try_from(x).unwrap_or(usize::MAX));
+        crate::config::LimitsConfig {
+            array_items: v(state.map(|s| s.array_items)),
+            attributes_per_profile: v(state.map(|s| s.attributes_per_profile)),
+            cohorts_per_workspace: v(state.map(|s| s.cohorts_per_workspace)),
+            segments_per_workspace: v(state.map(|s| s.segments_per_workspace)),
+            ..config.clone()
+        }
+    }
+}

@@ -1124,3 +1124,56 @@ fn a_restore_never_gives_out_an_id_again() {
     assert_eq!(segment(&d, "four"), "seg_4");
     assert_eq!(d.tenant("d", &[]).id, "ws_4");
 }
+
+/// The state-dependent limits in force are part of the log: after a crash,
+/// replay judges each write by the limits it was acknowledged under, even
+/// when `config.toml` changed them meanwhile, in either direction.
+#[test]
+fn replay_judges_writes_by_the_limits_they_were_acknowledged_under() {
+    let shipped = "segments_per_workspace = 2000";
+    let home = Home::with_config(&[(shipped, "segments_per_workspace = 2")]);
+    let set_limit = |n: u32| {
+        let text =
+            cohortd::config::SHIPPED.replace(shipped, &format!("segments_per_workspace = {n}"));
+        std::fs::write(home.root().join("config.toml"), text).unwrap();
+    };
+    let create = |d: &Daemon, key: &str, n: &str| {
+        d.post(
+            "/segments",
+            key,
+            json!({"name": n, "filter": {"all": true}}),
+        )
+    };
+    let names = |d: &Daemon, key: &str| -> Vec<String> {
+        let r = d.get("/segments", key);
+        r.body["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Limit 2: the third create is refused (and logged, as every write is).
+    let d = home.start();
+    let t = d.tenant("acme", &[]);
+    assert_eq!(create(&d, &t.key, "a").status, 201);
+    assert_eq!(create(&d, &t.key, "b").status, 201);
+    let refused = create(&d, &t.key, "c");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    d.kill9();
+
+    // Raised to 5 before the restart: the refused write stays refused.
+    set_limit(5);
+    let d = home.start();
+    assert_eq!(names(&d, &t.key), ["a", "b"]);
+    assert_eq!(create(&d, &t.key, "c").status, 201, "5 is in force now");
+    assert_eq!(create(&d, &t.key, "d").status, 201);
+    d.kill9();
+
+    // Lowered to 2 before the restart: what was acknowledged stays applied.
+    set_limit(2);
+    let d = home.start();
+    assert_eq!(names(&d, &t.key), ["a", "b", "c", "d"]);
+    assert_eq!(create(&d, &t.key, "e").status, 400, "2 is in force now");
+}

@@ -149,6 +149,7 @@ impl Engine {
                 config.limits.clone(),
             );
             let image = recovered.image;
+            let in_force = image.limits;
             Router::start_in_arbiter(&router_arbiter.handle(), move |_| {
                 let mut router = Router::new(
                     cell.clone(),
@@ -157,7 +158,7 @@ impl Engine {
                     wal,
                     dir,
                     position,
-                    limits,
+                    (limits, in_force),
                 );
                 *cell.write() = router.install(image);
                 let _ = image_tx.send(());
@@ -170,6 +171,20 @@ impl Engine {
         #[cfg(debug_assertions)]
         recovery::test_hold().await;
         recovery::replay(&router, recovered.log, recovered.snapshot_position).await?;
+        // Bring the configured state-dependent limits into force through
+        // the log (no record when they already are): replay after a crash
+        // then judges every write by the limits it was acknowledged under.
+        let (reply, logged) = oneshot::channel();
+        router.do_send(Submit {
+            cmd: Command::SetLimits(crate::limits::StateLimits::from_config(&config.limits)),
+            reply,
+        });
+        let limits_failed = |e: String| StartError::Runtime(format!("cannot log the limits: {e}"));
+        logged
+            .await
+            .map_err(|_| limits_failed("the router stopped".into()))?
+            .await
+            .map_err(|e| limits_failed(e.to_string()))?;
         let snapshotter = Snapshotter::new(
             router.clone(),
             recovered.wal.clone(),

@@ -52,6 +52,7 @@ use super::state::{CohortEntry, Image, ImportKey, Segment, State, StateCell, Wor
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::keys::KeyHash;
+use crate::limits::StateLimits;
 use crate::model::{Change, CohortKey, Identifier, Millis, Uid, WorkspaceId};
 use crate::persist::{self, schema, wal::Wal};
 use crate::profiles::commands::{
@@ -129,6 +130,9 @@ pub enum Command {
         image: Vec<u8>,
         keep_counters: bool,
     },
+    /// From here on, these state-dependent limits are in force (logged at
+    /// start-up when `config.toml` changed them; see `limits::StateLimits`).
+    SetLimits(StateLimits),
 }
 
 /// What a command did, for the response.
@@ -191,9 +195,13 @@ pub struct Router {
     snapshot_dir: PathBuf,
     /// The ordering rules; this actor is the shell that feeds them.
     seq: Sequencer<Waiting, LogError>,
-    /// The state-dependent limits, checked as commands apply (in log order,
-    /// so concurrent requests cannot race past them).
+    /// The configured limits, with the state-dependent ones replaced by
+    /// those in force in the log (`in_force`), which is what commands are
+    /// checked against as they apply (in log order, so concurrent requests
+    /// cannot race past them, and replay judges as live did).
     limits: LimitsConfig,
+    configured: LimitsConfig,
+    in_force: Option<StateLimits>,
 }
 
 impl Router {
@@ -204,7 +212,7 @@ impl Router {
         wal: Arc<Wal>,
         snapshot_dir: PathBuf,
         last_applied: u64,
-        limits: LimitsConfig,
+        (configured, in_force): (LimitsConfig, Option<StateLimits>),
     ) -> Self {
         assert!(
             !arbiters.is_empty(),
@@ -218,7 +226,9 @@ impl Router {
             wal,
             snapshot_dir,
             seq: Sequencer::new(last_applied),
-            limits,
+            limits: StateLimits::in_force(&configured, in_force),
+            configured,
+            in_force,
         }
     }
 
@@ -329,6 +339,7 @@ impl Router {
             parts.push((image, cohorts));
         }
         let next_workspace = state.next_workspace();
+        let limits = self.in_force;
         async move {
             let mut workspaces = Vec::with_capacity(parts.len());
             for (mut image, cohorts) in parts {
@@ -343,6 +354,7 @@ impl Router {
                 Image {
                     next_workspace,
                     workspaces,
+                    limits,
                 },
             ))
         }
@@ -481,6 +493,11 @@ impl Router {
                 let image = decode_image(&snapshot_id, format, &image)?;
                 Ok(self.restore(&snapshot_id, image, keep_counters))
             }
+            Command::SetLimits(l) => {
+                self.in_force = Some(l);
+                self.limits = StateLimits::in_force(&self.configured, self.in_force);
+                Ok(done(Outcome::Done))
+            }
         }
     }
 
@@ -571,6 +588,9 @@ impl Router {
                     .map(|c| c.meta());
                 let current = meta.as_ref().map(|m| (m.named, m.name.as_str()));
                 sequencer::admit_name(name, self.seq.is_idle(), current)
+            }
+            Command::SetLimits(l) if self.seq.is_idle() && self.in_force == Some(*l) => {
+                Admission::AlreadyDone
             }
             _ => Admission::Log,
         };

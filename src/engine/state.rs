@@ -163,6 +163,9 @@ impl CohortSets for Workspace {
 pub struct Image {
     pub next_workspace: u32,
     pub workspaces: Vec<WorkspaceImage>,
+    /// The state-dependent limits in force at the cut (`None`: data from
+    /// before limits existed, no limit). See `limits::StateLimits`.
+    pub limits: Option<crate::limits::StateLimits>,
 }
 
 #[derive(Debug)]

@@ -10,12 +10,13 @@ use compact_str::CompactString;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::v2 as cur;
+use super::v3 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
 use crate::engine::Command;
 use crate::keys::KeyHash;
+use crate::limits::StateLimits;
 use crate::model::{self, Alias, CohortKey, Identifier, WorkspaceId};
 use crate::profiles::commands::{
     AttributesObject, EventObject, Identify, NewAliases, Target, Track,
@@ -426,6 +427,25 @@ pub fn record_out(cmd: &Command) -> cur::Record<ChangesOut<'_>> {
             image: image.clone(),
             keep_counters: *keep_counters,
         },
+        Command::SetLimits(l) => R::SetLimits(limits_out(l)),
+    }
+}
+
+fn limits_out(l: &StateLimits) -> cur::StateLimits {
+    cur::StateLimits {
+        array_items: l.array_items,
+        attributes_per_profile: l.attributes_per_profile,
+        cohorts_per_workspace: l.cohorts_per_workspace,
+        segments_per_workspace: l.segments_per_workspace,
+    }
+}
+
+fn limits_in(l: cur::StateLimits) -> StateLimits {
+    StateLimits {
+        array_items: l.array_items,
+        attributes_per_profile: l.attributes_per_profile,
+        cohorts_per_workspace: l.cohorts_per_workspace,
+        segments_per_workspace: l.segments_per_workspace,
     }
 }
 
@@ -457,6 +477,7 @@ pub fn image_out(image: &Image) -> cur::Image<ProfilesOut> {
                 cohorts: w.cohorts.iter().map(cohort_out).collect(),
             })
             .collect(),
+        limits: image.limits.as_ref().map(limits_out),
     }
 }
 
@@ -781,6 +802,7 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
             image,
             keep_counters,
         },
+        R::SetLimits(l) => Command::SetLimits(limits_in(l)),
     })
 }
 
@@ -816,6 +838,7 @@ pub fn image_in<P: IntoProfileImage>(image: cur::Image<P>) -> Result<Image> {
     Ok(Image {
         next_workspace: image.next_workspace,
         workspaces,
+        limits: image.limits.map(limits_in),
     })
 }
 

@@ -3,7 +3,7 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{v1, v2};
+use super::{v1, v2, v3};
 
 /// v1 → v2: a restore record says its image is version 1, and that it
 /// rewinds the id counters (as version 1 restores did).
@@ -117,6 +117,16 @@ pub fn image_v1_to_v2(image: v1::Image) -> v2::Image {
     }
 }
 
+/// v2 → v3: an image written before limits existed has none in force.
+/// (Records need no migration: v3 only appends a variant.)
+pub fn image_v2_to_v3<P>(image: v2::Image<P>) -> v3::Image<P> {
+    v3::Image {
+        next_workspace: image.next_workspace,
+        workspaces: image.workspaces,
+        limits: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +174,21 @@ mod tests {
         assert_eq!(gaps, vec![0, 4094, 1]);
         assert_eq!(w.profiles.list[2].1, profile("c"));
         assert_eq!((w.last_segment, v2.next_workspace), (3, 1));
+    }
+
+    #[test]
+    fn v2_images_have_no_limits_in_force_and_v2_records_decode_as_v3() {
+        let image = image_v2_to_v3(v2::Image::<v2::Profiles> {
+            next_workspace: 4,
+            workspaces: Vec::new(),
+        });
+        assert_eq!((image.next_workspace, image.limits), (4, None));
+        let r = v2::Record::<Vec<v2::Change>>::DeleteSegment { ws: 2, id: 9 };
+        let bytes = super::super::codec::encode(&r).expect("encode");
+        assert_eq!(
+            super::super::codec::decode::<v3::Record>(&bytes).expect("decode"),
+            v3::Record::DeleteSegment { ws: 2, id: 9 }
+        );
     }
 
     #[test]

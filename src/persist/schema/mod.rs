@@ -7,8 +7,10 @@
 //!
 //! - [`v1`]: what cohortd wrote up to commit b09aa9e (a frozen copy of the
 //!   serde shape of the live types of that time; headerless log segments);
-//! - [`v2`]: the current version (segment headers, restores that name their
-//!   image's version and keep the id counters, profiles as a list).
+//! - [`v2`]: segment headers, restores that name their image's version and
+//!   keep the id counters, profiles as a list;
+//! - [`v3`]: the current version (the state-dependent limits in force are
+//!   logged and kept in images).
 //!
 //! Writing always uses the current version ([`LOG_VERSION`],
 //! [`SNAPSHOT_VERSION`]); `convert` maps the domain to it. Reading accepts
@@ -25,6 +27,7 @@ mod convert;
 mod migrate;
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 use std::path::Path;
 
@@ -33,10 +36,10 @@ use crate::engine::state::Image;
 use crate::engine::Command;
 
 /// The format version of the log records this build writes.
-pub const LOG_VERSION: u32 = 2;
+pub const LOG_VERSION: u32 = 3;
 /// The format version of the snapshot payloads this build writes (the
 /// same number: one version names the format of a whole data dir).
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// The oldest version this build reads (every version ever released).
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -54,9 +57,14 @@ pub fn encode_record(cmd: &Command) -> Result<Vec<u8>> {
 
 /// A log record of format `version` as the command it replays as.
 pub fn decode_record(version: u32, bytes: &[u8]) -> Result<Command> {
-    let current: v2::Record = match version {
-        1 => migrate::record_v1_to_v2(codec::decode::<v1::Command>(bytes)?),
-        2 => codec::decode(bytes)?,
+    let current: v3::Record = match version {
+        1 => {
+            let v2 = migrate::record_v1_to_v2(codec::decode::<v1::Command>(bytes)?);
+            // v3 only appends a variant: re-spell the v2 record as v3.
+            codec::decode(&codec::encode(&v2)?)?
+        }
+        // A v2 record's bytes are the same v3 record's (see `v3`).
+        2 | 3 => codec::decode(bytes)?,
         v => return Err(unsupported("log record", v, LOG_VERSION)),
     };
     convert::command_in(current)
@@ -69,10 +77,11 @@ pub fn encode_image(image: &Image) -> Result<Vec<u8>> {
 
 /// The image a snapshot payload of format `version` holds, migrated to the
 /// current version's types.
-fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v2::Image> {
+fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v3::Image> {
     Ok(match version {
-        1 => migrate::image_v1_to_v2(codec::decode::<v1::Image>(bytes)?),
-        2 => codec::decode(bytes)?,
+        1 => migrate::image_v2_to_v3(migrate::image_v1_to_v2(codec::decode::<v1::Image>(bytes)?)),
+        2 => migrate::image_v2_to_v3(codec::decode::<v2::Image>(bytes)?),
+        3 => codec::decode(bytes)?,
         v => return Err(unsupported("snapshot", v, SNAPSHOT_VERSION)),
     })
 }
@@ -82,9 +91,10 @@ fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v2::Image> {
 /// older ones go through their own types and the migrations.
 pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
     match version {
-        SNAPSHOT_VERSION => {
-            convert::image_in(codec::decode::<v2::Image<convert::ProfilesIn>>(bytes)?)
-        }
+        3 => convert::image_in(codec::decode::<v3::Image<convert::ProfilesIn>>(bytes)?),
+        2 => convert::image_in(migrate::image_v2_to_v3(codec::decode::<
+            v2::Image<convert::ProfilesIn>,
+        >(bytes)?)),
         v => convert::image_in(decode_schema_image(v, bytes)?),
     }
 }

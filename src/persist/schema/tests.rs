@@ -188,6 +188,12 @@ fn every_command() -> Vec<Command> {
             image: vec![0, 1, 2],
             keep_counters: true,
         },
+        Command::SetLimits(crate::limits::StateLimits {
+            array_items: 1,
+            attributes_per_profile: 2,
+            cohorts_per_workspace: 3,
+            segments_per_workspace: u64::MAX,
+        }),
     ]
 }
 
@@ -216,6 +222,12 @@ fn image() -> Image {
     let last = store.upsert_external("last", true).expect("created");
     store.delete(last);
     Image {
+        limits: Some(crate::limits::StateLimits {
+            array_items: 1000,
+            attributes_per_profile: 200,
+            cohorts_per_workspace: 50,
+            segments_per_workspace: 7,
+        }),
         next_workspace: 4,
         workspaces: vec![WorkspaceImage {
             id: ws(),
@@ -268,7 +280,7 @@ fn the_streaming_reader_and_the_owned_types_agree() {
     assert_eq!(encode_image(&streamed).expect("encode"), bytes);
     assert_eq!(encode_image(&owned).expect("encode"), bytes);
     // A gap past the id bound is refused by both, not built.
-    let mut bad: v2::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v3::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     bad.workspaces[0].profiles.id_bound = 1;
     let bad = codec::encode(&bad).expect("encode");
     assert!(decode_image(SNAPSHOT_VERSION, &bad).is_err());
@@ -292,9 +304,10 @@ fn images_round_trip_through_the_current_version() {
     assert_eq!(w.segments[0].filter, filter());
     assert_eq!((w.last_segment, back.next_workspace), (7, 4));
     assert_eq!(w.cohorts[0], image().workspaces[0].cohorts[0]);
+    assert_eq!(back.limits, image().limits);
 }
 
-/// The bytes of the current version (2) are part of the contract: a change
+/// The bytes of the current version (3) are part of the contract: a change
 /// to a domain type must not move them. If this fails, the change belongs
 /// in a new version (docs/format.md).
 #[test]
@@ -353,6 +366,7 @@ fn current_version_bytes_are_pinned() {
     let mut store = ProfileStore::new();
     store.upsert_external("u", true);
     let small = Image {
+        limits: None,
         next_workspace: 1,
         workspaces: vec![WorkspaceImage {
             id: WorkspaceId(1),
@@ -368,7 +382,7 @@ fn current_version_bytes_are_pinned() {
     };
     assert_eq!(
         hex::encode(encode_image(&small).expect("encode")),
-        format!("010101017700{}0101000101750000000000", "00".repeat(32))
+        format!("010101017700{}010100010175000000000000", "00".repeat(32))
     );
 }
 
@@ -376,11 +390,11 @@ fn current_version_bytes_are_pinned() {
 fn newer_versions_are_refused_by_name() {
     let bytes = encode_record(&Command::DeleteSegment { ws: ws(), id: 1 }).expect("encode");
     let e = decode_record(LOG_VERSION + 1, &bytes).expect_err("newer");
-    assert!(e.to_string().contains("version 3"), "{e}");
-    assert!(e.to_string().contains("1 to 2"), "{e}");
+    assert!(e.to_string().contains("version 4"), "{e}");
+    assert!(e.to_string().contains("1 to 3"), "{e}");
     let e = decode_image(SNAPSHOT_VERSION + 1, &[]).expect_err("newer");
     assert!(
-        e.to_string().contains("snapshot of format version 3"),
+        e.to_string().contains("snapshot of format version 4"),
         "{e}"
     );
 }
@@ -501,7 +515,7 @@ fn inspect_reads_every_version() {
         crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
     let out: serde_json::Value =
         serde_json::from_str(&inspect(&v2.path).expect("inspect")).expect("json");
-    assert_eq!(out["format_version"], 2);
+    assert_eq!(out["format_version"], 3);
     assert_eq!(out["workspaces"][0]["profiles"], 3);
     assert_eq!(out["workspaces"][0]["memberships"], 2);
 }
