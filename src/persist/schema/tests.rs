@@ -461,6 +461,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v1-b09aa9e/restore", 1),
         (V2_FIXTURE_RICH, 2),
         (V2_FIXTURE_RESTORE, 2),
+        ("v3-0cf6801/rich", 3),
+        ("v3-0cf6801/restore", 3),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
