@@ -102,10 +102,9 @@ impl Serialize for ProfilesOut {
         impl Serialize for List<'_> {
             fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
                 let mut seq = ser.serialize_seq(Some(self.0.len() as usize))?;
-                let mut next = 0;
+                let mut gaps = cur::Gaps::default();
                 for (uid, p) in self.0.iter() {
-                    seq.serialize_element(&(uid - next, profile_out(p)))?;
-                    next = uid + 1;
+                    seq.serialize_element(&(gaps.gap(uid), profile_out(p)))?;
                 }
                 seq.end()
             }
@@ -851,20 +850,13 @@ pub trait IntoProfileImage {
 impl IntoProfileImage for cur::Profiles {
     fn into_profile_image(self) -> Result<ProfileImage> {
         let mut b = ProfileImage::builder(self.id_bound);
-        let mut next = 0u32;
+        let mut gaps = cur::Gaps::default();
         for (gap, p) in self.list {
-            let uid = profile_id(next, gap).map_err(Error::Codec)?;
+            let uid = gaps.id(gap).map_err(Error::Codec)?;
             b.push(uid, profile_in(p)).map_err(Error::Codec)?;
-            next = uid + 1;
         }
         b.finish().map_err(Error::Codec)
     }
-}
-
-fn profile_id(next: u32, gap: u32) -> std::result::Result<u32, String> {
-    next.checked_add(gap)
-        .filter(|uid| *uid < u32::MAX)
-        .ok_or_else(|| format!("profile id {next} + {gap} overflows"))
 }
 
 /// The current version's profiles, decoded straight into the store: each
@@ -989,11 +981,10 @@ impl<'de> serde::Deserialize<'de> for ProfilesIn {
                 mut seq: A,
             ) -> std::result::Result<ProfileImage, A::Error> {
                 let mut b = ProfileImage::builder(self.id_bound);
-                let mut next = 0u32;
+                let mut gaps = cur::Gaps::default();
                 while let Some((gap, p)) = seq.next_element::<(u32, ProfileIn)>()? {
-                    let uid = profile_id(next, gap).map_err(A::Error::custom)?;
+                    let uid = gaps.id(gap).map_err(A::Error::custom)?;
                     b.push(uid, p.into_domain()).map_err(A::Error::custom)?;
-                    next = uid + 1;
                 }
                 b.finish().map_err(A::Error::custom)
             }

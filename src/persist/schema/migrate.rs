@@ -82,7 +82,7 @@ pub fn image_v1_to_v2(image: v1::Image) -> v2::Image {
             .into_iter()
             .map(|w| {
                 let live = w.profiles.live;
-                let mut next = 0u32;
+                let mut gaps = v2::Gaps::default();
                 let list = w
                     .profiles
                     .table
@@ -92,11 +92,7 @@ pub fn image_v1_to_v2(image: v1::Image) -> v2::Image {
                     .zip(0u32..)
                     .filter_map(|(slot, uid)| slot.map(|p| (uid, p)))
                     .filter(|(uid, _)| live.contains(*uid))
-                    .map(|(uid, p)| {
-                        let gap = uid - next;
-                        next = uid + 1;
-                        (gap, p)
-                    })
+                    .map(|(uid, p)| (gaps.gap(uid), p))
                     .collect();
                 v2::WorkspaceImage {
                     id: w.id,
@@ -168,7 +164,13 @@ mod tests {
         let v2 = image_v1_to_v2(image);
         let w = &v2.workspaces[0];
         assert_eq!(w.profiles.id_bound, 4099);
-        let ids: Vec<u32> = w.profiles.with_ids().map(|(u, _)| u).collect();
+        let mut read = v2::Gaps::default();
+        let ids: Vec<u32> = w
+            .profiles
+            .list
+            .iter()
+            .map(|(g, _)| read.id(*g).expect("in range"))
+            .collect();
         assert_eq!(ids, vec![0, 4095, 4097]);
         let gaps: Vec<u32> = w.profiles.list.iter().map(|(g, _)| *g).collect();
         assert_eq!(gaps, vec![0, 4094, 1]);

@@ -127,15 +127,32 @@ pub struct Profiles {
     pub list: Vec<(u32, Profile)>,
 }
 
-impl Profiles {
-    /// The profiles with their ids (the gaps added up).
-    pub fn with_ids(&self) -> impl Iterator<Item = (u32, &Profile)> {
-        let mut next = 0u32;
-        self.list.iter().map(move |(gap, p)| {
-            let id = next.wrapping_add(*gap);
-            next = id.wrapping_add(1);
-            (id, p)
-        })
+/// The one rule between profile ids and the gaps `Profiles::list` stores:
+/// each entry's gap is the number of ids skipped since the previous entry
+/// (for the first, its id). Writers call [`Gaps::gap`], readers
+/// [`Gaps::id`], each once per profile in id order.
+#[derive(Debug, Default)]
+pub struct Gaps {
+    next: u32,
+}
+
+impl Gaps {
+    /// The gap to store before `id` (ids must ascend).
+    pub fn gap(&mut self, id: u32) -> u32 {
+        let gap = id - self.next;
+        self.next = id + 1;
+        gap
+    }
+
+    /// The id a stored `gap` stands for; an error if it leaves the id space.
+    pub fn id(&mut self, gap: u32) -> Result<u32, String> {
+        let id = self
+            .next
+            .checked_add(gap)
+            .filter(|id| *id < u32::MAX)
+            .ok_or_else(|| format!("profile id {} + gap {gap} overflows", self.next))?;
+        self.next = id + 1;
+        Ok(id)
     }
 }
 
@@ -145,5 +162,22 @@ impl Default for Image {
             next_workspace: 0,
             workspaces: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gaps;
+
+    #[test]
+    fn gaps_and_ids_are_inverse_and_overflow_is_refused() {
+        let ids = [0u32, 1, 5, 6, 4_000_000];
+        let mut w = Gaps::default();
+        let gaps: Vec<u32> = ids.iter().map(|&id| w.gap(id)).collect();
+        assert_eq!(gaps, vec![0, 0, 3, 0, 3_999_993]);
+        let mut r = Gaps::default();
+        let back: Vec<u32> = gaps.iter().map(|&g| r.id(g).expect("in range")).collect();
+        assert_eq!(back, ids);
+        assert!(r.id(u32::MAX).is_err());
     }
 }

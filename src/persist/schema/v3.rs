@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::v2::{
     Alias, AttrCond, AttrUpdate, AttrValue, AttributesObject, Bound, Change, CohortImage,
-    CohortKey, CohortMeta, Details, EventCond, EventObject, EventStats, Filter, Identifier,
+    CohortKey, CohortMeta, Details, EventCond, EventObject, EventStats, Filter, Gaps, Identifier,
     Identify, ImportKey, ImportRecord, Instant, KeyHash, Millis, NewAliases, Profile, Profiles,
     Scalar, Segment, Target, Track, WorkspaceId, WorkspaceImage,
 };
