@@ -50,7 +50,13 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     pub cohort_arbiters: usize,
+    /// Optional in a config file written before per-workspace lanes: a
+    /// missing key takes the shipped value.
+    #[serde(default = "shipped_sequencer_arbiters")]
+    pub sequencer_arbiters: usize,
     pub max_inflight_writes: usize,
+    #[serde(default = "shipped_inflight_per_workspace")]
+    pub max_inflight_writes_per_workspace: usize,
     pub import_history_len: usize,
 }
 
@@ -137,6 +143,14 @@ fn shipped_limits() -> LimitsConfig {
 
 fn shipped_reads() -> ReadsConfig {
     ReadsConfig::default()
+}
+
+fn shipped_sequencer_arbiters() -> usize {
+    Config::default().engine.sequencer_arbiters
+}
+
+fn shipped_inflight_per_workspace() -> usize {
+    Config::default().engine.max_inflight_writes_per_workspace
 }
 
 impl ReadsConfig {

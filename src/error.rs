@@ -49,6 +49,10 @@ pub enum Error {
     RateLimited,
     #[error("the engine is saturated; retry later (nothing was applied)")]
     Saturated,
+    /// The workspace has `engine.max_inflight_writes_per_workspace` writes
+    /// admitted already: its share is used, the other workspaces' is not.
+    #[error("this workspace has {0} writes in flight (engine.max_inflight_writes_per_workspace); retry later (nothing was applied)")]
+    WorkspaceSaturated(usize),
     #[error("{0}")]
     Unavailable(String),
     /// Every thread of the read pool stayed busy for `reads.queue_wait_millis`.
@@ -142,6 +146,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::RateLimited => "rate_limited",
             Error::Saturated => "saturated",
+            Error::WorkspaceSaturated(_) => "workspace_saturated",
             Error::Unavailable(_) => "unavailable",
             Error::ReadPoolBusy => "read_pool_busy",
             Error::ReadBudgetExceeded(_) => "read_budget_exceeded",
@@ -183,6 +188,7 @@ impl ResponseError for Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Error::Saturated
+            | Error::WorkspaceSaturated(_)
             | Error::Unavailable(_)
             | Error::ReadPoolBusy
             | Error::ReadBudgetExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,

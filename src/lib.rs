@@ -7,19 +7,22 @@
 //!   types), then makes one call into the `engine`.
 //! - `engine::Engine` is the handle, with a typed API: each write is one
 //!   method (`apply_delta`, `track`, `put_segment`, …) that becomes a
-//!   `router::Command` — private to the engine — sent to the `Router` actor,
-//!   the single sequencer of mutations, which resolves identifiers with the
-//!   `profiles` store and dispatches resolved ids to one `cohort::Cohort`
-//!   actor per partner cohort. Reads are `engine::read` methods over the
+//!   `Command` — private to the engine — sent to the workspace's lane
+//!   (`engine::lane`, one sequencer actor per workspace, spread over an
+//!   arbiter pool) or, for what spans workspaces, to the `Router` actor,
+//!   which runs it as a barrier. Applying a command (`engine::apply`)
+//!   resolves identifiers with the `profiles` store and dispatches resolved
+//!   ids to one `cohort::Cohort` actor per partner cohort. Reads are `engine::read` methods over the
 //!   shared `engine::state`, with no actor hop; those that evaluate
 //!   filters run on `engine::readpool`, a bounded pool with a time budget
 //!   per read, so the HTTP workers (and the probes) never wait for them.
-//! - Durability: the router appends every command to the write-ahead log
-//!   (`persist::wal`, group commit) and applies it only once it is durable,
-//!   in log order. `engine::snapshotter` takes consistent cuts through the
-//!   router and writes them with `persist::snapshot`; `engine::recovery`
-//!   loads the newest valid snapshot and replays the log through the same
-//!   router path at start-up.
+//! - Durability: each lane (and the router) appends its commands to the one
+//!   shared write-ahead log (`persist::wal`, group commit across lanes) and
+//!   applies each only once it is durable, in log order per workspace.
+//!   `engine::snapshotter` takes consistent cuts through the router (a
+//!   barrier over every lane) and writes them with `persist::snapshot`;
+//!   `engine::recovery` loads the newest valid snapshot and replays the log
+//!   through the same `Applier` at start-up.
 //! - `profiles` owns the identifier matching and merge rules; `segment` the
 //!   filter language and its evaluation over bitmaps; `persist` the on-disk
 //!   formats: `persist::schema` declares every persisted type by version

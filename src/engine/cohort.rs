@@ -9,7 +9,9 @@
 //! set in O(1) and never waits for ingest, and ingest never waits for a
 //! reader longer than that clone of an `Arc`.
 //!
-//! Messages arrive only from the router, in the router's order (`do_send`,
+//! Messages arrive only from its workspace's sequencer (`engine::apply`,
+//! run by the workspace's lane, or by the router when it replays or cuts),
+//! in that sequencer's order (`do_send`,
 //! never dropped or reordered); each carries a oneshot for its reply, which
 //! the HTTP handler awaits, so a 2xx is sent only after the change is
 //! visible to every later read.
@@ -45,7 +47,7 @@ pub struct ImportRecord {
 }
 
 /// The shared, readable face of a cohort. Readers use the accessors; only
-/// the cohort's actor (members, history) and the router (name) write.
+/// the cohort's actor writes (members, history, name).
 #[derive(Debug)]
 pub struct CohortCell {
     pub key: CohortKey,
@@ -350,7 +352,7 @@ mod tests {
     }
 
     /// Deltas and renames go through the one mailbox: `updated_at` is set
-    /// by whichever came last in the router's order, never by a race.
+    /// by whichever came last in the workspace's log order, never by a race.
     #[test]
     fn renames_and_deltas_apply_in_mailbox_order() {
         actix_rt::System::new().block_on(async {

@@ -1,18 +1,19 @@
 //! The engine: the one thing the HTTP layer calls, through a typed API.
 //!
-//! `Engine` is a cheap `Clone` handle over the shared state, the router
-//! actor (through which every write passes), the secrets in force and the
-//! rate limiter.
+//! `Engine` is a cheap `Clone` handle over the shared state, the
+//! sequencers every write passes through (one lane per workspace, and the
+//! router for what spans workspaces; see `lane` and `router`), the secrets
+//! in force and the rate limiter.
 //!
 //! Writes: one method per operation (`create_workspace`, `apply_delta`,
 //! `track`, `put_segment`, …), each taking domain types and returning the
-//! type its caller renders. Inside, each builds a `router::Command` —
+//! type its caller renders. Inside, each builds a `Command` —
 //! taking the time and generating keys where the command needs them, so a
-//! logged command replays the same — and submits it. The router answers
-//! with an `Outcome` enum; `submit_as` is the one place that turns it into
+//! logged command replays the same — and submits it to its sequencer,
+//! which answers with an `Outcome` enum; `submit_as` is the one place that turns it into
 //! the method's type (the `TryFrom<Outcome>` impls below), so a mismatch is
 //! one `Internal` error written once, not a check repeated per handler.
-//! `Command`, `Outcome` and the router are private to this module: the wire
+//! `Command`, `Outcome` and the sequencers are private to this module: the wire
 //! layer cannot build a log record, and the log format can change without
 //! touching it.
 //!
@@ -24,16 +25,22 @@
 //!
 //! Limits (`[limits]`): what a request alone can be judged by is checked
 //! in the write methods below before a command is built (through the
-//! module that owns the rule); what depends on the state is checked by the
-//! router as the command applies.
+//! module that owns the rule); what depends on the state is checked by
+//! `apply` as the command applies, in log order.
 //!
 //! Writes are admitted through a bounded number of in-flight slots: when
 //! all are taken the engine is saturated and the write is refused with 503
-//! before anything is applied. (An actix `send` to a full mailbox would
-//! instead wait, and a `do_send` is unbounded; the slot count is the
-//! explicit bound, and `do_send` keeps the router → cohort order intact.)
+//! before anything is applied; a workspace may hold at most its share of
+//! them (`engine.max_inflight_writes_per_workspace`, 503
+//! `workspace_saturated` past it), so one tenant cannot take them all.
+//! (An actix `send` to a full mailbox would instead wait, and a `do_send`
+//! is unbounded; the slot counts are the explicit bound, and `do_send`
+//! keeps the sequencer → cohort order intact.)
 
+mod apply;
 pub mod cohort;
+mod command;
+mod lane;
 pub mod query;
 pub mod ratelimit;
 pub mod read;
@@ -66,12 +73,14 @@ use crate::secrets::Secrets;
 use crate::segment::Filter;
 use crate::time::now_millis;
 use cohort::DeltaOutcome;
-use ratelimit::{RateLimiter, RateStatus};
-use readpool::ReadPool;
 /// The mutation vocabulary, for `persist::schema` to log and replay; the
 /// rest of the crate uses the typed methods of [`Engine`].
-pub(crate) use router::Command;
-use router::{Outcome, Router, Submit};
+pub(crate) use command::Command;
+use command::{Outcome, Submit};
+use lane::Lanes;
+use ratelimit::{RateLimiter, RateStatus};
+use readpool::ReadPool;
+use router::Router;
 use snapshotter::{Snapshotter, TakeSnapshot, Wanted};
 use state::{ImportKey, State, StateCell, Workspace};
 
@@ -98,6 +107,7 @@ struct Inner {
 /// What recovery builds: the actors, the log and the data dir lock.
 struct Core {
     router: Addr<Router>,
+    lanes: Arc<Lanes>,
     snapshotter: Addr<Snapshotter>,
     wal: Arc<Wal>,
     _lock: recovery::DirLock,
@@ -127,7 +137,8 @@ impl Engine {
     }
 
     /// Recovers the state from the data dir (newest valid snapshot, then the
-    /// log after it), then starts the router, the cohort arbiters and the
+    /// log after it), then starts the router, the lanes' and the cohorts'
+    /// arbiters and the
     /// snapshotter. Must run inside an actix `System`, once. Refuses to
     /// start when recovery cannot reach every acknowledged mutation.
     pub async fn recover(&self) -> Result<(), StartError> {
@@ -136,33 +147,33 @@ impl Engine {
         let arbiters: Vec<Arbiter> = (0..config.engine.cohort_arbiters)
             .map(|_| Arbiter::new())
             .collect();
-        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let lane_arbiters: Vec<Arbiter> = (0..config.engine.sequencer_arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
         let router_arbiter = Arbiter::new();
         let cell: StateCell = self.inner.state.clone();
+        let applier = Arc::new(apply::Applier::new(
+            cell,
+            arbiters.iter().map(Arbiter::handle).collect(),
+            config.engine.import_history_len,
+            config.limits.clone(),
+            recovered.image.limits,
+        ));
+        let lanes = Arc::new(Lanes::new(
+            lane_arbiters.iter().map(Arbiter::handle).collect(),
+            applier.clone(),
+            recovered.wal.clone(),
+            config.engine.max_inflight_writes_per_workspace,
+        ));
         let (image_tx, image_rx) = oneshot::channel();
         let router = {
-            let (cell, wal) = (cell.clone(), recovered.wal.clone());
-            let (history_len, dir, position, limits) = (
-                config.engine.import_history_len,
-                config.data_dir.clone(),
-                recovered.snapshot_position,
-                config.limits.clone(),
-            );
+            let (applier, lanes, wal) = (applier.clone(), lanes.clone(), recovered.wal.clone());
+            let dir = config.data_dir.clone();
             let image = recovered.image;
-            let in_force = image.limits;
             Router::start_in_arbiter(&router_arbiter.handle(), move |_| {
-                let mut router = Router::new(
-                    cell.clone(),
-                    handles,
-                    history_len,
-                    wal,
-                    dir,
-                    position,
-                    (limits, in_force),
-                );
-                *cell.write() = router.install(image);
+                applier.install(image);
                 let _ = image_tx.send(());
-                router
+                Router::new(applier, lanes, wal, dir)
             })
         };
         image_rx
@@ -194,9 +205,11 @@ impl Engine {
         )
         .start();
         let mut all = arbiters;
+        all.extend(lane_arbiters);
         all.push(router_arbiter);
         let core = Core {
             router,
+            lanes,
             snapshotter,
             wal: recovered.wal,
             _lock: recovered.lock,
@@ -333,13 +346,32 @@ impl Engine {
     }
 
     /// Applies one mutation and resolves once it is visible to every read.
+    /// A workspace's command goes to its lane, within the workspace's
+    /// share of the in-flight writes; the others to the router.
     async fn submit(&self, cmd: Command) -> Result<Outcome> {
+        let core = self.core()?;
         let Ok(_slot) = self.inner.slots.clone().try_acquire_owned() else {
             self.inner.metrics.reject("saturated");
             return Err(Error::Saturated);
         };
         let (reply, rx) = oneshot::channel();
-        self.core()?.router.do_send(Submit { cmd, reply });
+        let _ws_slot = match cmd.workspace() {
+            Some(ws) => {
+                let lane = core.lanes.lane(ws);
+                let Ok(slot) = lane.slots.try_acquire_owned() else {
+                    self.inner.metrics.reject("workspace_saturated");
+                    return Err(Error::WorkspaceSaturated(
+                        self.inner.config.engine.max_inflight_writes_per_workspace,
+                    ));
+                };
+                lane.addr.do_send(Submit { cmd, reply });
+                Some(slot)
+            }
+            None => {
+                core.router.do_send(Submit { cmd, reply });
+                None
+            }
+        };
         let pending = rx
             .await
             .map_err(|_| Error::Internal("router stopped before replying".into()))?;

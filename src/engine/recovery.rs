@@ -1,7 +1,7 @@
 //! Start-up recovery: lock the data dir, load the newest snapshot that
 //! verifies and decodes, open the write-ahead log, and replay every record
-//! after the snapshot through the router — the same code path live writes
-//! take, so a replayed command does exactly what it did the first time.
+//! after the snapshot through the router, in log order — through the same
+//! `Applier` live writes take, so a replayed command does exactly what it did the first time.
 //!
 //! The decision table (no snapshot, newest valid, newest corrupt, log gap)
 //! is in `crate::persist`; this module adds two rules: a snapshot whose
@@ -17,7 +17,8 @@ use std::sync::Arc;
 use actix::Addr;
 use tokio::sync::oneshot;
 
-use super::router::{Command, Replay, Router};
+use super::command::Command;
+use super::router::{Replay, Router};
 use super::state::Image;
 use crate::config::{Config, Fsync};
 use crate::error::StartError;

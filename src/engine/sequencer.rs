@@ -1,6 +1,6 @@
-//! The ordering rules of the router, as plain data: no actix, no IO.
+//! The ordering rules of a workspace's lane, as plain data: no actix, no IO.
 //!
-//! The router appends each command to the log as it arrives and may apply
+//! A lane appends each command to the log as it arrives and may apply
 //! it only once its record is durable, in log order. Durability is reported
 //! per record and may arrive in any order (one fsync settles a whole batch;
 //! tests and failures reorder). [`Sequencer`] holds the commands between

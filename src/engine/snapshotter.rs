@@ -2,7 +2,8 @@
 //! button, after a restore and at shutdown, all through the same path.
 //!
 //! A *run* asks the router for a cut (the image of every command applied
-//! so far, with its log position), then, on a blocking thread — never on an
+//! so far, with its log position, taken while every workspace's lane is
+//! held between two commands; see `router`), then, on a blocking thread — never on an
 //! actor thread — writes it with `persist::snapshot`, and finally prunes old
 //! snapshots and the log segments no snapshot needs (the log is kept back
 //! to the second-newest snapshot, so a corrupt newest one is recoverable).

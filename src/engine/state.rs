@@ -1,7 +1,8 @@
 //! Everything the engine holds, as readers see it.
 //!
-//! `State` is shared by `Arc` between the router (the only writer, apart
-//! from each cohort actor writing its own members) and the HTTP workers
+//! `State` is shared by `Arc` between the sequencers (each workspace's lane
+//! writes that workspace, the router creates workspaces and swaps the
+//! whole state on a restore; each cohort actor writes its own members) and the HTTP workers
 //! (readers). Readers never go through an actor: they take short locks or
 //! `Arc`s of immutable sets, which is what makes reads fast and
 //! read-your-writes (a write is acknowledged only once it is visible here).
@@ -67,7 +68,7 @@ pub struct CohortEntry {
 }
 
 /// One workspace's live data. Its fields (and the locks in them) are the
-/// engine's: the router writes them, and everything outside the engine
+/// engine's: its lane writes them (`engine::apply`), and everything outside the engine
 /// reads through the methods in `read`.
 pub struct Workspace {
     pub(super) id: WorkspaceId,
@@ -183,7 +184,7 @@ pub struct WorkspaceImage {
 
 impl Workspace {
     /// Everything but the cohorts, which their actors image (see
-    /// `cohort::TakeImage`). Called by the router between two commands.
+    /// `cohort::TakeImage`). Called by the router between two commands (every lane held).
     pub fn image_without_cohorts(&self) -> WorkspaceImage {
         WorkspaceImage {
             id: self.id,
@@ -280,7 +281,7 @@ impl State {
         all
     }
 
-    // ---- writes: called by the router only ----
+    // ---- writes: called through `engine::apply` only ----
 
     pub(super) fn next_workspace_id(&self) -> WorkspaceId {
         WorkspaceId(self.next_workspace.fetch_add(1, Ordering::Relaxed) + 1)

@@ -36,15 +36,16 @@
 //! fsync on.
 //!
 //! This module does not bound the queue: `append` is called by the engine's
-//! single sequencer (the router actor), which must never block. The bound is
-//! upstream, in `Engine::submit`: every write takes one of
-//! `engine.max_inflight_writes` slots (a semaphore) *before* it is sent to
-//! the router, and holds it until its command has been applied and
+//! sequencers (each workspace's lane, and the router), which must never
+//! block. The bound is upstream, in `Engine::submit`: every write takes one
+//! of `engine.max_inflight_writes` slots (a semaphore), and one of its
+//! workspace's `engine.max_inflight_writes_per_workspace`, *before* it is
+//! sent to a sequencer, and holds them until its command has been applied and
 //! answered; with no slot free the write is refused with 503 (`Saturated`)
 //! and never reaches the log. Every record is appended on behalf of such a
 //! write, so at most `max_inflight_writes` records are queued — give or take
 //! those of requests dropped while waiting (a client that went away): their
-//! slot is freed at once, while their record is still written. (The router's
+//! slot is freed at once, while their record is still written. (The sequencers'
 //! and the cohorts' mailboxes are not what bounds it: the engine sends to
 //! them with `do_send`, which never refuses.) Start-up replay does not append.
 //!

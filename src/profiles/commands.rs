@@ -1,7 +1,7 @@
 //! The users API as domain commands (`/users/track`, `/users/identify`,
 //! `/users/alias/new`, `/users/delete`) and their application to a
 //! `ProfileStore`. Parsing from JSON happens at the HTTP edge; these types are
-//! what the router sequences and the log will record.
+//! what the workspace's lane sequences and the log will record.
 
 use compact_str::CompactString;
 

@@ -9,7 +9,7 @@
 //! tombstones); the stored hash bits give each entry's home slot, so growing
 //! never touches the profiles.
 //!
-//! Resolving a delta's ids is the router's hottest loop (perf: a third of
+//! Resolving a delta's ids is the write path's hottest loop (perf: a third of
 //! ingest time, three dependent cache misses per id). `get_many` hashes the
 //! whole batch and prefetches every home slot, then every candidate
 //! profile, then confirms: the misses overlap instead of queueing.

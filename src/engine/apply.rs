@@ -1,0 +1,453 @@
+//! What each command does to the state: the one place that says it.
+//!
+//! Both sequencers call [`Applier::apply`]: a workspace's lane (`lane`)
+//! for that workspace's commands as they become durable, and the router
+//! (`router`) for the commands that span workspaces and for every record
+//! replayed at start-up, in log order. Because a command's effect depends
+//! only on the state before it and the command itself (times and generated
+//! ids travel inside it), and a workspace's commands touch nothing of
+//! another's, applying each workspace's commands in log order — whatever
+//! the interleaving between workspaces — rebuilds the same state.
+//!
+//! The few things shared by every workspace are each owned by one rule:
+//! the limits in force change only through `SetLimits`, which the router
+//! applies while every lane is held (so no workspace command is between
+//! its log record and its apply); workspace ids are given out only by the
+//! router; the cohort actors are spread over the arbiter pool by an atomic
+//! round robin, which decides where an actor runs, never what it holds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::{Actor, ArbiterHandle};
+use futures_util::future::{self, BoxFuture, FutureExt};
+use parking_lot::RwLock;
+use tokio::sync::oneshot;
+
+use super::cohort::{
+    ApplyChanges, Cohort, CohortCell, CohortImage, CohortMeta, DeltaOutcome, MoveMembers, Rename,
+    TakeImage,
+};
+use super::command::{Command, Outcome, Pending};
+use super::state::{CohortEntry, Image, Segment, State, StateCell, Workspace};
+use crate::config::LimitsConfig;
+use crate::error::{Error, Result};
+use crate::limits::StateLimits;
+use crate::model::{Change, CohortKey, Identifier, Millis, Uid, WorkspaceId};
+use crate::persist::schema;
+use crate::profiles::commands;
+
+/// The limits commands are judged by as they apply.
+struct InForce {
+    /// The configured limits with the state-dependent ones replaced by
+    /// those logged (`StateLimits::in_force`).
+    effective: Arc<LimitsConfig>,
+    /// The state-dependent limits the log put in force (`None`: data from
+    /// before limits existed).
+    logged: Option<StateLimits>,
+}
+
+pub struct Applier {
+    cell: StateCell,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    history_len: usize,
+    configured: LimitsConfig,
+    limits: RwLock<InForce>,
+}
+
+impl Applier {
+    pub fn new(
+        cell: StateCell,
+        arbiters: Vec<ArbiterHandle>,
+        history_len: usize,
+        configured: LimitsConfig,
+        logged: Option<StateLimits>,
+    ) -> Self {
+        assert!(
+            !arbiters.is_empty(),
+            "cohort actors need at least one arbiter"
+        );
+        Applier {
+            cell,
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+            history_len,
+            limits: RwLock::new(InForce {
+                effective: Arc::new(StateLimits::in_force(&configured, logged)),
+                logged,
+            }),
+            configured,
+        }
+    }
+
+    pub fn state(&self) -> Arc<State> {
+        self.cell.read().clone()
+    }
+
+    fn limits(&self) -> Arc<LimitsConfig> {
+        self.limits.read().effective.clone()
+    }
+
+    /// The state-dependent limits the log has put in force.
+    pub fn logged_limits(&self) -> Option<StateLimits> {
+        self.limits.read().logged
+    }
+
+    /// Starts a cohort's actor on the next arbiter of the pool.
+    fn spawn_cohort(&self, image: CohortImage) -> CohortEntry {
+        let cell = Arc::new(CohortCell::from_image(image, self.history_len));
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
+        let arbiter = &self.arbiters[i % self.arbiters.len()];
+        let actor_cell = cell.clone();
+        let addr = Cohort::start_in_arbiter(arbiter, move |_| Cohort::new(actor_cell));
+        CohortEntry { cell, addr }
+    }
+
+    /// Makes the state an image describes the live state, with fresh
+    /// cohort actors.
+    pub fn install(&self, image: Image) {
+        let state = Arc::new(State::from_image(image, |c| self.spawn_cohort(c)));
+        *self.cell.write() = state;
+    }
+
+    fn workspace(&self, id: WorkspaceId) -> Result<Arc<Workspace>> {
+        self.state()
+            .workspace(id)
+            .ok_or(Error::NotFound("workspace"))
+    }
+
+    /// [`apply`](Self::apply), with a refusal as an answered future.
+    pub fn apply_or_fail(&self, cmd: Command) -> Pending {
+        match self.apply(cmd) {
+            Ok(p) => p,
+            Err(e) => future::ready(Err(e)).boxed(),
+        }
+    }
+
+    /// Applies one command (its record is durable, or it is being
+    /// replayed). The returned future resolves once its effect is visible
+    /// to every reader (the cohorts it told have applied it).
+    pub fn apply(&self, cmd: Command) -> Result<Pending> {
+        match cmd {
+            Command::CreateWorkspace { name, rest_key, at } => {
+                let state = self.state();
+                let id = state.next_workspace_id();
+                state.insert_workspace(Workspace::new(id, name, rest_key, at));
+                Ok(done(Outcome::Workspace(id)))
+            }
+            Command::CreateImportKey { ws, key } => {
+                let ws = self.workspace(ws)?;
+                self.state().insert_import_key(&ws, key);
+                Ok(done(Outcome::Done))
+            }
+            Command::RevokeImportKey {
+                ws,
+                partner,
+                key_id,
+            } => {
+                let ws = self.workspace(ws)?;
+                if !self.state().remove_import_key(&ws, &partner, &key_id) {
+                    return Err(Error::NotFound("data import key"));
+                }
+                Ok(done(Outcome::Done))
+            }
+            Command::NameCohort {
+                ws,
+                key,
+                name,
+                created_at,
+                at,
+            } => {
+                let ws = self.workspace(ws)?;
+                let (reply, rx) = oneshot::channel();
+                self.cohort(&ws, &key, at)?.addr.do_send(Rename {
+                    name,
+                    created_at,
+                    at,
+                    reply,
+                });
+                Ok(rx
+                    .map(|r| r.map(|()| Outcome::Done).map_err(|_| lost("cohort")))
+                    .boxed())
+            }
+            Command::ApplyDelta {
+                ws,
+                key,
+                changes,
+                at,
+            } => {
+                let ws = self.workspace(ws)?;
+                Ok(self.apply_delta(&ws, &key, &changes, at))
+            }
+            Command::Track { ws, track } => {
+                let ws = self.workspace(ws)?;
+                let report =
+                    commands::apply_track(&mut ws.profiles.write(), &track, &self.limits());
+                Ok(done(Outcome::Tracked(report)))
+            }
+            Command::Identify { ws, identify } => {
+                let ws = self.workspace(ws)?;
+                let report =
+                    commands::apply_identify(&mut ws.profiles.write(), &identify, &self.limits());
+                let moved = tell_cohorts(&ws, report.merges.clone(), Vec::new());
+                let outcome = Outcome::Identified(report);
+                Ok(moved.map(move |r| r.map(|_| outcome)).boxed())
+            }
+            Command::NewAliases { ws, aliases } => {
+                let ws = self.workspace(ws)?;
+                let report = commands::apply_new_aliases(&mut ws.profiles.write(), &aliases);
+                Ok(done(Outcome::Aliased(report)))
+            }
+            Command::DeleteUsers { ws, ids } => {
+                let ws = self.workspace(ws)?;
+                let gone = commands::apply_delete(&mut ws.profiles.write(), &ids);
+                let n = gone.len() as u32;
+                let moved = tell_cohorts(&ws, Vec::new(), gone);
+                Ok(moved.map(move |r| r.map(|_| Outcome::Deleted(n))).boxed())
+            }
+            Command::PutSegment {
+                ws,
+                id,
+                name,
+                filter,
+            } => {
+                let ws = self.workspace(ws)?;
+                let mut segments = ws.segments.write();
+                let id = match id {
+                    Some(id) if segments.contains_key(&id) => id,
+                    Some(_) => return Err(Error::NotFound("segment")),
+                    None => {
+                        let max = self.limits().segments_per_workspace;
+                        ws.check_new_segment(segments.len(), max)?;
+                        ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1
+                    }
+                };
+                segments.insert(id, Arc::new(Segment { id, name, filter }));
+                Ok(done(Outcome::Segment(id)))
+            }
+            Command::DeleteSegment { ws, id } => {
+                let ws = self.workspace(ws)?;
+                if ws.segments.write().remove(&id).is_none() {
+                    return Err(Error::NotFound("segment"));
+                }
+                Ok(done(Outcome::Done))
+            }
+            Command::Restore {
+                snapshot_id,
+                format,
+                image,
+                keep_counters,
+            } => {
+                let image = decode_image(&snapshot_id, format, &image)?;
+                Ok(self.restore(&snapshot_id, image, keep_counters))
+            }
+            Command::SetLimits(l) => {
+                *self.limits.write() = InForce {
+                    effective: Arc::new(StateLimits::in_force(&self.configured, Some(l))),
+                    logged: Some(l),
+                };
+                Ok(done(Outcome::Done))
+            }
+        }
+    }
+
+    /// Replaces the state with `image`. With `keep_counters`, the id
+    /// counters only ever go forward: the next workspace id and each
+    /// workspace's last segment id are the larger of the live state's and
+    /// the image's, so no id given out before the restore is given again.
+    pub fn restore(&self, snapshot_id: &str, mut image: Image, keep_counters: bool) -> Pending {
+        if keep_counters {
+            let live = self.state();
+            image.next_workspace = image.next_workspace.max(live.next_workspace());
+            for w in &mut image.workspaces {
+                if let Some(now) = live.workspace(w.id) {
+                    w.last_segment = w.last_segment.max(now.last_segment_id());
+                }
+            }
+        }
+        self.install(image);
+        tracing::info!(%snapshot_id, "state restored from snapshot");
+        done(Outcome::Done)
+    }
+
+    /// The cohort, created (named after its id) if it does not exist yet
+    /// and the workspace has room for it (`cohorts_per_workspace`).
+    fn cohort(&self, ws: &Workspace, key: &CohortKey, at: Millis) -> Result<CohortEntry> {
+        if let Some(e) = ws.cohorts.get(key) {
+            return Ok(e.clone());
+        }
+        ws.check_new_cohort(key, self.limits().cohorts_per_workspace)?;
+        let entry = self.spawn_cohort(CohortImage {
+            key: key.clone(),
+            meta: CohortMeta {
+                name: key.cohort_id.to_string(),
+                created_at: at,
+                named: false,
+                updated_at: at,
+            },
+            members: Arc::new(roaring::RoaringBitmap::new()),
+            history: Vec::new(),
+        });
+        ws.cohorts.insert(key.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Resolves a delta against the profile index and hands the cohort one
+    /// ordered batch. A delta without identifiers changes nothing and
+    /// creates nothing; one with identifiers creates a never-named cohort
+    /// even if none of them matched.
+    fn apply_delta(
+        &self,
+        ws: &Workspace,
+        key: &CohortKey,
+        changes: &[Change],
+        at: Millis,
+    ) -> Pending {
+        let total: usize = changes.iter().map(Change::id_count).sum();
+        if total == 0 {
+            let size = ws.cohort(key).map_or(0, |c| c.size());
+            return done(Outcome::Delta(DeltaOutcome {
+                added: 0,
+                removed: 0,
+                unmatched: 0,
+                size,
+            }));
+        }
+        let mut ops: Vec<(Uid, bool)> = Vec::with_capacity(total);
+        let mut unmatched: Vec<&Identifier> = Vec::new();
+        let resolved = ws
+            .profiles
+            .read()
+            .resolve_many(changes.iter().flat_map(|c| &c.ids));
+        let mut resolved = resolved.into_iter();
+        for change in changes {
+            for id in &change.ids {
+                match resolved.next().flatten() {
+                    Some(uid) => ops.push((uid, !change.remove)),
+                    None => unmatched.push(id),
+                }
+            }
+        }
+        let unmatched = count_distinct(unmatched);
+        let entry = match self.cohort(ws, key, at) {
+            Ok(entry) => entry,
+            Err(e) => return future::ready(Err(e)).boxed(),
+        };
+        let (reply, rx) = oneshot::channel();
+        entry.addr.do_send(ApplyChanges {
+            ops,
+            unmatched,
+            at,
+            reply,
+        });
+        rx.map(|r| r.map(Outcome::Delta).map_err(|_| lost("cohort")))
+            .boxed()
+    }
+
+    /// The image of the live state, taken between two commands of every
+    /// workspace (the caller holds every lane). What needs no actor is
+    /// copied now; each cohort is asked for its image, which its actor
+    /// answers after every change already sent to it and before any sent
+    /// later, so the caller may release the lanes as soon as this returns
+    /// and await the future afterwards.
+    pub fn image(&self) -> BoxFuture<'static, Result<Image>> {
+        let state = self.state();
+        let mut parts = Vec::new();
+        for ws in state.workspaces_sorted() {
+            let image = ws.image_without_cohorts();
+            let cohorts: Vec<_> = ws
+                .cohorts
+                .iter()
+                .map(|e| {
+                    let (reply, rx) = oneshot::channel();
+                    e.addr.do_send(TakeImage { reply });
+                    rx
+                })
+                .collect();
+            parts.push((image, cohorts));
+        }
+        let next_workspace = state.next_workspace();
+        let limits = self.logged_limits();
+        async move {
+            let mut workspaces = Vec::with_capacity(parts.len());
+            for (mut image, cohorts) in parts {
+                for rx in cohorts {
+                    image.cohorts.push(rx.await.map_err(|_| lost("cohort"))?);
+                }
+                image.cohorts.sort_by(|a, b| a.key.cmp(&b.key));
+                workspaces.push(image);
+            }
+            Ok(Image {
+                next_workspace,
+                workspaces,
+                limits,
+            })
+        }
+        .boxed()
+    }
+}
+
+pub fn decode_image(id: &str, format: u32, bytes: &[u8]) -> Result<Image> {
+    schema::decode_image(format, bytes).map_err(|e| {
+        tracing::error!(snapshot = %id, format, error = %e, "snapshot image cannot be decoded");
+        Error::bad_request(
+            "corrupt_snapshot",
+            format!("snapshot {id} cannot be decoded (format version {format})"),
+        )
+    })
+}
+
+fn count_distinct(mut ids: Vec<&Identifier>) -> u64 {
+    if ids.len() < 2 {
+        return ids.len() as u64;
+    }
+    let mut seen = hashbrown::HashSet::with_capacity_and_hasher(
+        ids.len(),
+        foldhash::fast::RandomState::default(),
+    );
+    ids.retain(|id| seen.insert(*id));
+    ids.len() as u64
+}
+
+/// Tells every cohort of the workspace about merged and deleted profiles;
+/// resolves when all of them have applied it.
+fn tell_cohorts(
+    ws: &Workspace,
+    merges: Vec<(Uid, Uid)>,
+    deletes: Vec<Uid>,
+) -> BoxFuture<'static, Result<()>> {
+    if merges.is_empty() && deletes.is_empty() {
+        return future::ready(Ok(())).boxed();
+    }
+    let (merges, deletes) = (Arc::new(merges), Arc::new(deletes));
+    let replies: Vec<_> = ws
+        .cohort_addrs()
+        .into_iter()
+        .map(|addr| {
+            let (reply, rx) = oneshot::channel();
+            addr.do_send(MoveMembers {
+                merges: merges.clone(),
+                deletes: deletes.clone(),
+                reply,
+            });
+            rx
+        })
+        .collect();
+    future::join_all(replies)
+        .map(|all| {
+            all.into_iter()
+                .collect::<Result<Vec<()>, _>>()
+                .map(|_| ())
+                .map_err(|_| lost("cohort"))
+        })
+        .boxed()
+}
+
+pub fn done(outcome: Outcome) -> Pending {
+    future::ready(Ok(outcome)).boxed()
+}
+
+fn lost(who: &str) -> Error {
+    Error::Internal(format!("{who} actor stopped before replying"))
+}

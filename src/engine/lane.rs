@@ -1,0 +1,384 @@
+//! A workspace's lane: the actor that sequences that workspace's writes.
+//!
+//! Every workspace has its own lane, started on first use and spread
+//! round-robin over the `engine.sequencer_arbiters` pool. A lane appends
+//! its workspace's commands to the shared write-ahead log (group commit
+//! covers every lane's records at once) and applies each once the log says
+//! it is durable, in log order (`sequencer::Sequencer`), through the one
+//! `Applier`. Lanes never wait for each other: a slow command in workspace
+//! A delays A's later commands and nobody else's.
+//!
+//! Two more rules keep one workspace's work off the others' threads:
+//!
+//! - **Profile commands apply on the blocking pool.** A `/users/track`,
+//!   `/users/identify` or `/users/delete` may touch many profiles (within
+//!   `[limits]`); the lane hands its apply to `spawn_blocking` and waits
+//!   for it without taking its arbiter thread, so the other lanes on that
+//!   arbiter go on. Its own later commands wait (`ctx.wait`), so the order
+//!   is kept. Deltas, names, keys and segments are cheap and apply inline.
+//! - **A share of the in-flight writes.** A workspace may have at most
+//!   `engine.max_inflight_writes_per_workspace` writes admitted at once
+//!   ([`LaneHandle::slots`]); past that its writes get 503 while the
+//!   others still have the rest of `engine.max_inflight_writes`.
+//!
+//! # Barriers
+//!
+//! The router runs the commands that span workspaces (a restore, the
+//! limits in force) and snapshot cuts as barriers: [`Lanes::hold`] stops
+//! every lane from appending (submits that arrive meanwhile wait in the
+//! lane, in order) and resolves once every lane has applied every command
+//! it appended; then no workspace command is between its log record and
+//! its apply, and the log's last position is exactly what the state holds.
+//! [`Lanes::release`] lets them go on, buffered submits first. A lane
+//! started during a hold starts held.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix::fut::wrap_future;
+use actix::{Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message};
+use futures_util::future::{self, FutureExt};
+use hashbrown::HashMap;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Semaphore};
+
+use super::apply::{done, Applier};
+use super::command::{Command, Pending, Submit};
+use super::sequencer::{self, Admission, Sequencer, Settled};
+use crate::error::Error;
+use crate::model::WorkspaceId;
+use crate::persist::{self, schema, wal::Wal};
+
+/// The 503 body of a write the log could not take; the cause (file, OS
+/// error) goes to the server's log, never to the client.
+pub const LOG_FAILED: &str =
+    "the write-ahead log could not be written; nothing was applied, retry later";
+
+/// Stop appending; the reply comes once every appended command is applied.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Hold {
+    drained: oneshot::Sender<()>,
+}
+
+/// Go on appending, submits that waited first.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Release;
+
+/// What the engine holds of a lane.
+#[derive(Clone)]
+pub struct LaneHandle {
+    pub addr: Addr<Lane>,
+    /// This workspace's share of the in-flight writes.
+    pub slots: Arc<Semaphore>,
+}
+
+/// Every workspace's lane, started on first use.
+pub struct Lanes {
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    applier: Arc<Applier>,
+    wal: Arc<Wal>,
+    per_workspace: usize,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    lanes: HashMap<WorkspaceId, LaneHandle>,
+    held: bool,
+}
+
+impl Lanes {
+    pub fn new(
+        arbiters: Vec<ArbiterHandle>,
+        applier: Arc<Applier>,
+        wal: Arc<Wal>,
+        per_workspace: usize,
+    ) -> Lanes {
+        assert!(!arbiters.is_empty(), "lanes need at least one arbiter");
+        Lanes {
+            arbiters,
+            next_arbiter: AtomicUsize::new(0),
+            applier,
+            wal,
+            per_workspace: per_workspace.max(1),
+            registry: Mutex::new(Registry::default()),
+        }
+    }
+
+    /// The workspace's lane, started now if it has none (held, if a
+    /// barrier is under way).
+    pub fn lane(&self, ws: WorkspaceId) -> LaneHandle {
+        let mut r = self.registry.lock();
+        if let Some(l) = r.lanes.get(&ws) {
+            return l.clone();
+        }
+        let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
+        let arbiter = &self.arbiters[i % self.arbiters.len()];
+        let (applier, wal, held) = (self.applier.clone(), self.wal.clone(), r.held);
+        let addr = Lane::start_in_arbiter(arbiter, move |_| Lane {
+            applier,
+            wal,
+            seq: Sequencer::new(0),
+            due: VecDeque::new(),
+            held: held.then(Held::default),
+        });
+        let handle = LaneHandle {
+            addr,
+            slots: Arc::new(Semaphore::new(self.per_workspace)),
+        };
+        r.lanes.insert(ws, handle.clone());
+        handle
+    }
+
+    /// Holds every lane; resolves once each has applied everything it
+    /// appended. One hold at a time (the router's barriers are sequential).
+    pub fn hold(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let drained: Vec<_> = {
+            let mut r = self.registry.lock();
+            debug_assert!(!r.held, "one barrier at a time");
+            r.held = true;
+            r.lanes
+                .values()
+                .map(|l| {
+                    let (tx, rx) = oneshot::channel();
+                    l.addr.do_send(Hold { drained: tx });
+                    rx
+                })
+                .collect()
+        };
+        // A lane that stopped has nothing left to apply.
+        future::join_all(drained).map(|_| ())
+    }
+
+    /// Ends the hold.
+    pub fn release(&self) {
+        let mut r = self.registry.lock();
+        r.held = false;
+        for l in r.lanes.values() {
+            l.addr.do_send(Release);
+        }
+    }
+}
+
+/// A command in the log, waiting for its record to be durable.
+struct Waiting {
+    cmd: Command,
+    reply: oneshot::Sender<Pending>,
+}
+
+/// While held: who waits for the lane to drain, and the submits that
+/// arrived meanwhile.
+#[derive(Default)]
+struct Held {
+    drained: Vec<oneshot::Sender<()>>,
+    buffered: VecDeque<Submit>,
+}
+
+type LogError = Arc<persist::Error>;
+
+pub struct Lane {
+    applier: Arc<Applier>,
+    wal: Arc<Wal>,
+    /// Appended, not yet durable (the ordering rules).
+    seq: Sequencer<Waiting, LogError>,
+    /// Durable, not yet applied: what waits behind a profile command
+    /// applying on the blocking pool.
+    due: VecDeque<Settled<Waiting, LogError>>,
+    held: Option<Held>,
+}
+
+impl Lane {
+    /// Nothing appended is unapplied: the workspace's state is the log's.
+    fn is_idle(&self) -> bool {
+        self.seq.is_idle() && self.due.is_empty()
+    }
+
+    /// Commands answered without a log record (and so without an fsync),
+    /// by the rules of `sequencer::admit_*`.
+    fn no_op(&self, cmd: &Command) -> Option<Pending> {
+        let admission = match cmd {
+            Command::ApplyDelta { changes, .. } => sequencer::admit_delta(changes),
+            Command::NameCohort { ws, key, name, .. } => {
+                let meta = self
+                    .applier
+                    .state()
+                    .workspace(*ws)
+                    .and_then(|w| w.cohort(key))
+                    .map(|c| c.meta());
+                let current = meta.as_ref().map(|m| (m.named, m.name.as_str()));
+                sequencer::admit_name(name, self.is_idle(), current)
+            }
+            _ => Admission::Log,
+        };
+        match admission {
+            Admission::Log => None,
+            Admission::ApplyUnlogged => Some(self.applier.apply_or_fail(cmd.clone())),
+            Admission::AlreadyDone => Some(done(super::command::Outcome::Done)),
+        }
+    }
+
+    fn submit(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        if let Some(answer) = self.no_op(&msg.cmd) {
+            let _ = msg.reply.send(answer);
+            return;
+        }
+        let appended = schema::encode_record(&msg.cmd)
+            .map_err(|e| Error::Internal(e.to_string()))
+            .and_then(|bytes| {
+                self.wal.append(&bytes).map_err(|e| {
+                    tracing::error!(error = %e, "write-ahead log append refused; command not applied");
+                    Error::Unavailable(LOG_FAILED.into())
+                })
+            });
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = msg.reply.send(future::ready(Err(e)).boxed());
+                return;
+            }
+        };
+        let ticket = self.seq.push(
+            appended.position,
+            Waiting {
+                cmd: msg.cmd,
+                reply: msg.reply,
+            },
+        );
+        ctx.spawn(
+            wrap_future(appended.durable).map(move |r, act: &mut Lane, ctx| {
+                let r = r.unwrap_or_else(|_| Err(Arc::new(persist::Error::Closed)));
+                act.due.extend(act.seq.settle(ticket, r));
+                act.apply_due(ctx);
+            }),
+        );
+    }
+
+    /// Applies the durable commands in order. A profile command goes to
+    /// the blocking pool; the lane waits for it (and only it) before the
+    /// next one.
+    fn apply_due(&mut self, ctx: &mut Context<Self>) {
+        while let Some(settled) = self.due.pop_front() {
+            let item = match settled {
+                Settled::Apply { item, .. } => item,
+                Settled::Failed { item, error } => {
+                    tracing::error!(error = %error, "write-ahead log append failed; command not applied");
+                    let failed = future::ready(Err(Error::Unavailable(LOG_FAILED.into())));
+                    let _ = item.reply.send(failed.boxed());
+                    continue;
+                }
+            };
+            if !is_profile_command(&item.cmd) {
+                let _ = item.reply.send(self.applier.apply_or_fail(item.cmd));
+                continue;
+            }
+            let applier = self.applier.clone();
+            let Waiting { cmd, reply } = item;
+            let applied = tokio::task::spawn_blocking(move || {
+                #[cfg(debug_assertions)]
+                test_hold(&cmd);
+                applier.apply_or_fail(cmd)
+            });
+            ctx.wait(wrap_future(applied).map(move |r, act: &mut Lane, ctx| {
+                let pending = r.unwrap_or_else(|e| {
+                    future::ready(Err(Error::Internal(format!("a profile write failed: {e}"))))
+                        .boxed()
+                });
+                let _ = reply.send(pending);
+                act.apply_due(ctx);
+            }));
+            return;
+        }
+        self.answer_drained();
+    }
+
+    /// While held and idle: tell the barrier.
+    fn answer_drained(&mut self) {
+        if !self.is_idle() {
+            return;
+        }
+        if let Some(h) = &mut self.held {
+            for tx in h.drained.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// The commands whose apply may touch many profiles.
+fn is_profile_command(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Track { .. } | Command::Identify { .. } | Command::DeleteUsers { .. }
+    )
+}
+
+impl Actor for Lane {
+    type Context = Context<Self>;
+}
+
+impl Handler<Submit> for Lane {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        match &mut self.held {
+            Some(h) => h.buffered.push_back(msg),
+            None => self.submit(msg, ctx),
+        }
+    }
+}
+
+impl Handler<Hold> for Lane {
+    type Result = ();
+
+    fn handle(&mut self, msg: Hold, _: &mut Context<Self>) {
+        self.held
+            .get_or_insert_with(Held::default)
+            .drained
+            .push(msg.drained);
+        self.answer_drained();
+    }
+}
+
+impl Handler<Release> for Lane {
+    type Result = ();
+
+    fn handle(&mut self, _: Release, ctx: &mut Context<Self>) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        for msg in held.buffered {
+            self.submit(msg, ctx);
+        }
+    }
+}
+
+/// Debug builds only: while the file named by `COHORTD_TEST_HOLD_TRACK`
+/// exists, a `/users/track` apply of the workspace the file names (its
+/// content, e.g. `ws_1`) waits on its blocking thread, after writing
+/// `<file>.reached`; so tests can hold one workspace's command open and
+/// watch another's go through.
+#[cfg(debug_assertions)]
+fn test_hold(cmd: &Command) {
+    let Command::Track { ws, .. } = cmd else {
+        return;
+    };
+    let Some(path) = std::env::var_os("COHORTD_TEST_HOLD_TRACK").map(std::path::PathBuf::from)
+    else {
+        return;
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(named) if named.trim() == ws.to_string() => {}
+        _ => return,
+    }
+    let mut reached = path.clone().into_os_string();
+    reached.push(".reached");
+    let _ = std::fs::write(&reached, b"");
+    tracing::info!(workspace = %ws, "track apply held (COHORTD_TEST_HOLD_TRACK)");
+    while path.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
