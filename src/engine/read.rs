@@ -315,7 +315,7 @@ impl Engine {
     /// How many profiles the saved segment matches now.
     pub async fn count_matching(&self, ws: &Arc<Workspace>, seg: Arc<Segment>) -> Result<u64> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.count_matching(&seg.filter, d)?))
+        self.pooled(ws.id, move |d| Ok(ws.count_matching(&seg.filter, d)?))
             .await
     }
 
@@ -328,8 +328,10 @@ impl Engine {
         limit: usize,
     ) -> Result<Page> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.matching_page(&seg.filter, after, limit, d)?))
-            .await
+        self.pooled(ws.id, move |d| {
+            Ok(ws.matching_page(&seg.filter, after, limit, d)?)
+        })
+        .await
     }
 
     /// The batch membership check: one answer per identifier, in order.
@@ -340,7 +342,7 @@ impl Engine {
         ids: Vec<Identifier>,
     ) -> Result<Vec<bool>> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.matches_many(&seg.filter, &ids, d)?))
+        self.pooled(ws.id, move |d| Ok(ws.matches_many(&seg.filter, &ids, d)?))
             .await
     }
 
@@ -352,7 +354,7 @@ impl Engine {
         sample: usize,
     ) -> Result<Preview> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.preview(&filter, sample, d)?))
+        self.pooled(ws.id, move |d| Ok(ws.preview(&filter, sample, d)?))
             .await
     }
 
@@ -363,6 +365,6 @@ impl Engine {
         id: Identifier,
     ) -> Result<UserMemberships> {
         let ws = ws.clone();
-        self.pooled(move |d| ws.memberships(&id, d)).await
+        self.pooled(ws.id, move |d| ws.memberships(&id, d)).await
     }
 }
