@@ -9,6 +9,7 @@
 //! lock a read takes, and for how long, is decided in one file.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -60,6 +61,13 @@ impl CohortSummary {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CohortPage {
     pub cohorts: Vec<CohortSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of `GET /segments` and where the next one starts.
+#[derive(Clone, Debug)]
+pub struct SegmentPage {
+    pub segments: Vec<Arc<Segment>>,
     pub next_cursor: Option<String>,
 }
 
@@ -187,6 +195,32 @@ impl Workspace {
         };
         CohortPage {
             cohorts,
+            next_cursor,
+        }
+    }
+
+    /// A page of the saved segments, ordered by id: the first `limit`
+    /// after the cursor position `after`. Costs O(log segments + limit)
+    /// under the segments' read lock (a range of the ordered map), never a
+    /// copy of all.
+    pub fn segment_page(&self, after: Option<u64>, limit: usize) -> SegmentPage {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut segments: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .range((start, Bound::Unbounded))
+            .take(limit.saturating_add(1))
+            .map(|(_, s)| s.clone())
+            .collect();
+        let more = segments.len() > limit;
+        segments.truncate(limit);
+        let next_cursor = if more {
+            segments.last().map(|s| query::segment_cursor(s.id))
+        } else {
+            None
+        };
+        SegmentPage {
+            segments,
             next_cursor,
         }
     }
