@@ -118,6 +118,9 @@ pub struct LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ReadsConfig {
     pub threads: usize,
+    /// Optional (a `[reads]` written before it existed): 0, automatic.
+    #[serde(default)]
+    pub per_workspace_threads: usize,
     pub queue_wait_millis: u64,
     pub budget_millis: u64,
 }
@@ -159,6 +162,22 @@ impl ReadsConfig {
         match self.threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
+        }
+    }
+
+    /// Threads one workspace's reads may hold at once (its share of the
+    /// pool): `per_workspace_threads`, or half the pool when 0, never less
+    /// than one thread nor more than the pool.
+    ///
+    /// Half, rounded down: one busy workspace always leaves at least half
+    /// of the threads to every other one, and it takes two at their share
+    /// to fill the pool. With one thread the share is that thread (there is
+    /// nothing to leave), so a lone workspace still gets its reads done.
+    pub fn workspace_share(&self) -> usize {
+        let threads = self.pool_threads();
+        match self.per_workspace_threads {
+            0 => (threads / 2).max(1),
+            n => n.min(threads),
         }
     }
 }
@@ -333,6 +352,7 @@ mod tests {
         assert_eq!(c.limits.string_bytes, 4096);
         assert_eq!(c.limits.partner_change_objects, 10_000);
         assert_eq!(c.reads.budget_millis, 5000);
+        assert_eq!(c.reads.per_workspace_threads, 0);
         for p in [
             "hightouch",
             "segment",
@@ -365,6 +385,35 @@ mod tests {
         assert!(Config::parse(&zero)
             .unwrap_err()
             .contains("limits.array_items"));
+    }
+
+    #[test]
+    fn a_reads_section_without_the_workspace_share_is_automatic() {
+        let old = SHIPPED.replace("per_workspace_threads = 0\n", "");
+        assert_ne!(old, SHIPPED);
+        assert_eq!(Config::parse(&old).unwrap().reads, Config::default().reads);
+        let share = |threads, per_workspace_threads| {
+            ReadsConfig {
+                threads,
+                per_workspace_threads,
+                queue_wait_millis: 1,
+                budget_millis: 1,
+            }
+            .workspace_share()
+        };
+        // (threads, per_workspace_threads) → share
+        for (t, p, want) in [
+            (1, 0, 1),
+            (2, 0, 1),
+            (3, 0, 1),
+            (4, 0, 2),
+            (8, 0, 4),
+            (4, 3, 3),
+            (2, 5, 2),
+            (1, 1, 1),
+        ] {
+            assert_eq!(share(t, p), want, "threads {t}, per_workspace_threads {p}");
+        }
     }
 
     #[test]

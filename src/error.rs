@@ -58,6 +58,12 @@ pub enum Error {
     /// Every thread of the read pool stayed busy for `reads.queue_wait_millis`.
     #[error("every read thread is busy (reads.threads); nothing was evaluated, retry shortly")]
     ReadPoolBusy,
+    /// The workspace's reads held its share of the read pool (`.0`
+    /// threads, `reads.per_workspace_threads`) for `reads.queue_wait_millis`.
+    /// The same code as `ReadPoolBusy`: to the client both mean "retry
+    /// shortly"; the message and the metric tell them apart.
+    #[error("this workspace's reads already hold its share of the read threads ({0}, reads.per_workspace_threads); nothing was evaluated, retry shortly")]
+    ReadShareBusy(usize),
     /// A read ran past `reads.budget_millis` and was stopped.
     #[error("the read was stopped at its time budget of {0} ms (reads.budget_millis in config.toml); narrow the filter, or retry when the server is less busy")]
     ReadBudgetExceeded(u64),
@@ -148,7 +154,7 @@ impl Error {
             Error::Saturated => "saturated",
             Error::WorkspaceSaturated(_) => "workspace_saturated",
             Error::Unavailable(_) => "unavailable",
-            Error::ReadPoolBusy => "read_pool_busy",
+            Error::ReadPoolBusy | Error::ReadShareBusy(_) => "read_pool_busy",
             Error::ReadBudgetExceeded(_) => "read_budget_exceeded",
             Error::Internal(_) => "internal",
         }
@@ -191,6 +197,7 @@ impl ResponseError for Error {
             | Error::WorkspaceSaturated(_)
             | Error::Unavailable(_)
             | Error::ReadPoolBusy
+            | Error::ReadShareBusy(_)
             | Error::ReadBudgetExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

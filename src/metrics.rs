@@ -110,7 +110,7 @@ impl Metrics {
         );
         registry.register(
             "rejected_requests",
-            "Requests refused before doing work (saturated, rate_limited, too_large, read_pool_busy), or stopped (read_budget_exceeded)",
+            "Requests refused before doing work (saturated, rate_limited, too_large, read_pool_busy, read_share_busy), or stopped (read_budget_exceeded)",
             rejected,
         );
         registry.register(

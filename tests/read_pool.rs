@@ -1,9 +1,12 @@
 //! Filter evaluation runs on the read pool, with a time budget: a
 //! pathological preview is stopped with 503 `read_budget_exceeded`, and
-//! the probes answer while the pool's only thread is busy with it.
+//! the probes answer while the pool's only thread is busy with it. One
+//! workspace's reads hold at most its share of the pool, so another
+//! workspace's reads still get a thread.
 
 mod common;
 
+use common::process::{Daemon, Home, Tenant};
 use common::{Resp, Server, Workspace};
 use serde_json::{json, Value};
 
@@ -30,9 +33,15 @@ fn pathological(n: usize) -> Value {
 }
 
 fn gauge(server: &Server, name: &str) -> Option<i64> {
-    let text = server.call("GET", "/metrics", None, None).body;
-    let text = text.as_str().unwrap_or_default().to_string();
-    text.lines()
+    metric(&server.call("GET", "/metrics", None, None), name)
+}
+
+/// The value of the series `name` (labels included) in a `/metrics` answer.
+fn metric(r: &Resp, name: &str) -> Option<i64> {
+    r.body
+        .as_str()
+        .unwrap_or_default()
+        .lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
@@ -138,4 +147,111 @@ fn probes_answer_while_every_read_thread_is_busy() {
     assert_eq!(gauge(&server, "cohortd_read_pool_busy"), Some(0));
     let r = ws.post("/segments/preview", json!({"filter": {"all": true}}));
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A saved segment of every profile: its id.
+fn segment_of_all(d: &Daemon, t: &Tenant) -> String {
+    let r = d.post(
+        "/segments",
+        &t.key,
+        json!({"name": "everyone", "filter": {"all": true}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["segment_id"].as_str().unwrap().to_string()
+}
+
+/// Two threads, so the automatic share is one per workspace. A debug-build
+/// hook (`COHORTD_TEST_HOLD_READS`) holds workspace A's pooled reads on
+/// their thread: A's next reads are refused although a thread is idle,
+/// and B's reads keep answering on it.
+#[test]
+fn a_workspace_at_its_share_of_the_pool_leaves_threads_to_the_others() {
+    let mut home = Home::with_config(&[
+        ("\nthreads = 0", "\nthreads = 2"),
+        ("queue_wait_millis = 200", "queue_wait_millis = 100"),
+    ]);
+    let hold = home.root().join("hold-reads");
+    home.set_env("COHORTD_TEST_HOLD_READS", Some(hold.to_str().unwrap()));
+    let d = home.start();
+    let ids: Vec<String> = (0..5).map(|i| format!("u{i}")).collect();
+    let (a, b) = (d.tenant("a", &ids), d.tenant("b", &ids[..3]));
+    let (seg_a, seg_b) = (segment_of_all(&d, &a), segment_of_all(&d, &b));
+    let metrics = || d.call("GET", "/metrics", None, None).unwrap();
+
+    std::fs::write(&hold, &a.id).unwrap();
+    std::thread::scope(|scope| {
+        let held = scope.spawn(|| d.get(&format!("/segments/{seg_a}/count"), &a.key));
+        wait_for("A's read to be held on a read thread", || {
+            d.output().contains("pooled read held")
+        });
+        assert_eq!(metric(&metrics(), "cohortd_read_pool_busy"), Some(1));
+
+        // A is at its share: its reads wait out the queue wait and are
+        // refused, although the other thread is idle.
+        let refused = [
+            d.get(&format!("/segments/{seg_a}/count"), &a.key),
+            d.post(
+                "/segments/preview",
+                &a.key,
+                json!({"filter": {"all": true}}),
+            ),
+        ];
+        for r in &refused {
+            assert_eq!(r.status, 503, "{}", r.body);
+            assert_eq!(r.body["code"], "read_pool_busy", "{}", r.body);
+            assert!(
+                r.message().contains("reads.per_workspace_threads"),
+                "{}",
+                r.body
+            );
+        }
+        // B's reads get the other thread, one after another.
+        for _ in 0..3 {
+            let r = d.get(&format!("/segments/{seg_b}/count"), &b.key);
+            assert_eq!((r.status, &r.body), (200, &json!({"count": 3})));
+        }
+        let r = d.get(&format!("/segments/{seg_b}/members"), &b.key);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["members"].as_array().unwrap().len(), 3);
+        // A's first read was held all along.
+        assert!(!held.is_finished());
+        assert_eq!(metric(&metrics(), "cohortd_read_pool_busy"), Some(1));
+
+        std::fs::remove_file(&hold).unwrap();
+        let r = held.join().unwrap();
+        assert_eq!((r.status, &r.body), (200, &json!({"count": 5})));
+    });
+    // A's share is back.
+    let r = d.get(&format!("/segments/{seg_a}/count"), &a.key);
+    assert_eq!((r.status, &r.body), (200, &json!({"count": 5})));
+    let m = metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "cohortd_rejected_requests_total{reason=\"read_share_busy\"}"
+        ),
+        Some(2),
+        "{}",
+        m.body
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "cohortd_rejected_requests_total{reason=\"read_pool_busy\"}"
+        ),
+        None,
+        "the pool itself was never full"
+    );
+    assert_eq!(metric(&m, "cohortd_read_pool_busy"), Some(0));
 }

@@ -290,15 +290,18 @@ impl Engine {
         &self.inner.config
     }
 
-    /// Runs a read on the read pool (`readpool`), counting the ones it
-    /// refuses or stops in `cohortd_rejected_requests_total`.
+    /// Runs a read of workspace `ws` on the read pool (`readpool`), within
+    /// that workspace's share of it, counting the ones it refuses or stops
+    /// in `cohortd_rejected_requests_total`.
     async fn pooled<T: Send + 'static>(
         &self,
+        ws: WorkspaceId,
         read: impl FnOnce(&crate::segment::Deadline) -> Result<T, readpool::Stop> + Send + 'static,
     ) -> Result<T> {
-        let r = self.inner.reads.run(read).await;
+        let r = self.inner.reads.run(ws, read).await;
         match &r {
             Err(Error::ReadPoolBusy) => self.inner.metrics.reject("read_pool_busy"),
+            Err(Error::ReadShareBusy(_)) => self.inner.metrics.reject("read_share_busy"),
             Err(Error::ReadBudgetExceeded(_)) => self.inner.metrics.reject("read_budget_exceeded"),
             _ => {}
         }

@@ -12,9 +12,15 @@
 //! the last key returned, hex-encoded (`hex(partner ":" cohort_id)`; a
 //! partner name has no `:`), so it is opaque and URL-safe, and a cohort
 //! created behind the cursor during a walk is simply not in it.
+//!
+//! `GET /segments` pages by segment id: its cursor is the `segment_id` of
+//! the last segment returned (`seg_N`; ids only ever grow and are never
+//! reused), so a segment created during a walk is always after the cursor
+//! and is listed once, and one deleted is passed over.
 
 use roaring::RoaringBitmap;
 
+use super::state::Segment;
 use crate::error::{Error, Result};
 use crate::model::{CohortKey, Identifier, Uid};
 use crate::profiles::Profile;
@@ -42,16 +48,21 @@ pub fn limit(raw: Option<usize>) -> Result<usize> {
     }
 }
 
+/// The answer to a cursor this server did not issue (every listing).
+fn bad_cursor(s: &str) -> Error {
+    Error::bad_request(
+        "invalid_cursor",
+        format!(
+            "cursor {s:?} is not one this server issued; pass next_cursor from the previous page"
+        ),
+    )
+}
+
 /// Parses a cursor this server issued: empty or absent means the start.
 pub fn cursor(raw: Option<&str>) -> Result<Option<Uid>> {
     match raw {
         None | Some("") => Ok(None),
-        Some(s) => s.parse::<Uid>().map(Some).map_err(|_| {
-            Error::bad_request(
-                "invalid_cursor",
-                format!("cursor {s:?} is not one this server issued; pass next_cursor from the previous page"),
-            )
-        }),
+        Some(s) => s.parse::<Uid>().map(Some).map_err(|_| bad_cursor(s)),
     }
 }
 
@@ -63,25 +74,31 @@ pub fn cohort_cursor(key: &CohortKey) -> String {
 /// Parses a `GET /cohorts` cursor this server issued: empty or absent
 /// means the start.
 pub fn parse_cohort_cursor(raw: Option<&str>) -> Result<Option<CohortKey>> {
-    let bad = || {
-        Error::bad_request(
-            "invalid_cursor",
-            format!(
-                "cursor {:?} is not one this server issued; pass next_cursor from the previous page",
-                raw.unwrap_or_default()
-            ),
-        )
-    };
     match raw {
         None | Some("") => Ok(None),
         Some(s) => {
             let text = hex::decode(s)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(bad)?;
-            let (partner, cohort_id) = text.split_once(':').ok_or_else(bad)?;
+                .ok_or_else(|| bad_cursor(s))?;
+            let (partner, cohort_id) = text.split_once(':').ok_or_else(|| bad_cursor(s))?;
             Ok(Some(CohortKey::new(partner, cohort_id)))
         }
+    }
+}
+
+/// The cursor that names segment `id` as the last of a page.
+pub fn segment_cursor(id: u64) -> String {
+    Segment::format_id(id)
+}
+
+/// Parses a `GET /segments` cursor this server issued (a segment id in
+/// exactly the form given out, whether or not that segment still exists):
+/// empty or absent means the start.
+pub fn parse_segment_cursor(raw: Option<&str>) -> Result<Option<u64>> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(s) => Segment::parse_id(s).map(Some).ok_or_else(|| bad_cursor(s)),
     }
 }
 
@@ -178,6 +195,23 @@ mod tests {
             &hex::encode([0xff, b':']),
         ] {
             assert!(parse_cohort_cursor(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn segment_cursors_are_segment_ids_in_the_form_given_out() {
+        for id in [0, 1, 42, u64::MAX] {
+            let c = segment_cursor(id);
+            assert_eq!(c, format!("seg_{id}"));
+            assert_eq!(parse_segment_cursor(Some(&c)).unwrap(), Some(id));
+        }
+        assert_eq!(parse_segment_cursor(None).unwrap(), None);
+        assert_eq!(parse_segment_cursor(Some("")).unwrap(), None);
+        for bad in [
+            "zz", "00", "7", "seg_", "seg_01", "seg_+1", "seg_x", "SEG_1",
+        ] {
+            let e = parse_segment_cursor(Some(bad)).unwrap_err();
+            assert_eq!(e, bad_cursor(bad), "{bad}");
         }
     }
 

@@ -9,6 +9,7 @@
 //! lock a read takes, and for how long, is decided in one file.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -60,6 +61,13 @@ impl CohortSummary {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CohortPage {
     pub cohorts: Vec<CohortSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of `GET /segments` and where the next one starts.
+#[derive(Clone, Debug)]
+pub struct SegmentPage {
+    pub segments: Vec<Arc<Segment>>,
     pub next_cursor: Option<String>,
 }
 
@@ -191,6 +199,32 @@ impl Workspace {
         }
     }
 
+    /// A page of the saved segments, ordered by id: the first `limit`
+    /// after the cursor position `after`. Costs O(log segments + limit)
+    /// under the segments' read lock (a range of the ordered map), never a
+    /// copy of all.
+    pub fn segment_page(&self, after: Option<u64>, limit: usize) -> SegmentPage {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut segments: Vec<Arc<Segment>> = self
+            .segments
+            .read()
+            .range((start, Bound::Unbounded))
+            .take(limit.saturating_add(1))
+            .map(|(_, s)| s.clone())
+            .collect();
+        let more = segments.len() > limit;
+        segments.truncate(limit);
+        let next_cursor = if more {
+            segments.last().map(|s| query::segment_cursor(s.id))
+        } else {
+            None
+        };
+        SegmentPage {
+            segments,
+            next_cursor,
+        }
+    }
+
     pub fn cohort_summary(&self, key: &CohortKey) -> Result<CohortSummary> {
         self.find_cohort(key).map(|c| CohortSummary::of(&c))
     }
@@ -315,7 +349,7 @@ impl Engine {
     /// How many profiles the saved segment matches now.
     pub async fn count_matching(&self, ws: &Arc<Workspace>, seg: Arc<Segment>) -> Result<u64> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.count_matching(&seg.filter, d)?))
+        self.pooled(ws.id, move |d| Ok(ws.count_matching(&seg.filter, d)?))
             .await
     }
 
@@ -328,8 +362,10 @@ impl Engine {
         limit: usize,
     ) -> Result<Page> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.matching_page(&seg.filter, after, limit, d)?))
-            .await
+        self.pooled(ws.id, move |d| {
+            Ok(ws.matching_page(&seg.filter, after, limit, d)?)
+        })
+        .await
     }
 
     /// The batch membership check: one answer per identifier, in order.
@@ -340,7 +376,7 @@ impl Engine {
         ids: Vec<Identifier>,
     ) -> Result<Vec<bool>> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.matches_many(&seg.filter, &ids, d)?))
+        self.pooled(ws.id, move |d| Ok(ws.matches_many(&seg.filter, &ids, d)?))
             .await
     }
 
@@ -352,7 +388,7 @@ impl Engine {
         sample: usize,
     ) -> Result<Preview> {
         let ws = ws.clone();
-        self.pooled(move |d| Ok(ws.preview(&filter, sample, d)?))
+        self.pooled(ws.id, move |d| Ok(ws.preview(&filter, sample, d)?))
             .await
     }
 
@@ -363,6 +399,6 @@ impl Engine {
         id: Identifier,
     ) -> Result<UserMemberships> {
         let ws = ws.clone();
-        self.pooled(move |d| ws.memberships(&id, d)).await
+        self.pooled(ws.id, move |d| ws.memberships(&id, d)).await
     }
 }

@@ -175,14 +175,14 @@ pub async fn create(
     Ok(created(json!({ "segment_id": Segment::format_id(id) })))
 }
 
-pub async fn list(auth: WorkspaceAuth) -> HttpResponse {
-    let all: Vec<Value> = auth
-        .0
-        .segments_sorted()
-        .iter()
-        .map(|s| segment_json(s))
-        .collect();
-    HttpResponse::Ok().json(json!({ "segments": all }))
+/// `GET /segments`: a page of the saved segments, by id, exactly as
+/// `GET /cohorts` pages (`cursor`, `limit`, `next_cursor`).
+pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpResponse> {
+    let limit = query::limit(q.limit)?;
+    let after = query::parse_segment_cursor(q.cursor.as_deref())?;
+    let page = auth.0.segment_page(after, limit);
+    let segments: Vec<Value> = page.segments.iter().map(|s| segment_json(s)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "segments": segments, "next_cursor": page.next_cursor })))
 }
 
 pub async fn get(auth: WorkspaceAuth, id: web::Path<String>) -> Result<HttpResponse> {
