@@ -122,7 +122,7 @@ impl Lanes {
         let addr = Lane::start_in_arbiter(arbiter, move |_| Lane {
             applier,
             wal,
-            seq: Sequencer::new(0),
+            seq: Sequencer::new(),
             due: VecDeque::new(),
             held: held.then(Held::default),
         });

@@ -6,9 +6,7 @@
 //! tests and failures reorder). [`Sequencer`] holds the commands between
 //! append and apply and says, each time a record settles, which commands
 //! are now due — always a prefix of the queue, in position order — and
-//! which failed. It also owns the checkpoint: the position of the last
-//! applied record, which is exactly what a snapshot taken between two
-//! commands contains.
+//! which failed.
 //!
 //! [`admit`] is the other rule: which commands need no log record at all.
 
@@ -19,8 +17,7 @@ use crate::model::Change;
 /// A command's fate once its record settled.
 #[derive(Debug, PartialEq)]
 pub enum Settled<T, E> {
-    /// Durable at `position`: apply it now (the caller has advanced the
-    /// checkpoint to `position`).
+    /// Durable at `position`: apply it now.
     Apply { position: u64, item: T },
     /// The log could not take it: answer the error, apply nothing.
     Failed { item: T, error: E },
@@ -37,17 +34,19 @@ struct Slot<T, E> {
 pub struct Sequencer<T, E> {
     next_seq: u64,
     waiting: VecDeque<Slot<T, E>>,
-    last_applied: u64,
+}
+
+impl<T, E> Default for Sequencer<T, E> {
+    fn default() -> Self {
+        Sequencer::new()
+    }
 }
 
 impl<T, E> Sequencer<T, E> {
-    /// A sequencer whose state already contains every record up to
-    /// `last_applied` (a snapshot's position).
-    pub fn new(last_applied: u64) -> Self {
+    pub fn new() -> Self {
         Sequencer {
             next_seq: 0,
             waiting: VecDeque::new(),
-            last_applied,
         }
     }
 
@@ -84,13 +83,10 @@ impl<T, E> Sequencer<T, E> {
         while self.waiting.front().is_some_and(|w| w.logged.is_some()) {
             let slot = self.waiting.pop_front().expect("front exists");
             due.push(match slot.logged.expect("settled") {
-                Ok(()) => {
-                    self.last_applied = slot.position;
-                    Settled::Apply {
-                        position: slot.position,
-                        item: slot.item,
-                    }
-                }
+                Ok(()) => Settled::Apply {
+                    position: slot.position,
+                    item: slot.item,
+                },
                 Err(error) => Settled::Failed {
                     item: slot.item,
                     error,
@@ -100,19 +96,9 @@ impl<T, E> Sequencer<T, E> {
         due
     }
 
-    /// A record replayed at start-up: applied in log order, never queued.
-    pub fn replayed(&mut self, position: u64) {
-        self.last_applied = position;
-    }
-
     /// No command is waiting for the log: the state is the log's.
     pub fn is_idle(&self) -> bool {
         self.waiting.is_empty()
-    }
-
-    /// The position of the last record applied: the checkpoint.
-    pub fn last_applied(&self) -> u64 {
-        self.last_applied
     }
 }
 
@@ -168,13 +154,12 @@ mod tests {
 
     #[test]
     fn records_settling_out_of_order_apply_in_log_order() {
-        let mut s = Seq::new(10);
+        let mut s = Seq::new();
         let a = s.push(11, "a");
         let b = s.push(12, "b");
         let c = s.push(13, "c");
         assert!(s.settle(c, Ok(())).is_empty(), "c waits for a and b");
         assert!(s.settle(b, Ok(())).is_empty());
-        assert_eq!(s.last_applied(), 10);
         let due = s.settle(a, Ok(()));
         assert_eq!(applied(&due), vec!["a", "b", "c"]);
         assert_eq!(
@@ -184,13 +169,12 @@ mod tests {
                 item: "b"
             }
         );
-        assert_eq!(s.last_applied(), 13);
         assert!(s.is_idle());
     }
 
     #[test]
     fn a_failed_record_is_answered_in_order_and_never_checkpointed() {
-        let mut s = Seq::new(0);
+        let mut s = Seq::new();
         let a = s.push(1, "a");
         let b = s.push(2, "b");
         // The log reuses a failed position: the next append is 2 again.
@@ -210,15 +194,13 @@ mod tests {
                 }
             ]
         );
-        assert_eq!(s.last_applied(), 1, "a failed record is not in the cut");
         assert!(!s.is_idle());
         assert_eq!(applied(&s.settle(c, Ok(()))), vec!["c"]);
-        assert_eq!(s.last_applied(), 2);
     }
 
     #[test]
     fn unknown_and_repeated_tickets_change_nothing() {
-        let mut s = Seq::new(0);
+        let mut s = Seq::new();
         assert!(s.settle(7, Ok(())).is_empty());
         let a = s.push(1, "a");
         let b = s.push(2, "b");
@@ -228,15 +210,6 @@ mod tests {
         let due = s.settle(a, Ok(()));
         assert!(matches!(due[1], Settled::Failed { error: "first", .. }));
         assert!(s.settle(a, Ok(())).is_empty(), "already applied");
-    }
-
-    #[test]
-    fn replay_moves_the_checkpoint() {
-        let mut s = Seq::new(4);
-        s.replayed(5);
-        s.replayed(6);
-        assert_eq!(s.last_applied(), 6);
-        assert!(s.is_idle());
     }
 
     #[test]
