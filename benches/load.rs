@@ -13,6 +13,8 @@
 //! counts (`A and B and not C`), member paging. Prints throughput and
 //! p50/p99/p999 latency as a markdown table.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use common::{pct, spawn, start_server, Conn, Server, ADMIN, PARTNER_KEY};
 
 struct Args {
     profiles: u32,
@@ -59,148 +63,7 @@ fn args() -> Args {
     a
 }
 
-/// A minimal keep-alive HTTP/1.1 client: enough for JSON in, JSON out.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    addr: SocketAddr,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> Conn {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).ok();
-        Conn {
-            reader: BufReader::new(s.try_clone().expect("clone")),
-            writer: s,
-            addr,
-        }
-    }
-
-    fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: &[u8],
-    ) -> (u16, Vec<u8>) {
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        self.writer.write_all(head.as_bytes()).expect("write");
-        self.writer.write_all(body).expect("write");
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().expect("content-length");
-                }
-            }
-        }
-        let mut buf = vec![0; len];
-        self.reader.read_exact(&mut buf).expect("body");
-        (status, buf)
-    }
-
-    fn json(&mut self, method: &str, path: &str, token: Option<&str>, body: &Value) -> Value {
-        let (status, out) = self.call(method, path, token, body.to_string().as_bytes());
-        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
-        assert!(status < 300, "{method} {path} → {status}: {v}");
-        v
-    }
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const ADMIN: &str = "bench-admin";
-const PARTNER_KEY: &str = "bench-partner";
-
-fn spawn(dir: &std::path::Path, addr: SocketAddr) -> Child {
-    // COHORTD_BENCH_BIN runs the same scenarios against another build (an
-    // older commit's binary, for a before/after in one sitting).
-    Command::new(
-        std::env::var_os("COHORTD_BENCH_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_cohortd").into()),
-    )
-    .args(["serve", "--config"])
-    .arg(dir.join("bench-config.toml"))
-    .env("COHORTD_LISTEN", addr.to_string())
-    .env("COHORTD_DATA_DIR", dir.join("data"))
-    .env("COHORTD_ADMIN_TOKEN", ADMIN)
-    .env("COHORTD_PARTNER_KEY_SEGMENT", PARTNER_KEY)
-    .env("RUST_LOG", "warn")
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("start cohortd")
-}
-
-fn start_server(fsync: &str) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let shipped = include_str!("../config.toml");
-    let config = shipped
-        .replace("fsync = \"always\"", &format!("fsync = \"{fsync}\""))
-        .replace("interval_secs = 300", "interval_secs = 0");
-    std::fs::write(dir.path().join("bench-config.toml"), config).unwrap();
-    let child = spawn(dir.path(), addr);
-    // From here on, `Server`'s Drop kills and reaps the child on every path.
-    let server = Server {
-        child,
-        addr,
-        _dir: dir,
-    };
-    server.wait_ready();
-    server
-}
-
 impl Server {
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = TcpStream::connect(self.addr).map(|_| Conn::open(self.addr)) {
-                if c.call("GET", "/readyz", None, b"").0 == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("cohortd did not become ready");
-    }
-
     /// SIGKILL, then start again on the same data dir; returns the time
     /// until `/readyz` answers 200 (recovery: snapshot load + log replay).
     fn crash_and_restart(&mut self) -> Duration {
@@ -451,14 +314,6 @@ fn drive_http(
             units(&body)
         },
     )
-}
-
-fn pct(l: &[Duration], p: f64) -> String {
-    if l.is_empty() {
-        return "-".into();
-    }
-    let i = ((l.len() as f64 * p) as usize).min(l.len() - 1);
-    format!("{:.3}", l[i].as_secs_f64() * 1000.0)
 }
 
 fn row(name: &str, unit: &str, o: &Outcome) {
@@ -724,7 +579,7 @@ fn ratio(ours: &Outcome, peer: &Outcome) -> String {
 
 fn main() {
     let a = args();
-    let mut server = start_server(&a.fsync);
+    let mut server = start_server(&a.fsync, 0);
     let addr = server.addr;
     let s = setup(addr, &a);
     let n = a.profiles;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces every figure in BENCHMARKS.md, in order, into one log:
-#   bash benches/run-all.sh [LOG]        (~15 minutes on the 2-core machine kind)
+#   bash benches/run-all.sh [LOG]        (~16 minutes on the 2-core machine kind)
 # Needs only cargo; the load benchmark installs Debian's redis-server for the
 # peer if it is missing. Loopback only; every server it starts is stopped.
 set -euo pipefail
@@ -17,4 +17,5 @@ run cargo bench --bench load -- --fsync off --no-peer
 run cargo bench --bench load -- --connections 16 --seconds 5 --no-peer
 run cargo bench --bench load -- --connections 16 --seconds 5 --no-peer --fsync off
 run cargo bench --bench load -- --profiles 10000000 --cohort-size 1000000 --extra-cohorts 97 --seconds 3
+run cargo bench --bench isolation
 echo "all figures in $log"
