@@ -1,6 +1,7 @@
 //! Operator API: workspaces, snapshots and restore. Authenticated with the
 //! admin token; each handler is one engine call.
 
+use super::body::Json;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -19,7 +20,7 @@ pub struct NewWorkspace {
 pub async fn create_workspace(
     _: AdminAuth,
     engine: web::Data<Engine>,
-    body: web::Json<NewWorkspace>,
+    body: Json<NewWorkspace>,
 ) -> Result<HttpResponse> {
     let name = body.into_inner().name;
     if name.trim().is_empty() {
@@ -82,7 +83,7 @@ pub struct RestoreBody {
 pub async fn restore(
     _: AdminAuth,
     engine: web::Data<Engine>,
-    body: web::Json<RestoreBody>,
+    body: Json<RestoreBody>,
 ) -> Result<HttpResponse> {
     let after = engine.restore(&body.snapshot_id).await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -12,6 +12,7 @@
 //! handle those calls take.
 
 mod admin;
+pub mod body;
 mod cohorts;
 mod ops;
 mod partner;
@@ -36,14 +37,7 @@ use crate::error::{Error, Result};
 /// Registers every route. The one place to read to see the API.
 pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        let limit = engine.config().max_body_bytes;
         cfg.app_data(web::Data::new(engine))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(limit)
-                    .content_type_required(false)
-                    .error_handler(|e, _| json_error(e)),
-            )
             .app_data(
                 web::QueryConfig::default().error_handler(|e, _| {
                     Error::bad_request("invalid_query", e.to_string()).into()
@@ -193,19 +187,6 @@ where
         Error::Unavailable("cohortd is recovering its data; retry once /readyz answers 200".into());
     let res = req.into_response(actix_web::ResponseError::error_response(&refused));
     Either::Right(std::future::ready(Ok(res.map_into_right_body())))
-}
-
-fn json_error(e: actix_web::error::JsonPayloadError) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as J;
-    match e {
-        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
-            Error::PayloadTooLarge(limit).into()
-        }
-        J::Deserialize(e) => {
-            Error::bad_request("invalid_json", format!("invalid JSON body: {e}")).into()
-        }
-        other => Error::bad_request("invalid_json", format!("invalid JSON body: {other}")).into(),
-    }
 }
 
 fn bearer(req: &HttpRequest) -> Option<&str> {

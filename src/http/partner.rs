@@ -4,9 +4,11 @@
 //! Checks run in SPEC order: unknown partner (404) → body read (413) → JSON
 //! parses into an object (400) → partner API key (401) → client secret (401)
 //! → the secret belongs to this partner (401) → rate limit (429) → fields
-//! (400). The body is parsed zero-copy: the envelope borrows each field as
-//! raw JSON, and only the fields needed so far are decoded, so a request
-//! with a bad key is refused before its `cohort_changes` are looked at.
+//! (400). The envelope is read borrowing each field as raw JSON; the small
+//! fields are decoded, and `cohort_changes` is kept as its span of the body
+//! and decoded only once the request is authorized, so a request with a bad
+//! key is refused before its changes are looked at. A large body is read,
+//! and large changes decoded, off the HTTP worker (`body::parse`).
 //! Errors answer `{"message": …}` with Braze's texts; `X-RateLimit-*`
 //! headers are on every response once the workspace is known.
 
@@ -67,12 +69,48 @@ struct AliasWire<'a> {
 }
 
 /// A raw field as a string, or `None` when absent, `null` or not a string.
-fn text<'a>(raw: Option<&'a RawValue>) -> Option<Cow<'a, str>> {
-    raw.and_then(|r| serde_json::from_str::<Cow<'a, str>>(r.get()).ok())
+fn text(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(|r| serde_json::from_str::<Cow<'_, str>>(r.get()).ok())
+        .map(Cow::into_owned)
 }
 
-fn non_empty<'a>(raw: Option<&'a RawValue>, err: Error) -> Result<Cow<'a, str>> {
-    text(raw).filter(|s| !s.is_empty()).ok_or(err)
+fn non_empty(field: &Option<String>, err: Error) -> Result<&str> {
+    field.as_deref().filter(|s| !s.is_empty()).ok_or(err)
+}
+
+/// The envelope, read: its small fields decoded, and `cohort_changes`
+/// as its span of the body, decoded only once the request is authorized.
+struct Fields {
+    partner_api_key: Option<String>,
+    client_secret: Option<String>,
+    cohort_id: Option<String>,
+    name: Option<String>,
+    created_at: Option<String>,
+    cohort_changes: Option<std::ops::Range<usize>>,
+}
+
+/// Reads the envelope, or says why the body is not one (the 400's text).
+fn fields(body: &[u8]) -> std::result::Result<Fields, String> {
+    // serde would also read a JSON array into the envelope struct.
+    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let env: Envelope<'_> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    if !is_object {
+        return Err("request body must be a JSON object".to_string());
+    }
+    // A borrowed raw value is a slice of `body`: its span is where it starts.
+    let span = |raw: &RawValue| {
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        start..start + raw.get().len()
+    };
+    Ok(Fields {
+        partner_api_key: text(env.partner_api_key),
+        client_secret: text(env.client_secret),
+        cohort_id: text(env.cohort_id),
+        name: text(env.name),
+        created_at: text(env.created_at),
+        cohort_changes: env.cohort_changes.map(span),
+    })
 }
 
 /// An authorized partner request: its workspace and rate-limit status.
@@ -83,28 +121,22 @@ struct Authorized {
 
 /// The common front of both endpoints, up to and including the rate limit.
 /// On error, returns the rate status too when the workspace was known.
-async fn admit<'a>(
+/// A large body is read on the blocking pool (`body::parse`).
+async fn admit(
     engine: &Engine,
     partner: &str,
-    body: &'a [u8],
-) -> std::result::Result<(Envelope<'a>, Authorized), (Error, Option<RateStatus>)> {
-    // serde would also read a JSON array into the envelope struct.
-    let is_object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let env: Envelope<'a> = serde_json::from_slice(body)
-        .map_err(|e| format!("malformed JSON: {e}"))
-        .and_then(|env| {
-            if is_object {
-                Ok(env)
-            } else {
-                Err("request body must be a JSON object".to_string())
-            }
-        })
+    body: &web::Bytes,
+) -> std::result::Result<(Fields, Authorized), (Error, Option<RateStatus>)> {
+    let bytes = body.clone();
+    let env = super::body::parse(body.len(), move || fields(&bytes))
+        .await
+        .map_err(|e| (e, None))?
         .map_err(|m| (Error::bad_request("invalid_json", m), None))?;
     let ws = engine
         .authorize_partner(
             partner,
-            text(env.partner_api_key).as_deref(),
-            text(env.client_secret).as_deref(),
+            env.partner_api_key.as_deref(),
+            env.client_secret.as_deref(),
         )
         .map_err(|e| (e, None))?;
     let rate = engine.rate_hit(&ws, partner);
@@ -183,7 +215,7 @@ async fn serve(
     endpoint: Endpoint,
 ) -> HttpResponse {
     let body = match body_of(engine, partner, payload).await {
-        Ok(b) => b,
+        Ok(b) => b.freeze(),
         Err(e) => return respond(Err((e, None))),
     };
     let (env, auth) = match admit(engine, partner, &body).await {
@@ -193,7 +225,7 @@ async fn serve(
     let rate = auth.rate;
     let result = match endpoint {
         Endpoint::Name => name(engine, partner, &env, &auth).await,
-        Endpoint::Users => users(engine, partner, &env, &auth).await,
+        Endpoint::Users => users(engine, partner, &env, &body, &auth).await,
     };
     respond(result.map(|b| (b, rate)).map_err(|e| (e, Some(rate))))
 }
@@ -201,19 +233,21 @@ async fn serve(
 async fn name(
     engine: &Engine,
     partner: &str,
-    env: &Envelope<'_>,
+    env: &Fields,
     auth: &Authorized,
 ) -> Result<serde_json::Value> {
-    let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
-    let name = non_empty(env.name, Error::InvalidName)?;
-    let created_at = text(env.created_at)
-        .and_then(|s| crate::time::parse_iso8601(&s))
+    let cohort_id = non_empty(&env.cohort_id, Error::InvalidCohortId)?;
+    let name = non_empty(&env.name, Error::InvalidName)?;
+    let created_at = env
+        .created_at
+        .as_deref()
+        .and_then(crate::time::parse_iso8601)
         .ok_or(Error::InvalidCreatedAt)?;
     engine
         .name_cohort(
             &auth.ws,
-            CohortKey::new(partner, &cohort_id),
-            name.into_owned(),
+            CohortKey::new(partner, cohort_id),
+            name.to_string(),
             created_at,
         )
         .await?;
@@ -223,14 +257,21 @@ async fn name(
 async fn users(
     engine: &Engine,
     partner: &str,
-    env: &Envelope<'_>,
+    env: &Fields,
+    body: &web::Bytes,
     auth: &Authorized,
 ) -> Result<serde_json::Value> {
-    let cohort_id = non_empty(env.cohort_id, Error::InvalidCohortId)?;
+    let cohort_id = non_empty(&env.cohort_id, Error::InvalidCohortId)?;
     let max_objects = engine.config().limits.partner_change_objects;
-    let changes = parse_changes(env.cohort_changes, max_objects)?;
+    let span = env
+        .cohort_changes
+        .clone()
+        .ok_or(Error::InvalidCohortChanges)?;
+    let bytes = body.clone();
+    let changes =
+        super::body::parse(span.len(), move || parse_changes(&bytes[span], max_objects)).await??;
     let d = engine
-        .apply_delta(&auth.ws, CohortKey::new(partner, &cohort_id), changes)
+        .apply_delta(&auth.ws, CohortKey::new(partner, cohort_id), changes)
         .await?;
     Ok(json!({
         "message": "success",
@@ -247,9 +288,8 @@ async fn users(
 /// the array is read one object at a time and no object past the limit is
 /// built (the rest is only counted, for the message), so an oversized body
 /// costs a scan, not an allocation per object.
-fn parse_changes(raw: Option<&RawValue>, max_objects: usize) -> Result<Vec<Change>> {
-    let raw = raw.ok_or(Error::InvalidCohortChanges)?;
-    let mut de = serde_json::Deserializer::from_str(raw.get());
+fn parse_changes(raw: &[u8], max_objects: usize) -> Result<Vec<Change>> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
     let wire = match (CappedChanges { max: max_objects }).deserialize(&mut de) {
         Ok(Ok(wire)) => wire,
         Ok(Err(sent)) => {
@@ -358,8 +398,25 @@ mod tests {
     }
 
     fn parse_capped(json: &str, max: usize) -> Result<Vec<Change>> {
-        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
-        parse_changes(Some(&raw), max)
+        parse_changes(json.as_bytes(), max)
+    }
+
+    #[test]
+    fn the_envelope_keeps_cohort_changes_as_its_span_of_the_body() {
+        let body = br#" { "client_secret": "s\u00e9", "name": 7,
+            "cohort_changes" :  [ {"user_ids": ["a"]} ] , "cohort_id": "c" } "#;
+        let f = fields(body).unwrap();
+        assert_eq!(f.client_secret.as_deref(), Some("s\u{e9}"));
+        assert_eq!(f.name, None, "not a string");
+        assert_eq!(f.cohort_id.as_deref(), Some("c"));
+        let span = f.cohort_changes.unwrap();
+        assert_eq!(&body[span.clone()], br#"[ {"user_ids": ["a"]} ]"#);
+        assert_eq!(parse_changes(&body[span], 10).unwrap().len(), 1);
+        assert_eq!(
+            fields(b"[1]").err().as_deref(),
+            Some("request body must be a JSON object")
+        );
+        assert!(fields(b"{").err().unwrap().starts_with("malformed JSON: "));
     }
 
     #[test]

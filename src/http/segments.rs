@@ -9,6 +9,7 @@
 //! bodies, their error texts, and the membership check's borrowed parse
 //! and hand-built answer.
 
+use super::body::{off_worker, read_json};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -155,6 +156,17 @@ fn parse_segment(engine: &Engine, ws: &Workspace, body: SegmentBody) -> Result<(
     Ok((body.name, parse_filter(engine, ws, &body.filter)?))
 }
 
+/// [`parse_segment`] on the blocking pool: compiling a filter's regexes
+/// may take far longer than its body's size suggests.
+async fn segment_off_worker(
+    engine: &Engine,
+    ws: &Arc<Workspace>,
+    body: SegmentBody,
+) -> Result<(String, Filter)> {
+    let (e, ws) = (engine.clone(), ws.clone());
+    off_worker(move || parse_segment(&e, &ws, body)).await?
+}
+
 fn segment_json(s: &Segment) -> Value {
     json!({ "segment_id": s.id_string(), "name": s.name, "filter": s.filter.to_json() })
 }
@@ -168,9 +180,10 @@ fn find(ws: &Workspace, id: &str) -> Result<Arc<Segment>> {
 pub async fn create(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
-    body: web::Json<SegmentBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let (name, filter) = parse_segment(&engine, &auth.0, body.into_inner())?;
+    let body: SegmentBody = read_json(&engine, payload, Ok).await?;
+    let (name, filter) = segment_off_worker(&engine, &auth.0, body).await?;
     let id = engine.put_segment(&auth.0, None, name, filter).await?;
     Ok(created(json!({ "segment_id": Segment::format_id(id) })))
 }
@@ -193,10 +206,11 @@ pub async fn replace(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
     id: web::Path<String>,
-    body: web::Json<SegmentBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
+    let body: SegmentBody = read_json(&engine, payload, Ok).await?;
     let existing = find(&auth.0, &id)?;
-    let (name, filter) = parse_segment(&engine, &auth.0, body.into_inner())?;
+    let (name, filter) = segment_off_worker(&engine, &auth.0, body).await?;
     // Answer with what this request wrote, not a re-read that a concurrent
     // DELETE could turn into a 404 after the write was applied.
     let saved = Segment {
@@ -299,9 +313,9 @@ pub async fn membership(
 pub async fn preview(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
-    body: web::Json<PreviewBody>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let body = body.into_inner();
+    let body: PreviewBody = read_json(&engine, payload, Ok).await?;
     let n = match body.sample_size {
         None => PREVIEW_SAMPLE,
         Some(n) if n <= MAX_PREVIEW_SAMPLE => n,
@@ -312,7 +326,8 @@ pub async fn preview(
             ))
         }
     };
-    let filter = parse_filter(&engine, &auth.0, &body.filter)?;
+    let (e, ws) = (engine.get_ref().clone(), auth.0.clone());
+    let filter = off_worker(move || parse_filter(&e, &ws, &body.filter)).await??;
     let preview = engine.preview(&auth.0, filter, n).await?;
     Ok(HttpResponse::Ok().json(json!({
         "count": preview.count,

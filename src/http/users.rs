@@ -9,6 +9,7 @@
 //! object in `errors` of a 201, as Braze does. The request limits (string
 //! sizes, array items) are the engine's to check (`profiles::commands`).
 
+use super::body::read_json;
 use actix_web::{web, HttpResponse};
 use compact_str::CompactString;
 use serde_json::{json, Map, Value};
@@ -226,9 +227,9 @@ fn parse_track(body: &Value) -> Result<Track> {
 pub async fn track(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let track = parse_track(&body)?;
+    let track = read_json(&engine, payload, |v: Value| parse_track(&v)).await?;
     let r = engine.track(&auth.0, track).await?;
     Ok(created(json!({
         "message": "success",
@@ -276,9 +277,9 @@ fn parse_identify(body: &Value) -> Result<Identify> {
 pub async fn identify(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let identify = parse_identify(&body)?;
+    let identify = read_json(&engine, payload, |v: Value| parse_identify(&v)).await?;
     let r = engine.identify(&auth.0, identify).await?;
     Ok(created(json!({
         "message": "success",
@@ -311,9 +312,9 @@ fn parse_alias_new(body: &Value) -> Result<NewAliases> {
 pub async fn alias_new(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let aliases = parse_alias_new(&body)?;
+    let aliases = read_json(&engine, payload, |v: Value| parse_alias_new(&v)).await?;
     let r = engine.new_aliases(&auth.0, aliases).await?;
     Ok(created(json!({
         "message": "success",
@@ -372,9 +373,9 @@ fn parse_delete(body: &Value) -> Result<Vec<Identifier>> {
 pub async fn delete(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
-    body: web::Json<Value>,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let ids = parse_delete(&body)?;
+    let ids = read_json(&engine, payload, |v: Value| parse_delete(&v)).await?;
     let n = engine.delete_users(&auth.0, ids).await?;
     Ok(created(json!({ "message": "success", "deleted": n })))
 }
