@@ -35,8 +35,6 @@
 //!   bounds the CPU these reads use, whoever is still waiting for them.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,14 +47,12 @@ use crate::error::{Error, Result};
 use crate::model::WorkspaceId;
 use crate::segment::{Deadline, OutOfTime};
 
-type Job = Box<dyn FnOnce() + Send>;
-
 pub struct ReadPool {
     threads: usize,
     slots: Arc<Semaphore>,
     /// `None` when a workspace's share is the whole pool.
     shares: Option<Arc<Shares>>,
-    jobs: mpsc::Sender<Job>,
+    pool: crate::threads::Pool,
     queue_wait: Duration,
     budget: Duration,
 }
@@ -66,25 +62,7 @@ impl ReadPool {
     pub fn new(config: &ReadsConfig) -> ReadPool {
         let threads = config.pool_threads();
         let share = config.workspace_share();
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads {
-            let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("cohortd-read-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().recv();
-                    match job {
-                        // A panicking read drops its reply (the caller
-                        // answers 500); the thread goes on.
-                        Ok(job) => {
-                            let _ = catch_unwind(AssertUnwindSafe(job));
-                        }
-                        Err(_) => return,
-                    }
-                })
-                .expect("the read pool's threads start");
-        }
+        let pool = crate::threads::Pool::new("cohortd-read", threads);
         ReadPool {
             threads,
             slots: Arc::new(Semaphore::new(threads)),
@@ -94,7 +72,7 @@ impl ReadPool {
                     open: Mutex::new(HashMap::new()),
                 })
             }),
-            jobs,
+            pool,
             queue_wait: Duration::from_millis(config.queue_wait_millis),
             budget: Duration::from_millis(config.budget_millis),
         }
@@ -123,7 +101,7 @@ impl ReadPool {
         let budget = self.budget;
         let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move || {
+        let job = move || {
             #[cfg(debug_assertions)]
             test_hold(ws);
             let deadline = Deadline::after(budget);
@@ -131,10 +109,10 @@ impl ReadPool {
             drop(slot);
             drop(share);
             let _ = reply.send(result);
-        });
-        self.jobs
-            .send(job)
-            .map_err(|_| Error::Internal("the read pool has stopped".into()))?;
+        };
+        if !self.pool.spawn(job) {
+            return Err(Error::Internal("the read pool has stopped".into()));
+        }
         match answer.await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(Stop::OutOfTime)) => Err(Error::ReadBudgetExceeded(budget_ms)),

@@ -7,23 +7,26 @@
 //! them, and `/healthz` with them. Here a body up to [`INLINE_BYTES`] — a
 //! 1,000-identifier partner delta, a normal `/users/track` — is parsed in
 //! place (a hop to another thread would cost more than the parse), and a
-//! larger one on the blocking pool, while the worker serves others.
+//! larger one on the parse pool, while the worker serves others.
 //!
 //! Large parses are bounded: at most one per core runs at once
 //! ([`PARSE_SLOTS`]), because each may build a tree many times its body's
 //! size; one that finds no slot within [`PARSE_WAIT`] is refused with 503,
-//! nothing parsed.
+//! nothing parsed. They run on background threads (`threads::Pool`), at a
+//! lower priority than the workers, the lanes and the log writer, so that
+//! on a busy machine the heavy request waits for the cores, not the others.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{FutureExt, LocalBoxFuture};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::threads::Pool;
 
 /// Bodies up to this size are parsed on the HTTP worker.
 pub const INLINE_BYTES: usize = 64 << 10;
@@ -31,12 +34,19 @@ pub const INLINE_BYTES: usize = 64 << 10;
 /// How long a large body waits for a parse slot before it is refused.
 pub const PARSE_WAIT: Duration = Duration::from_secs(2);
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Large parses running at once: one per core.
-static PARSE_SLOTS: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+static PARSE_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(cores()));
+
+/// Where they run: background threads (`threads::Pool`), below the
+/// priority of the workers, lanes and log writer.
+static PARSE_POOL: LazyLock<Pool> = LazyLock::new(|| Pool::new("cohortd-parse", cores()));
 
 /// Runs `parse` over a body of `len` bytes: in place when it is small, on
-/// the blocking pool (within [`PARSE_SLOTS`]) when it is not.
+/// the parse pool (within [`PARSE_SLOTS`]) when it is not.
 pub async fn parse<T: Send + 'static>(
     len: usize,
     parse: impl FnOnce() -> T + Send + 'static,
@@ -47,7 +57,7 @@ pub async fn parse<T: Send + 'static>(
     off_worker(parse).await
 }
 
-/// Runs `work` on the blocking pool within [`PARSE_SLOTS`], whatever the
+/// Runs `work` on the parse pool within [`PARSE_SLOTS`], whatever the
 /// body's size: for parses whose cost is not in proportion to it (a
 /// filter's regexes compile to up to `limits.filter_regex_bytes`).
 pub async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -57,9 +67,10 @@ pub async fn off_worker<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'st
                 .into(),
         ));
     };
-    tokio::task::spawn_blocking(work)
+    PARSE_POOL
+        .run(work)
         .await
-        .map_err(|e| Error::Internal(format!("parsing a request body: {e}")))
+        .ok_or_else(|| Error::Internal("parsing a request body failed".into()))
 }
 
 /// The body as JSON of type `T`, in place of `web::Json<T>`: the same
@@ -142,9 +153,17 @@ where
         .freeze();
     let len = bytes.len();
     let work = move || {
-        let value = serde_json::from_slice::<T>(&bytes)
-            .map_err(|e| Error::bad_request("invalid_json", format!("invalid JSON body: {e}")))?;
-        then(value)
+        let invalid = |e: serde_json::Error| {
+            Error::bad_request("invalid_json", format!("invalid JSON body: {e}"))
+        };
+        // A large body is checked for syntax first, which allocates
+        // nothing: a broken 8 MiB body would otherwise build (and drop) a
+        // tree of ~100 MiB before its error is found. The parser's syntax
+        // errors are the same either way.
+        if len > INLINE_BYTES {
+            serde_json::from_slice::<IgnoredAny>(&bytes).map_err(invalid)?;
+        }
+        then(serde_json::from_slice::<T>(&bytes).map_err(invalid)?)
     };
     if always_off {
         off_worker(work).await?

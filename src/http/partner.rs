@@ -121,7 +121,7 @@ struct Authorized {
 
 /// The common front of both endpoints, up to and including the rate limit.
 /// On error, returns the rate status too when the workspace was known.
-/// A large body is read on the blocking pool (`body::parse`).
+/// A large body is read on the parse pool (`body::parse`).
 async fn admit(
     engine: &Engine,
     partner: &str,

@@ -156,7 +156,7 @@ fn parse_segment(engine: &Engine, ws: &Workspace, body: SegmentBody) -> Result<(
     Ok((body.name, parse_filter(engine, ws, &body.filter)?))
 }
 
-/// [`parse_segment`] on the blocking pool: compiling a filter's regexes
+/// [`parse_segment`] on the parse pool: compiling a filter's regexes
 /// may take far longer than its body's size suggests.
 async fn segment_off_worker(
     engine: &Engine,

@@ -1,0 +1,120 @@
+//! Background threads: the pools that run one request's CPU-heavy work
+//! (filter evaluation, parsing large bodies), at a lower scheduling
+//! priority than the threads every request needs.
+//!
+//! On a machine with few cores, two threads parsing 8 MiB bodies keep both
+//! cores busy; the HTTP workers, the lanes, the log writer — and the
+//! kernel threads that complete its fsync — then wait their turn behind
+//! them, and every workspace's writes slow down with the heavy one. A
+//! [`Pool`]'s threads run at `nice` +[`BACKGROUND_NICE`] (Linux; elsewhere
+//! at normal priority), so the scheduler prefers everything else when the
+//! cores are short, and gives them the whole machine when it is idle.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc};
+
+use parking_lot::Mutex;
+
+/// How much lower than normal a background thread runs.
+pub const BACKGROUND_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of background threads taking jobs in order. Admission
+/// (how many jobs may wait, for how long) is the caller's: the pool only
+/// runs what it is given.
+pub struct Pool {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Pool {
+    /// Starts `threads` threads named `{name}-{i}`; they end when the pool
+    /// is dropped.
+    pub fn new(name: &str, threads: usize) -> Pool {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = rx.lock().recv();
+                        match job {
+                            // A panicking job drops its reply (its caller
+                            // sees an internal error); the thread goes on.
+                            Ok(job) => {
+                                let _ = catch_unwind(AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("background threads start");
+        }
+        Pool { jobs }
+    }
+
+    /// Queues `job`; false if the pool has stopped.
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        self.jobs.send(Box::new(job)).is_ok()
+    }
+
+    /// Runs `work` on the pool and waits for its result (`None`: it
+    /// panicked, or the pool has stopped).
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.spawn(move || {
+            let _ = tx.send(work());
+        }) {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
+/// Lowers the calling thread's priority by [`BACKGROUND_NICE`]. On Linux a
+/// thread's nice value is its own (`setpriority` with `who = 0` names the
+/// calling thread), so the rest of the process keeps its priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority has no memory-safety preconditions; it only
+        // reads its integer arguments.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
+        if rc != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot lower a background thread's priority; it runs at normal priority"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_and_a_panic_does_not_stop_the_pool() {
+        let pool = Pool::new("test-bg", 1);
+        assert_eq!(pool.run(|| 6 * 7).await, Some(42));
+        let panicked: Option<()> = pool.run(|| panic!("boom")).await;
+        assert_eq!(panicked, None);
+        assert_eq!(pool.run(|| 1).await, Some(1), "the thread goes on");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn background_threads_run_at_a_lower_priority() {
+        let pool = Pool::new("test-nice", 1);
+        // SAFETY: getpriority only reads its integer arguments.
+        let nice = pool
+            .run(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
+            .await
+            .unwrap();
+        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        assert_eq!(nice, (ours + BACKGROUND_NICE).min(19));
+    }
+}
