@@ -286,11 +286,7 @@ fn run_phase(
         peak_mib: 0.0,
     };
     let mut errors: Vec<String> = Vec::new();
-    let workers = match a.http_workers {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
-    let (cpu0, t0) = (sample(pid, workers), Instant::now());
+    let (cpu0, t0) = (sample(pid), Instant::now());
     // Connections are opened one after another, A's first, so that each
     // phase places them on the server's HTTP workers the same way: actix
     // hands accepted connections to its workers round robin, so with 2
@@ -358,12 +354,9 @@ fn run_phase(
         });
         std::thread::sleep(Duration::from_secs_f64(a.seconds));
         stop.store(true, Ordering::Relaxed);
-        let cpu1 = sample(pid, workers);
+        let cpu1 = sample(pid);
         phase.cpu = cpu_use(&cpu0, &cpu1, t0.elapsed());
         phase.peak_mib = peak_rss_mib(pid);
-        if !cpu1.labelled {
-            eprintln!("  (arbiter threads not as expected: router and cohort arbiters counted as HTTP workers)");
-        }
         for h in a_threads {
             for (lat, r) in h.join().expect("A thread") {
                 match r {
@@ -411,21 +404,22 @@ struct Cpu {
     parts: BTreeMap<&'static str, u64>,
     client: u64,
     machine: u64,
-    /// Whether the arbiter threads could be told apart (see `sample`).
-    labelled: bool,
 }
 
-/// The server's parts in the CPU table, in order; `other server` is what
-/// no live thread of a known kind accounts for (the main thread, the
-/// acceptor, blocking-pool threads such as the snapshot writer, and
-/// threads gone since).
-const PARTS: [&str; 6] = [
-    "HTTP workers",
-    "router",
-    "cohort arbiters",
-    "WAL writer",
-    "read pool",
-    "other server",
+/// The server's parts in the CPU table, in order, and the thread names
+/// (`comm`, a prefix) that make them; `other server` is what no live thread
+/// of a known kind accounts for (the main thread, the acceptor, the
+/// blocking pool where lanes apply profile writes and snapshots are
+/// written, and threads gone since).
+const PARTS: [(&str, &str); 8] = [
+    ("HTTP workers", "actix-rt"),
+    ("lanes", "cohortd-lane"),
+    ("router", "cohortd-router"),
+    ("cohort arbiters", "cohortd-cohort"),
+    ("WAL writer", "cohortd-wal"),
+    ("read pool", "cohortd-read"),
+    ("parse pool", "cohortd-parse"),
+    ("other server", ""),
 ];
 
 /// utime + stime of a `/proc/.../stat` line.
@@ -442,43 +436,25 @@ fn read(path: impl AsRef<std::path::Path>) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Samples the server's threads. Arbiter threads all share one name, so
-/// they are told apart by start order: the engine starts its cohort
-/// arbiters (2 in the shipped config), then the router's, then actix-web
-/// its `http_workers`. When there are not exactly `2 + 1 + http_workers`
-/// of them (another build), they all count as HTTP workers and `labelled`
-/// says so.
-fn sample(pid: u32, http_workers: usize) -> Cpu {
-    let mut threads: Vec<(u32, String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+/// Samples the server's threads, each counted by its name (the engine
+/// names its arbiters; actix-web's workers keep actix's own name).
+fn sample(pid: u32) -> Cpu {
+    let threads: Vec<(String, u64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+        .map(|e| {
             let comm = read(e.path().join("comm")).trim().to_string();
-            Some((tid, comm, ticks(&read(e.path().join("stat")))))
+            (comm, ticks(&read(e.path().join("stat"))))
         })
         .collect();
-    threads.sort_unstable();
-    let arbiters = threads
-        .iter()
-        .filter(|t| t.1.starts_with("actix-rt"))
-        .count();
-    let by_order = ["cohort arbiters", "cohort arbiters", "router"];
     let mut cpu = Cpu::default();
-    let (mut nth_arbiter, mut known) = (0, 0);
-    for (_, comm, t) in &threads {
-        let part = if comm.starts_with("actix-rt") {
-            nth_arbiter += 1;
-            match by_order.get(nth_arbiter - 1) {
-                Some(p) if arbiters == 3 + http_workers => p,
-                _ => "HTTP workers",
-            }
-        } else if comm.starts_with("cohortd-read") {
-            "read pool"
-        } else if comm.starts_with("cohortd-wal") {
-            "WAL writer"
-        } else {
+    let mut known = 0;
+    for (comm, t) in &threads {
+        let Some((part, _)) = PARTS
+            .iter()
+            .find(|(_, prefix)| !prefix.is_empty() && comm.starts_with(prefix))
+        else {
             continue;
         };
         *cpu.parts.entry(part).or_default() += t;
@@ -488,7 +464,6 @@ fn sample(pid: u32, http_workers: usize) -> Cpu {
     let total = ticks(&read(format!("/proc/{pid}/stat")));
     cpu.parts
         .insert("other server", total.saturating_sub(known));
-    cpu.labelled = arbiters == 3 + http_workers;
     cpu.client = ticks(&read("/proc/self/stat"));
     // The first line of /proc/stat, all cores: busy is all but idle and
     // iowait (the 4th and 5th numbers).
@@ -523,7 +498,7 @@ fn cpu_use(before: &Cpu, after: &Cpu, wall: Duration) -> Vec<f64> {
         let get = |c: &Cpu| c.parts.get(p).copied().unwrap_or(0);
         get(after).saturating_sub(get(before))
     };
-    let server: u64 = PARTS.iter().map(|p| d(p)).sum();
+    let server: u64 = PARTS.iter().map(|(p, _)| d(p)).sum();
     let client = after.client.saturating_sub(before.client);
     let others = after
         .machine
@@ -531,7 +506,7 @@ fn cpu_use(before: &Cpu, after: &Cpu, wall: Duration) -> Vec<f64> {
         .saturating_sub(server + client);
     PARTS
         .iter()
-        .map(|p| pct(d(p)))
+        .map(|(p, _)| pct(d(p)))
         .chain([pct(client), pct(others)])
         .collect()
 }
@@ -840,7 +815,7 @@ fn main() {
     );
     println!(
         "| phase | {} | bench client | other processes | server peak RSS so far, MiB |",
-        PARTS.join(" | ")
+        PARTS.map(|(p, _)| p).join(" | ")
     );
     println!("|{}", " --- |".repeat(PARTS.len() + 4));
     for p in &phases {

@@ -44,6 +44,6 @@ pub mod model;
 pub mod persist;
 pub mod profiles;
 pub mod secrets;
-pub mod threads;
 pub mod segment;
+pub mod threads;
 pub mod time;

@@ -144,13 +144,9 @@ impl Engine {
     pub async fn recover(&self) -> Result<(), StartError> {
         let config = &self.inner.config;
         let recovered = recovery::open(config)?;
-        let arbiters: Vec<Arbiter> = (0..config.engine.cohort_arbiters)
-            .map(|_| Arbiter::new())
-            .collect();
-        let lane_arbiters: Vec<Arbiter> = (0..config.engine.sequencer_arbiters.max(1))
-            .map(|_| Arbiter::new())
-            .collect();
-        let router_arbiter = Arbiter::new();
+        let arbiters = named_arbiters("cohortd-cohort", config.engine.cohort_arbiters);
+        let lane_arbiters = named_arbiters("cohortd-lane", config.engine.sequencer_arbiters.max(1));
+        let router_arbiter = named_arbiters("cohortd-router", 1).remove(0);
         let cell: StateCell = self.inner.state.clone();
         let applier = Arc::new(apply::Applier::new(
             cell,
@@ -633,6 +629,17 @@ impl Engine {
         m.wal_io_errors.set(wal.io_errors as i64);
         m.render()
     }
+}
+
+/// `n` arbiters whose threads are named `{name}` (see `threads::name_current`).
+fn named_arbiters(name: &'static str, n: usize) -> Vec<Arbiter> {
+    (0..n)
+        .map(|_| {
+            let a = Arbiter::new();
+            a.spawn_fn(move || crate::threads::name_current(name));
+            a
+        })
+        .collect()
 }
 
 /// A new workspace and its REST API key (shown this once).
