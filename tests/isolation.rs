@@ -12,10 +12,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::process::{Daemon, Home, Tenant};
-use common::ADMIN;
+use common::{wait_for, ADMIN};
 use serde_json::json;
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
@@ -23,12 +23,8 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 }
 
 /// Waits (bounded) until `path` exists: the held command reached its hook.
-fn wait_for(path: &Path) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        assert!(Instant::now() < until, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn wait_for_file(path: &Path) {
+    wait_for(&path.display().to_string(), || path.exists());
 }
 
 fn reached(hold: &Path) -> PathBuf {
@@ -64,7 +60,7 @@ fn a_held_command_in_a_holds_a_but_not_b() {
         let tx = events.clone();
         let (d_, a_) = (&d, &a);
         s.spawn(move || tx.send(("a track", track(d_, a_, "a0", 1))).unwrap());
-        wait_for(&reached(&hold));
+        wait_for_file(&reached(&hold));
 
         // A's next write is ordered behind it; send it, then B's writes.
         let tx = events.clone();
@@ -107,7 +103,7 @@ fn a_snapshot_waits_for_held_commands_and_holds_them_whole() {
 
     std::thread::scope(|s| {
         let held = s.spawn(|| track(&d, &a, "a-new", 1));
-        wait_for(&reached(&hold));
+        wait_for_file(&reached(&hold));
         // A cut needs every appended command applied: it waits for A's.
         let snap = s.spawn(|| d.post("/admin/snapshots", ADMIN, json!({})));
         std::thread::sleep(Duration::from_millis(100));
@@ -152,7 +148,7 @@ fn one_workspace_cannot_take_every_write_slot() {
     std::fs::write(&hold, &a.id).unwrap();
     std::thread::scope(|s| {
         let held = s.spawn(|| track(&d, &a, "a0", 1));
-        wait_for(&reached(&hold));
+        wait_for_file(&reached(&hold));
         // A's one slot is taken: its next write is refused, applied nowhere.
         let r = d.delta(&a, "ca", &["a1".to_string()], false).unwrap();
         assert_eq!(r.status, 503, "{}", r.body);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Barrier;
 
 use common::process::Home;
-use common::{Server, ADMIN};
+use common::{wait_for, Server, ADMIN};
 use serde_json::json;
 
 // ---- snapshots: one run at a time, one file per log position ----
@@ -201,19 +201,6 @@ fn requests_during_a_run_share_it_and_a_restore_waits_for_a_cut_after_itself() {
         4,
         "a, b, the held run's, the restore's: {files:?}"
     );
-}
-
-/// Polls `done` until it holds; gives up (panics) after a generous bound,
-/// so a broken server fails the test instead of hanging it.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 // ---- metrics: labels from fixed sets only ----

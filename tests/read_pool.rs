@@ -7,7 +7,7 @@
 mod common;
 
 use common::process::{Daemon, Home, Tenant};
-use common::{Resp, Server, Workspace};
+use common::{wait_for, Resp, Server, Workspace};
 use serde_json::{json, Value};
 
 /// `n` profiles whose `bio` is a long text: what regexes must scan.
@@ -147,17 +147,6 @@ fn probes_answer_while_every_read_thread_is_busy() {
     assert_eq!(gauge(&server, "cohortd_read_pool_busy"), Some(0));
     let r = ws.post("/segments/preview", json!({"filter": {"all": true}}));
     assert_eq!(r.status, 200, "{}", r.body);
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 /// A saved segment of every profile: its id.

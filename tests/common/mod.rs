@@ -245,3 +245,16 @@ impl Resp {
         })
     }
 }
+
+/// Polls `done` until it holds; gives up (panics) after a generous bound,
+/// so a broken server fails the test instead of hanging it.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
