@@ -224,7 +224,12 @@ pub fn start_server(fsync: &str, http_workers: usize) -> Server {
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let shipped = include_str!("../../config.toml");
+    // COHORTD_BENCH_CONFIG: start from another build's config.toml (with
+    // COHORTD_BENCH_BIN, to run an older cohortd that rejects newer keys).
+    let shipped = match std::env::var_os("COHORTD_BENCH_CONFIG") {
+        Some(path) => std::fs::read_to_string(&path).expect("COHORTD_BENCH_CONFIG is readable"),
+        None => include_str!("../../config.toml").to_string(),
+    };
     let config = shipped
         .replace("fsync = \"always\"", &format!("fsync = \"{fsync}\""))
         .replace("interval_secs = 300", "interval_secs = 0")
