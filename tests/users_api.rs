@@ -500,6 +500,60 @@ fn what_is_wrong_with_the_request_as_a_whole_is_fatal_and_applies_nothing() {
     assert_eq!(s.push("c", json!([{"device_ids": ["d"]}])), (0, 0, 1));
 }
 
+#[test]
+fn x_braze_batch_is_accepted_and_counted() {
+    let server = Server::start();
+    let s = setup(&server);
+    let series = |route: &str| {
+        metric(
+            &server,
+            &format!("cohortd_users_batched_requests_total{{route=\"{route}\"}} "),
+        )
+    };
+    assert_eq!(series("/users/track"), None);
+    let send = |path: &str, batch: &str, body: Value| {
+        let r = ureq::post(&format!("{}{path}", server.url))
+            .set("Authorization", &format!("Bearer {}", s.ws.key))
+            .set("X-Braze-Batch", batch)
+            .send_json(body);
+        common::Resp::from(r)
+    };
+    let users: Vec<Value> = (0..75)
+        .map(|i| json!({"external_id": format!("b{i}"), "plan": "gold"}))
+        .collect();
+    let r = send("/users/track", "true", json!({ "attributes": users }));
+    assert_eq!(
+        (r.status, r.body["attributes_processed"].as_u64()),
+        (201, Some(75)),
+        "{}",
+        r.body
+    );
+    let r = send(
+        "/users/track",
+        "TRUE",
+        json!({"attributes": [{"external_id": "b0"}, {"plan": "x"}]}),
+    );
+    assert_eq!(
+        (r.status, skipped(&r.body)),
+        (201, vec![at("attributes", 1)])
+    );
+    let r = send(
+        "/users/track",
+        "false",
+        json!({"attributes": [{"external_id": "b1"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = send(
+        "/users/identify",
+        "true",
+        json!({"aliases_to_identify": [{"external_id": "b0", "user_alias": alias("email", "b0@x")}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(series("/users/track"), Some(2), "false is not a batch");
+    assert_eq!(series("/users/identify"), Some(1));
+    assert_eq!(s.unmatched_users(&["b0", "b74"]), 0);
+}
+
 // ---- matching rules ----
 
 #[test]

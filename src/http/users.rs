@@ -16,7 +16,7 @@
 //! indexes through all of it.
 
 use super::body::read_json;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use compact_str::CompactString;
 use serde_json::{json, Map, Value};
 
@@ -266,11 +266,29 @@ fn errors_json(errors: &[ObjectError]) -> Value {
         .collect()
 }
 
+/// `X-Braze-Batch: true` marks a request from a client that batches many
+/// users into it (Segment's Braze destination, for one). Accepted on every
+/// users call and counted in `cohortd_users_batched_requests_total`;
+/// nothing else changes, since every object is judged on its own anyway.
+/// Any other value, or none, is an ordinary request.
+fn note_batch(engine: &Engine, req: &HttpRequest, route: &'static str) {
+    let batched = req
+        .headers()
+        .get("x-braze-batch")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if batched {
+        engine.metrics().batched(route);
+    }
+}
+
 pub async fn track(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
+    note_batch(&engine, &req, "/users/track");
     let batch = read_json(&engine, payload, |v: Value| parse_track(&v)).await?;
     let r = engine.track(&auth.0, batch).await?;
     Ok(created(json!({
@@ -328,8 +346,10 @@ fn parse_identify(body: &Value) -> Result<Batch<Identify>> {
 pub async fn identify(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
+    note_batch(&engine, &req, "/users/identify");
     let batch = read_json(&engine, payload, |v: Value| parse_identify(&v)).await?;
     let r = engine.identify(&auth.0, batch).await?;
     Ok(created(json!({
@@ -367,8 +387,10 @@ fn parse_alias_new(body: &Value) -> Result<Batch<NewAliases>> {
 pub async fn alias_new(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
+    note_batch(&engine, &req, "/users/alias/new");
     let batch = read_json(&engine, payload, |v: Value| parse_alias_new(&v)).await?;
     let r = engine.new_aliases(&auth.0, batch).await?;
     Ok(created(json!({
@@ -420,8 +442,10 @@ fn parse_delete(body: &Value) -> Result<Batch<Vec<Identifier>>> {
 pub async fn delete(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
+    note_batch(&engine, &req, "/users/delete");
     let batch = read_json(&engine, payload, |v: Value| parse_delete(&v)).await?;
     let r = engine.delete_users(&auth.0, batch).await?;
     Ok(created(json!({
