@@ -249,7 +249,7 @@ fn short(body: &[u8]) -> String {
         (_, Value::String(m)) => m.clone(),
         _ => String::from_utf8_lossy(body).into_owned(),
     };
-    if let Some(Value::String(e)) = v["errors"].get(0) {
+    if let Some(Value::String(e)) = v["errors"].get(0).map(|e| &e["type"]) {
         text = format!("{text}; errors[0]: {e}");
     }
     text.chars().take(110).collect()

@@ -47,11 +47,18 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// A users API route, from the route table (a fixed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UsersRouteLabels {
+    pub route: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub rejected: Family<ReasonLabels, Counter>,
+    pub batched: Family<UsersRouteLabels, Counter>,
     pub identifiers_matched: Counter,
     pub identifiers_unmatched: Counter,
     pub workspaces: Gauge,
@@ -80,10 +87,12 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.00005, 2.0, 18))
         });
         let rejected = Family::<ReasonLabels, Counter>::default();
+        let batched = Family::<UsersRouteLabels, Counter>::default();
         let m = Metrics {
             requests: requests.clone(),
             latency: latency.clone(),
             rejected: rejected.clone(),
+            batched: batched.clone(),
             identifiers_matched: Counter::default(),
             identifiers_unmatched: Counter::default(),
             workspaces: Gauge::default(),
@@ -112,6 +121,11 @@ impl Metrics {
             "rejected_requests",
             "Requests refused before doing work (saturated, rate_limited, too_large, read_pool_busy, read_share_busy), or stopped (read_budget_exceeded)",
             rejected,
+        );
+        registry.register(
+            "users_batched_requests",
+            "Users API requests sent with X-Braze-Batch: true (a client batching users), by route",
+            batched,
         );
         registry.register(
             "import_identifiers_matched",
@@ -162,6 +176,14 @@ impl Metrics {
 
     pub fn reject(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Counts one users API request that said `X-Braze-Batch: true`;
+    /// `route` is its route-table pattern.
+    pub fn batched(&self, route: &'static str) {
+        self.batched
+            .get_or_create(&UsersRouteLabels { route })
+            .inc();
     }
 
     /// Counts and times one request. `route` must be a route-table

@@ -8,6 +8,11 @@
 //! named twice in one delta, an alias differing only in case, a device that
 //! logs in, a profile deleted and tracked again.
 //!
+//! Per SPEC's error rules, a malformed object (here: one naming two
+//! identifiers, or none) is skipped and reported by its index while the
+//! rest of its request applies; the model says which indexes are skipped,
+//! by shape or by state, and the server's `errors` must name exactly those.
+//!
 //! After every call the response counts are compared; after every call the
 //! cohort listing, every cohort's members and, at the end, the import
 //! histories are compared too. One server serves every case, each case in a
@@ -85,6 +90,9 @@ enum Target {
         existing_only: Option<bool>,
     },
     Device(u8),
+    /// A malformed object: two identifiers (`external_id` and `device_id`)
+    /// when `true`, none when `false`.
+    Malformed(bool),
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +134,7 @@ fn target_strategy() -> impl Strategy<Value = Target> {
         3 => (0..EXTERNAL_IDS, existing_only()).prop_map(|(id, existing_only)| Target::External { id, existing_only }),
         3 => (alias_strategy(), existing_only()).prop_map(|((n, l), existing_only)| Target::Alias { n, l, existing_only }),
         2 => (0..DEVICES).prop_map(Target::Device),
+        1 => any::<bool>().prop_map(Target::Malformed),
     ]
 }
 
@@ -240,11 +249,13 @@ impl Model {
         }
     }
 
-    /// `(processed, errors)`.
-    fn track(&mut self, targets: &[Target]) -> (u64, u64) {
-        let (mut processed, mut errors) = (0, 0);
-        for t in targets {
+    /// `(processed, indexes of the objects skipped)`.
+    fn track(&mut self, targets: &[Target]) -> (u64, Vec<u64>) {
+        let (mut processed, mut errors) = (0, Vec::new());
+        for (index, t) in targets.iter().enumerate() {
             let found = match *t {
+                // Skipped for its shape; the others apply all the same.
+                Target::Malformed(_) => None,
                 Target::External { id, existing_only } => match self.by_external(id) {
                     Some(i) => Some(i),
                     None if !existing_only.unwrap_or(false) => Some(self.create(Profile {
@@ -276,7 +287,7 @@ impl Model {
             };
             match found {
                 Some(_) => processed += 1,
-                None => errors += 1,
+                None => errors.push(index as u64),
             }
         }
         (processed, errors)
@@ -297,14 +308,14 @@ impl Model {
         }
     }
 
-    /// `(processed, merged, errors)`.
-    fn identify_aliases(&mut self, entries: &[(u8, (u8, u8))]) -> (u64, u64, u64) {
-        let (mut processed, mut merged, mut errors) = (0, 0, 0);
-        for &(e, a) in entries {
+    /// `(processed, merged, indexes of the entries skipped)`.
+    fn identify_aliases(&mut self, entries: &[(u8, (u8, u8))]) -> (u64, u64, Vec<u64>) {
+        let (mut processed, mut merged, mut errors) = (0, 0, Vec::new());
+        for (index, &(e, a)) in entries.iter().enumerate() {
             let target = self.by_external(e);
             match self.by_alias(a) {
                 Some(h) if Some(h) == target => processed += 1,
-                Some(h) if !self.is_anonymous(h) => errors += 1,
+                Some(h) if !self.is_anonymous(h) => errors.push(index as u64),
                 Some(h) => {
                     merged += u64::from(self.identify_holder(e, h, target));
                     processed += 1;
@@ -326,10 +337,10 @@ impl Model {
         (processed, merged, errors)
     }
 
-    /// `(processed, merged, errors)`.
-    fn identify_devices(&mut self, entries: &[(u8, u8)]) -> (u64, u64, u64) {
-        let (mut processed, mut merged, mut errors) = (0, 0, 0);
-        for &(e, d) in entries {
+    /// `(processed, merged, indexes of the entries skipped)`.
+    fn identify_devices(&mut self, entries: &[(u8, u8)]) -> (u64, u64, Vec<u64>) {
+        let (mut processed, mut merged, mut errors) = (0, 0, Vec::new());
+        for (index, &(e, d)) in entries.iter().enumerate() {
             let target = self.by_external(e);
             match self.by_device(d) {
                 // Logging in again as the same user changes nothing.
@@ -338,7 +349,7 @@ impl Model {
                     merged += u64::from(self.identify_holder(e, h, target));
                     processed += 1;
                 }
-                _ => errors += 1,
+                _ => errors.push(index as u64),
             }
         }
         (processed, merged, errors)
@@ -468,6 +479,8 @@ fn target_wire(t: &Target) -> Value {
         Target::External { id, .. } => json!({ "external_id": external(id) }),
         Target::Alias { n, l, .. } => json!({ "user_alias": alias_json(n, l) }),
         Target::Device(d) => json!({ "device_id": device(d) }),
+        Target::Malformed(true) => json!({ "external_id": external(0), "device_id": device(0) }),
+        Target::Malformed(false) => json!({}),
     };
     if let Target::External {
         existing_only: Some(b),
@@ -484,6 +497,19 @@ fn target_wire(t: &Target) -> Value {
     obj
 }
 
+/// The indexes `errors` names, each checked to be of `input_array`.
+fn skipped(r: &Value, input_array: &str) -> Vec<u64> {
+    r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["input_array"], input_array, "{r}");
+            e["index"].as_u64().unwrap()
+        })
+        .collect()
+}
+
 impl Client {
     fn post(&self, path: &str, body: Value) -> Value {
         let r = self.ws.post(path, body.clone());
@@ -498,10 +524,7 @@ impl Client {
             Op::Track(targets) => {
                 let objects: Vec<Value> = targets.iter().map(target_wire).collect();
                 let r = self.post("/users/track", json!({ "attributes": objects }));
-                let got = (
-                    n(&r, "attributes_processed"),
-                    r["errors"].as_array().unwrap().len() as u64,
-                );
+                let got = (n(&r, "attributes_processed"), skipped(&r, "attributes"));
                 assert_eq!(got, model.track(targets), "{op:?} → {r}");
             }
             Op::IdentifyAliases(entries) => {
@@ -513,7 +536,7 @@ impl Client {
                 let got = (
                     n(&r, "aliases_processed"),
                     n(&r, "merged"),
-                    r["errors"].as_array().unwrap().len() as u64,
+                    skipped(&r, "aliases_to_identify"),
                 );
                 assert_eq!(got, model.identify_aliases(entries), "{op:?} → {r}");
             }
@@ -526,7 +549,7 @@ impl Client {
                 let got = (
                     n(&r, "devices_processed"),
                     n(&r, "merged"),
-                    r["errors"].as_array().unwrap().len() as u64,
+                    skipped(&r, "devices_to_identify"),
                 );
                 assert_eq!(got, model.identify_devices(entries), "{op:?} → {r}");
             }
@@ -541,7 +564,7 @@ impl Client {
                 let r = self.post("/users/alias/new", json!({ "user_aliases": [entry] }));
                 let got = (
                     n(&r, "aliases_processed"),
-                    r["errors"].as_array().unwrap().len() as u64,
+                    skipped(&r, "user_aliases").len() as u64,
                 );
                 assert_eq!(got, model.new_alias(*e, (*an, *al)), "{op:?} → {r}");
             }
@@ -699,7 +722,15 @@ fn the_model_comparison_covers_logins_merges_case_and_repeats() {
         existing_only: None,
     };
     run(&[
-        Op::Track(vec![ext(0), ext(1), Target::Device(0), Target::Device(1)]),
+        Op::Track(vec![
+            ext(0),
+            Target::Malformed(true),
+            ext(1),
+            Target::Device(0),
+            Target::Malformed(false),
+            Target::Device(1),
+        ]),
+        Op::Track(vec![Target::Malformed(true)]),
         Op::Track(vec![Target::Alias {
             n: 0,
             l: 0,

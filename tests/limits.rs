@@ -1,8 +1,9 @@
 //! `[limits]`: for each limit, a request over it is refused with a 400 that
 //! names the limit and the value sent, and nothing of it is applied; a
-//! request exactly at it is accepted. State-dependent limits on one users
-//! API object are reported in `errors` of a 201 (that object skipped, the
-//! others applied), like Braze's other per-object problems.
+//! request exactly at it is accepted. In the users API a limit is about one
+//! object (a string, an array, the attributes of one profile): an object
+//! over it is skipped and reported in `errors` of a 201 by its index, the
+//! others applied, like Braze's other per-object problems.
 //!
 //! Each test runs a server with small limits so that the edges are cheap to
 //! reach; the rules are the same at the shipped values.
@@ -70,32 +71,52 @@ fn tracked(ws: &Workspace, attributes: Value) -> Value {
     r.body
 }
 
+/// A users API 201 that skipped exactly one object, `input_array[index]`,
+/// for `key`, with a message that starts with `says` and names the limit.
+fn assert_object_limit(r: &Resp, input_array: &str, index: u64, key: &str, says: &str) {
+    assert_eq!(r.status, 201, "{}", r.body);
+    let errors = r.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{}", r.body);
+    let e = &errors[0];
+    assert_eq!(
+        (e["input_array"].as_str(), e["index"].as_u64()),
+        (Some(input_array), Some(index)),
+        "{e}"
+    );
+    let m = e["type"].as_str().unwrap();
+    assert!(m.starts_with(says), "{m} should start with {says:?}");
+    assert!(
+        m.ends_with(&format!("(limits.{key} in config.toml)")),
+        "{m}"
+    );
+}
+
 #[test]
 fn array_items_bound_each_array_sent_and_each_array_after_an_edit() {
     let server = Server::start_with(|c| c.limits.array_items = 3);
     let ws = server.workspace("acme");
 
-    // Per request: a value, an add list, a remove list.
-    let r = track(
-        &ws,
-        json!([{"external_id": "u1", "tags": ["a", "b", "c", "d"]}]),
-    );
-    assert_limit(
-        &r,
-        "array_items",
-        "attributes[0].tags: 4 items, over the limit of 3",
-    );
-    let r = track(
-        &ws,
-        json!([{"external_id": "u1", "tags": {"add": ["a", "b", "c", "d"]}}]),
-    );
-    assert_limit(&r, "array_items", "attributes[0].tags.add: 4 items");
-    let r = track(
-        &ws,
-        json!([{"external_id": "u1", "tags": {"remove": ["a", "b", "c", "d"]}}]),
-    );
-    assert_limit(&r, "array_items", "attributes[0].tags.remove: 4 items");
-    assert_eq!(everyone(&ws), 0, "a refused request creates nothing");
+    // Per object: a value, an add list, a remove list; the object is
+    // skipped, the one next to it applies.
+    for (value, says) in [
+        (
+            json!(["a", "b", "c", "d"]),
+            "tags: 4 items, over the limit of 3",
+        ),
+        (json!({"add": ["a", "b", "c", "d"]}), "tags.add: 4 items"),
+        (
+            json!({"remove": ["a", "b", "c", "d"]}),
+            "tags.remove: 4 items",
+        ),
+    ] {
+        let r = track(
+            &ws,
+            json!([{"external_id": "ok", "n": 1}, {"external_id": "u1", "tags": value}]),
+        );
+        assert_object_limit(&r, "attributes", 1, "array_items", says);
+        assert_eq!(r.body["attributes_processed"], 1);
+    }
+    assert_eq!(everyone(&ws), 1, "an object over the limit creates nothing");
 
     // At the limit.
     let b = tracked(&ws, json!([{"external_id": "u1", "tags": ["a", "b", "c"]}]));
@@ -112,7 +133,8 @@ fn array_items_bound_each_array_sent_and_each_array_after_an_edit() {
     assert_eq!(b["attributes_processed"], 1, "{b}");
     assert_eq!(
         b["errors"],
-        json!(["attributes: external_id \"u1\": array attribute \"tags\" after this edit: 4 items, over the limit of 3 (limits.array_items in config.toml)"])
+        json!([{"type": "array attribute \"tags\" after this edit: 4 items, over the limit of 3 (limits.array_items in config.toml)",
+                "input_array": "attributes", "index": 0}])
     );
     assert_eq!(includes(&ws, "tags", "d"), 0, "nothing of it applied");
     assert_eq!(includes(&ws, "tags", "x"), 1);
@@ -160,7 +182,7 @@ fn a_large_array_edit_stays_correct() {
         json!([{"external_id": "u1", "big": {"add": ["one-more"]}}]),
     );
     assert!(
-        b["errors"][0]
+        b["errors"][0]["type"]
             .as_str()
             .unwrap()
             .contains(&format!("{} items", N + 1)),
@@ -187,7 +209,7 @@ fn a_large_array_edit_stays_correct() {
     }
     let b = tracked(&ws, json!([{"external_id": "u1", "big": {"add": ["i0"]}}]));
     assert!(
-        b["errors"][0]
+        b["errors"][0]["type"]
             .as_str()
             .unwrap()
             .contains(&format!("{} items", N + 1)),
@@ -200,13 +222,18 @@ fn attributes_per_profile_bound_each_object_each_profile_and_each_merge() {
     let server = Server::start_with(|c| c.limits.attributes_per_profile = 2);
     let ws = server.workspace("acme");
 
-    let r = track(&ws, json!([{"external_id": "u1", "a": 1, "b": 1, "c": 1}]));
-    assert_limit(
-        &r,
-        "attributes_per_profile",
-        "attributes[0]: 3 attributes, over the limit of 2",
+    let r = track(
+        &ws,
+        json!([{"external_id": "u1", "a": 1, "b": 1, "c": 1}, {"external_id": "u0"}]),
     );
-    assert_eq!(everyone(&ws), 0, "a refused request creates nothing");
+    assert_object_limit(
+        &r,
+        "attributes",
+        0,
+        "attributes_per_profile",
+        "this object: 3 attributes, over the limit of 2",
+    );
+    assert_eq!(everyone(&ws), 1, "the refused object creates nothing");
 
     let b = tracked(&ws, json!([{"external_id": "u1", "a": 1, "b": 1}]));
     assert_eq!(b["errors"], json!([]), "at the limit");
@@ -219,7 +246,8 @@ fn attributes_per_profile_bound_each_object_each_profile_and_each_merge() {
     assert_eq!(b["attributes_processed"], 1, "{b}");
     assert_eq!(
         b["errors"],
-        json!(["attributes: external_id \"u1\": the profile after this object: 3 attributes, over the limit of 2 (limits.attributes_per_profile in config.toml)"])
+        json!([{"type": "the profile after this object: 3 attributes, over the limit of 2 (limits.attributes_per_profile in config.toml)",
+                "input_array": "attributes", "index": 0}])
     );
     assert_eq!(exists(&ws, "c"), 1, "only u2 has c");
     // Replacing one in the same object keeps it at the limit.
@@ -234,7 +262,7 @@ fn attributes_per_profile_bound_each_object_each_profile_and_each_merge() {
         json!([{"user_alias": {"alias_name": "email", "alias_label": "x@y"}, "_update_existing_only": false, "d": 1, "e": 1}]),
     );
     assert_eq!(b["errors"], json!([]));
-    assert_eq!(everyone(&ws), 3);
+    assert_eq!(everyone(&ws), 4);
     let r = ws.post(
         "/users/identify",
         json!({"aliases_to_identify": [{"external_id": "u1", "user_alias": {"alias_name": "email", "alias_label": "x@y"}}]}),
@@ -247,9 +275,12 @@ fn attributes_per_profile_bound_each_object_each_profile_and_each_merge() {
         ),
         (Some(0), Some(0))
     );
-    let e = r.body["errors"][0].as_str().unwrap();
-    assert!(e.contains("the merged profile: 4 attributes, over the limit of 2 (limits.attributes_per_profile in config.toml)"), "{e}");
-    assert_eq!(everyone(&ws), 3, "nothing merged");
+    assert_eq!(
+        r.body["errors"],
+        json!([{"type": "the merged profile: 4 attributes, over the limit of 2 (limits.attributes_per_profile in config.toml)",
+                "input_array": "aliases_to_identify", "index": 0}])
+    );
+    assert_eq!(everyone(&ws), 4, "nothing merged");
     assert_eq!(exists(&ws, "d"), 1);
 }
 
@@ -260,56 +291,93 @@ fn string_bytes_bound_every_string_written() {
     let nine = "123456789";
     let eight = "12345678";
 
-    for (body, says) in [
+    // Each object over the limit is skipped; the valid one before it in
+    // the same array applies.
+    let at = "2024-01-01T00:00:00Z";
+    for (array, valid, over, says) in [
         (
-            json!({"attributes": [{"external_id": "u1", "plan": nine}]}),
-            "attributes[0].plan: 9 bytes, over the limit of 8",
+            "attributes",
+            json!({"external_id": "ok"}),
+            json!({"external_id": "u1", "plan": nine}),
+            "plan: 9 bytes, over the limit of 8",
         ),
         (
-            json!({"attributes": [{"external_id": nine}]}),
-            "attributes[0].external_id: 9 bytes",
+            "attributes",
+            json!({"external_id": "ok"}),
+            json!({"external_id": nine}),
+            "external_id: 9 bytes",
         ),
         (
-            json!({"attributes": [{"external_id": "u1", "tags": ["ok", nine]}]}),
-            "attributes[0].tags[1]: 9 bytes",
+            "attributes",
+            json!({"external_id": "ok"}),
+            json!({"user_alias": {"alias_name": "n", "alias_label": nine}, "_update_existing_only": false}),
+            "user_alias.alias_label: 9 bytes",
         ),
         (
-            json!({"attributes": [{"external_id": "u1", "attribute9": 1}]}),
-            "attributes[0]: an attribute name: 10 bytes",
+            "attributes",
+            json!({"external_id": "ok"}),
+            json!({"external_id": "u1", "tags": ["ok", nine]}),
+            "tags[1]: 9 bytes",
         ),
         (
-            json!({"events": [{"external_id": "u1", "name": nine, "time": "2024-01-01T00:00:00Z"}]}),
-            "events[0].name: 9 bytes",
+            "attributes",
+            json!({"external_id": "ok"}),
+            json!({"external_id": "u1", "attribute9": 1}),
+            "an attribute name: 10 bytes",
         ),
         (
-            json!({"purchases": [{"device_id": nine, "product_id": "p", "time": "2024-01-01T00:00:00Z"}]}),
-            "purchases[0].device_id: 9 bytes",
+            "events",
+            json!({"external_id": "ok", "name": "e", "time": at}),
+            json!({"external_id": "u1", "name": nine, "time": at}),
+            "name: 9 bytes",
+        ),
+        (
+            "purchases",
+            json!({"external_id": "ok", "product_id": "p", "time": at}),
+            json!({"device_id": nine, "product_id": "p", "time": at}),
+            "device_id: 9 bytes",
         ),
     ] {
-        assert_limit(&ws.post("/users/track", body), "string_bytes", says);
+        let r = ws.post("/users/track", json!({ array: [valid, over] }));
+        assert_object_limit(&r, array, 1, "string_bytes", says);
+        assert_eq!(r.body[format!("{array}_processed")], 1, "{}", r.body);
     }
     let r = ws.post(
         "/users/alias/new",
-        json!({"user_aliases": [{"alias_name": nine, "alias_label": "l"}]}),
+        json!({"user_aliases": [{"alias_name": nine, "alias_label": "l"}, {"external_id": "ok", "alias_name": "n", "alias_label": "l"}]}),
     );
-    assert_limit(&r, "string_bytes", "user_aliases[0].alias_name: 9 bytes");
+    assert_object_limit(&r, "user_aliases", 0, "string_bytes", "alias_name: 9 bytes");
+    assert_eq!(r.body["aliases_processed"], 1);
     let r = ws.post(
         "/users/identify",
         json!({"devices_to_identify": [{"external_id": "u1", "device_id": nine}]}),
     );
-    assert_limit(
+    assert_object_limit(
         &r,
+        "devices_to_identify",
+        0,
         "string_bytes",
-        "devices_to_identify[0].device_id: 9 bytes",
+        "device_id: 9 bytes",
     );
-    assert_eq!(everyone(&ws), 0, "nothing was created");
+    let r = ws.post(
+        "/users/identify",
+        json!({"aliases_to_identify": [{"external_id": nine, "user_alias": {"alias_name": "a", "alias_label": "b"}}]}),
+    );
+    assert_object_limit(
+        &r,
+        "aliases_to_identify",
+        0,
+        "string_bytes",
+        "external_id: 9 bytes",
+    );
+    assert_eq!(everyone(&ws), 1, "only \"ok\" was created");
 
     let b = tracked(
         &ws,
         json!([{"external_id": eight, "plan": eight, "tags": [eight]}]),
     );
     assert_eq!(b["errors"], json!([]), "at the limit");
-    assert_eq!(everyone(&ws), 1);
+    assert_eq!(everyone(&ws), 2);
 
     // Cohort ids and names (partner endpoints: Braze's shape).
     let secret = ws.import_key(PARTNER);
@@ -609,7 +677,13 @@ fn the_shipped_limits_are_in_force_by_default() {
     let ws = server.workspace("acme");
     let items: Vec<String> = (0..1001).map(|i| format!("i{i}")).collect();
     let r = track(&ws, json!([{"external_id": "u1", "tags": items}]));
-    assert_limit(&r, "array_items", "1001 items, over the limit of 1000");
+    assert_object_limit(
+        &r,
+        "attributes",
+        0,
+        "array_items",
+        "tags: 1001 items, over the limit of 1000",
+    );
     let r = track(&ws, json!([{"external_id": "u1", "tags": &items[..1000]}]));
     assert_eq!(r.status, 201, "{}", r.body);
 }

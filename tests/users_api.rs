@@ -134,7 +134,18 @@ fn an_alias_object_creates_a_profile_only_with_update_existing_only_false() {
         {"user_alias": alias("email", "c@x"), "_update_existing_only": false},
     ]}));
     assert_eq!(r["attributes_processed"], 1);
-    assert_eq!(r["errors"].as_array().unwrap().len(), 2, "{r}");
+    let skipped: Vec<(&str, u64)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["input_array"].as_str().unwrap(),
+                e["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(skipped, [("attributes", 0), ("attributes", 1)], "{r}");
     let changes =
         json!([{"aliases": [alias("email", "a@x"), alias("email", "b@x"), alias("email", "c@x")]}]);
     assert_eq!(s.push("c1", changes), (1, 0, 2));
@@ -155,9 +166,11 @@ fn an_external_id_object_with_update_existing_only_true_does_not_create() {
         {"external_id": "known", "_update_existing_only": true, "plan": "gold"},
     ]}));
     assert_eq!(r["attributes_processed"], 1);
-    let errors = r["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1);
-    assert!(errors[0].as_str().unwrap().contains("ghost"), "{r}");
+    assert_eq!(
+        r["errors"],
+        json!([{"type": "no user with external_id \"ghost\" (_update_existing_only)",
+                "input_array": "attributes", "index": 0}])
+    );
     assert_eq!(s.unmatched_users(&["ghost", "known"]), 1);
 }
 
@@ -185,8 +198,10 @@ fn a_track_request_over_75_objects_is_refused_whole() {
         .collect();
     let r = s.ws.post("/users/track", json!({ "attributes": objects }));
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.message().contains("attributes"), "{}", r.body);
-    assert!(r.message().contains("75"), "{}", r.body);
+    assert_eq!(
+        r.message(),
+        "attributes: at most 75 objects per request, got 76"
+    );
     let events: Vec<Value> = (0..76)
         .map(|i| json!({"external_id": format!("e{i}"), "name": "x", "time": "2024-01-01T00:00:00Z"}))
         .collect();
@@ -209,51 +224,334 @@ fn a_track_request_over_75_objects_is_refused_whole() {
     assert_eq!(s.unmatched_users(&["u0", "u74"]), 0);
 }
 
+/// `(input_array, index)` of each error, in the order listed.
+fn skipped(r: &Value) -> Vec<(String, u64)> {
+    r["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("errors in {r}"))
+        .iter()
+        .map(|e| {
+            assert!(e["type"].as_str().is_some_and(|t| !t.is_empty()), "{e}");
+            (
+                e["input_array"].as_str().unwrap().to_string(),
+                e["index"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn at(array: &str, index: u64) -> (String, u64) {
+    (array.to_string(), index)
+}
+
 #[test]
-fn a_malformed_object_is_a_400_naming_where_it_is_and_nothing_is_applied() {
+fn a_malformed_object_is_skipped_and_reported_by_index_and_the_others_apply() {
     let server = Server::start();
     let s = setup(&server);
     let cases = [
         (
             json!({"attributes": [{"external_id": "a1"}, {"external_id": 5}]}),
-            "attributes[1]",
+            "attributes",
+            "external_id: must be a non-empty string",
         ),
         (
             json!({"attributes": [{"external_id": "a1"}, {"plan": "gold"}]}),
-            "attributes[1]",
+            "attributes",
+            "needs one of external_id, user_alias or device_id",
         ),
         (
             json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "device_id": "d"}]}),
-            "attributes[1]",
+            "attributes",
+            "give exactly one identifier, got external_id, device_id",
         ),
         (
-            json!({"attributes": [{"external_id": "a1"}], "events": [{"external_id": "a2", "name": "open"}]}),
-            "events[0].time",
+            json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "braze_id": "b"}]}),
+            "attributes",
+            "give exactly one identifier, got external_id, braze_id",
         ),
         (
-            json!({"attributes": [{"external_id": "a1", "nested": {"deep": 1}}]}),
-            "attributes[0].nested",
+            json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "nested": {"deep": 1}}]}),
+            "attributes",
+            "nested: an object value must be",
         ),
         (
-            json!({"attributes": [{"external_id": "a1", "_update_existing_only": "no"}]}),
-            "attributes[0]._update_existing_only",
+            json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "_update_existing_only": "no"}]}),
+            "attributes",
+            "_update_existing_only: must be a boolean",
         ),
         (
-            json!({"attributes": [{"user_alias": {"alias_name": "email"}, "_update_existing_only": false}]}),
-            "attributes[0].user_alias",
+            json!({"attributes": [{"external_id": "a1"}, {"user_alias": {"alias_name": "email"}, "_update_existing_only": false}]}),
+            "attributes",
+            "user_alias.alias_label: must be a non-empty string",
         ),
         (
-            json!({"attributes": [{"external_id": "a1"}], "purchases": [{"external_id": "a2", "time": "2024-01-01T00:00:00Z"}]}),
-            "purchases[0].product_id",
+            json!({"attributes": [{"external_id": "a1"}, "a2"]}),
+            "attributes",
+            "must be an object",
+        ),
+        (
+            json!({"events": [{"external_id": "a1", "name": "open", "time": "2024-01-01T00:00:00Z"},
+                              {"external_id": "a2", "name": "open"}]}),
+            "events",
+            "time: is required, as an ISO-8601 string",
+        ),
+        (
+            json!({"purchases": [{"external_id": "a1", "product_id": "p", "time": "2024-01-01T00:00:00Z"},
+                                 {"external_id": "a2", "time": "2024-01-01T00:00:00Z"}]}),
+            "purchases",
+            "product_id: must be a non-empty string",
         ),
     ];
-    for (body, place) in cases {
-        let r = s.ws.post("/users/track", body.clone());
-        assert_eq!(r.status, 400, "{body} → {}", r.body);
-        assert!(r.message().contains(place), "{body} → {}", r.body);
+    for (body, array, says) in cases {
+        let r = s.track(body.clone());
+        assert_eq!(r["message"], "success", "{body} → {r}");
+        assert_eq!(r[format!("{array}_processed")], 1, "{body} → {r}");
+        assert_eq!(skipped(&r), [at(array, 1)], "{body} → {r}");
+        let t = r["errors"][0]["type"].as_str().unwrap();
+        assert!(t.starts_with(says), "{body} → {t}");
     }
-    assert_eq!(s.unmatched_users(&["a1", "a2"]), 2);
+    assert_eq!(s.unmatched_users(&["a1", "a2"]), 1, "a1 applied, a2 never");
     assert_eq!(s.push("c", json!([{"device_ids": ["d"]}])), (0, 0, 1));
+}
+
+/// How many profiles match `filter`.
+fn count(s: &Setup, filter: Value) -> u64 {
+    let r = s.ws.post("/segments/preview", json!({ "filter": filter }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["count"].as_u64().unwrap()
+}
+
+#[test]
+fn a_partial_batch_applies_exactly_the_valid_objects_in_order() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["known"]);
+    let t = |day: u32| format!("2024-01-{day:02}T00:00:00Z");
+    let r = s.track(json!({
+        "attributes": [
+            {"external_id": "u1", "plan": "first"},
+            {"external_id": "u1", "plan": {"deep": true}},
+            {"external_id": "ghost", "_update_existing_only": true, "plan": "x"},
+            {"external_id": "u1", "plan": "second"},
+            {"plan": "nobody"},
+            {"external_id": "known", "plan": "third"},
+        ],
+        "events": [
+            {"external_id": "u1", "name": "open", "time": t(1)},
+            {"external_id": "u1", "name": "open", "time": "yesterday"},
+            {"external_id": "u1", "name": "open", "time": t(3)},
+            {"external_id": "ghost2", "_update_existing_only": true, "name": "open", "time": t(4)},
+        ],
+        "purchases": [
+            {"external_id": "u1", "time": t(5)},
+            {"external_id": "u2", "product_id": "sku", "time": t(6)},
+        ],
+    }));
+    assert_eq!(
+        r,
+        json!({
+            "message": "success",
+            "attributes_processed": 3,
+            "events_processed": 2,
+            "purchases_processed": 1,
+            "errors": [
+                {"type": "plan: an object value must be {\"inc\": n} or {\"add\": [..], \"remove\": [..]}",
+                 "input_array": "attributes", "index": 1},
+                {"type": "no user with external_id \"ghost\" (_update_existing_only)",
+                 "input_array": "attributes", "index": 2},
+                {"type": "needs one of external_id, user_alias or device_id",
+                 "input_array": "attributes", "index": 4},
+                {"type": "time: must be an ISO-8601 time", "input_array": "events", "index": 1},
+                {"type": "no user with external_id \"ghost2\" (_update_existing_only)",
+                 "input_array": "events", "index": 3},
+                {"type": "product_id: must be a non-empty string", "input_array": "purchases", "index": 0},
+            ],
+        })
+    );
+    // In order: u1's later object won; only the valid events counted.
+    let plan = |v: &str| {
+        count(
+            &s,
+            json!({"attribute": {"name": "plan", "op": "equals", "value": v}}),
+        )
+    };
+    assert_eq!((plan("first"), plan("second"), plan("third")), (0, 1, 1));
+    assert_eq!(
+        count(
+            &s,
+            json!({"event": {"name": "open", "op": "exactly", "count": 2}})
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &s,
+            json!({"event": {"name": "open", "op": "last_performed_after", "time": t(2)}})
+        ),
+        1,
+        "the event of the 3rd was recorded"
+    );
+    assert_eq!(
+        count(
+            &s,
+            json!({"event": {"name": "purchase", "op": "exactly", "count": 1}})
+        ),
+        1,
+        "only u2's purchase"
+    );
+    assert_eq!(
+        s.unmatched_users(&["u1", "u2", "known", "ghost", "ghost2"]),
+        2
+    );
+    assert_eq!(count(&s, json!({"all": true})), 3);
+}
+
+/// `cohortd_wal_records` from `/metrics`: log records written since start.
+fn wal_records(server: &Server) -> u64 {
+    metric(server, "cohortd_wal_records ").unwrap_or(0)
+}
+
+fn metric(server: &Server, line_start: &str) -> Option<u64> {
+    let r = ureq::get(&format!("{}/metrics", server.url))
+        .call()
+        .unwrap();
+    let text = r.into_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn a_batch_with_no_valid_object_answers_201_and_logs_nothing() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["known"]);
+    let before = wal_records(&server);
+    assert!(before > 0, "the users above were logged");
+    let r = s.track(json!({
+        "attributes": [{"plan": "x"}, {"external_id": "ghost-free", "device_id": "d"}],
+        "events": [{"external_id": "e1", "name": "open"}],
+    }));
+    assert_eq!(
+        (
+            r["attributes_processed"].as_u64(),
+            r["events_processed"].as_u64(),
+            r["purchases_processed"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert_eq!(
+        skipped(&r),
+        [at("attributes", 0), at("attributes", 1), at("events", 0)]
+    );
+    let r = s.identify(json!({"aliases_to_identify": [{"external_id": "known"}]}));
+    assert_eq!(skipped(&r), [at("aliases_to_identify", 0)]);
+    let r = s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [{"alias_name": "n"}]}),
+    );
+    assert_eq!(
+        (r.status, skipped(&r.body)),
+        (201, vec![at("user_aliases", 0)])
+    );
+    let r = s.ws.post("/users/delete", json!({"external_ids": [5, ""]}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["deleted"], 0);
+    assert_eq!(
+        skipped(&r.body),
+        [at("external_ids", 0), at("external_ids", 1)]
+    );
+    assert_eq!(wal_records(&server), before, "nothing was logged");
+    // An object refused by the state (not by its shape) is a real write
+    // that changes nothing; it is logged like any other.
+    let r =
+        s.track(json!({"attributes": [{"external_id": "ghost", "_update_existing_only": true}]}));
+    assert_eq!(skipped(&r), [at("attributes", 0)]);
+    assert_eq!(s.unmatched_users(&["e1", "ghost", "known"]), 2);
+}
+
+#[test]
+fn what_is_wrong_with_the_request_as_a_whole_is_fatal_and_applies_nothing() {
+    let server = Server::start();
+    let s = setup(&server);
+    let valid = json!({"external_id": "v1"});
+    for (path, body, says) in [
+        ("/users/track", "{\"attributes\": [".to_string(), "invalid JSON body"),
+        ("/users/track", "[{\"external_id\": \"v1\"}]".to_string(), "request body must be a JSON object"),
+        ("/users/track", "{}".to_string(), "give at least one of attributes, events or purchases"),
+        ("/users/track", json!({"attributes": [], "events": []}).to_string(), "give at least one of"),
+        ("/users/track", json!({"attributes": [valid], "events": {"name": "x"}}).to_string(), "events: must be an array"),
+        ("/users/identify", json!({"aliases_to_identify": []}).to_string(), "give aliases_to_identify and/or devices_to_identify"),
+        ("/users/identify", json!({"devices_to_identify": vec![json!({"external_id": "v1", "device_id": "d"}); 51]}).to_string(),
+         "devices_to_identify: at most 50 objects per request, got 51"),
+        ("/users/alias/new", json!({"user_aliases": "x"}).to_string(), "user_aliases: must be an array"),
+        ("/users/alias/new", json!({}).to_string(), "user_aliases: give at least one alias"),
+        ("/users/delete", json!({"external_ids": ["v1"], "device_ids": "d"}).to_string(), "device_ids: must be an array"),
+        ("/users/delete", json!({"external_ids": vec!["v1"; 51]}).to_string(), "external_ids: at most 50 objects per request, got 51"),
+    ] {
+        let r = ureq::post(&format!("{}{path}", server.url))
+            .set("Authorization", &format!("Bearer {}", s.ws.key))
+            .send_bytes(body.as_bytes());
+        let r = common::Resp::from(r);
+        assert_eq!(r.status, 400, "{path} {body} → {}", r.body);
+        assert!(r.message().contains(says), "{path} {body} → {}", r.body);
+    }
+    assert_eq!(s.unmatched_users(&["v1"]), 1, "nothing applied");
+    assert_eq!(s.push("c", json!([{"device_ids": ["d"]}])), (0, 0, 1));
+}
+
+#[test]
+fn x_braze_batch_is_accepted_and_counted() {
+    let server = Server::start();
+    let s = setup(&server);
+    let series = |route: &str| {
+        metric(
+            &server,
+            &format!("cohortd_users_batched_requests_total{{route=\"{route}\"}} "),
+        )
+    };
+    assert_eq!(series("/users/track"), None);
+    let send = |path: &str, batch: &str, body: Value| {
+        let r = ureq::post(&format!("{}{path}", server.url))
+            .set("Authorization", &format!("Bearer {}", s.ws.key))
+            .set("X-Braze-Batch", batch)
+            .send_json(body);
+        common::Resp::from(r)
+    };
+    let users: Vec<Value> = (0..75)
+        .map(|i| json!({"external_id": format!("b{i}"), "plan": "gold"}))
+        .collect();
+    let r = send("/users/track", "true", json!({ "attributes": users }));
+    assert_eq!(
+        (r.status, r.body["attributes_processed"].as_u64()),
+        (201, Some(75)),
+        "{}",
+        r.body
+    );
+    let r = send(
+        "/users/track",
+        "TRUE",
+        json!({"attributes": [{"external_id": "b0"}, {"plan": "x"}]}),
+    );
+    assert_eq!(
+        (r.status, skipped(&r.body)),
+        (201, vec![at("attributes", 1)])
+    );
+    let r = send(
+        "/users/track",
+        "false",
+        json!({"attributes": [{"external_id": "b1"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = send(
+        "/users/identify",
+        "true",
+        json!({"aliases_to_identify": [{"external_id": "b0", "user_alias": alias("email", "b0@x")}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(series("/users/track"), Some(2), "false is not a batch");
+    assert_eq!(series("/users/identify"), Some(1));
+    assert_eq!(s.unmatched_users(&["b0", "b74"]), 0);
 }
 
 // ---- matching rules ----
@@ -428,9 +726,11 @@ fn an_alias_held_by_another_identified_user_is_skipped_and_reported() {
     ]}));
     assert_eq!(r["aliases_processed"], 0);
     assert_eq!(r["merged"], 0);
-    let errors = r["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 1, "{r}");
-    assert!(errors[0].as_str().unwrap().contains("o@x"), "{r}");
+    assert_eq!(
+        r["errors"],
+        json!([{"type": "alias is already held by another identified user",
+                "input_array": "aliases_to_identify", "index": 0}])
+    );
     // Nothing changed: the alias still names the owner, each keeps its cohort.
     assert_eq!(
         s.push("c-thief", json!([{"aliases": [alias("email", "o@x")]}])),
@@ -439,6 +739,120 @@ fn an_alias_held_by_another_identified_user_is_skipped_and_reported() {
     assert_eq!(s.member_ids("c-thief"), vec!["owner", "thief"]);
     assert_eq!(s.member_ids("c-owner"), vec!["owner"]);
     assert_eq!(s.unmatched_users(&["owner", "thief"]), 0);
+}
+
+#[test]
+fn identify_entries_are_refused_one_by_one_and_reported_by_request_index() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["owner", "u1", "u2"]);
+    s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [{"external_id": "owner", "alias_name": "email", "alias_label": "o@x"}]}),
+    );
+    s.track(json!({"attributes": [
+        {"user_alias": alias("email", "a@x"), "_update_existing_only": false},
+        {"device_id": "d1"},
+    ]}));
+    s.push("by-alias", json!([{"aliases": [alias("email", "a@x")]}]));
+    let r = s.identify(json!({
+        "aliases_to_identify": [
+            {"external_id": "u1", "user_alias": {"alias_name": "email"}},
+            {"external_id": "u2", "user_alias": alias("email", "o@x")},
+            {"external_id": "u1", "user_alias": alias("email", "a@x")},
+            {"user_alias": alias("email", "z@x")},
+        ],
+        "devices_to_identify": [
+            {"external_id": "u2", "device_id": ""},
+            {"external_id": "u9", "device_id": "d1"},
+            {"external_id": "u2", "device_id": "nope"},
+        ],
+    }));
+    assert_eq!(
+        (
+            r["aliases_processed"].as_u64(),
+            r["devices_processed"].as_u64(),
+            r["merged"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        r["errors"],
+        json!([
+            {"type": "user_alias.alias_label: must be a non-empty string", "input_array": "aliases_to_identify", "index": 0},
+            {"type": "alias is already held by another identified user", "input_array": "aliases_to_identify", "index": 1},
+            {"type": "external_id: must be a non-empty string", "input_array": "aliases_to_identify", "index": 3},
+            {"type": "device_id: must be a non-empty string", "input_array": "devices_to_identify", "index": 0},
+            {"type": "device_id does not belong to an anonymous user", "input_array": "devices_to_identify", "index": 2},
+        ])
+    );
+    assert_eq!(
+        s.member_ids("by-alias"),
+        vec!["u1"],
+        "the valid merge applied"
+    );
+    assert_eq!(
+        s.push("c", json!([{"device_ids": ["d1"]}])),
+        (0, 0, 1),
+        "d1 logged in"
+    );
+}
+
+#[test]
+fn alias_and_delete_entries_are_refused_one_by_one() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.ws.users(&["u1", "u2", "u3"]);
+    let r = s.ws.post(
+        "/users/alias/new",
+        json!({"user_aliases": [
+            {"external_id": "u1", "alias_name": "crm"},
+            {"external_id": "u1", "alias_name": "crm", "alias_label": "1"},
+            {"external_id": "u2", "alias_name": "crm", "alias_label": "1"},
+            {"external_id": "nobody", "alias_name": "crm", "alias_label": "9"},
+            {"external_id": "u2", "alias_name": "crm", "alias_label": "2"},
+        ]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["aliases_processed"], 2);
+    assert_eq!(
+        r.body["errors"],
+        json!([
+            {"type": "alias_label: must be a non-empty string", "input_array": "user_aliases", "index": 0},
+            {"type": "alias already exists", "input_array": "user_aliases", "index": 2},
+            {"type": "no user with that external_id", "input_array": "user_aliases", "index": 3},
+        ])
+    );
+    assert_eq!(
+        s.push(
+            "c",
+            json!([{"aliases": [alias("crm", "1"), alias("crm", "2")]}])
+        ),
+        (2, 0, 0)
+    );
+    assert_eq!(s.member_ids("c"), vec!["u1", "u2"]);
+    let r = s.ws.post(
+        "/users/delete",
+        json!({
+            "external_ids": ["u3", 5, "nobody"],
+            "user_aliases": [{"alias_name": "crm"}, alias("crm", "2")],
+            "device_ids": [null],
+            "braze_ids": ["b1"],
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["deleted"], 2, "u3 and u2 (by its alias)");
+    assert_eq!(
+        skipped(&r.body),
+        [
+            at("external_ids", 1),
+            at("user_aliases", 0),
+            at("device_ids", 0),
+            at("braze_ids", 0)
+        ]
+    );
+    assert_eq!(s.unmatched_users(&["u1", "u2", "u3"]), 2);
 }
 
 // ---- /users/alias/new ----

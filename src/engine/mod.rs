@@ -67,7 +67,8 @@ use crate::model::{Change, CohortKey, Identifier, Millis, WorkspaceId};
 use crate::persist::snapshot::{self, SnapshotInfo};
 use crate::persist::wal::Wal;
 use crate::profiles::commands::{
-    self, AliasReport, Identify, IdentifyReport, NewAliases, Track, TrackReport,
+    self, AliasReport, Batch, DeleteReport, Identify, IdentifyReport, NewAliases, Objects, Report,
+    Track, TrackReport,
 };
 use crate::secrets::Secrets;
 use crate::segment::Filter;
@@ -485,16 +486,23 @@ impl Engine {
         Ok(d)
     }
 
-    /// `/users/track`: attributes, events and purchases.
-    pub async fn track(&self, ws: &Workspace, track: Track) -> Result<TrackReport> {
-        commands::check_track(&track, &self.inner.config.limits)?;
-        self.submit_as(Command::Track { ws: ws.id, track }).await
+    /// `/users/track`: attributes, events and purchases. An object over a
+    /// request limit is refused (reported, not applied), like the objects
+    /// the parser refused; the others apply.
+    pub async fn track(&self, ws: &Workspace, mut batch: Batch<Track>) -> Result<TrackReport> {
+        commands::check_track(&mut batch, &self.inner.config.limits);
+        self.submit_batch(batch, |track| Command::Track { ws: ws.id, track })
+            .await
     }
 
     /// `/users/identify`: aliases and devices to identify (may merge).
-    pub async fn identify(&self, ws: &Workspace, identify: Identify) -> Result<IdentifyReport> {
-        commands::check_identify(&identify, &self.inner.config.limits)?;
-        self.submit_as(Command::Identify {
+    pub async fn identify(
+        &self,
+        ws: &Workspace,
+        mut batch: Batch<Identify>,
+    ) -> Result<IdentifyReport> {
+        commands::check_identify(&mut batch, &self.inner.config.limits);
+        self.submit_batch(batch, |identify| Command::Identify {
             ws: ws.id,
             identify,
         })
@@ -502,16 +510,48 @@ impl Engine {
     }
 
     /// `/users/alias/new`.
-    pub async fn new_aliases(&self, ws: &Workspace, aliases: NewAliases) -> Result<AliasReport> {
-        commands::check_new_aliases(&aliases, &self.inner.config.limits)?;
-        self.submit_as(Command::NewAliases { ws: ws.id, aliases })
+    pub async fn new_aliases(
+        &self,
+        ws: &Workspace,
+        mut batch: Batch<NewAliases>,
+    ) -> Result<AliasReport> {
+        commands::check_new_aliases(&mut batch, &self.inner.config.limits);
+        self.submit_batch(batch, |aliases| Command::NewAliases { ws: ws.id, aliases })
             .await
     }
 
     /// `/users/delete`: how many profiles were deleted.
-    pub async fn delete_users(&self, ws: &Workspace, ids: Vec<Identifier>) -> Result<u32> {
-        self.submit_as(Command::DeleteUsers { ws: ws.id, ids })
+    pub async fn delete_users(
+        &self,
+        ws: &Workspace,
+        batch: Batch<Vec<Identifier>>,
+    ) -> Result<DeleteReport> {
+        self.submit_batch(batch, |ids| Command::DeleteUsers { ws: ws.id, ids })
             .await
+    }
+
+    /// The users API's one rule for partial batches: the objects left in
+    /// the command apply as one command (one log record), and the
+    /// report's errors — the refused objects' and the apply's — are
+    /// numbered by their place in the request. A command with nothing
+    /// left is neither logged nor applied.
+    async fn submit_batch<C: Objects, R>(
+        &self,
+        batch: Batch<C>,
+        command: impl FnOnce(C) -> Command,
+    ) -> Result<R>
+    where
+        R: Report + TryFrom<Outcome, Error = Outcome>,
+    {
+        let (c, origins) = batch.split();
+        let mut report = if c.is_empty() {
+            R::default()
+        } else {
+            self.submit_as::<R>(command(c)).await?
+        };
+        let applied = std::mem::take(report.errors_mut());
+        *report.errors_mut() = origins.resolve(applied);
+        Ok(report)
     }
 
     /// Creates (`id: None`) or replaces a saved segment; its id.
@@ -680,8 +720,21 @@ typed_outcomes! {
     Tracked => TrackReport,
     Identified => IdentifyReport,
     Aliased => AliasReport,
-    Deleted => u32,
     Segment => u64,
+}
+
+impl TryFrom<Outcome> for DeleteReport {
+    type Error = Outcome;
+
+    fn try_from(outcome: Outcome) -> std::result::Result<DeleteReport, Outcome> {
+        match outcome {
+            Outcome::Deleted(deleted) => Ok(DeleteReport {
+                deleted,
+                errors: Vec::new(),
+            }),
+            other => Err(other),
+        }
+    }
 }
 
 impl TryFrom<Outcome> for () {

@@ -1,16 +1,22 @@
 //! The users API (Braze-compatible subset): `/users/track`,
 //! `/users/identify`, `/users/alias/new`, `/users/delete`.
 //!
-//! A request is validated whole before anything is applied: a malformed
-//! object anywhere is a 400 naming it (`attributes[3].external_id: …`) and
-//! changes nothing. What depends on state — a profile that does not exist
-//! under `_update_existing_only`, an alias held by someone else, an object
-//! that would take its profile over a `[limits]` value — is reported per
-//! object in `errors` of a 201, as Braze does. The request limits (string
-//! sizes, array items) are the engine's to check (`profiles::commands`).
+//! Errors as Braze answers them. Fatal — a 400, nothing applied — is only
+//! what is wrong with the request as a whole: a body that is not JSON or
+//! not an object, one of its arrays that is not an array or holds more
+//! objects than allowed (75 per `/users/track` array, 50 per list of the
+//! others), or no array with anything in it. Everything about one object
+//! is not fatal: a malformed object (a bad value, a missing or ambiguous
+//! identifier) is left out of the command and reported in `errors` of the
+//! 201 as `{"type", "input_array", "index"}`, with its index in the
+//! request, and every other object applies. The engine refuses objects
+//! over a request limit the same way, and reports what the state refuses
+//! (`_update_existing_only`, an alias held by someone else, a profile
+//! over a `[limits]` value); `profiles::commands::Batch` keeps the request
+//! indexes through all of it.
 
 use super::body::read_json;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use compact_str::CompactString;
 use serde_json::{json, Map, Value};
 
@@ -19,7 +25,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Alias, Identifier};
 use crate::profiles::commands::{
-    AttributesObject, EventObject, Identify, NewAliases, Target, Track,
+    AttributesObject, Batch, EventObject, Identify, InputArray, NewAliases, ObjectError, Target,
+    Track,
 };
 use crate::profiles::{AttrUpdate, AttrValue};
 
@@ -28,13 +35,17 @@ pub const MAX_TRACK_OBJECTS: usize = 75;
 /// Entries per identify, alias and delete request (Braze's limit).
 pub const MAX_USER_ENTRIES: usize = 50;
 
-fn bad(at: impl std::fmt::Display, what: impl std::fmt::Display) -> Error {
-    Error::bad_request("invalid_request", format!("{at}: {what}"))
+/// A fatal error: the request as a whole is wrong.
+fn fatal(what: impl std::fmt::Display) -> Error {
+    Error::bad_request("invalid_request", what.to_string())
 }
+
+/// What is wrong with one object (non-fatal), naming the field within it.
+type Parsed<T> = std::result::Result<T, String>;
 
 fn body_object(v: &Value) -> Result<&Map<String, Value>> {
     v.as_object()
-        .ok_or_else(|| Error::bad_request("invalid_request", "request body must be a JSON object"))
+        .ok_or_else(|| fatal("request body must be a JSON object"))
 }
 
 /// An optional top-level array of at most `max` objects.
@@ -42,35 +53,60 @@ fn list<'a>(body: &'a Map<String, Value>, key: &str, max: usize) -> Result<&'a [
     match body.get(key) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(items)) if items.len() <= max => Ok(items),
-        Some(Value::Array(items)) => Err(bad(
-            key,
-            format!("at most {max} objects per request, got {}", items.len()),
-        )),
-        Some(_) => Err(bad(key, "must be an array")),
+        Some(Value::Array(items)) => Err(fatal(format_args!(
+            "{key}: at most {max} objects per request, got {}",
+            items.len()
+        ))),
+        Some(_) => Err(fatal(format_args!("{key}: must be an array"))),
     }
 }
 
-fn object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>> {
-    v.as_object().ok_or_else(|| bad(at, "must be an object"))
+/// `at.field`, or `field` at the top of the object.
+fn place(at: &str, field: &str) -> String {
+    if at.is_empty() {
+        field.to_string()
+    } else {
+        format!("{at}.{field}")
+    }
 }
 
-fn string(v: Option<&Value>, at: &str, field: &str) -> Result<CompactString> {
+/// `at: what`, or `what` about the object itself.
+fn problem(at: &str, what: impl std::fmt::Display) -> String {
+    if at.is_empty() {
+        what.to_string()
+    } else {
+        format!("{at}: {what}")
+    }
+}
+
+/// A name for a message, cut short if long (it may be over `string_bytes`).
+fn short(name: &str) -> String {
+    match name.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_string(),
+    }
+}
+
+fn object(v: &Value) -> Parsed<&Map<String, Value>> {
+    v.as_object().ok_or_else(|| "must be an object".to_string())
+}
+
+/// A non-empty string at `at` (`""`: the value itself).
+fn string(v: Option<&Value>, at: &str) -> Parsed<CompactString> {
     match v {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.as_str().into()),
-        _ => Err(bad(
-            format_args!("{at}.{field}"),
-            "must be a non-empty string",
-        )),
+        _ => Err(problem(at, "must be a non-empty string")),
     }
 }
 
-fn alias(v: Option<&Value>, at: &str) -> Result<Alias> {
+/// `{alias_name, alias_label}` at `at` (`""`: the value itself).
+fn alias(v: Option<&Value>, at: &str) -> Parsed<Alias> {
     let obj = v
         .and_then(Value::as_object)
-        .ok_or_else(|| bad(at, "must be an object {alias_name, alias_label}"))?;
+        .ok_or_else(|| problem(at, "must be an object {alias_name, alias_label}"))?;
     Ok(Alias {
-        alias_name: string(obj.get("alias_name"), at, "alias_name")?,
-        alias_label: string(obj.get("alias_label"), at, "alias_label")?,
+        alias_name: string(obj.get("alias_name"), &place(at, "alias_name"))?,
+        alias_label: string(obj.get("alias_label"), &place(at, "alias_label"))?,
     })
 }
 
@@ -79,7 +115,7 @@ const IDENTIFIER_KEYS: [&str; 4] = ["external_id", "user_alias", "device_id", "b
 /// Which profile a track object addresses. Exactly one identifier;
 /// `_update_existing_only` defaults to false for external_id and true for
 /// user_alias; a device_id object always writes (the SDK extension).
-fn target(obj: &Map<String, Value>, at: &str) -> Result<Target> {
+fn target(obj: &Map<String, Value>) -> Parsed<Target> {
     let given: Vec<&str> = IDENTIFIER_KEYS
         .iter()
         .copied()
@@ -88,40 +124,30 @@ fn target(obj: &Map<String, Value>, at: &str) -> Result<Target> {
     let existing_only = match obj.get("_update_existing_only") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            return Err(bad(
-                format_args!("{at}._update_existing_only"),
-                "must be a boolean",
-            ))
-        }
+        Some(_) => return Err("_update_existing_only: must be a boolean".into()),
     };
     match given.as_slice() {
         ["external_id"] => Ok(Target::External {
-            id: string(obj.get("external_id"), at, "external_id")?,
+            id: string(obj.get("external_id"), "external_id")?,
             create: !existing_only.unwrap_or(false),
         }),
         ["user_alias"] => Ok(Target::Alias {
-            alias: alias(obj.get("user_alias"), &format!("{at}.user_alias"))?,
+            alias: alias(obj.get("user_alias"), "user_alias")?,
             create: !existing_only.unwrap_or(true),
         }),
-        ["device_id"] => Ok(Target::Device(string(
-            obj.get("device_id"),
-            at,
-            "device_id",
-        )?)),
-        ["braze_id"] => Err(bad(
-            at,
-            "braze_id is not supported; use external_id, user_alias or device_id",
-        )),
-        [] => Err(bad(at, "needs one of external_id, user_alias or device_id")),
-        _ => Err(bad(
-            at,
-            format_args!("give exactly one identifier, got {}", given.join(", ")),
+        ["device_id"] => Ok(Target::Device(string(obj.get("device_id"), "device_id")?)),
+        ["braze_id"] => {
+            Err("braze_id is not supported; use external_id, user_alias or device_id".into())
+        }
+        [] => Err("needs one of external_id, user_alias or device_id".into()),
+        _ => Err(format!(
+            "give exactly one identifier, got {}",
+            given.join(", ")
         )),
     }
 }
 
-fn attr_change(v: &Value, at: &str) -> Result<AttrUpdate> {
+fn attr_change(v: &Value, at: &str) -> Parsed<AttrUpdate> {
     Ok(match v {
         Value::Null => AttrUpdate::Remove,
         Value::Bool(b) => AttrUpdate::Set(AttrValue::Bool(*b)),
@@ -130,14 +156,18 @@ fn attr_change(v: &Value, at: &str) -> Result<AttrUpdate> {
         Value::Array(items) => AttrUpdate::Set(AttrValue::Array(strings(items, at)?)),
         Value::Object(o) => {
             if let (Some(n), 1) = (o.get("inc"), o.len()) {
-                let by = n.as_f64().ok_or_else(|| bad(at, "inc must be a number"))?;
+                let by = n
+                    .as_f64()
+                    .ok_or_else(|| problem(at, "inc must be a number"))?;
                 AttrUpdate::Increment(by)
             } else if !o.is_empty() && o.keys().all(|k| k == "add" || k == "remove") {
-                let part = |k: &str| -> Result<Vec<CompactString>> {
+                let part = |k: &str| -> Parsed<Vec<CompactString>> {
                     match o.get(k) {
                         None => Ok(Vec::new()),
                         Some(Value::Array(items)) => strings(items, at),
-                        Some(_) => Err(bad(at, format_args!("{k} must be an array of strings"))),
+                        Some(_) => {
+                            Err(problem(at, format_args!("{k} must be an array of strings")))
+                        }
                     }
                 };
                 AttrUpdate::ArrayEdit {
@@ -145,7 +175,7 @@ fn attr_change(v: &Value, at: &str) -> Result<AttrUpdate> {
                     remove: part("remove")?,
                 }
             } else {
-                return Err(bad(
+                return Err(problem(
                     at,
                     "an object value must be {\"inc\": n} or {\"add\": [..], \"remove\": [..]}",
                 ));
@@ -154,244 +184,304 @@ fn attr_change(v: &Value, at: &str) -> Result<AttrUpdate> {
     })
 }
 
-fn strings(items: &[Value], at: &str) -> Result<Vec<CompactString>> {
+fn strings(items: &[Value], at: &str) -> Parsed<Vec<CompactString>> {
     items
         .iter()
         .map(|i| match i {
             Value::String(s) => Ok(s.as_str().into()),
-            _ => Err(bad(at, "arrays may hold strings only")),
+            _ => Err(problem(at, "arrays may hold strings only")),
         })
         .collect()
 }
 
-fn event_time(obj: &Map<String, Value>, at: &str) -> Result<i64> {
+fn event_time(obj: &Map<String, Value>) -> Parsed<i64> {
     match obj.get("time") {
-        Some(Value::String(s)) => crate::time::parse_iso8601(s)
-            .ok_or_else(|| bad(format_args!("{at}.time"), "must be an ISO-8601 time")),
-        _ => Err(bad(
-            format_args!("{at}.time"),
-            "is required, as an ISO-8601 string",
-        )),
+        Some(Value::String(s)) => {
+            crate::time::parse_iso8601(s).ok_or_else(|| "time: must be an ISO-8601 time".into())
+        }
+        _ => Err("time: is required, as an ISO-8601 string".into()),
     }
 }
 
-fn parse_track(body: &Value) -> Result<Track> {
-    let body = body_object(body)?;
-    let mut track = Track::default();
-    for (i, v) in list(body, "attributes", MAX_TRACK_OBJECTS)?
-        .iter()
-        .enumerate()
-    {
-        let at = format!("attributes[{i}]");
-        let obj = object(v, &at)?;
-        let target = target(obj, &at)?;
-        let mut changes = Vec::new();
-        for (k, v) in obj {
-            if IDENTIFIER_KEYS.contains(&k.as_str()) || k == "_update_existing_only" {
-                continue;
-            }
-            changes.push((k.as_str().into(), attr_change(v, &format!("{at}.{k}"))?));
+fn attributes_object(v: &Value) -> Parsed<AttributesObject> {
+    let obj = object(v)?;
+    let target = target(obj)?;
+    let mut changes = Vec::new();
+    for (k, v) in obj {
+        if IDENTIFIER_KEYS.contains(&k.as_str()) || k == "_update_existing_only" {
+            continue;
         }
-        track.attributes.push(AttributesObject { target, changes });
+        changes.push((k.as_str().into(), attr_change(v, &short(k))?));
     }
-    for (i, v) in list(body, "events", MAX_TRACK_OBJECTS)?.iter().enumerate() {
-        let at = format!("events[{i}]");
-        let obj = object(v, &at)?;
-        track.events.push(EventObject {
-            target: target(obj, &at)?,
-            name: string(obj.get("name"), &at, "name")?,
-            time: event_time(obj, &at)?,
-        });
-    }
-    for (i, v) in list(body, "purchases", MAX_TRACK_OBJECTS)?
-        .iter()
-        .enumerate()
-    {
-        let at = format!("purchases[{i}]");
-        let obj = object(v, &at)?;
-        track.purchases.push(EventObject {
-            target: target(obj, &at)?,
-            name: string(obj.get("product_id"), &at, "product_id")?,
-            time: event_time(obj, &at)?,
-        });
-    }
-    if track.attributes.is_empty() && track.events.is_empty() && track.purchases.is_empty() {
-        return Err(Error::bad_request(
-            "invalid_request",
+    Ok(AttributesObject { target, changes })
+}
+
+/// An event (`name_key` "name") or a purchase ("product_id").
+fn event_object(v: &Value, name_key: &str) -> Parsed<EventObject> {
+    let obj = object(v)?;
+    Ok(EventObject {
+        target: target(obj)?,
+        name: string(obj.get(name_key), name_key)?,
+        time: event_time(obj)?,
+    })
+}
+
+fn parse_track(body: &Value) -> Result<Batch<Track>> {
+    let body = body_object(body)?;
+    let attributes = list(body, "attributes", MAX_TRACK_OBJECTS)?;
+    let events = list(body, "events", MAX_TRACK_OBJECTS)?;
+    let purchases = list(body, "purchases", MAX_TRACK_OBJECTS)?;
+    if attributes.is_empty() && events.is_empty() && purchases.is_empty() {
+        return Err(fatal(
             "give at least one of attributes, events or purchases",
         ));
     }
-    Ok(track)
+    let mut batch = Batch::<Track>::default();
+    for (i, v) in attributes.iter().enumerate() {
+        batch.add(InputArray::Attributes, i, attributes_object(v), |t, o| {
+            t.attributes.push(o)
+        });
+    }
+    for (i, v) in events.iter().enumerate() {
+        batch.add(InputArray::Events, i, event_object(v, "name"), |t, o| {
+            t.events.push(o)
+        });
+    }
+    for (i, v) in purchases.iter().enumerate() {
+        batch.add(
+            InputArray::Purchases,
+            i,
+            event_object(v, "product_id"),
+            |t, o| t.purchases.push(o),
+        );
+    }
+    Ok(batch)
+}
+
+/// `errors` as Braze lists them.
+fn errors_json(errors: &[ObjectError]) -> Value {
+    errors
+        .iter()
+        .map(|e| json!({"type": e.message, "input_array": e.array.name(), "index": e.index}))
+        .collect()
+}
+
+/// `X-Braze-Batch: true` marks a request from a client that batches many
+/// users into it (Segment's Braze destination, for one). Accepted on every
+/// users call and counted in `cohortd_users_batched_requests_total`;
+/// nothing else changes, since every object is judged on its own anyway.
+/// Any other value, or none, is an ordinary request.
+fn note_batch(engine: &Engine, req: &HttpRequest, route: &'static str) {
+    let batched = req
+        .headers()
+        .get("x-braze-batch")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if batched {
+        engine.metrics().batched(route);
+    }
 }
 
 pub async fn track(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let track = read_json(&engine, payload, |v: Value| parse_track(&v)).await?;
-    let r = engine.track(&auth.0, track).await?;
+    note_batch(&engine, &req, "/users/track");
+    let batch = read_json(&engine, payload, |v: Value| parse_track(&v)).await?;
+    let r = engine.track(&auth.0, batch).await?;
     Ok(created(json!({
         "message": "success",
         "attributes_processed": r.attributes_processed,
         "events_processed": r.events_processed,
         "purchases_processed": r.purchases_processed,
-        "errors": r.errors,
+        "errors": errors_json(&r.errors),
     })))
 }
 
-fn parse_identify(body: &Value) -> Result<Identify> {
+fn identify_alias(v: &Value) -> Parsed<(CompactString, Alias)> {
+    let obj = object(v)?;
+    Ok((
+        string(obj.get("external_id"), "external_id")?,
+        alias(obj.get("user_alias"), "user_alias")?,
+    ))
+}
+
+fn identify_device(v: &Value) -> Parsed<(CompactString, CompactString)> {
+    let obj = object(v)?;
+    Ok((
+        string(obj.get("external_id"), "external_id")?,
+        string(obj.get("device_id"), "device_id")?,
+    ))
+}
+
+fn parse_identify(body: &Value) -> Result<Batch<Identify>> {
     let body = body_object(body)?;
-    let mut req = Identify::default();
-    for (i, v) in list(body, "aliases_to_identify", MAX_USER_ENTRIES)?
-        .iter()
-        .enumerate()
-    {
-        let at = format!("aliases_to_identify[{i}]");
-        let obj = object(v, &at)?;
-        req.aliases.push((
-            string(obj.get("external_id"), &at, "external_id")?,
-            alias(obj.get("user_alias"), &format!("{at}.user_alias"))?,
-        ));
+    let aliases = list(body, "aliases_to_identify", MAX_USER_ENTRIES)?;
+    let devices = list(body, "devices_to_identify", MAX_USER_ENTRIES)?;
+    if aliases.is_empty() && devices.is_empty() {
+        return Err(fatal("give aliases_to_identify and/or devices_to_identify"));
     }
-    for (i, v) in list(body, "devices_to_identify", MAX_USER_ENTRIES)?
-        .iter()
-        .enumerate()
-    {
-        let at = format!("devices_to_identify[{i}]");
-        let obj = object(v, &at)?;
-        req.devices.push((
-            string(obj.get("external_id"), &at, "external_id")?,
-            string(obj.get("device_id"), &at, "device_id")?,
-        ));
+    let mut batch = Batch::<Identify>::default();
+    for (i, v) in aliases.iter().enumerate() {
+        batch.add(
+            InputArray::AliasesToIdentify,
+            i,
+            identify_alias(v),
+            |r, e| r.aliases.push(e),
+        );
     }
-    if req.aliases.is_empty() && req.devices.is_empty() {
-        return Err(Error::bad_request(
-            "invalid_request",
-            "give aliases_to_identify and/or devices_to_identify",
-        ));
+    for (i, v) in devices.iter().enumerate() {
+        batch.add(
+            InputArray::DevicesToIdentify,
+            i,
+            identify_device(v),
+            |r, e| r.devices.push(e),
+        );
     }
-    Ok(req)
+    Ok(batch)
 }
 
 pub async fn identify(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let identify = read_json(&engine, payload, |v: Value| parse_identify(&v)).await?;
-    let r = engine.identify(&auth.0, identify).await?;
+    note_batch(&engine, &req, "/users/identify");
+    let batch = read_json(&engine, payload, |v: Value| parse_identify(&v)).await?;
+    let r = engine.identify(&auth.0, batch).await?;
     Ok(created(json!({
         "message": "success",
         "aliases_processed": r.aliases_processed,
         "devices_processed": r.devices_processed,
         "merged": r.merges.len(),
-        "errors": r.errors,
+        "errors": errors_json(&r.errors),
     })))
 }
 
-fn parse_alias_new(body: &Value) -> Result<NewAliases> {
+/// `{"external_id"?, "alias_name", "alias_label"}`.
+fn new_alias(v: &Value) -> Parsed<(Option<CompactString>, Alias)> {
+    let obj = object(v)?;
+    let external = match obj.get("external_id") {
+        None | Some(Value::Null) => None,
+        v => Some(string(v, "external_id")?),
+    };
+    Ok((external, alias(Some(v), "")?))
+}
+
+fn parse_alias_new(body: &Value) -> Result<Batch<NewAliases>> {
     let body = body_object(body)?;
     let items = list(body, "user_aliases", MAX_USER_ENTRIES)?;
     if items.is_empty() {
-        return Err(bad("user_aliases", "give at least one alias"));
+        return Err(fatal("user_aliases: give at least one alias"));
     }
-    let mut out = Vec::with_capacity(items.len());
+    let mut batch = Batch::<NewAliases>::default();
     for (i, v) in items.iter().enumerate() {
-        let at = format!("user_aliases[{i}]");
-        let obj = object(v, &at)?;
-        let external = match obj.get("external_id") {
-            None | Some(Value::Null) => None,
-            v => Some(string(v, &at, "external_id")?),
-        };
-        out.push((external, alias(Some(v), &at)?));
+        batch.add(InputArray::UserAliases, i, new_alias(v), |r, e| r.0.push(e));
     }
-    Ok(NewAliases(out))
+    Ok(batch)
 }
 
 pub async fn alias_new(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let aliases = read_json(&engine, payload, |v: Value| parse_alias_new(&v)).await?;
-    let r = engine.new_aliases(&auth.0, aliases).await?;
+    note_batch(&engine, &req, "/users/alias/new");
+    let batch = read_json(&engine, payload, |v: Value| parse_alias_new(&v)).await?;
+    let r = engine.new_aliases(&auth.0, batch).await?;
     Ok(created(json!({
         "message": "success",
         "aliases_processed": r.aliases_processed,
-        "errors": r.errors,
+        "errors": errors_json(&r.errors),
     })))
 }
 
-fn parse_delete(body: &Value) -> Result<Vec<Identifier>> {
+/// The identifiers to delete: external_ids, then user_aliases, then
+/// device_ids, each entry on its own (a malformed one is refused, the
+/// others stay). `braze_ids` are refused entry by entry: cohortd has no
+/// Braze ids yet.
+fn parse_delete(body: &Value) -> Result<Batch<Vec<Identifier>>> {
     let body = body_object(body)?;
-    if body.get("braze_ids").is_some_and(|v| !v.is_null()) {
-        return Err(bad(
-            "braze_ids",
-            "not supported; use external_ids, user_aliases or device_ids",
-        ));
+    let externals = list(body, "external_ids", MAX_USER_ENTRIES)?;
+    let aliases = list(body, "user_aliases", MAX_USER_ENTRIES)?;
+    let devices = list(body, "device_ids", MAX_USER_ENTRIES)?;
+    let braze_ids = list(body, "braze_ids", MAX_USER_ENTRIES)?;
+    if externals.is_empty() && aliases.is_empty() && devices.is_empty() && braze_ids.is_empty() {
+        return Err(fatal("give external_ids, user_aliases and/or device_ids"));
     }
-    let mut ids = Vec::new();
-    for (i, v) in list(body, "external_ids", MAX_USER_ENTRIES)?
-        .iter()
-        .enumerate()
-    {
-        ids.push(Identifier::External(string(
-            Some(v),
-            "external_ids",
-            &i.to_string(),
-        )?));
+    let mut batch = Batch::<Vec<Identifier>>::default();
+    for (i, v) in externals.iter().enumerate() {
+        batch.add(InputArray::ExternalIds, i, string(Some(v), ""), |ids, e| {
+            ids.push(Identifier::External(e))
+        });
     }
-    for (i, v) in list(body, "user_aliases", MAX_USER_ENTRIES)?
-        .iter()
-        .enumerate()
-    {
-        ids.push(Identifier::Alias(alias(
-            Some(v),
-            &format!("user_aliases[{i}]"),
-        )?));
+    for (i, v) in aliases.iter().enumerate() {
+        batch.add(InputArray::UserAliases, i, alias(Some(v), ""), |ids, a| {
+            ids.push(Identifier::Alias(a))
+        });
     }
-    for (i, v) in list(body, "device_ids", MAX_USER_ENTRIES)?
-        .iter()
-        .enumerate()
-    {
-        ids.push(Identifier::Device(string(
-            Some(v),
-            "device_ids",
-            &i.to_string(),
-        )?));
+    for (i, v) in devices.iter().enumerate() {
+        batch.add(InputArray::DeviceIds, i, string(Some(v), ""), |ids, d| {
+            ids.push(Identifier::Device(d))
+        });
     }
-    if ids.is_empty() {
-        return Err(Error::bad_request(
-            "invalid_request",
-            "give external_ids, user_aliases and/or device_ids",
-        ));
+    for i in 0..braze_ids.len() {
+        batch.refuse(
+            InputArray::BrazeIds,
+            i,
+            "braze_ids are not supported; use external_ids, user_aliases or device_ids",
+        );
     }
-    Ok(ids)
+    Ok(batch)
 }
 
 pub async fn delete(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let ids = read_json(&engine, payload, |v: Value| parse_delete(&v)).await?;
-    let n = engine.delete_users(&auth.0, ids).await?;
-    Ok(created(json!({ "message": "success", "deleted": n })))
+    note_batch(&engine, &req, "/users/delete");
+    let batch = read_json(&engine, payload, |v: Value| parse_delete(&v)).await?;
+    let r = engine.delete_users(&auth.0, batch).await?;
+    Ok(created(json!({
+        "message": "success",
+        "deleted": r.deleted,
+        "errors": errors_json(&r.errors),
+    })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The request's errors before anything applied, as `(array, index,
+    /// message)`.
+    fn refused<C>(batch: Batch<C>) -> (C, Vec<(&'static str, usize, String)>) {
+        let (command, origins) = batch.split();
+        let errors = origins
+            .resolve(Vec::new())
+            .into_iter()
+            .map(|e| (e.array.name(), e.index, e.message))
+            .collect();
+        (command, errors)
+    }
+
     #[test]
     fn track_parses_every_value_kind() {
-        let t = parse_track(&json!({"attributes": [{
-            "external_id": "u1", "plan": "gold", "n": 3, "vip": true, "gone": null,
-            "since": "2024-01-01T00:00:00Z", "tags": ["a"], "visits": {"inc": 2},
-            "pets": {"add": ["cat"], "remove": ["dog"]}
-        }]}))
-        .unwrap();
+        let (t, errors) = refused(
+            parse_track(&json!({"attributes": [{
+                "external_id": "u1", "plan": "gold", "n": 3, "vip": true, "gone": null,
+                "since": "2024-01-01T00:00:00Z", "tags": ["a"], "visits": {"inc": 2},
+                "pets": {"add": ["cat"], "remove": ["dog"]}
+            }]}))
+            .unwrap(),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
         let a = &t.attributes[0];
         assert_eq!(
             a.target,
@@ -410,7 +500,8 @@ mod tests {
             {"user_alias": {"alias_name": "n", "alias_label": "l"}, "_update_existing_only": false},
             {"external_id": "x", "_update_existing_only": true}
         ]}))
-        .unwrap();
+        .unwrap()
+        .command;
         assert!(matches!(
             t.attributes[0].target,
             Target::Alias { create: false, .. }
@@ -426,31 +517,87 @@ mod tests {
     }
 
     #[test]
-    fn bad_objects_name_where_they_are() {
+    fn a_bad_object_is_refused_by_its_index_and_the_others_stay() {
         let cases = [
+            (json!({"plan": "x"}), "needs one of external_id"),
             (
-                json!({"attributes": [{"plan": "x"}]}),
-                "attributes[0]: needs one of",
+                json!({"external_id": "u", "device_id": "d"}),
+                "give exactly one identifier, got external_id, device_id",
+            ),
+            (json!({"external_id": "u", "braze_id": "b"}), "exactly one"),
+            (json!({"braze_id": "b"}), "braze_id is not supported"),
+            (
+                json!({"external_id": "u", "x": {"deep": 1}}),
+                "x: an object value",
             ),
             (
-                json!({"attributes": [{"external_id": "u", "device_id": "d"}]}),
-                "exactly one",
+                json!({"external_id": "u", "t": [1]}),
+                "t: arrays may hold strings only",
             ),
             (
-                json!({"events": [{"external_id": "u", "name": "e"}]}),
-                "events[0].time",
+                json!({"external_id": 5}),
+                "external_id: must be a non-empty string",
             ),
             (
-                json!({"events": [{"external_id": "u", "name": "e", "time": "soon"}]}),
-                "ISO-8601",
+                json!({"external_id": ""}),
+                "external_id: must be a non-empty string",
             ),
             (
-                json!({"attributes": [{"external_id": "u", "x": {"deep": 1}}]}),
-                "attributes[0].x",
+                json!({"user_alias": {"alias_name": "n"}}),
+                "user_alias.alias_label: must be a non-empty string",
             ),
-            (json!({"attributes": [{"external_id": 5}]}), "external_id"),
+            (
+                json!({"external_id": "u", "_update_existing_only": "no"}),
+                "_update_existing_only: must be a boolean",
+            ),
+            (json!(7), "must be an object"),
+        ];
+        for (bad, says) in cases {
+            let body = json!({"attributes": [{"external_id": "a"}, bad, {"external_id": "b"}]});
+            let (t, errors) = refused(parse_track(&body).unwrap());
+            assert_eq!(t.attributes.len(), 2, "{body}");
+            assert_eq!(errors.len(), 1, "{body}");
+            let (array, index, message) = &errors[0];
+            assert_eq!((*array, *index), ("attributes", 1), "{body}");
+            assert!(message.contains(says), "{body} → {message}");
+        }
+        let (t, errors) = refused(
+            parse_track(&json!({
+                "events": [{"external_id": "u", "name": "e"}, {"external_id": "u", "name": "e", "time": "soon"},
+                           {"external_id": "u", "name": "e", "time": "2024-01-01T00:00:00Z"}],
+                "purchases": [{"external_id": "u", "time": "2024-01-01T00:00:00Z"}],
+            }))
+            .unwrap(),
+        );
+        assert_eq!((t.events.len(), t.purchases.len()), (1, 0));
+        assert_eq!(
+            errors,
+            vec![
+                (
+                    "events",
+                    0,
+                    "time: is required, as an ISO-8601 string".to_string()
+                ),
+                ("events", 1, "time: must be an ISO-8601 time".to_string()),
+                (
+                    "purchases",
+                    0,
+                    "product_id: must be a non-empty string".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_request_as_a_whole_is_fatal() {
+        let cases = [
             (json!({}), "at least one"),
+            (json!({"attributes": []}), "at least one"),
             (json!([]), "JSON object"),
+            (
+                json!({"attributes": {"external_id": "u"}}),
+                "attributes: must be an array",
+            ),
         ];
         for (body, needle) in cases {
             let err = parse_track(&body).unwrap_err().to_string();
@@ -459,21 +606,74 @@ mod tests {
         let many: Vec<Value> = (0..76)
             .map(|i| json!({"external_id": format!("u{i}")}))
             .collect();
-        let err = parse_track(&json!({ "attributes": many }))
+        let err = parse_track(&json!({ "attributes": [{"external_id": "u"}], "events": many }))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("at most 75"), "{err}");
+        assert_eq!(err, "events: at most 75 objects per request, got 76");
     }
 
     #[test]
-    fn identify_and_delete_need_something_to_do() {
+    fn identify_alias_and_delete_refuse_entries_one_by_one() {
         assert!(parse_identify(&json!({})).is_err());
         assert!(parse_delete(&json!({"external_ids": []})).is_err());
+        assert!(parse_alias_new(&json!({"user_aliases": []})).is_err());
+        let (r, errors) = refused(
+            parse_identify(&json!({
+                "aliases_to_identify": [{"external_id": "u", "user_alias": {"alias_name": "n", "alias_label": "l"}},
+                                        {"external_id": "u"}],
+                "devices_to_identify": [{"device_id": "d"}, {"external_id": "u", "device_id": "d"}],
+            }))
+            .unwrap(),
+        );
+        assert_eq!((r.aliases.len(), r.devices.len()), (1, 1));
         assert_eq!(
-            parse_delete(&json!({"external_ids": ["a"], "device_ids": ["d"]}))
-                .unwrap()
-                .len(),
-            2
+            errors,
+            vec![
+                (
+                    "aliases_to_identify",
+                    1,
+                    "user_alias: must be an object {alias_name, alias_label}".to_string()
+                ),
+                (
+                    "devices_to_identify",
+                    0,
+                    "external_id: must be a non-empty string".to_string()
+                ),
+            ]
+        );
+        let (r, errors) = refused(
+            parse_alias_new(&json!({"user_aliases": [
+                {"alias_name": "n"}, {"external_id": 3, "alias_name": "n", "alias_label": "l"},
+                {"alias_name": "n", "alias_label": "l"},
+            ]}))
+            .unwrap(),
+        );
+        assert_eq!(r.0.len(), 1);
+        assert_eq!(
+            errors,
+            vec![
+                (
+                    "user_aliases",
+                    0,
+                    "alias_label: must be a non-empty string".to_string()
+                ),
+                (
+                    "user_aliases",
+                    1,
+                    "external_id: must be a non-empty string".to_string()
+                ),
+            ]
+        );
+        let (ids, errors) = refused(
+            parse_delete(
+                &json!({"external_ids": ["a", 5], "device_ids": ["d"], "braze_ids": ["b"]}),
+            )
+            .unwrap(),
+        );
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            errors.iter().map(|(a, i, _)| (*a, *i)).collect::<Vec<_>>(),
+            vec![("external_ids", 1), ("braze_ids", 0)]
         );
     }
 }

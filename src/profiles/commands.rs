@@ -2,6 +2,18 @@
 //! `/users/alias/new`, `/users/delete`) and their application to a
 //! `ProfileStore`. Parsing from JSON happens at the HTTP edge; these types are
 //! what the workspace's lane sequences and the log will record.
+//!
+//! Errors follow Braze: what is wrong with the request as a whole is fatal
+//! (the HTTP layer answers 400), what is wrong with one object is not. A
+//! refused object is left out of the command and reported as an
+//! [`ObjectError`] naming its array and its index *in the request*. The
+//! command only holds the objects that can be applied, so a [`Batch`]
+//! carries, next to it, where each of them came from in the request and
+//! the objects refused so far; the errors an apply reports (by position in
+//! the command) are mapped back through it ([`Origins::resolve`]), the one
+//! place that knows both numberings.
+
+use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 
@@ -50,12 +62,14 @@ pub struct Track {
 /// The event name a purchase is recorded under.
 pub const PURCHASE_EVENT: &str = "purchase";
 
+/// What a `/users/track` applied. `errors` name positions in the command
+/// until [`Origins::resolve`] maps them to the request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrackReport {
     pub attributes_processed: u32,
     pub events_processed: u32,
     pub purchases_processed: u32,
-    pub errors: Vec<String>,
+    pub errors: Vec<ObjectError>,
 }
 
 /// The profile `target` names now, without creating it.
@@ -100,22 +114,23 @@ fn describe(target: &Target) -> String {
 /// profile over `attributes_per_profile` or one of its arrays over
 /// `array_items` (checked against the profile as earlier objects of the
 /// same request left it; a skipped object creates nothing and changes
-/// nothing).
+/// nothing). Errors name the object's position in `t`.
 pub fn apply_track(store: &mut ProfileStore, t: &Track, limits: &LimitsConfig) -> TrackReport {
     let mut report = TrackReport::default();
-    for obj in &t.attributes {
+    for (pos, obj) in t.attributes.iter().enumerate() {
         let found = find(store, &obj.target);
         if found.is_none() && !creates(&obj.target) {
-            report.errors.push(format!(
-                "attributes: no user with {} (_update_existing_only)",
-                describe(&obj.target)
+            report.errors.push(ObjectError::new(
+                InputArray::Attributes,
+                pos,
+                no_user(&obj.target),
             ));
             continue;
         }
         if let Err(e) = store.check_attribute_changes(found, &obj.changes, limits) {
             report
                 .errors
-                .push(format!("attributes: {}: {e}", describe(&obj.target)));
+                .push(ObjectError::new(InputArray::Attributes, pos, e.to_string()));
             continue;
         }
         let uid = locate(store, &obj.target).expect("the profile exists or may be created");
@@ -124,33 +139,38 @@ pub fn apply_track(store: &mut ProfileStore, t: &Track, limits: &LimitsConfig) -
         }
         report.attributes_processed += 1;
     }
-    for (list, name_override, counter) in [
-        (&t.events, None, &mut report.events_processed),
+    for (array, list, name_override, counter) in [
         (
+            InputArray::Events,
+            &t.events,
+            None,
+            &mut report.events_processed,
+        ),
+        (
+            InputArray::Purchases,
             &t.purchases,
             Some(PURCHASE_EVENT),
             &mut report.purchases_processed,
         ),
     ] {
-        for ev in list {
+        for (pos, ev) in list.iter().enumerate() {
             match locate(store, &ev.target) {
                 Some(uid) => {
                     store.record_event(uid, name_override.unwrap_or(&ev.name), ev.time);
                     *counter += 1;
                 }
-                None => report.errors.push(format!(
-                    "{}: no user with {} (_update_existing_only)",
-                    if name_override.is_some() {
-                        "purchases"
-                    } else {
-                        "events"
-                    },
-                    describe(&ev.target)
-                )),
+                None => report
+                    .errors
+                    .push(ObjectError::new(array, pos, no_user(&ev.target))),
             }
         }
     }
     report
+}
+
+/// The error of an object skipped under `_update_existing_only`.
+fn no_user(target: &Target) -> String {
+    format!("no user with {} (_update_existing_only)", describe(target))
 }
 
 /// `/users/identify`.
@@ -166,7 +186,7 @@ pub struct IdentifyReport {
     pub devices_processed: u32,
     /// Profiles folded into others, in order: their memberships must move.
     pub merges: Vec<(Uid, Uid)>,
-    pub errors: Vec<String>,
+    pub errors: Vec<ObjectError>,
 }
 
 /// An entry whose merge would take the identified profile over
@@ -178,7 +198,7 @@ pub fn apply_identify(
     limits: &LimitsConfig,
 ) -> IdentifyReport {
     let mut report = IdentifyReport::default();
-    let mut record = |r: Result<Identified, IdentifyError>, what: String| match r {
+    let mut record = |r: Result<Identified, IdentifyError>, array, pos| match r {
         Ok(done) => {
             if let Identified::Merged { from, into } = done {
                 report.merges.push((from, into));
@@ -186,24 +206,25 @@ pub fn apply_identify(
             true
         }
         Err(e) => {
-            report.errors.push(format!("{what}: {e}"));
+            report
+                .errors
+                .push(ObjectError::new(array, pos, e.to_string()));
             false
         }
     };
     let (mut aliases, mut devices) = (0, 0);
-    for (ext, alias) in &req.aliases {
+    for (pos, (ext, alias)) in req.aliases.iter().enumerate() {
         aliases += u32::from(record(
             store.identify_alias(ext, alias, limits),
-            format!(
-                "aliases_to_identify {{external_id: {ext:?}, alias_name: {:?}, alias_label: {:?}}}",
-                alias.alias_name, alias.alias_label
-            ),
+            InputArray::AliasesToIdentify,
+            pos,
         ));
     }
-    for (ext, device) in &req.devices {
+    for (pos, (ext, device)) in req.devices.iter().enumerate() {
         devices += u32::from(record(
             store.identify_device(ext, device, limits),
-            format!("devices_to_identify {{external_id: {ext:?}, device_id: {device:?}}}"),
+            InputArray::DevicesToIdentify,
+            pos,
         ));
     }
     report.aliases_processed = aliases;
@@ -218,21 +239,30 @@ pub struct NewAliases(pub Vec<(Option<CompactString>, Alias)>);
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AliasReport {
     pub aliases_processed: u32,
-    pub errors: Vec<String>,
+    pub errors: Vec<ObjectError>,
 }
 
 pub fn apply_new_aliases(store: &mut ProfileStore, req: &NewAliases) -> AliasReport {
     let mut report = AliasReport::default();
-    for (ext, alias) in &req.0 {
+    for (pos, (ext, alias)) in req.0.iter().enumerate() {
         match store.add_alias(ext.as_deref(), alias) {
             Ok(_) => report.aliases_processed += 1,
-            Err(e) => report.errors.push(format!(
-                "user_aliases {{alias_name: {:?}, alias_label: {:?}}}: {e}",
-                alias.alias_name, alias.alias_label
+            Err(e) => report.errors.push(ObjectError::new(
+                InputArray::UserAliases,
+                pos,
+                e.to_string(),
             )),
         }
     }
     report
+}
+
+/// What a `/users/delete` did: only entries refused as malformed are
+/// errors (an identifier that names nobody deletes nothing).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeleteReport {
+    pub deleted: u32,
+    pub errors: Vec<ObjectError>,
 }
 
 /// `/users/delete`: removes the profiles these identifiers name (an external
@@ -250,19 +280,223 @@ pub fn apply_delete(store: &mut ProfileStore, ids: &[Identifier]) -> Vec<Uid> {
     gone
 }
 
-// ---- the limits a request can be checked against before it is applied ----
+// ---- per-object errors, and where an object came from in the request ----
 
-/// Where in the request a value is, for messages.
-fn target_at<'t>(at: &str, target: &'t Target) -> [(String, &'t str); 2] {
-    match target {
-        Target::External { id, .. } => [(format!("{at}.external_id"), id), (String::new(), "")],
-        Target::Alias { alias, .. } => [
-            (format!("{at}.user_alias.alias_name"), &alias.alias_name),
-            (format!("{at}.user_alias.alias_label"), &alias.alias_label),
-        ],
-        Target::Device(d) => [(format!("{at}.device_id"), d), (String::new(), "")],
+/// The arrays of users API requests, as `errors[].input_array` names them.
+/// The order is the order errors are listed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InputArray {
+    Attributes,
+    Events,
+    Purchases,
+    AliasesToIdentify,
+    DevicesToIdentify,
+    ExternalIds,
+    UserAliases,
+    DeviceIds,
+    BrazeIds,
+}
+
+impl InputArray {
+    /// The request key of the array.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputArray::Attributes => "attributes",
+            InputArray::Events => "events",
+            InputArray::Purchases => "purchases",
+            InputArray::AliasesToIdentify => "aliases_to_identify",
+            InputArray::DevicesToIdentify => "devices_to_identify",
+            InputArray::ExternalIds => "external_ids",
+            InputArray::UserAliases => "user_aliases",
+            InputArray::DeviceIds => "device_ids",
+            InputArray::BrazeIds => "braze_ids",
+        }
     }
 }
+
+/// One object of a request that was skipped (Braze's non-fatal error):
+/// `{"type": message, "input_array": array, "index": index}` on the wire.
+/// `index` is the object's index in the request's array, except in an
+/// apply's report, where it is the position in the command until
+/// [`Origins::resolve`] maps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectError {
+    pub array: InputArray,
+    pub index: usize,
+    pub message: String,
+}
+
+impl ObjectError {
+    pub fn new(array: InputArray, index: usize, message: impl Into<String>) -> ObjectError {
+        ObjectError {
+            array,
+            index,
+            message: message.into(),
+        }
+    }
+}
+
+/// A users API command being built from a request: the objects that can
+/// be applied (`command`), and [`Origins`], which knows the request index
+/// of each and holds the objects refused so far.
+#[derive(Debug)]
+pub struct Batch<C> {
+    pub command: C,
+    origins: Origins,
+}
+
+/// Where the objects of a command came from in the request, and the
+/// objects left out of it, with their errors.
+#[derive(Debug, Default)]
+pub struct Origins {
+    /// Per array, the request index of each object the command holds, in
+    /// command order.
+    kept: BTreeMap<InputArray, Vec<usize>>,
+    /// By request index.
+    refused: Vec<ObjectError>,
+}
+
+impl<C: Default> Default for Batch<C> {
+    fn default() -> Self {
+        Batch::new(C::default())
+    }
+}
+
+impl<C> Batch<C> {
+    pub fn new(command: C) -> Batch<C> {
+        Batch {
+            command,
+            origins: Origins::default(),
+        }
+    }
+
+    /// Object `index` of `array` in the request: pushed onto the command
+    /// with `push` when it parsed, refused with its error when not.
+    pub fn add<T>(
+        &mut self,
+        array: InputArray,
+        index: usize,
+        parsed: Result<T, String>,
+        push: impl FnOnce(&mut C, T),
+    ) {
+        match parsed {
+            Ok(object) => {
+                push(&mut self.command, object);
+                self.origins.kept.entry(array).or_default().push(index);
+            }
+            Err(message) => self.refuse(array, index, message),
+        }
+    }
+
+    /// Object `index` of `array` in the request is refused.
+    pub fn refuse(&mut self, array: InputArray, index: usize, message: impl Into<String>) {
+        self.origins
+            .refused
+            .push(ObjectError::new(array, index, message));
+    }
+
+    /// Keeps the objects of `array` (the command's list `list`) that pass
+    /// `check`, and refuses the others.
+    pub fn retain<T>(
+        &mut self,
+        array: InputArray,
+        list: impl FnOnce(&mut C) -> &mut Vec<T>,
+        mut check: impl FnMut(&T) -> Result<(), String>,
+    ) {
+        let list = list(&mut self.command);
+        let kept = self.origins.kept.entry(array).or_default();
+        debug_assert_eq!(list.len(), kept.len(), "{array:?}: one origin per object");
+        let (mut pos, mut refused) = (0, Vec::new());
+        list.retain(|object| {
+            let ok = match check(object) {
+                Ok(()) => true,
+                Err(message) => {
+                    refused.push((pos, message));
+                    false
+                }
+            };
+            pos += 1;
+            ok
+        });
+        for (pos, message) in refused.into_iter().rev() {
+            let index = kept.remove(pos);
+            self.origins
+                .refused
+                .push(ObjectError::new(array, index, message));
+        }
+    }
+
+    /// The command, and what is needed to report on it.
+    pub fn split(self) -> (C, Origins) {
+        (self.command, self.origins)
+    }
+}
+
+impl Origins {
+    /// Every error of the request: the objects refused before it applied,
+    /// and `applied` (an apply's report, by position in the command),
+    /// mapped to request indexes; ordered by array, then index.
+    pub fn resolve(self, applied: Vec<ObjectError>) -> Vec<ObjectError> {
+        let mut errors = self.refused;
+        for mut e in applied {
+            let index = self.kept.get(&e.array).and_then(|kept| kept.get(e.index));
+            debug_assert!(index.is_some(), "an apply reports objects of its command");
+            e.index = index.copied().unwrap_or(e.index);
+            errors.push(e);
+        }
+        errors.sort_by_key(|e| (e.array, e.index));
+        errors
+    }
+}
+
+/// What every users API command has: whether it holds anything to apply
+/// (a command with nothing left is not logged).
+pub trait Objects {
+    fn is_empty(&self) -> bool;
+}
+
+impl Objects for Track {
+    fn is_empty(&self) -> bool {
+        self.attributes.is_empty() && self.events.is_empty() && self.purchases.is_empty()
+    }
+}
+
+impl Objects for Identify {
+    fn is_empty(&self) -> bool {
+        self.aliases.is_empty() && self.devices.is_empty()
+    }
+}
+
+impl Objects for NewAliases {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Objects for Vec<Identifier> {
+    fn is_empty(&self) -> bool {
+        <[Identifier]>::is_empty(self)
+    }
+}
+
+/// What every users API report has: its per-object errors.
+pub trait Report: Default {
+    fn errors_mut(&mut self) -> &mut Vec<ObjectError>;
+}
+
+macro_rules! reports {
+    ($($ty:ty),*) => {$(
+        impl Report for $ty {
+            fn errors_mut(&mut self) -> &mut Vec<ObjectError> {
+                &mut self.errors
+            }
+        }
+    )*};
+}
+
+reports!(TrackReport, IdentifyReport, AliasReport, DeleteReport);
+
+// ---- the limits an object is checked against before it is applied ----
 
 /// `string_bytes`: one string written to a profile.
 fn check_str(limits: &LimitsConfig, s: &str, at: impl FnOnce() -> String) -> Result<(), Exceeded> {
@@ -280,91 +514,120 @@ fn check_items(limits: &LimitsConfig, items: &[CompactString], at: &str) -> Resu
     Ok(())
 }
 
-fn check_target(limits: &LimitsConfig, at: &str, target: &Target) -> Result<(), Exceeded> {
-    for (place, s) in target_at(at, target) {
-        check_str(limits, s, || place)?;
+/// The identifier strings of a target, each with its place in the object.
+fn check_target(limits: &LimitsConfig, target: &Target) -> Result<(), Exceeded> {
+    match target {
+        Target::External { id, .. } => check_str(limits, id, || "external_id".into()),
+        Target::Alias { alias, .. } => check_alias(limits, alias, "user_alias."),
+        Target::Device(d) => check_str(limits, d, || "device_id".into()),
     }
-    Ok(())
 }
 
-/// The limits a `/users/track` request is held to whatever the state:
-/// every string within `string_bytes`, every array value and add/remove
-/// list within `array_items`, and no object with more attribute changes
+fn check_alias(limits: &LimitsConfig, alias: &Alias, prefix: &str) -> Result<(), Exceeded> {
+    check_str(limits, &alias.alias_name, || format!("{prefix}alias_name"))?;
+    check_str(limits, &alias.alias_label, || {
+        format!("{prefix}alias_label")
+    })
+}
+
+/// The limits one `/users/track` attributes object is held to whatever
+/// the state: every string within `string_bytes`, every array value and
+/// add/remove list within `array_items`, and no more attribute changes
 /// than `attributes_per_profile` (it could never fit a profile). The first
-/// one over names its place (`attributes[2].tags`).
-pub fn check_track(t: &Track, limits: &LimitsConfig) -> Result<(), Exceeded> {
-    for (i, obj) in t.attributes.iter().enumerate() {
-        let at = format!("attributes[{i}]");
-        check_target(limits, &at, &obj.target)?;
-        Exceeded::check(
-            Limit::AttributesPerProfile,
-            limits.attributes_per_profile,
-            obj.changes.len(),
-            || at.clone(),
-        )?;
-        for (name, change) in &obj.changes {
-            check_str(limits, name, || format!("{at}: an attribute name"))?;
-            let here = || format!("{at}.{}", super::short(name));
-            match change {
-                AttrUpdate::Set(AttrValue::Str(v)) => check_str(limits, v, here)?,
-                AttrUpdate::Set(AttrValue::Time { text, .. }) => check_str(limits, text, here)?,
-                AttrUpdate::Set(AttrValue::Array(items)) => check_items(limits, items, &here())?,
-                AttrUpdate::ArrayEdit { add, remove } => {
-                    check_items(limits, add, &format!("{}.add", here()))?;
-                    check_items(limits, remove, &format!("{}.remove", here()))?;
-                }
-                AttrUpdate::Set(AttrValue::Num(_) | AttrValue::Bool(_))
-                | AttrUpdate::Remove
-                | AttrUpdate::Increment(_) => {}
+/// one over names its place in the object (`tags`, `tags.add[2]`).
+pub fn check_attributes(obj: &AttributesObject, limits: &LimitsConfig) -> Result<(), Exceeded> {
+    check_target(limits, &obj.target)?;
+    Exceeded::check(
+        Limit::AttributesPerProfile,
+        limits.attributes_per_profile,
+        obj.changes.len(),
+        || "this object".into(),
+    )?;
+    for (name, change) in &obj.changes {
+        check_str(limits, name, || "an attribute name".into())?;
+        let here = || super::short(name);
+        match change {
+            AttrUpdate::Set(AttrValue::Str(v)) => check_str(limits, v, here)?,
+            AttrUpdate::Set(AttrValue::Time { text, .. }) => check_str(limits, text, here)?,
+            AttrUpdate::Set(AttrValue::Array(items)) => check_items(limits, items, &here())?,
+            AttrUpdate::ArrayEdit { add, remove } => {
+                check_items(limits, add, &format!("{}.add", here()))?;
+                check_items(limits, remove, &format!("{}.remove", here()))?;
             }
-        }
-    }
-    for (list, name_key, objects) in [
-        ("events", "name", &t.events),
-        ("purchases", "product_id", &t.purchases),
-    ] {
-        for (i, ev) in objects.iter().enumerate() {
-            let at = format!("{list}[{i}]");
-            check_target(limits, &at, &ev.target)?;
-            check_str(limits, &ev.name, || format!("{at}.{name_key}"))?;
+            AttrUpdate::Set(AttrValue::Num(_) | AttrValue::Bool(_))
+            | AttrUpdate::Remove
+            | AttrUpdate::Increment(_) => {}
         }
     }
     Ok(())
 }
 
-/// `/users/identify`: every identifier within `string_bytes`.
-pub fn check_identify(req: &Identify, limits: &LimitsConfig) -> Result<(), Exceeded> {
-    for (i, (ext, alias)) in req.aliases.iter().enumerate() {
-        let at = format!("aliases_to_identify[{i}]");
-        check_str(limits, ext, || format!("{at}.external_id"))?;
-        check_target(
-            limits,
-            &at,
-            &Target::Alias {
-                alias: alias.clone(),
-                create: false,
-            },
-        )?;
-    }
-    for (i, (ext, device)) in req.devices.iter().enumerate() {
-        let at = format!("devices_to_identify[{i}]");
-        check_str(limits, ext, || format!("{at}.external_id"))?;
-        check_str(limits, device, || format!("{at}.device_id"))?;
-    }
-    Ok(())
+/// One event or purchase: its identifier and its name (`name_key`: the
+/// field the name came from) within `string_bytes`.
+pub fn check_event(
+    ev: &EventObject,
+    name_key: &str,
+    limits: &LimitsConfig,
+) -> Result<(), Exceeded> {
+    check_target(limits, &ev.target)?;
+    check_str(limits, &ev.name, || name_key.into())
 }
 
-/// `/users/alias/new`: every identifier within `string_bytes`.
-pub fn check_new_aliases(req: &NewAliases, limits: &LimitsConfig) -> Result<(), Exceeded> {
-    for (i, (ext, alias)) in req.0.iter().enumerate() {
-        let at = format!("user_aliases[{i}]");
-        if let Some(ext) = ext {
-            check_str(limits, ext, || format!("{at}.external_id"))?;
-        }
-        check_str(limits, &alias.alias_name, || format!("{at}.alias_name"))?;
-        check_str(limits, &alias.alias_label, || format!("{at}.alias_label"))?;
-    }
-    Ok(())
+/// The request limits of `/users/track`, per object: an object over one is
+/// refused, the others stay.
+pub fn check_track(batch: &mut Batch<Track>, limits: &LimitsConfig) {
+    let over = |r: Result<(), Exceeded>| r.map_err(|e| e.to_string());
+    batch.retain(
+        InputArray::Attributes,
+        |t| &mut t.attributes,
+        |o| over(check_attributes(o, limits)),
+    );
+    batch.retain(
+        InputArray::Events,
+        |t| &mut t.events,
+        |e| over(check_event(e, "name", limits)),
+    );
+    batch.retain(
+        InputArray::Purchases,
+        |t| &mut t.purchases,
+        |e| over(check_event(e, "product_id", limits)),
+    );
+}
+
+/// `/users/identify`: every identifier of an entry within `string_bytes`.
+pub fn check_identify(batch: &mut Batch<Identify>, limits: &LimitsConfig) {
+    batch.retain(
+        InputArray::AliasesToIdentify,
+        |r| &mut r.aliases,
+        |(ext, alias)| {
+            check_str(limits, ext, || "external_id".into())
+                .and_then(|()| check_alias(limits, alias, "user_alias."))
+                .map_err(|e| e.to_string())
+        },
+    );
+    batch.retain(
+        InputArray::DevicesToIdentify,
+        |r| &mut r.devices,
+        |(ext, device)| {
+            check_str(limits, ext, || "external_id".into())
+                .and_then(|()| check_str(limits, device, || "device_id".into()))
+                .map_err(|e| e.to_string())
+        },
+    );
+}
+
+/// `/users/alias/new`: every identifier of an entry within `string_bytes`.
+pub fn check_new_aliases(batch: &mut Batch<NewAliases>, limits: &LimitsConfig) {
+    batch.retain(
+        InputArray::UserAliases,
+        |r| &mut r.0,
+        |(ext, alias)| {
+            ext.as_deref()
+                .map_or(Ok(()), |e| check_str(limits, e, || "external_id".into()))
+                .and_then(|()| check_alias(limits, alias, ""))
+                .map_err(|e| e.to_string())
+        },
+    );
 }
 
 #[cfg(test)]
@@ -494,12 +757,21 @@ mod tests {
         };
         let r = apply_track(&mut s, &t, &limits);
         assert_eq!(r.attributes_processed, 2, "{:?}", r.errors);
-        assert_eq!(r.errors.len(), 3, "{:?}", r.errors);
-        assert!(r.errors[0].starts_with("attributes: external_id \"u1\": the profile after this object: 3 attributes, over the limit of 2 (limits.attributes_per_profile"), "{}", r.errors[0]);
+        let at: Vec<(InputArray, usize)> = r.errors.iter().map(|e| (e.array, e.index)).collect();
+        assert_eq!(
+            at,
+            [
+                (InputArray::Attributes, 1),
+                (InputArray::Attributes, 2),
+                (InputArray::Attributes, 4)
+            ],
+            "positions in the command"
+        );
+        assert_eq!(r.errors[0].message, "the profile after this object: 3 attributes, over the limit of 2 (limits.attributes_per_profile in config.toml)");
         assert!(
-            r.errors[2].contains("limits.array_items"),
+            r.errors[2].message.contains("limits.array_items"),
             "{}",
-            r.errors[2]
+            r.errors[2].message
         );
         assert_eq!(
             s.by_external("new"),
@@ -520,42 +792,53 @@ mod tests {
     }
 
     #[test]
-    fn request_checks_name_the_first_place_over_a_limit() {
+    fn object_checks_name_the_first_place_over_a_limit() {
         let limits = LimitsConfig {
             string_bytes: 4,
             array_items: 2,
             attributes_per_profile: 2,
             ..LimitsConfig::default()
         };
-        let obj = |target: Target, changes: Vec<(&str, AttrUpdate)>| Track {
-            attributes: vec![AttributesObject {
-                target,
-                changes: changes.into_iter().map(|(n, c)| (n.into(), c)).collect(),
-            }],
-            ..Default::default()
+        let obj = |target: Target, changes: Vec<(&str, AttrUpdate)>| AttributesObject {
+            target,
+            changes: changes.into_iter().map(|(n, c)| (n.into(), c)).collect(),
         };
         let cases = [
+            (obj(ext("u12345", true), vec![]), "external_id: 6 bytes"),
             (
-                obj(ext("u12345", true), vec![]),
-                "attributes[0].external_id: 6 bytes",
+                obj(
+                    Target::Alias {
+                        alias: Alias::new("n", "label"),
+                        create: true,
+                    },
+                    vec![],
+                ),
+                "user_alias.alias_label: 5 bytes",
             ),
             (
                 obj(
                     ext("u", true),
                     vec![("plan", AttrUpdate::Set(AttrValue::Str("golden".into())))],
                 ),
-                "attributes[0].plan: 6 bytes",
+                "plan: 6 bytes",
             ),
             (
                 obj(ext("u", true), vec![("plans", AttrUpdate::Remove)]),
-                "attributes[0]: an attribute name: 5 bytes",
+                "an attribute name: 5 bytes",
             ),
             (
                 obj(
                     ext("u", true),
                     vec![("t", AttrUpdate::Set(AttrValue::Array(vec!["a".into(); 3])))],
                 ),
-                "attributes[0].t: 3 items",
+                "t: 3 items",
+            ),
+            (
+                obj(
+                    ext("u", true),
+                    vec![("t", AttrUpdate::Set(AttrValue::Array(vec!["abcde".into()])))],
+                ),
+                "t[0]: 5 bytes",
             ),
             (
                 obj(
@@ -568,7 +851,7 @@ mod tests {
                         },
                     )],
                 ),
-                "attributes[0].t.remove: 3 items",
+                "t.remove: 3 items",
             ),
             (
                 obj(
@@ -579,25 +862,21 @@ mod tests {
                         ("c", AttrUpdate::Remove),
                     ],
                 ),
-                "attributes[0]: 3 attributes",
-            ),
-            (
-                Track {
-                    events: vec![EventObject {
-                        target: Target::Device("d".into()),
-                        name: "opened".into(),
-                        time: 0,
-                    }],
-                    ..Default::default()
-                },
-                "events[0].name: 6 bytes",
+                "this object: 3 attributes",
             ),
         ];
-        for (track, says) in cases {
-            let e = check_track(&track, &limits).expect_err(says).to_string();
+        for (o, says) in cases {
+            let e = check_attributes(&o, &limits).expect_err(says).to_string();
             assert!(e.starts_with(says), "{e} should start with {says}");
         }
-        assert!(check_track(
+        let ev = EventObject {
+            target: Target::Device("d".into()),
+            name: "opened".into(),
+            time: 0,
+        };
+        let e = check_event(&ev, "name", &limits).unwrap_err().to_string();
+        assert!(e.starts_with("name: 6 bytes"), "{e}");
+        assert!(check_attributes(
             &obj(
                 ext("u", true),
                 vec![(
@@ -608,6 +887,61 @@ mod tests {
             &limits
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_batch_keeps_request_indexes_through_refusals_and_the_apply() {
+        let limits = LimitsConfig {
+            string_bytes: 4,
+            ..LimitsConfig::default()
+        };
+        let attrs = |id: &str| AttributesObject {
+            target: ext(id, true),
+            changes: vec![],
+        };
+        // Request: attributes [ok, malformed, too long, ghost, ok].
+        let mut batch = Batch::<Track>::default();
+        batch.add(InputArray::Attributes, 0, Ok(attrs("a")), |t, o| {
+            t.attributes.push(o)
+        });
+        batch.add::<AttributesObject>(InputArray::Attributes, 1, Err("bad".into()), |t, o| {
+            t.attributes.push(o)
+        });
+        batch.add(InputArray::Attributes, 2, Ok(attrs("long-id")), |t, o| {
+            t.attributes.push(o)
+        });
+        let ghost = AttributesObject {
+            target: ext("g", false),
+            changes: vec![],
+        };
+        batch.add(InputArray::Attributes, 3, Ok(ghost), |t, o| {
+            t.attributes.push(o)
+        });
+        batch.add(InputArray::Attributes, 4, Ok(attrs("b")), |t, o| {
+            t.attributes.push(o)
+        });
+        check_track(&mut batch, &limits);
+        let (track, origins) = batch.split();
+        assert_eq!(track.attributes.len(), 3, "a, ghost, b");
+        let mut s = ProfileStore::new();
+        let r = apply_track(&mut s, &track, &limits);
+        assert_eq!(r.attributes_processed, 2);
+        let errors = origins.resolve(r.errors);
+        let at: Vec<(usize, &str)> = errors
+            .iter()
+            .map(|e| (e.index, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (1, "bad"),
+                (
+                    2,
+                    "external_id: 7 bytes, over the limit of 4 (limits.string_bytes in config.toml)"
+                ),
+                (3, "no user with external_id \"g\" (_update_existing_only)"),
+            ]
+        );
     }
 
     #[test]
