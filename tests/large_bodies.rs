@@ -132,3 +132,54 @@ fn a_large_filter_is_validated_off_the_worker_with_the_same_answers() {
     let list = ws.get("/segments");
     assert_eq!(list.body["segments"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_large_membership_check_answers_like_a_small_one() {
+    let s = Server::start();
+    let ws = s.workspace("checks");
+    let ids = long_ids();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ws.users(&refs[..10]);
+    let r = ws.post(
+        "/segments",
+        json!({ "name": "everyone", "filter": { "all": true } }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let seg = r.body["segment_id"].as_str().unwrap().to_string();
+    let users: Vec<Value> = ids.iter().map(|id| json!({ "external_id": id })).collect();
+    let body = json!({ "users": users });
+    assert!(body.to_string().len() > 64 << 10);
+    let r = ws.post(&format!("/segments/{seg}/membership"), body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let results = r.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1000);
+    let members = results.iter().filter(|m| m["member"] == true).count();
+    assert_eq!(members, 10, "exactly the ten existing users are members");
+
+    // A broken entry deep in a large body is named, as in a small one.
+    let mut users = users;
+    users[700] = json!({ "external_id": 7 });
+    let r = ws.post(
+        &format!("/segments/{seg}/membership"),
+        json!({ "users": users }),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("users[700]"),
+        "{}",
+        r.body
+    );
+    // Not JSON at all: a 400, whatever the size.
+    let broken = format!("{{\"users\": [\"{}", "x".repeat(100 << 10));
+    let r = s.post_raw(&format!("/segments/{seg}/membership"), broken.as_bytes());
+    assert_eq!(r.status, 401, "no key: refused before the body is read");
+    let r = common::Resp::from(
+        ureq::post(&format!("{}/segments/{seg}/membership", s.url))
+            .set("Authorization", &format!("Bearer {}", ws.key))
+            .send_bytes(broken.as_bytes()),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+}
