@@ -146,6 +146,12 @@ pub enum AttrCond {
     GreaterThan(Bound),
     LessThan(Bound),
     IncludesValue(CompactString),
+    /// A location within `km` of the point (haversine, mean Earth radius).
+    WithinKm {
+        latitude: f64,
+        longitude: f64,
+        km: f64,
+    },
 }
 
 /// The value of `equals` / `not_equals`.
