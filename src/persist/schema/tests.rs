@@ -566,6 +566,8 @@ fn the_fixtures_decode_as_their_versions() {
         (V2_FIXTURE_RESTORE, 2),
         ("v3-0cf6801/rich", 3),
         ("v3-0cf6801/restore", 3),
+        ("v4-4191e56/rich", 4),
+        ("v4-4191e56/restore", 4),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
