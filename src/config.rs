@@ -103,6 +103,12 @@ pub struct MetricsConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub array_items: usize,
+    /// Optional in a config file written before nested attributes: a
+    /// missing key takes the shipped value.
+    #[serde(default = "shipped_nesting_depth")]
+    pub nesting_depth: usize,
+    #[serde(default = "shipped_object_keys")]
+    pub object_keys: usize,
     pub attributes_per_profile: usize,
     pub string_bytes: usize,
     pub filter_leaves: usize,
@@ -142,6 +148,14 @@ impl Default for ReadsConfig {
 // The shipped file has both sections, so parsing it never calls these.
 fn shipped_limits() -> LimitsConfig {
     LimitsConfig::default()
+}
+
+fn shipped_nesting_depth() -> usize {
+    LimitsConfig::default().nesting_depth
+}
+
+fn shipped_object_keys() -> usize {
+    LimitsConfig::default().object_keys
 }
 
 fn shipped_reads() -> ReadsConfig {

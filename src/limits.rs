@@ -6,7 +6,7 @@
 //!
 //! | limit | checked in |
 //! | --- | --- |
-//! | `array_items`, `attributes_per_profile`, `string_bytes` | `profiles::commands` (`check_*` on the request; `apply_*` against the profile) |
+//! | `array_items`, `attributes_per_profile`, `string_bytes`, `nesting_depth`, `object_keys` | `profiles::commands` (`check_*` on the request; `apply_*` against the profile) |
 //! | `filter_leaves`, `filter_regex_leaves`, `filter_regex_bytes` | `segment::parse` |
 //! | `partner_change_objects` | `http::partner` (while `cohort_changes` is parsed) |
 //! | `cohorts_per_workspace`, `segments_per_workspace` | the engine's router, where a cohort or segment is created |
@@ -20,6 +20,8 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
     ArrayItems,
+    NestingDepth,
+    ObjectKeys,
     AttributesPerProfile,
     StringBytes,
     FilterLeaves,
@@ -35,6 +37,8 @@ impl Limit {
     pub fn key(self) -> &'static str {
         match self {
             Limit::ArrayItems => "array_items",
+            Limit::NestingDepth => "nesting_depth",
+            Limit::ObjectKeys => "object_keys",
             Limit::AttributesPerProfile => "attributes_per_profile",
             Limit::StringBytes => "string_bytes",
             Limit::FilterLeaves => "filter_leaves",
@@ -50,6 +54,8 @@ impl Limit {
     fn unit(self) -> &'static str {
         match self {
             Limit::ArrayItems => "items",
+            Limit::NestingDepth => "object levels",
+            Limit::ObjectKeys => "keys",
             Limit::AttributesPerProfile => "attributes",
             Limit::StringBytes => "bytes",
             Limit::FilterLeaves => "leaves",

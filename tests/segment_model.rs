@@ -8,12 +8,18 @@
 //! another type), and their events from a few times (so strict comparisons
 //! meet equal times). Cohorts hold deleted profiles. Generated filters nest up
 //! to 4 levels and every leaf form and op is one arm of the leaf strategy.
+//!
+//! Values nest: objects and arrays of objects (two levels deep) and
+//! locations, under names that include a dotted one (`a.b`), and filters
+//! ask dotted paths. The model finds the values at a path by walking the
+//! nested values with string concatenation, independently of
+//! `profiles::paths`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cohortd::model::{CohortKey, Uid};
-use cohortd::profiles::{AttrUpdate, AttrValue, ProfileStore};
+use cohortd::profiles::{AttrObject, AttrUpdate, AttrValue, ProfileStore};
 use cohortd::segment::{self, Filter};
 use cohortd::time::parse_iso8601;
 use proptest::prelude::*;
@@ -21,7 +27,18 @@ use proptest::sample::select;
 use roaring::RoaringBitmap;
 use serde_json::{json, Value};
 
-const ATTR_NAMES: [&str; 4] = ["a", "b", "c", "d"];
+/// Top-level attribute names (one with a dot: the same column as `a`'s
+/// member `b`).
+const ATTR_NAMES: [&str; 5] = ["a", "b", "c", "d", "a.b"];
+/// Keys of nested objects.
+const KEYS: [&str; 2] = ["b", "c"];
+/// The paths filters ask.
+const PATHS: [&str; 10] = [
+    "a", "b", "c", "d", "a.b", "a.c", "b.b", "a.b.c", "a.b.b", "c.c.b",
+];
+/// Lisbon, Sintra (~23 km from Lisbon), Porto (~274 km from both).
+const POINTS: [(f64, f64); 3] = [(38.72, -9.14), (38.80, -9.38), (41.16, -8.63)];
+const KMS: [f64; 4] = [1.0, 30.0, 300.0, 3000.0];
 const STRINGS: [&str; 6] = ["x", "X", "xy", "gold", "Gold", "2024-01-01"];
 const NUMBERS: [f64; 5] = [-1.0, 0.0, 1.0, 2.5, 3.0];
 const TIMES: [&str; 5] = [
@@ -42,6 +59,9 @@ enum MVal {
     Bool(bool),
     Time(String),
     Arr(Vec<String>),
+    Obj(BTreeMap<String, MVal>),
+    Objs(Vec<BTreeMap<String, MVal>>),
+    Loc(f64, f64),
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +79,23 @@ struct Model {
 }
 
 fn mval() -> impl Strategy<Value = MVal> {
+    let obj = |inner: BoxedStrategy<MVal>| {
+        proptest::collection::btree_map(select(&KEYS[..]), inner, 0..=2)
+            .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    };
+    prop_oneof![
+        4 => scalar_mval(),
+        1 => select(&POINTS[..]).prop_map(|(lat, lon)| MVal::Loc(lat, lon)),
+    ]
+    .prop_recursive(2, 12, 3, move |inner| {
+        prop_oneof![
+            obj(inner.clone().boxed()).prop_map(MVal::Obj),
+            proptest::collection::vec(obj(inner.boxed()), 0..=2).prop_map(MVal::Objs),
+        ]
+    })
+}
+
+fn scalar_mval() -> impl Strategy<Value = MVal> {
     prop_oneof![
         select(&STRINGS[..]).prop_map(|s| MVal::Str(s.into())),
         select(&NUMBERS[..]).prop_map(MVal::Num),
@@ -120,7 +157,7 @@ fn scalar() -> impl Strategy<Value = Value> {
 }
 
 fn attr(op: &'static str, value: impl Strategy<Value = Value>) -> impl Strategy<Value = Value> {
-    (select(&ATTR_NAMES[..]), value)
+    (select(&PATHS[..]), value)
         .prop_map(move |(name, v)| json!({"attribute": {"name": name, "op": op, "value": v}}))
 }
 
@@ -133,7 +170,7 @@ fn leaf() -> impl Strategy<Value = Value> {
     };
     let pattern = || select(&PATTERNS[..]).prop_map(|s| json!(s));
     let presence = |op: &'static str| {
-        select(&ATTR_NAMES[..]).prop_map(move |n| json!({"attribute": {"name": n, "op": op}}))
+        select(&PATHS[..]).prop_map(move |n| json!({"attribute": {"name": n, "op": op}}))
     };
     let count_op = select(&["more_than", "less_than", "exactly"][..]);
     let time_op = select(&["last_performed_after", "last_performed_before"][..]);
@@ -152,6 +189,11 @@ fn leaf() -> impl Strategy<Value = Value> {
         attr(
             "includes_value",
             select(&STRINGS[..]).prop_map(|s| json!(s))
+        ),
+        attr(
+            "within_km",
+            (select(&POINTS[..]), select(&KMS[..]))
+                .prop_map(|((lat, lon), km)| json!({"latitude": lat, "longitude": lon, "km": km}))
         ),
         (select(&EVENTS[..]), count_op, 0u64..4)
             .prop_map(|(e, op, n)| json!({"event": {"name": e, "op": op, "count": n}})),
@@ -203,6 +245,38 @@ fn model_cmp(v: &Value, a: &MVal) -> Option<std::cmp::Ordering> {
     }
 }
 
+/// Every value at `path`: a naive walk of every (path, value) pair.
+fn model_values<'a>(attrs: &'a BTreeMap<String, MVal>, path: &str) -> Vec<&'a MVal> {
+    fn walk<'a>(map: &'a BTreeMap<String, MVal>, prefix: &str, out: &mut Vec<(String, &'a MVal)>) {
+        for (k, v) in map {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.push((p.clone(), v));
+            match v {
+                MVal::Obj(m) => walk(m, &p, out),
+                MVal::Objs(list) => list.iter().for_each(|m| walk(m, &p, out)),
+                _ => {}
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(attrs, "", &mut all);
+    all.into_iter()
+        .filter(|(p, _)| p == path)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn model_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (a, b) = (lat1.to_radians(), lat2.to_radians());
+    let h = ((b - a) / 2.0).sin().powi(2)
+        + a.cos() * b.cos() * ((lon2 - lon1).to_radians() / 2.0).sin().powi(2);
+    2.0 * 6371.0088 * h.sqrt().asin()
+}
+
 fn holds(f: &Value, uid: Uid, m: &Model) -> bool {
     let (key, body) = f.as_object().unwrap().iter().next().unwrap();
     let p = &m.profiles[uid as usize];
@@ -213,22 +287,28 @@ fn holds(f: &Value, uid: Uid, m: &Model) -> bool {
         "all" => true,
         "cohort" => m.cohorts[body["cohort_id"].as_str().unwrap()].contains(&uid),
         "attribute" => {
-            let a = p.attrs.get(body["name"].as_str().unwrap());
+            let values = model_values(&p.attrs, body["name"].as_str().unwrap());
             let v = &body["value"];
+            let any = |pred: &dyn Fn(&MVal) -> bool| values.iter().any(|a| pred(a));
             match body["op"].as_str().unwrap() {
-                "equals" => a.is_some_and(|a| model_equals(v, a)),
-                "not_equals" => !a.is_some_and(|a| model_equals(v, a)),
-                "matches_regex" => model_regex(v, a),
-                "does_not_match_regex" => !model_regex(v, a),
-                "exists" => a.is_some(),
-                "does_not_exist" => a.is_none(),
-                "greater_than" => {
-                    a.and_then(|a| model_cmp(v, a)) == Some(std::cmp::Ordering::Greater)
-                }
-                "less_than" => a.and_then(|a| model_cmp(v, a)) == Some(std::cmp::Ordering::Less),
+                "equals" => any(&|a| model_equals(v, a)),
+                "not_equals" => !any(&|a| model_equals(v, a)),
+                "matches_regex" => any(&|a| model_regex(v, Some(a))),
+                "does_not_match_regex" => !any(&|a| model_regex(v, Some(a))),
+                "exists" => !values.is_empty(),
+                "does_not_exist" => values.is_empty(),
+                "greater_than" => any(&|a| model_cmp(v, a) == Some(std::cmp::Ordering::Greater)),
+                "less_than" => any(&|a| model_cmp(v, a) == Some(std::cmp::Ordering::Less)),
                 "includes_value" => {
-                    matches!(a, Some(MVal::Arr(items)) if items.iter().any(|i| v == i.as_str()))
+                    any(&|a| matches!(a, MVal::Arr(items) if items.iter().any(|i| v == i.as_str())))
                 }
+                "within_km" => any(&|a| match a {
+                    MVal::Loc(lat, lon) => {
+                        let f = |k: &str| v[k].as_f64().unwrap();
+                        model_km(f("latitude"), f("longitude"), *lat, *lon) <= f("km")
+                    }
+                    _ => false,
+                }),
                 op => panic!("model lacks {op}"),
             }
         }
@@ -261,24 +341,38 @@ fn model_members(f: &Value, m: &Model) -> Vec<Uid> {
 
 // ---- the real thing, built from the model ----
 
+fn value(v: &MVal) -> AttrValue {
+    let obj = |m: &BTreeMap<String, MVal>| -> AttrObject {
+        m.iter()
+            .map(|(k, v)| (k.as_str().into(), value(v)))
+            .collect()
+    };
+    match v {
+        MVal::Str(x) => AttrValue::Str(x.as_str().into()),
+        MVal::Num(n) => AttrValue::Num(*n),
+        MVal::Bool(b) => AttrValue::Bool(*b),
+        MVal::Time(t) => {
+            let v = AttrValue::from_text(t);
+            assert!(matches!(v, AttrValue::Time { .. }), "{t} is a time");
+            v
+        }
+        MVal::Arr(items) => AttrValue::Array(items.iter().map(|i| i.into()).collect()),
+        MVal::Obj(m) => AttrValue::Object(obj(m)),
+        MVal::Objs(list) => AttrValue::Objects(list.iter().map(obj).collect()),
+        MVal::Loc(latitude, longitude) => AttrValue::Location {
+            latitude: *latitude,
+            longitude: *longitude,
+        },
+    }
+}
+
 fn build(m: &Model) -> (ProfileStore, BTreeMap<CohortKey, Arc<RoaringBitmap>>) {
     let mut s = ProfileStore::new();
     for (i, p) in m.profiles.iter().enumerate() {
         let uid = s.upsert_external(&format!("u{i}"), true).unwrap();
         assert_eq!(uid as usize, i);
         for (name, v) in &p.attrs {
-            let value = match v {
-                MVal::Str(x) => AttrValue::Str(x.as_str().into()),
-                MVal::Num(n) => AttrValue::Num(*n),
-                MVal::Bool(b) => AttrValue::Bool(*b),
-                MVal::Time(t) => {
-                    let v = AttrValue::from_text(t);
-                    assert!(matches!(v, AttrValue::Time { .. }), "{t} is a time");
-                    v
-                }
-                MVal::Arr(items) => AttrValue::Array(items.iter().map(|i| i.into()).collect()),
-            };
-            s.update_attribute(uid, name, AttrUpdate::Set(value));
+            s.update_attribute(uid, name, AttrUpdate::Set(value(v)));
         }
         for (name, ts) in &p.events {
             for &t in ts {

@@ -1651,3 +1651,275 @@ fn a_segment_is_found_only_by_the_id_it_was_given() {
         assert_eq!(r.status, 404, "{other:?}: {}", r.body);
     }
 }
+
+// ---- nested custom attributes ---------------------------------------------------
+
+#[test]
+fn nested_paths_filter_like_top_level_attributes() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    set_attributes(
+        &ws,
+        &[
+            (
+                "u1",
+                json!({"address": {"city": "Lisbon", "zip": 1000, "geo": {"since": "2024-05-01T10:00:00Z", "vip": true}}}),
+            ),
+            (
+                "u2",
+                json!({"address": {"city": "Porto", "zip": 4000, "geo": {}}, "company": {"name": "Acme", "tags": ["b2b"]}}),
+            ),
+            ("u3", json!({"address": "Lisbon", "address.city": "Lisbon"})),
+            ("u4", json!({"plan": "gold"})),
+        ],
+    );
+    let cases = [
+        (
+            attr("address.city", "equals", json!("Lisbon")),
+            vec!["u1", "u3"],
+        ),
+        (
+            attr("address.city", "not_equals", json!("Lisbon")),
+            vec!["u2", "u4"],
+        ),
+        (attr_op("address.city", "exists"), vec!["u1", "u2", "u3"]),
+        (attr_op("address.city", "does_not_exist"), vec!["u4"]),
+        (
+            attr("address.city", "matches_regex", json!("^lis")),
+            vec!["u1", "u3"],
+        ),
+        (
+            attr("address.city", "does_not_match_regex", json!("^lis")),
+            vec!["u2", "u4"],
+        ),
+        (attr("address.zip", "greater_than", json!(1000)), vec!["u2"]),
+        (attr("address.zip", "less_than", json!(4000)), vec!["u1"]),
+        (attr("address.zip", "equals", json!(1000.0)), vec!["u1"]),
+        (
+            attr(
+                "address.geo.since",
+                "less_than",
+                json!("2025-01-01T00:00:00Z"),
+            ),
+            vec!["u1"],
+        ),
+        (attr("address.geo.vip", "equals", json!(true)), vec!["u1"]),
+        (
+            attr("company.tags", "includes_value", json!("b2b")),
+            vec!["u2"],
+        ),
+        // A path naming an object exists (even an empty one), and equals
+        // nothing.
+        (attr_op("address.geo", "exists"), vec!["u1", "u2"]),
+        (attr_op("address", "exists"), vec!["u1", "u2", "u3"]),
+        (attr("address", "equals", json!("Lisbon")), vec!["u3"]),
+        (attr_op("company", "does_not_exist"), vec!["u1", "u3", "u4"]),
+        (attr_op("address.nowhere", "exists"), vec![]),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(
+            members_of(&ws, filter.clone()),
+            labels(&expected),
+            "{filter}"
+        );
+    }
+    // A new value replaces the whole object.
+    set_attributes(&ws, &[("u1", json!({"address": {"country": "PT"}}))]);
+    assert_eq!(
+        members_of(&ws, attr_op("address.city", "exists")),
+        labels(&["u2", "u3"])
+    );
+    assert_eq!(
+        members_of(&ws, attr("address.country", "equals", json!("PT"))),
+        labels(&["u1"])
+    );
+}
+
+#[test]
+fn a_path_through_an_array_of_objects_matches_if_any_element_does() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    set_attributes(
+        &ws,
+        &[
+            (
+                "u1",
+                json!({"kids": [{"name": "Ana", "age": 4}, {"name": "Rui", "age": 9, "pets": [{"kind": "cat"}]}]}),
+            ),
+            ("u2", json!({"kids": [{"name": "Eva", "age": 2}, {}]})),
+            ("u3", json!({"kids": []})),
+        ],
+    );
+    let cases = [
+        (attr("kids.age", "greater_than", json!(8)), vec!["u1"]),
+        (attr("kids.age", "less_than", json!(3)), vec!["u2"]),
+        (attr("kids.name", "equals", json!("Rui")), vec!["u1"]),
+        // not_equals is exactly `not equals`: no element equals it.
+        (
+            attr("kids.name", "not_equals", json!("Rui")),
+            vec!["u2", "u3"],
+        ),
+        (attr("kids.pets.kind", "equals", json!("cat")), vec!["u1"]),
+        (attr_op("kids.name", "exists"), vec!["u1", "u2"]),
+        (attr_op("kids", "exists"), vec!["u1", "u2", "u3"]),
+        (
+            json!({"and": [attr("kids.name", "equals", json!("Ana")), attr("kids.age", "greater_than", json!(5))]}),
+            vec!["u1"],
+        ),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(
+            members_of(&ws, filter.clone()),
+            labels(&expected),
+            "{filter}"
+        );
+    }
+}
+
+#[test]
+fn current_location_is_a_location_and_within_km_measures_great_circles() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    set_attributes(
+        &ws,
+        &[
+            // Lisbon, Sintra (~24 km away), Porto (~274 km away).
+            (
+                "u1",
+                json!({"current_location": {"latitude": 38.7223, "longitude": -9.1393}}),
+            ),
+            (
+                "u2",
+                json!({"current_location": {"latitude": 38.8029, "longitude": -9.3817}}),
+            ),
+            (
+                "u3",
+                json!({"current_location": {"latitude": 41.1579, "longitude": -8.6291}}),
+            ),
+            ("u4", json!({"plan": "none"})),
+        ],
+    );
+    let near = |km: f64| {
+        attr(
+            "current_location",
+            "within_km",
+            json!({"latitude": 38.72, "longitude": -9.14, "km": km}),
+        )
+    };
+    assert_eq!(members_of(&ws, near(5.0)), labels(&["u1"]));
+    assert_eq!(members_of(&ws, near(30.0)), labels(&["u1", "u2"]));
+    assert_eq!(members_of(&ws, near(300.0)), labels(&["u1", "u2", "u3"]));
+    assert_eq!(
+        members_of(&ws, json!({"not": near(30.0)})),
+        labels(&["u3", "u4"])
+    );
+    assert_eq!(
+        members_of(&ws, attr_op("current_location", "exists")),
+        labels(&["u1", "u2", "u3"])
+    );
+    // A bad location is that object's error; the rest applies.
+    let r = ws.post(
+        "/users/track",
+        json!({"attributes": [
+            {"external_id": "u4", "current_location": {"latitude": 38.72, "longitude": 190}},
+            {"external_id": "u5", "current_location": {"latitude": 38.72, "longitude": -9.14}},
+        ]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["attributes_processed"], 1);
+    assert_eq!(
+        r.body["errors"],
+        json!([{"type": "current_location.longitude: must be a number from -180 to 180",
+                "input_array": "attributes", "index": 0}])
+    );
+    assert_eq!(members_of(&ws, near(5.0)), labels(&["u1", "u5"]));
+    // Removing it with null.
+    set_attributes(&ws, &[("u5", json!({"current_location": null}))]);
+    assert_eq!(members_of(&ws, near(5.0)), labels(&["u1"]));
+    // within_km is validated when the filter is parsed.
+    for (value, says) in [
+        (
+            json!({"latitude": 91, "longitude": 0, "km": 1}),
+            "latitude must be a number from -90 to 90",
+        ),
+        (
+            json!({"latitude": 0, "longitude": 0, "km": -1}),
+            "km must be a number from 0 (exclusive)",
+        ),
+        (
+            json!({"latitude": 0, "longitude": 0}),
+            "missing field \"km\"",
+        ),
+        (json!([1, 2]), "within_km expects an object"),
+    ] {
+        let r = ws.post(
+            "/segments/preview",
+            json!({"filter": attr("current_location", "within_km", value)}),
+        );
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.message().contains(says), "{} should say {says}", r.body);
+    }
+}
+
+#[test]
+fn operations_keep_their_meaning_and_an_over_deep_object_is_that_objects_error() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    set_attributes(&ws, &[("u1", json!({"n": 1, "tags": ["a"]}))]);
+    let deep = json!({"a": {"b": {"c": {"d": {"e": 1}}}}});
+    let ok_depth = json!({"a": {"b": {"c": {"d": 1}}}});
+    let r = ws.post(
+        "/users/track",
+        json!({"attributes": [
+            {"external_id": "u1", "n": {"inc": 2}, "tags": {"add": ["b"], "remove": ["a"]}},
+            {"external_id": "u2", "deep": deep},
+            {"external_id": "u3", "deep": ok_depth, "wide": (0..101).map(|i| (format!("k{i}"), json!(i))).collect::<serde_json::Map<_, _>>()},
+            {"external_id": "u4", "deep": ok_depth, "op_lookalike": {"inc": 1, "note": "x"}},
+        ]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["attributes_processed"], 2, "{}", r.body);
+    let errors = r.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{}", r.body);
+    assert_eq!(errors[0]["index"], 1);
+    assert!(
+        errors[0]["type"]
+            .as_str()
+            .unwrap()
+            .contains("deep.a.b.c.d: 5 object levels, over the limit of 4 (limits.nesting_depth"),
+        "{}",
+        r.body
+    );
+    assert_eq!(errors[1]["index"], 2);
+    assert!(
+        errors[1]["type"]
+            .as_str()
+            .unwrap()
+            .contains("wide: 101 keys, over the limit of 100 (limits.object_keys"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        members_of(&ws, attr("n", "equals", json!(3))),
+        labels(&["u1"])
+    );
+    assert_eq!(
+        members_of(&ws, attr("tags", "includes_value", json!("b"))),
+        labels(&["u1"])
+    );
+    assert_eq!(
+        members_of(&ws, attr("tags", "includes_value", json!("a"))),
+        labels(&[])
+    );
+    assert_eq!(
+        members_of(&ws, attr("deep.a.b.c.d", "equals", json!(1))),
+        labels(&["u4"])
+    );
+    // An object with other keys than the operations' is a value.
+    assert_eq!(
+        members_of(&ws, attr("op_lookalike.inc", "equals", json!(1))),
+        labels(&["u4"])
+    );
+    assert!(members_of(&ws, attr_op("deep", "exists")).contains("u4"));
+    assert!(!members_of(&ws, attr_op("deep", "exists")).contains("u2"));
+}

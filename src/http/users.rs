@@ -28,7 +28,7 @@ use crate::profiles::commands::{
     AttributesObject, Batch, EventObject, Identify, InputArray, NewAliases, ObjectError, Target,
     Track,
 };
-use crate::profiles::{AttrUpdate, AttrValue};
+use crate::profiles::{AttrObject, AttrUpdate, AttrValue};
 
 /// Objects of each kind per `/users/track` request (Braze's limit).
 pub const MAX_TRACK_OBJECTS: usize = 75;
@@ -147,40 +147,113 @@ fn target(obj: &Map<String, Value>) -> Parsed<Target> {
     }
 }
 
-fn attr_change(v: &Value, at: &str) -> Parsed<AttrUpdate> {
+/// The attribute Braze's SDKs and Segment's destination send a location in.
+pub const LOCATION_ATTRIBUTE: &str = "current_location";
+
+/// One attribute of a track object. An object value is an *operation* when
+/// its keys are exactly `inc` (`{"inc": n}`: increment), or a non-empty
+/// subset of `add` and `remove` (edit a string array); those keep their
+/// meaning and their errors. Any other object is a *value*: a nested
+/// custom attribute, stored as sent. `current_location` takes a location
+/// `{"latitude", "longitude"}` (or null), nothing else.
+fn attr_change(name: &str, v: &Value, at: &str) -> Parsed<AttrUpdate> {
+    if name == LOCATION_ATTRIBUTE {
+        return match v {
+            Value::Null => Ok(AttrUpdate::Remove),
+            Value::Object(o) => location(o, at).map(AttrUpdate::Set),
+            _ => Err(problem(
+                at,
+                "must be an object {\"latitude\": n, \"longitude\": n} or null",
+            )),
+        };
+    }
     Ok(match v {
         Value::Null => AttrUpdate::Remove,
-        Value::Bool(b) => AttrUpdate::Set(AttrValue::Bool(*b)),
-        Value::Number(n) => AttrUpdate::Set(AttrValue::Num(n.as_f64().unwrap_or(f64::NAN))),
-        Value::String(s) => AttrUpdate::Set(AttrValue::from_text(s)),
-        Value::Array(items) => AttrUpdate::Set(AttrValue::Array(strings(items, at)?)),
-        Value::Object(o) => {
-            if let (Some(n), 1) = (o.get("inc"), o.len()) {
-                let by = n
-                    .as_f64()
-                    .ok_or_else(|| problem(at, "inc must be a number"))?;
-                AttrUpdate::Increment(by)
-            } else if !o.is_empty() && o.keys().all(|k| k == "add" || k == "remove") {
-                let part = |k: &str| -> Parsed<Vec<CompactString>> {
-                    match o.get(k) {
-                        None => Ok(Vec::new()),
-                        Some(Value::Array(items)) => strings(items, at),
-                        Some(_) => {
-                            Err(problem(at, format_args!("{k} must be an array of strings")))
-                        }
-                    }
-                };
-                AttrUpdate::ArrayEdit {
-                    add: part("add")?,
-                    remove: part("remove")?,
+        Value::Object(o) if o.len() == 1 && o.contains_key("inc") => {
+            let by = o["inc"]
+                .as_f64()
+                .ok_or_else(|| problem(at, "inc must be a number"))?;
+            AttrUpdate::Increment(by)
+        }
+        Value::Object(o) if !o.is_empty() && o.keys().all(|k| k == "add" || k == "remove") => {
+            let part = |k: &str| -> Parsed<Vec<CompactString>> {
+                match o.get(k) {
+                    None => Ok(Vec::new()),
+                    Some(Value::Array(items)) => strings(items, at),
+                    Some(_) => Err(problem(at, format_args!("{k} must be an array of strings"))),
                 }
-            } else {
-                return Err(problem(
-                    at,
-                    "an object value must be {\"inc\": n} or {\"add\": [..], \"remove\": [..]}",
-                ));
+            };
+            AttrUpdate::ArrayEdit {
+                add: part("add")?,
+                remove: part("remove")?,
             }
         }
+        v => AttrUpdate::Set(value(v, at)?),
+    })
+}
+
+/// A value that is not null: what a nested object holds, too.
+fn value(v: &Value, at: &str) -> Parsed<AttrValue> {
+    Ok(match v {
+        Value::Null => return Err(problem(at, "must not be null")),
+        Value::Bool(b) => AttrValue::Bool(*b),
+        Value::Number(n) => AttrValue::Num(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => AttrValue::from_text(s),
+        Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+            AttrValue::Objects(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| {
+                        nested_object(o.as_object().expect("checked"), &format!("{at}[{i}]"))
+                    })
+                    .collect::<Parsed<_>>()?,
+            )
+        }
+        Value::Array(items) => AttrValue::Array(strings(items, at)?),
+        Value::Object(o) => AttrValue::Object(nested_object(o, at)?),
+    })
+}
+
+/// A nested object: its members are values; a `null` member is left out
+/// (the key is absent), an empty key is refused.
+fn nested_object(o: &Map<String, Value>, at: &str) -> Parsed<AttrObject> {
+    let mut out = AttrObject::new();
+    for (k, v) in o {
+        if k.is_empty() {
+            return Err(problem(at, "object keys must be non-empty strings"));
+        }
+        if v.is_null() {
+            continue;
+        }
+        out.insert(k.as_str().into(), value(v, &place(at, &short(k)))?);
+    }
+    Ok(out)
+}
+
+/// `{"latitude": [-90, 90], "longitude": [-180, 180]}`, numbers.
+fn location(o: &Map<String, Value>, at: &str) -> Parsed<AttrValue> {
+    if let Some(k) = o.keys().find(|k| *k != "latitude" && *k != "longitude") {
+        return Err(problem(
+            at,
+            format_args!(
+                "unknown key {:?}; a location is {{\"latitude\", \"longitude\"}}",
+                short(k)
+            ),
+        ));
+    }
+    let coord = |k: &str, max: f64| -> Parsed<f64> {
+        match o.get(k).and_then(Value::as_f64) {
+            Some(x) if (-max..=max).contains(&x) => Ok(x),
+            _ => Err(problem(
+                &place(at, k),
+                format_args!("must be a number from -{max} to {max}"),
+            )),
+        }
+    };
+    Ok(AttrValue::Location {
+        latitude: coord("latitude", 90.0)?,
+        longitude: coord("longitude", 180.0)?,
     })
 }
 
@@ -189,7 +262,7 @@ fn strings(items: &[Value], at: &str) -> Parsed<Vec<CompactString>> {
         .iter()
         .map(|i| match i {
             Value::String(s) => Ok(s.as_str().into()),
-            _ => Err(problem(at, "arrays may hold strings only")),
+            _ => Err(problem(at, "arrays may hold strings only, or objects only")),
         })
         .collect()
 }
@@ -211,7 +284,7 @@ fn attributes_object(v: &Value) -> Parsed<AttributesObject> {
         if IDENTIFIER_KEYS.contains(&k.as_str()) || k == "_update_existing_only" {
             continue;
         }
-        changes.push((k.as_str().into(), attr_change(v, &short(k))?));
+        changes.push((k.as_str().into(), attr_change(k, v, &short(k))?));
     }
     Ok(AttributesObject { target, changes })
 }
@@ -527,12 +600,28 @@ mod tests {
             (json!({"external_id": "u", "braze_id": "b"}), "exactly one"),
             (json!({"braze_id": "b"}), "braze_id is not supported"),
             (
-                json!({"external_id": "u", "x": {"deep": 1}}),
-                "x: an object value",
+                json!({"external_id": "u", "current_location": {"latitude": 91, "longitude": 0}}),
+                "current_location.latitude: must be a number from -90 to 90",
+            ),
+            (
+                json!({"external_id": "u", "current_location": "Lisbon"}),
+                "current_location: must be an object",
+            ),
+            (
+                json!({"external_id": "u", "x": {"inc": "1"}}),
+                "x: inc must be a number",
+            ),
+            (
+                json!({"external_id": "u", "x": {"a": {"": 1}}}),
+                "x.a: object keys must be non-empty strings",
             ),
             (
                 json!({"external_id": "u", "t": [1]}),
-                "t: arrays may hold strings only",
+                "t: arrays may hold strings only, or objects only",
+            ),
+            (
+                json!({"external_id": "u", "t": [{"a": 1}, "b"]}),
+                "t: arrays may hold strings only, or objects only",
             ),
             (
                 json!({"external_id": 5}),
@@ -674,6 +763,60 @@ mod tests {
         assert_eq!(
             errors.iter().map(|(a, i, _)| (*a, *i)).collect::<Vec<_>>(),
             vec![("external_ids", 1), ("braze_ids", 0)]
+        );
+    }
+
+    #[test]
+    fn objects_are_operations_only_in_the_exact_shapes() {
+        let change = |v: Value| attr_change("x", &v, "x").expect("parses");
+        assert_eq!(change(json!({"inc": 2})), AttrUpdate::Increment(2.0));
+        assert!(matches!(
+            change(json!({"add": ["a"]})),
+            AttrUpdate::ArrayEdit { .. }
+        ));
+        assert!(matches!(
+            change(json!({"add": ["a"], "remove": []})),
+            AttrUpdate::ArrayEdit { .. }
+        ));
+        let AttrUpdate::Set(AttrValue::Object(o)) =
+            change(json!({"inc": 2, "by": 1, "gone": null, "when": "2024-05-01T10:00:00Z"}))
+        else {
+            panic!("an object of other keys is a value")
+        };
+        assert_eq!(o.len(), 3, "null members are left out");
+        assert_eq!(o["inc"], AttrValue::Num(2.0));
+        assert!(matches!(o["when"], AttrValue::Time { .. }));
+        assert_eq!(
+            change(json!({})),
+            AttrUpdate::Set(AttrValue::Object(AttrObject::new()))
+        );
+        // Inside a value, an {"inc": n} is just an object.
+        let AttrUpdate::Set(AttrValue::Object(o)) = change(json!({"a": {"inc": 1}})) else {
+            panic!()
+        };
+        assert!(matches!(o["a"], AttrValue::Object(_)));
+        let AttrUpdate::Set(AttrValue::Objects(list)) = change(json!([{"a": 1}, {}])) else {
+            panic!("an array of objects")
+        };
+        assert_eq!(list.len(), 2);
+        assert_eq!(
+            change(json!([])),
+            AttrUpdate::Set(AttrValue::Array(Vec::new()))
+        );
+        assert_eq!(
+            attr_change(
+                "current_location",
+                &json!({"latitude": 38.72, "longitude": -9.14}),
+                "c"
+            ),
+            Ok(AttrUpdate::Set(AttrValue::Location {
+                latitude: 38.72,
+                longitude: -9.14
+            }))
+        );
+        assert_eq!(
+            attr_change("current_location", &Value::Null, "c"),
+            Ok(AttrUpdate::Remove)
         );
     }
 }

@@ -550,16 +550,64 @@ pub fn check_attributes(obj: &AttributesObject, limits: &LimitsConfig) -> Result
             AttrUpdate::Set(AttrValue::Str(v)) => check_str(limits, v, here)?,
             AttrUpdate::Set(AttrValue::Time { text, .. }) => check_str(limits, text, here)?,
             AttrUpdate::Set(AttrValue::Array(items)) => check_items(limits, items, &here())?,
+            AttrUpdate::Set(v @ (AttrValue::Object(_) | AttrValue::Objects(_))) => {
+                check_nested(limits, v, &here(), 0)?
+            }
             AttrUpdate::ArrayEdit { add, remove } => {
                 check_items(limits, add, &format!("{}.add", here()))?;
                 check_items(limits, remove, &format!("{}.remove", here()))?;
             }
-            AttrUpdate::Set(AttrValue::Num(_) | AttrValue::Bool(_))
+            AttrUpdate::Set(
+                AttrValue::Num(_) | AttrValue::Bool(_) | AttrValue::Location { .. },
+            )
             | AttrUpdate::Remove
             | AttrUpdate::Increment(_) => {}
         }
     }
     Ok(())
+}
+
+/// A nested value at `at`, inside `levels` objects: at most
+/// `nesting_depth` object levels (an array of objects is the level of its
+/// objects), `object_keys` keys per object, `array_items` objects per array
+/// and items per string array, every key and string within `string_bytes`.
+fn check_nested(
+    limits: &LimitsConfig,
+    v: &AttrValue,
+    at: &str,
+    levels: usize,
+) -> Result<(), Exceeded> {
+    let object = |o: &super::AttrObject, at: &str| -> Result<(), Exceeded> {
+        Exceeded::check(
+            Limit::NestingDepth,
+            limits.nesting_depth,
+            levels + 1,
+            || at.to_string(),
+        )?;
+        Exceeded::check(Limit::ObjectKeys, limits.object_keys, o.len(), || {
+            at.to_string()
+        })?;
+        for (k, v) in o {
+            let here = format!("{at}.{}", super::short(k));
+            check_str(limits, k, || format!("a key of {at}"))?;
+            check_nested(limits, v, &here, levels + 1)?;
+        }
+        Ok(())
+    };
+    match v {
+        AttrValue::Str(s) | AttrValue::Time { text: s, .. } => check_str(limits, s, || at.into()),
+        AttrValue::Array(items) => check_items(limits, items, at),
+        AttrValue::Object(o) => object(o, at),
+        AttrValue::Objects(list) => {
+            Exceeded::check(Limit::ArrayItems, limits.array_items, list.len(), || {
+                at.to_string()
+            })?;
+            list.iter()
+                .enumerate()
+                .try_for_each(|(i, o)| object(o, &format!("{at}[{i}]")))
+        }
+        AttrValue::Num(_) | AttrValue::Bool(_) | AttrValue::Location { .. } => Ok(()),
+    }
 }
 
 /// One event or purchase: its identifier and its name (`name_key`: the

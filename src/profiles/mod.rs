@@ -26,7 +26,8 @@ mod index;
 mod profile;
 mod table;
 
-pub use profile::{AttrValue, Details, EventStats, Profile};
+pub mod paths;
+pub use profile::{AttrObject, AttrValue, Details, EventStats, Profile};
 pub use table::Table;
 
 use std::sync::Arc;

@@ -11,14 +11,33 @@ use crate::model::{Alias, Identifier, Millis};
 /// A string that parses as an ISO-8601 time is stored as `Time`, keeping its
 /// text: `equals`/`regex` filters see the text, `greater_than`/`less_than`
 /// with a time value see the instant. Numbers are `f64` so `3` equals `3.0`.
+///
+/// Nested custom attributes are `Object` (a JSON object) and `Objects` (an
+/// array of JSON objects); their members are values again, up to
+/// `limits.nesting_depth` object levels. Filters reach them by dotted path
+/// (`super::paths`). `Location` is what `current_location` holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
     Str(CompactString),
     Num(f64),
     Bool(bool),
-    Time { text: CompactString, at: Millis },
+    Time {
+        text: CompactString,
+        at: Millis,
+    },
     Array(Vec<CompactString>),
+    Object(AttrObject),
+    Objects(Vec<AttrObject>),
+    /// Degrees; latitude in [-90, 90], longitude in [-180, 180].
+    Location {
+        latitude: f64,
+        longitude: f64,
+    },
 }
+
+/// A nested object's members, by key (also the shape of a profile's
+/// top-level attributes).
+pub type AttrObject = BTreeMap<CompactString, AttrValue>;
 
 impl AttrValue {
     /// A string value: `Time` if it parses as ISO-8601, else `Str`.
@@ -45,8 +64,22 @@ impl AttrValue {
             AttrValue::Array(items) => {
                 Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
             }
+            AttrValue::Object(o) => object_json(o),
+            AttrValue::Objects(list) => Value::Array(list.iter().map(object_json).collect()),
+            AttrValue::Location {
+                latitude,
+                longitude,
+            } => serde_json::json!({"latitude": latitude, "longitude": longitude}),
         }
     }
+}
+
+fn object_json(o: &AttrObject) -> serde_json::Value {
+    serde_json::Value::Object(
+        o.iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect(),
+    )
 }
 
 /// What is known of one custom event on one profile.

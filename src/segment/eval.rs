@@ -12,7 +12,8 @@ use roaring::RoaringBitmap;
 
 use super::{AttrCond, Bound, EventCond, Filter, Scalar};
 use crate::model::{CohortKey, Uid};
-use crate::profiles::{AttrValue, EventStats, Profile, ProfileStore, ProfileView};
+use crate::profiles::paths;
+use crate::profiles::{AttrObject, AttrValue, EventStats, Profile, ProfileStore, ProfileView};
 
 /// What evaluation reads of a workspace's profiles: the live set (the
 /// universe) and each profile by id. The store itself, or a detached
@@ -202,26 +203,56 @@ fn holds(f: &Filter, uid: Uid, p: &Profile, cohorts: &dyn CohortSets) -> bool {
         Filter::Not(g) => !holds(g, uid, p, cohorts),
         Filter::And(fs) => fs.iter().all(|g| holds(g, uid, p, cohorts)),
         Filter::Or(fs) => fs.iter().any(|g| holds(g, uid, p, cohorts)),
-        Filter::Attribute { name, cond } => attr_holds(cond, p.attributes().get(name.as_str())),
+        Filter::Attribute { name, cond } => attr_holds(cond, p.attributes(), name),
         Filter::Event { name, cond } => event_holds(cond, p.events().get(name.as_str())),
     }
 }
 
-/// The attribute rules of SPEC §4; `None` is a missing attribute.
-fn attr_holds(cond: &AttrCond, v: Option<&AttrValue>) -> bool {
+/// The attribute rules of SPEC §4, over the values at the path `name`
+/// (`paths::any_at`; a top-level name is one value or none). Every
+/// positive op holds when *some* value at the path satisfies it (an array
+/// of objects has one value per element); `does_not_exist`, `not_equals`
+/// and `does_not_match_regex` are exactly the negation of their positive
+/// op. An object or array of objects at the path exists, and satisfies no
+/// comparison.
+fn attr_holds(cond: &AttrCond, attrs: &AttrObject, name: &str) -> bool {
+    let any = |pred: &mut dyn FnMut(&AttrValue) -> bool| paths::any_at(attrs, name, pred);
     match cond {
-        AttrCond::Exists => v.is_some(),
-        AttrCond::DoesNotExist => v.is_none(),
-        AttrCond::Equals(s) => v.is_some_and(|v| equals(s, v)),
-        AttrCond::NotEquals(s) => !v.is_some_and(|v| equals(s, v)),
-        AttrCond::MatchesRegex(p) => v.and_then(text).is_some_and(|t| p.is_match(t)),
-        AttrCond::DoesNotMatchRegex(p) => !v.and_then(text).is_some_and(|t| p.is_match(t)),
-        AttrCond::GreaterThan(b) => v.is_some_and(|v| compare(b, v) == Some(Ordering::Greater)),
-        AttrCond::LessThan(b) => v.is_some_and(|v| compare(b, v) == Some(Ordering::Less)),
+        AttrCond::Exists => any(&mut |_| true),
+        AttrCond::DoesNotExist => !any(&mut |_| true),
+        AttrCond::Equals(s) => any(&mut |v| equals(s, v)),
+        AttrCond::NotEquals(s) => !any(&mut |v| equals(s, v)),
+        AttrCond::MatchesRegex(p) => any(&mut |v| text(v).is_some_and(|t| p.is_match(t))),
+        AttrCond::DoesNotMatchRegex(p) => !any(&mut |v| text(v).is_some_and(|t| p.is_match(t))),
+        AttrCond::GreaterThan(b) => any(&mut |v| compare(b, v) == Some(Ordering::Greater)),
+        AttrCond::LessThan(b) => any(&mut |v| compare(b, v) == Some(Ordering::Less)),
         AttrCond::IncludesValue(s) => {
-            matches!(v, Some(AttrValue::Array(items)) if items.iter().any(|i| i == s))
+            any(&mut |v| matches!(v, AttrValue::Array(items) if items.iter().any(|i| i == s)))
         }
+        AttrCond::WithinKm {
+            latitude,
+            longitude,
+            km,
+        } => any(&mut |v| match v {
+            AttrValue::Location {
+                latitude: lat,
+                longitude: lon,
+            } => haversine_km(*latitude, *longitude, *lat, *lon) <= *km,
+            _ => false,
+        }),
     }
+}
+
+/// The mean Earth radius (IUGG), in km.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// Great-circle distance between two points given in degrees.
+pub fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
 }
 
 /// Same type and equal; a string also equals a time attribute's text.
@@ -360,9 +391,9 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             Filter::Not(g) => cand - &self.eval(g, cand),
             Filter::And(fs) => self.and(fs, cand),
             Filter::Or(fs) => self.or(fs, cand),
-            Filter::Attribute { name, cond } => self.scan(cand, |p| {
-                attr_holds(cond, p.attributes().get(name.as_str()))
-            }),
+            Filter::Attribute { name, cond } => {
+                self.scan(cand, |p| attr_holds(cond, p.attributes(), name))
+            }
             Filter::Event { name, cond } => {
                 self.scan(cand, |p| event_holds(cond, p.events().get(name.as_str())))
             }

@@ -24,6 +24,8 @@
 //!      | exists | does_not_exist              no "value" key at all
 //!      | greater_than | less_than             V: number, or T
 //!      | includes_value                       V: string
+//!      | within_km                            V: {"latitude": [-90, 90], "longitude": [-180, 180],
+//!                                                 "km": (0, 20037.5]}
 //! S   := non-empty string      N := non-negative integer (3.0 is accepted as 3)
 //! T   := ISO-8601 string, as `time::parse_iso8601` reads it
 //! ```
@@ -35,6 +37,17 @@
 //!
 //! # Semantics (SPEC §4, pinned)
 //!
+//! * **Paths.** An attribute's `name` is a path: a top-level attribute, or
+//!   names joined by `.` down through nested object values
+//!   (`address.city`). The values at a path are what
+//!   `profiles::paths::flatten` lists for it (one per element of an array
+//!   of objects it goes through; a top-level name containing `.` is the
+//!   same column). Every positive op holds when *some* value at the path
+//!   satisfies it; `does_not_exist`, `not_equals` and
+//!   `does_not_match_regex` are exactly the negation of `exists`, `equals`
+//!   and `matches_regex`. A path naming an object or an array of objects
+//!   exists (even empty) and satisfies no comparison. The rules below are
+//!   stated for one value.
 //! * **Universe.** Everything is evaluated against an explicit universe, the
 //!   workspace's live profiles (`ProfileStore::live`). `not F` is
 //!   `universe − F`. A cohort's set may still hold ids of profiles deleted
@@ -55,6 +68,9 @@
 //!   against time attributes (`AttrValue::Time`). Anything else is false.
 //! * `includes_value` holds when an array attribute contains the string.
 //!   A non-array attribute never includes anything.
+//! * `within_km` holds for a location (what `current_location` holds)
+//!   whose haversine distance to the point, on the mean Earth radius, is at
+//!   most `km`. Anything else is never within.
 //! * Events: a profile that never did the event has count 0, so
 //!   `less_than 1` and `exactly 0` hold for it. `last_performed_after` /
 //!   `last_performed_before` compare the event's last time strictly and are
@@ -146,6 +162,12 @@ pub enum AttrCond {
     GreaterThan(Bound),
     LessThan(Bound),
     IncludesValue(CompactString),
+    /// A location within `km` of the point (haversine, mean Earth radius).
+    WithinKm {
+        latitude: f64,
+        longitude: f64,
+        km: f64,
+    },
 }
 
 /// The value of `equals` / `not_equals`.

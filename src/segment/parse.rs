@@ -18,7 +18,7 @@ pub const MAX_DEPTH: usize = 32;
 
 const NODE_KEYS: &str = "and, or, not, all, cohort, attribute, event";
 const ATTRIBUTE_OPS: &str = "equals, not_equals, matches_regex, does_not_match_regex, exists, \
-     does_not_exist, greater_than, less_than, includes_value";
+     does_not_exist, greater_than, less_than, includes_value, within_km";
 const EVENT_OPS: &str =
     "more_than, less_than, exactly, last_performed_after, last_performed_before";
 
@@ -441,6 +441,10 @@ fn attribute(v: &Value, path: &str) -> Result<Filter> {
             };
             AttrCond::IncludesValue(s.into())
         }
+        "within_km" => {
+            let (v, vpath) = fields.required("value")?;
+            within_km(v, &vpath)?
+        }
         other => {
             return fail(
                 &child(path, "op"),
@@ -449,6 +453,54 @@ fn attribute(v: &Value, path: &str) -> Result<Filter> {
         }
     };
     Ok(Filter::Attribute { name, cond })
+}
+
+/// The largest distance `within_km` takes: half the Earth's circumference,
+/// beyond which every point is within.
+pub const MAX_KM: f64 = 20_037.5;
+
+/// `{"latitude": [-90, 90], "longitude": [-180, 180], "km": (0, MAX_KM]}`.
+fn within_km(v: &Value, path: &str) -> Result<AttrCond> {
+    const KEYS: [&str; 3] = ["latitude", "longitude", "km"];
+    let Some(obj) = v.as_object() else {
+        return fail(
+            path,
+            format!(
+                "within_km expects an object {{\"latitude\", \"longitude\", \"km\"}}, found {}",
+                describe(v)
+            ),
+        );
+    };
+    if let Some(k) = obj.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return fail(
+            path,
+            format!(
+                "unknown key {k:?} in within_km's value; expected only latitude, longitude, km"
+            ),
+        );
+    }
+    let num = |key: &str, lo: f64, hi: f64, lo_open: bool| -> Result<f64> {
+        let kpath = child(path, key);
+        let Some(x) = obj.get(key) else {
+            return fail(path, format!("missing field \"{key}\""));
+        };
+        match x.as_f64() {
+            Some(n) if (if lo_open { n > lo } else { n >= lo }) && n <= hi => Ok(n),
+            _ => fail(
+                &kpath,
+                format!(
+                    "{key} must be a number from {lo} {} {hi}, found {}",
+                    if lo_open { "(exclusive) to" } else { "to" },
+                    describe(x)
+                ),
+            ),
+        }
+    };
+    Ok(AttrCond::WithinKm {
+        latitude: num("latitude", -90.0, 90.0, false)?,
+        longitude: num("longitude", -180.0, 180.0, false)?,
+        km: num("km", 0.0, MAX_KM, true)?,
+    })
 }
 
 fn event(v: &Value, path: &str) -> Result<Filter> {
@@ -625,6 +677,18 @@ impl Filter {
                     AttrCond::GreaterThan(b) => ("greater_than", Some(bound_json(b))),
                     AttrCond::LessThan(b) => ("less_than", Some(bound_json(b))),
                     AttrCond::IncludesValue(s) => ("includes_value", Some(json!(s.as_str()))),
+                    AttrCond::WithinKm {
+                        latitude,
+                        longitude,
+                        km,
+                    } => (
+                        "within_km",
+                        Some(json!({
+                            "latitude": num_json(*latitude),
+                            "longitude": num_json(*longitude),
+                            "km": num_json(*km),
+                        })),
+                    ),
                 };
                 let mut body = json!({"name": name.as_str(), "op": op});
                 if let Some(v) = value {
@@ -773,6 +837,8 @@ mod tests {
             attr("greater_than", json!(-1)),
             attr("less_than", json!("2024-05-01T10:00:00+02:00")),
             attr("includes_value", json!("a")),
+            {"attribute": {"name": "address.city", "op": "equals", "value": "Lisbon"}},
+            attr("within_km", json!({"km": 10, "latitude": 38.72, "longitude": -9.14})),
             {"event": {"name": "e", "op": "more_than", "count": 0}},
             {"event": {"name": "e", "op": "less_than", "count": 5}},
             {"event": {"name": "e", "op": "exactly", "count": 1}},
@@ -939,6 +1005,52 @@ mod tests {
             attr("does_not_exist", json!(null)),
             "/attribute/value",
             "takes no value",
+        );
+    }
+
+    #[test]
+    fn within_km_values_are_validated() {
+        let w = |v: Value| attr("within_km", v);
+        assert_eq!(
+            ok(w(json!({"latitude": 38.72, "longitude": -9.14, "km": 10}))),
+            Filter::Attribute {
+                name: "plan".into(),
+                cond: AttrCond::WithinKm {
+                    latitude: 38.72,
+                    longitude: -9.14,
+                    km: 10.0
+                }
+            }
+        );
+        err(
+            w(json!("x")),
+            "/attribute/value",
+            "within_km expects an object",
+        );
+        err(
+            w(json!({"latitude": 1, "longitude": 1})),
+            "/attribute/value",
+            "missing field \"km\"",
+        );
+        err(
+            w(json!({"latitude": 91, "longitude": 1, "km": 1})),
+            "/attribute/value/latitude",
+            "latitude must be a number from -90 to 90, found the number 91",
+        );
+        err(
+            w(json!({"latitude": 1, "longitude": "1", "km": 1})),
+            "/attribute/value/longitude",
+            "found the string \"1\"",
+        );
+        err(
+            w(json!({"latitude": 1, "longitude": 1, "km": 0})),
+            "/attribute/value/km",
+            "km must be a number from 0 (exclusive) to 20037.5",
+        );
+        err(
+            w(json!({"latitude": 1, "longitude": 1, "km": 1, "miles": 1})),
+            "/attribute/value",
+            "unknown key \"miles\"",
         );
     }
 

@@ -10,7 +10,7 @@ use compact_str::CompactString;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::v3 as cur;
+use super::v4 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
@@ -21,7 +21,9 @@ use crate::model::{self, Alias, CohortKey, Identifier, WorkspaceId};
 use crate::profiles::commands::{
     AttributesObject, EventObject, Identify, NewAliases, Target, Track,
 };
-use crate::profiles::{AttrUpdate, AttrValue, Details, EventStats, Profile, ProfileImage};
+use crate::profiles::{
+    AttrObject, AttrUpdate, AttrValue, Details, EventStats, Profile, ProfileImage,
+};
 use crate::segment::{AttrCond, Bound, EventCond, Filter, Instant, Pattern, Scalar};
 
 fn s(v: &str) -> String {
@@ -159,7 +161,20 @@ fn value_out(v: &AttrValue) -> cur::AttrValue {
             at: *at,
         },
         AttrValue::Array(items) => cur::AttrValue::Array(items.iter().map(|i| s(i)).collect()),
+        AttrValue::Object(o) => cur::AttrValue::Object(object_out(o)),
+        AttrValue::Objects(list) => cur::AttrValue::Objects(list.iter().map(object_out).collect()),
+        AttrValue::Location {
+            latitude,
+            longitude,
+        } => cur::AttrValue::Location {
+            latitude: *latitude,
+            longitude: *longitude,
+        },
     }
+}
+
+fn object_out(o: &AttrObject) -> cur::Object {
+    o.iter().map(|(k, v)| (s(k), value_out(v))).collect()
 }
 
 fn update_out(u: &AttrUpdate) -> cur::AttrUpdate {
@@ -256,6 +271,15 @@ fn filter_out(f: &Filter) -> cur::Filter {
                 AttrCond::GreaterThan(b) => cur::AttrCond::GreaterThan(bound_out(b)),
                 AttrCond::LessThan(b) => cur::AttrCond::LessThan(bound_out(b)),
                 AttrCond::IncludesValue(v) => cur::AttrCond::IncludesValue(s(v)),
+                AttrCond::WithinKm {
+                    latitude,
+                    longitude,
+                    km,
+                } => cur::AttrCond::WithinKm {
+                    latitude: *latitude,
+                    longitude: *longitude,
+                    km: *km,
+                },
             },
         },
         Filter::Event { name, cond } => cur::Filter::Event {
@@ -521,7 +545,22 @@ fn value_in(v: cur::AttrValue) -> AttrValue {
         cur::AttrValue::Bool(b) => AttrValue::Bool(b),
         cur::AttrValue::Time { text, at } => AttrValue::Time { text: cs(text), at },
         cur::AttrValue::Array(items) => AttrValue::Array(items.into_iter().map(cs).collect()),
+        cur::AttrValue::Object(o) => AttrValue::Object(object_in(o)),
+        cur::AttrValue::Objects(list) => {
+            AttrValue::Objects(list.into_iter().map(object_in).collect())
+        }
+        cur::AttrValue::Location {
+            latitude,
+            longitude,
+        } => AttrValue::Location {
+            latitude,
+            longitude,
+        },
     }
+}
+
+fn object_in(o: cur::Object) -> AttrObject {
+    o.into_iter().map(|(k, v)| (cs(k), value_in(v))).collect()
 }
 
 fn update_in(u: cur::AttrUpdate) -> AttrUpdate {
@@ -603,6 +642,15 @@ fn filter_in(f: cur::Filter) -> Result<Filter> {
                 cur::AttrCond::GreaterThan(b) => AttrCond::GreaterThan(bound_in(b)),
                 cur::AttrCond::LessThan(b) => AttrCond::LessThan(bound_in(b)),
                 cur::AttrCond::IncludesValue(v) => AttrCond::IncludesValue(cs(v)),
+                cur::AttrCond::WithinKm {
+                    latitude,
+                    longitude,
+                    km,
+                } => AttrCond::WithinKm {
+                    latitude,
+                    longitude,
+                    km,
+                },
             },
         },
         cur::Filter::Event { name, cond } => Filter::Event {
@@ -863,7 +911,7 @@ impl IntoProfileImage for cur::Profiles {
 /// profile is read into the domain types as it comes (strings land in
 /// `CompactString`s directly), so a snapshot's profiles are never held
 /// twice. The private `*In` types below spell exactly the shape of
-/// `v2::Profile` (pinned by the round-trip tests against the owned types).
+/// `v4::Profile` (pinned by the round-trip tests against the owned types).
 pub struct ProfilesIn(ProfileImage);
 
 impl IntoProfileImage for ProfilesIn {
@@ -885,6 +933,33 @@ enum ValueIn {
     Bool(bool),
     Time { text: CompactString, at: i64 },
     Array(Vec<CompactString>),
+    Object(std::collections::BTreeMap<CompactString, ValueIn>),
+    Objects(Vec<std::collections::BTreeMap<CompactString, ValueIn>>),
+    Location { latitude: f64, longitude: f64 },
+}
+
+impl ValueIn {
+    fn into_domain(self) -> AttrValue {
+        let object = |o: std::collections::BTreeMap<CompactString, ValueIn>| -> AttrObject {
+            o.into_iter().map(|(k, v)| (k, v.into_domain())).collect()
+        };
+        match self {
+            ValueIn::Str(x) => AttrValue::Str(x),
+            ValueIn::Num(n) => AttrValue::Num(n),
+            ValueIn::Bool(b) => AttrValue::Bool(b),
+            ValueIn::Time { text, at } => AttrValue::Time { text, at },
+            ValueIn::Array(items) => AttrValue::Array(items),
+            ValueIn::Object(o) => AttrValue::Object(object(o)),
+            ValueIn::Objects(list) => AttrValue::Objects(list.into_iter().map(object).collect()),
+            ValueIn::Location {
+                latitude,
+                longitude,
+            } => AttrValue::Location {
+                latitude,
+                longitude,
+            },
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -925,16 +1000,7 @@ impl ProfileIn {
                 attributes: d
                     .attributes
                     .into_iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            ValueIn::Str(x) => AttrValue::Str(x),
-                            ValueIn::Num(n) => AttrValue::Num(n),
-                            ValueIn::Bool(b) => AttrValue::Bool(b),
-                            ValueIn::Time { text, at } => AttrValue::Time { text, at },
-                            ValueIn::Array(items) => AttrValue::Array(items),
-                        };
-                        (k, v)
-                    })
+                    .map(|(k, v)| (k, v.into_domain()))
                     .collect(),
                 events: d
                     .events

@@ -3,7 +3,7 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{v1, v2, v3};
+use super::{codec, v1, v2, v3, v4, Result};
 
 /// v1 → v2: a restore record says its image is version 1, and that it
 /// rewinds the id counters (as version 1 restores did).
@@ -123,9 +123,131 @@ pub fn image_v2_to_v3<P>(image: v2::Image<P>) -> v3::Image<P> {
     }
 }
 
+/// v3 → v4: old data holds no nested value, location or `within_km`, and
+/// every type v4 declares again has v3's fields in v3's order with new
+/// variants only at the end, so a v3 value's bytes are the same v4 value.
+/// The re-spelling goes through those bytes (what reading a v3 file does
+/// directly).
+fn v3_to_v4<A: serde::Serialize, B: serde::de::DeserializeOwned>(v: &A) -> Result<B> {
+    codec::decode(&codec::encode(v)?)
+}
+
+/// v3 → v4 for a log record (see [`v3_to_v4`]).
+pub fn record_v3_to_v4(r: &v3::Record) -> Result<v4::Record> {
+    v3_to_v4(r)
+}
+
+/// v3 → v4 for a saved segment (see [`v3_to_v4`]).
+pub fn segment_v3_to_v4(s: v3::Segment) -> Result<v4::Segment> {
+    v3_to_v4(&s)
+}
+
+/// v3 → v4 for an image (see [`v3_to_v4`]).
+pub fn image_v3_to_v4(image: &v3::Image) -> Result<v4::Image> {
+    v3_to_v4(image)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v3_records_and_images_are_the_same_v4_values() {
+        let track = v3::Track {
+            attributes: vec![v3::AttributesObject {
+                target: v3::Target::Device("d".into()),
+                changes: vec![
+                    (
+                        "s".into(),
+                        v3::AttrUpdate::Set(v3::AttrValue::Array(vec!["x".into()])),
+                    ),
+                    ("n".into(), v3::AttrUpdate::Increment(2.0)),
+                ],
+            }],
+            events: Vec::new(),
+            purchases: Vec::new(),
+        };
+        let r = record_v3_to_v4(&v3::Record::Track { ws: 1, track }).expect("migrates");
+        let v4::Record::Track { ws: 1, track } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            track.attributes[0].changes,
+            vec![
+                (
+                    "s".into(),
+                    v4::AttrUpdate::Set(v4::AttrValue::Array(vec!["x".into()]))
+                ),
+                ("n".into(), v4::AttrUpdate::Increment(2.0)),
+            ]
+        );
+        let filter = v3::Filter::Attribute {
+            name: "plan".into(),
+            cond: v3::AttrCond::IncludesValue("a".into()),
+        };
+        let r = record_v3_to_v4(&v3::Record::PutSegment {
+            ws: 1,
+            id: None,
+            name: "s".into(),
+            filter,
+        })
+        .expect("migrates");
+        assert!(matches!(
+            r,
+            v4::Record::PutSegment { filter: v4::Filter::Attribute { cond: v4::AttrCond::IncludesValue(ref v), .. }, .. } if v == "a"
+        ));
+        let limits = v3::StateLimits {
+            array_items: 1,
+            attributes_per_profile: 2,
+            cohorts_per_workspace: 3,
+            segments_per_workspace: 4,
+        };
+        let r = record_v3_to_v4(&v3::Record::SetLimits(limits)).expect("migrates");
+        assert_eq!(r, v4::Record::SetLimits(limits));
+        let mut details = v3::Details::default();
+        details.attributes.insert(
+            "t".into(),
+            v3::AttrValue::Time {
+                text: "x".into(),
+                at: 5,
+            },
+        );
+        let image = v3::Image {
+            next_workspace: 2,
+            workspaces: vec![v3::WorkspaceImage {
+                id: 1,
+                name: "w".into(),
+                created_at: 5,
+                rest_key: [7; 32],
+                profiles: v3::Profiles {
+                    id_bound: 3,
+                    list: vec![(
+                        2,
+                        v3::Profile {
+                            external_id: Some("u".into()),
+                            details: Some(details),
+                        },
+                    )],
+                },
+                import_keys: Vec::new(),
+                segments: Vec::new(),
+                last_segment: 0,
+                cohorts: Vec::new(),
+            }],
+            limits: Some(limits),
+        };
+        let v4 = image_v3_to_v4(&image).expect("migrates");
+        let p = &v4.workspaces[0].profiles.list[0];
+        assert_eq!(p.0, 2);
+        assert_eq!(
+            p.1.details.as_ref().expect("details").attributes["t"],
+            v4::AttrValue::Time {
+                text: "x".into(),
+                at: 5
+            }
+        );
+        assert_eq!(v4.limits, Some(limits));
+    }
 
     fn profile(e: &str) -> v1::Profile {
         v1::Profile {

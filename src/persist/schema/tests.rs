@@ -16,7 +16,7 @@ use crate::persist::wal::{Wal, WalOptions};
 use crate::profiles::commands::{
     AttributesObject, EventObject, Identify, NewAliases, Target, Track,
 };
-use crate::profiles::{AttrUpdate, AttrValue, ProfileStore};
+use crate::profiles::{AttrObject, AttrUpdate, AttrValue, ProfileStore};
 use crate::segment::{self, Filter};
 
 fn ws() -> WorkspaceId {
@@ -39,6 +39,9 @@ fn filter() -> Filter {
                 {"attribute": {"name": "n", "op": "equals", "value": 3}},
                 {"attribute": {"name": "plan", "op": "does_not_match_regex", "value": "x+"}},
                 {"attribute": {"name": "seen", "op": "greater_than", "value": "2023-01-01T00:00:00+05:00"}},
+                {"attribute": {"name": "address.city", "op": "equals", "value": "Lisbon"}},
+                {"attribute": {"name": "current_location", "op": "within_km",
+                               "value": {"latitude": 38.72, "longitude": -9.14, "km": 10.5}}},
                 {"event": {"name": "open", "op": "more_than", "count": 1}},
                 {"event": {"name": "open", "op": "less_than", "count": 9}},
                 {"event": {"name": "open", "op": "last_performed_before", "time": "2025-01-01T00:00:00Z"}},
@@ -50,6 +53,28 @@ fn filter() -> Filter {
         &|_: &CohortKey| true,
     )
     .expect("valid filter")
+}
+
+/// A nested object value with every kind of member.
+fn nested() -> AttrValue {
+    let inner: AttrObject = [
+        ("zip".into(), AttrValue::Num(1000.0)),
+        (
+            "geo".into(),
+            AttrValue::Object([("ok".into(), AttrValue::Bool(true))].into()),
+        ),
+    ]
+    .into();
+    AttrValue::Object(
+        [
+            ("city".into(), AttrValue::Str("Lisbon".into())),
+            ("since".into(), AttrValue::from_text("2024-05-01T10:00:00Z")),
+            ("tags".into(), AttrValue::Array(vec!["a".into()])),
+            ("inner".into(), AttrValue::Object(inner)),
+            ("list".into(), AttrValue::Objects(vec![AttrObject::new()])),
+        ]
+        .into(),
+    )
 }
 
 fn every_command() -> Vec<Command> {
@@ -121,6 +146,21 @@ fn every_command() -> Vec<Command> {
                         (
                             "a".into(),
                             AttrUpdate::Set(AttrValue::Array(vec!["p".into(), "q".into()])),
+                        ),
+                        ("address".into(), AttrUpdate::Set(nested())),
+                        (
+                            "kids".into(),
+                            AttrUpdate::Set(AttrValue::Objects(vec![
+                                AttrObject::new(),
+                                [("name".into(), AttrValue::Str("k".into()))].into(),
+                            ])),
+                        ),
+                        (
+                            "current_location".into(),
+                            AttrUpdate::Set(AttrValue::Location {
+                                latitude: 38.72,
+                                longitude: -9.14,
+                            }),
                         ),
                         ("gone".into(), AttrUpdate::Remove),
                         ("inc".into(), AttrUpdate::Increment(-2.0)),
@@ -214,6 +254,15 @@ fn image() -> Image {
         "tags",
         AttrUpdate::Set(AttrValue::Array(vec!["a".into()])),
     );
+    store.update_attribute(u1, "address", AttrUpdate::Set(nested()));
+    store.update_attribute(
+        u1,
+        "current_location",
+        AttrUpdate::Set(AttrValue::Location {
+            latitude: -1.5,
+            longitude: 170.25,
+        }),
+    );
     store.record_event(u1, "open", 5);
     let gone = store.upsert_external("gone", true).expect("created");
     store.upsert_device("d1");
@@ -280,7 +329,7 @@ fn the_streaming_reader_and_the_owned_types_agree() {
     assert_eq!(encode_image(&streamed).expect("encode"), bytes);
     assert_eq!(encode_image(&owned).expect("encode"), bytes);
     // A gap past the id bound is refused by both, not built.
-    let mut bad: v3::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v4::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     bad.workspaces[0].profiles.id_bound = 1;
     let bad = codec::encode(&bad).expect("encode");
     assert!(decode_image(SNAPSHOT_VERSION, &bad).is_err());
@@ -300,6 +349,10 @@ fn images_round_trip_through_the_current_version() {
     assert_eq!(store.id_bound(), 5, "deleted ids at the end stay used");
     let u1 = store.by_external("u1").expect("u1");
     assert_eq!(store.get(u1).expect("live").events()["open"].count, 1);
+    assert_eq!(
+        store.get(u1).expect("live").attributes()["address"],
+        nested()
+    );
     assert_eq!(store.by_external("gone"), None);
     assert_eq!(w.segments[0].filter, filter());
     assert_eq!((w.last_segment, back.next_workspace), (7, 4));
@@ -307,7 +360,7 @@ fn images_round_trip_through_the_current_version() {
     assert_eq!(back.limits, image().limits);
 }
 
-/// The bytes of the current version (3) are part of the contract: a change
+/// The bytes of the current version (4) are part of the contract: a change
 /// to a domain type must not move them. If this fails, the change belongs
 /// in a new version (docs/format.md).
 #[test]
@@ -386,15 +439,65 @@ fn current_version_bytes_are_pinned() {
     );
 }
 
+/// What version 4 added, pinned: nested values, locations and `within_km`
+/// are the last variants of their enums.
+#[test]
+fn version_4_values_are_pinned() {
+    let track = Command::Track {
+        ws: WorkspaceId(1),
+        track: Track {
+            attributes: vec![AttributesObject {
+                target: Target::Device("d".into()),
+                changes: vec![
+                    (
+                        "a".into(),
+                        AttrUpdate::Set(AttrValue::Object(
+                            [("c".into(), AttrValue::Objects(vec![AttrObject::new()]))].into(),
+                        )),
+                    ),
+                    (
+                        "l".into(),
+                        AttrUpdate::Set(AttrValue::Location {
+                            latitude: 0.5,
+                            longitude: -1.0,
+                        }),
+                    ),
+                ],
+            }],
+            events: Vec::new(),
+            purchases: Vec::new(),
+        },
+    };
+    assert_eq!(
+        hex::encode(encode_record(&track).expect("encode")),
+        "0501010201640201610005010163060100016c0007000000000000e03f000000000000f0bf0000"
+    );
+    let put = Command::PutSegment {
+        ws: WorkspaceId(1),
+        id: None,
+        name: "s".into(),
+        filter: segment::parse(
+            &serde_json::json!({"attribute": {"name": "l", "op": "within_km",
+                "value": {"latitude": 0.5, "longitude": -1, "km": 2}}}),
+            &|_: &CohortKey| true,
+        )
+        .expect("valid"),
+    };
+    assert_eq!(
+        hex::encode(encode_record(&put).expect("encode")),
+        "090100017305016c09000000000000e03f000000000000f0bf0000000000000040"
+    );
+}
+
 #[test]
 fn newer_versions_are_refused_by_name() {
     let bytes = encode_record(&Command::DeleteSegment { ws: ws(), id: 1 }).expect("encode");
     let e = decode_record(LOG_VERSION + 1, &bytes).expect_err("newer");
-    assert!(e.to_string().contains("version 4"), "{e}");
-    assert!(e.to_string().contains("1 to 3"), "{e}");
+    assert!(e.to_string().contains("version 5"), "{e}");
+    assert!(e.to_string().contains("1 to 4"), "{e}");
     let e = decode_image(SNAPSHOT_VERSION + 1, &[]).expect_err("newer");
     assert!(
-        e.to_string().contains("snapshot of format version 4"),
+        e.to_string().contains("snapshot of format version 5"),
         "{e}"
     );
 }
@@ -463,6 +566,8 @@ fn the_fixtures_decode_as_their_versions() {
         (V2_FIXTURE_RESTORE, 2),
         ("v3-0cf6801/rich", 3),
         ("v3-0cf6801/restore", 3),
+        ("v4-4191e56/rich", 4),
+        ("v4-4191e56/restore", 4),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
@@ -517,7 +622,7 @@ fn inspect_reads_every_version() {
         crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
     let out: serde_json::Value =
         serde_json::from_str(&inspect(&v2.path).expect("inspect")).expect("json");
-    assert_eq!(out["format_version"], 3);
+    assert_eq!(out["format_version"], 4);
     assert_eq!(out["workspaces"][0]["profiles"], 3);
     assert_eq!(out["workspaces"][0]["memberships"], 2);
 }
