@@ -702,6 +702,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v3-0cf6801/restore", 3),
         ("v4-4191e56/rich", 4),
         ("v4-4191e56/restore", 4),
+        ("v5-167a36a/rich", 5),
+        ("v5-167a36a/restore", 5),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
