@@ -1290,6 +1290,69 @@ mod tests {
         assert_eq!(back.len(), 2);
     }
 
+    fn email(s: &str) -> AttrUpdate {
+        AttrUpdate::Set(AttrValue::Str(s.into()))
+    }
+
+    #[test]
+    fn the_email_index_follows_sets_changes_removals_merges_and_deletes() {
+        let mut s = ProfileStore::new();
+        let l = LimitsConfig::default();
+        let known = s.upsert_external("u1", true).unwrap();
+        let anon = s.upsert_device("d1");
+        s.update_attribute(anon, EMAIL, email("A@x.io"));
+        s.touch(anon);
+        assert_eq!(s.by_email("a@X.IO"), Some(anon));
+        assert_eq!(
+            s.resolve(&Identifier::Email("a@x.io".into())),
+            None,
+            "not for cohorts"
+        );
+        // A merge: the identified side had no email, so it takes the other's.
+        assert_eq!(
+            s.identify_device("u1", "d1", &l),
+            Ok(Identified::Merged {
+                from: anon,
+                into: known
+            })
+        );
+        assert_eq!(s.by_email("a@x.io"), Some(known));
+        assert_eq!(s.holders(&Identifier::Email("A@X.IO".into())), vec![known]);
+        // Changing, then removing it.
+        s.update_attribute(known, EMAIL, email("b@x.io"));
+        assert_eq!(
+            (s.by_email("a@x.io"), s.by_email("b@x.io")),
+            (None, Some(known))
+        );
+        s.update_attribute(known, EMAIL, AttrUpdate::Increment(1.0));
+        assert_eq!(s.by_email("b@x.io"), None, "a number is not an email");
+        s.update_attribute(known, EMAIL, email("b@x.io"));
+        s.update_attribute(known, EMAIL, AttrUpdate::Remove);
+        assert_eq!(s.by_email("b@x.io"), None);
+        // Phones: E.164 only; a delete frees it.
+        s.update_attribute(known, PHONE, email("+4790000000"));
+        assert_eq!(s.by_phone("+4790000000"), Some(known));
+        s.update_attribute(known, PHONE, email("555 1234"));
+        assert_eq!(s.by_phone("555 1234"), None);
+        let p = s.insert_contact(&Identifier::Phone("+4790000001".into()));
+        assert_eq!(s.by_phone("+4790000001"), Some(p));
+        assert_eq!(
+            s.get(p).unwrap().listed_as(),
+            Some(Identifier::Phone("+4790000001".into()))
+        );
+        assert!(s.delete(p));
+        assert_eq!(s.by_phone("+4790000001"), None);
+        // The image keeps who was updated last; the index comes back.
+        let a = s.insert_contact(&Identifier::Email("c@x.io".into()));
+        s.update_attribute(known, EMAIL, email("C@x.io"));
+        s.touch(known);
+        assert_eq!(s.by_email("c@x.io"), Some(known));
+        s.touch(a);
+        let back = ProfileStore::from_image(s.image());
+        assert_eq!(back.by_email("c@x.io"), Some(a));
+        assert_eq!(back.holders(&Identifier::Email("c@x.io".into())).len(), 2);
+    }
+
     #[test]
     fn an_image_is_not_changed_by_later_writes() {
         let mut s = ProfileStore::new();
