@@ -7,7 +7,7 @@
 use compact_str::CompactString;
 
 /// Dense internal profile id, unique within a workspace and never reused.
-/// Never accepted as API input.
+/// Shown and accepted by the API only as a braze_id ([`braze_id`]).
 pub type Uid = u32;
 
 /// A workspace (Braze: app group). Nothing crosses workspaces.

@@ -111,7 +111,8 @@ pub fn parse_segment_cursor(raw: Option<&str>) -> Result<Option<u64>> {
 }
 
 /// The page of `set` after `after`, `limit` members long, listing each
-/// profile as SPEC says (external_id, else first alias, else first device).
+/// profile as SPEC says (external_id, else first alias, else first device;
+/// then email, then phone), with its braze_id.
 /// Ids whose profile no longer exists are passed over.
 pub(super) fn page<P: Profiles + ?Sized>(
     ws: WorkspaceId,
