@@ -7,7 +7,7 @@
 use compact_str::CompactString;
 
 /// Dense internal profile id, unique within a workspace and never reused.
-/// Never accepted as API input.
+/// Shown and accepted by the API only as a braze_id ([`braze_id`]).
 pub type Uid = u32;
 
 /// A workspace (Braze: app group). Nothing crosses workspaces.
@@ -63,11 +63,71 @@ impl Alias {
 }
 
 /// How a request names a profile. Matching rules live in `profiles::ProfileStore::resolve`.
+///
+/// `Email`, `Phone` and `BrazeId` are users API identifiers only (delete,
+/// and how a profile with no other identifier is listed): cohort import and
+/// membership checks never match them (`resolve` answers `None`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identifier {
     External(CompactString),
     Alias(Alias),
     Device(CompactString),
+    /// An email address as given (matched case-insensitively).
+    Email(CompactString),
+    /// An E.164 phone number.
+    Phone(CompactString),
+    /// A profile by its id (`braze_id`).
+    BrazeId(Uid),
+}
+
+/// A profile's `braze_id`: 24 lowercase hex digits, the workspace id (8)
+/// then the profile's id (16), the shape of Braze's own ids. Profile ids
+/// are never reused in a workspace, so a braze_id names one profile for
+/// ever (a merged-away or deleted profile's id names nobody after).
+pub fn braze_id(ws: WorkspaceId, uid: Uid) -> String {
+    format!("{:08x}{:016x}", ws.0, uid)
+}
+
+/// The profile id a braze_id names in workspace `ws`: `None` if it is not
+/// 24 hex digits (either case) or names another workspace.
+pub fn parse_braze_id(ws: WorkspaceId, s: &str) -> Option<Uid> {
+    if s.len() != 24 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let w = u32::from_str_radix(&s[..8], 16).ok()?;
+    let uid = u64::from_str_radix(&s[8..], 16).ok()?;
+    (w == ws.0).then_some(())?;
+    Uid::try_from(uid).ok()
+}
+
+/// Whether `s` is an email address as cohortd takes one for an identifier:
+/// one `@` with something on both sides, no whitespace.
+pub fn is_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !s.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// The key an email is indexed and looked up by: lowercased.
+pub fn email_key(s: &str) -> CompactString {
+    s.to_lowercase().into()
+}
+
+/// Whether `s` is an E.164 phone number: `+`, then 8 to 15 digits, the
+/// first not 0. Nothing is normalised.
+pub fn is_phone(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
 }
 
 /// One object of `cohort_changes`, parsed: identifiers in the order the partner

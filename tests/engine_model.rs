@@ -8,6 +8,12 @@
 //! named twice in one delta, an alias differing only in case, a device that
 //! logs in, a profile deleted and tracked again.
 //!
+//! Emails are identifiers of the users API only (docs/decisions.md): an
+//! object addressed by `email` finds the most recently updated holder (any
+//! case) or creates an email-only profile; an unknown external_id that
+//! comes with the email of an anonymous profile takes it over; a delete by
+//! email removes every holder; a delta naming an email matches nobody.
+//!
 //! Per SPEC's error rules, a malformed object (here: one naming two
 //! identifiers, or none) is skipped and reported by its index while the
 //! rest of its request applies; the model says which indexes are skipped,
@@ -35,6 +41,12 @@ const ALIAS_NAMES: [&str; 2] = ["email", "crm"];
 /// `x` and `X` are different labels: the pair must match exactly.
 const ALIAS_LABELS: [&str; 3] = ["x", "X", "y"];
 const COHORTS: u8 = 3;
+/// The first two are one address in two cases.
+const EMAILS: [&str; 3] = ["a@x.io", "A@X.io", "b@x.io"];
+
+fn email_key(e: u8) -> String {
+    EMAILS[e as usize].to_lowercase()
+}
 
 static SERVER: LazyLock<Server> = LazyLock::new(Server::start);
 static CASE: AtomicUsize = AtomicUsize::new(0);
@@ -46,6 +58,7 @@ enum Id {
     External(u8),
     Alias(u8, u8),
     Device(u8),
+    Email(u8),
 }
 
 impl Id {
@@ -90,6 +103,16 @@ enum Target {
         existing_only: Option<bool>,
     },
     Device(u8),
+    Email {
+        e: u8,
+        existing_only: Option<bool>,
+    },
+    /// An external_id with an email attribute.
+    ExternalEmail {
+        id: u8,
+        e: u8,
+        existing_only: Option<bool>,
+    },
     /// A malformed object: two identifiers (`external_id` and `device_id`)
     /// when `true`, none when `false`.
     Malformed(bool),
@@ -118,6 +141,7 @@ fn id_strategy() -> impl Strategy<Value = Id> {
         (0..ALIAS_NAMES.len() as u8, 0..ALIAS_LABELS.len() as u8)
             .prop_map(|(n, l)| Id::Alias(n, l)),
         (0..DEVICES).prop_map(Id::Device),
+        (0..EMAILS.len() as u8).prop_map(Id::Email),
     ]
 }
 
@@ -134,6 +158,9 @@ fn target_strategy() -> impl Strategy<Value = Target> {
         3 => (0..EXTERNAL_IDS, existing_only()).prop_map(|(id, existing_only)| Target::External { id, existing_only }),
         3 => (alias_strategy(), existing_only()).prop_map(|((n, l), existing_only)| Target::Alias { n, l, existing_only }),
         2 => (0..DEVICES).prop_map(Target::Device),
+        2 => (0..EMAILS.len() as u8, existing_only()).prop_map(|(e, existing_only)| Target::Email { e, existing_only }),
+        2 => (0..EXTERNAL_IDS, 0..EMAILS.len() as u8, existing_only())
+            .prop_map(|(id, e, existing_only)| Target::ExternalEmail { id, e, existing_only }),
         1 => any::<bool>().prop_map(Target::Malformed),
     ]
 }
@@ -159,6 +186,10 @@ struct Profile {
     external_id: Option<u8>,
     aliases: Vec<(u8, u8)>,
     devices: Vec<u8>,
+    /// The `email` attribute, as last sent.
+    email: Option<u8>,
+    /// When it was last updated (a track object, or a merge into it).
+    touched: u64,
 }
 
 /// `[added, removed, unmatched, size]` of one import.
@@ -171,6 +202,8 @@ struct Model {
     cohorts: BTreeMap<u8, BTreeSet<usize>>,
     /// Newest last.
     imports: BTreeMap<u8, Vec<Import>>,
+    /// The last `touched` given out.
+    clock: u64,
 }
 
 impl Model {
@@ -199,6 +232,20 @@ impl Model {
             .map(|(i, _)| i)
     }
 
+    /// The most recently updated holder of the email (any case).
+    fn by_email(&self, e: u8) -> Option<usize> {
+        self.live()
+            .filter(|(_, p)| p.email.is_some_and(|x| email_key(x) == email_key(e)))
+            .max_by_key(|(i, p)| (p.touched, *i))
+            .map(|(i, _)| i)
+    }
+
+    fn touch(&mut self, i: usize) {
+        self.clock += 1;
+        let now = self.clock;
+        self.profile(i).touched = now;
+    }
+
     fn is_anonymous(&self, i: usize) -> bool {
         self.profiles[i].as_ref().unwrap().external_id.is_none()
     }
@@ -209,6 +256,8 @@ impl Model {
             Id::External(e) => self.by_external(e),
             Id::Alias(n, l) => self.by_alias((n, l)),
             Id::Device(d) => self.by_device(d).filter(|&i| self.is_anonymous(i)),
+            // Cohort import never matches an email.
+            Id::Email(_) => None,
         }
     }
 
@@ -235,6 +284,8 @@ impl Model {
                 p.devices.push(d);
             }
         }
+        p.email = p.email.or(gone.email);
+        self.touch(into);
         for set in self.cohorts.values_mut() {
             if set.remove(&from) {
                 set.insert(into);
@@ -284,9 +335,47 @@ impl Model {
                         ..Default::default()
                     })
                 })),
+                Target::Email { e, existing_only } => match self.by_email(e) {
+                    Some(i) => Some(i),
+                    None if !existing_only.unwrap_or(false) => Some(self.create(Profile {
+                        email: Some(e),
+                        ..Default::default()
+                    })),
+                    None => None,
+                },
+                Target::ExternalEmail {
+                    id,
+                    e,
+                    existing_only,
+                } => {
+                    let create = !existing_only.unwrap_or(false);
+                    match self.by_external(id) {
+                        Some(i) => Some(i),
+                        None if create => {
+                            match self.by_email(e).filter(|&h| self.is_anonymous(h)) {
+                                // The anonymous holder takes the external_id.
+                                Some(h) => {
+                                    self.profile(h).external_id = Some(id);
+                                    Some(h)
+                                }
+                                None => Some(self.create(Profile {
+                                    external_id: Some(id),
+                                    ..Default::default()
+                                })),
+                            }
+                        }
+                        None => None,
+                    }
+                }
             };
             match found {
-                Some(_) => processed += 1,
+                Some(i) => {
+                    if let Target::Email { e, .. } | Target::ExternalEmail { e, .. } = *t {
+                        self.profile(i).email = Some(e);
+                    }
+                    self.touch(i);
+                    processed += 1;
+                }
                 None => errors.push(index as u64),
             }
         }
@@ -384,7 +473,18 @@ impl Model {
     fn delete_users(&mut self, ids: &[Id]) -> u64 {
         let mut deleted = 0;
         for &id in ids {
-            if let Some(i) = self.resolve(id) {
+            if let Id::Email(e) = id {
+                // Every holder, in any case.
+                let holders: Vec<usize> = self
+                    .live()
+                    .filter(|(_, p)| p.email.is_some_and(|x| email_key(x) == email_key(e)))
+                    .map(|(i, _)| i)
+                    .collect();
+                for i in holders {
+                    self.delete(i);
+                    deleted += 1;
+                }
+            } else if let Some(i) = self.resolve(id) {
                 self.delete(i);
                 deleted += 1;
             }
@@ -436,8 +536,10 @@ impl Model {
             json!({ "external_id": external(e) })
         } else if let Some(&(n, l)) = p.aliases.first() {
             json!({ "user_alias": alias_json(n, l) })
+        } else if let Some(&d) = p.devices.first() {
+            json!({ "device_id": device(d) })
         } else {
-            json!({ "device_id": device(p.devices[0]) })
+            json!({ "email": EMAILS[p.email.expect("an email-only profile") as usize] })
         }
     }
 
@@ -467,6 +569,8 @@ fn id_wire(ids: &[Id]) -> Value {
     for &id in ids {
         match id {
             Id::External(_) => users.push(json!(id.external())),
+            // An email sent as a user id: matches no external_id here.
+            Id::Email(e) => users.push(json!(EMAILS[e as usize])),
             Id::Device(d) => devices.push(json!(device(d))),
             Id::Alias(n, l) => aliases.push(alias_json(n, l)),
         }
@@ -479,6 +583,10 @@ fn target_wire(t: &Target) -> Value {
         Target::External { id, .. } => json!({ "external_id": external(id) }),
         Target::Alias { n, l, .. } => json!({ "user_alias": alias_json(n, l) }),
         Target::Device(d) => json!({ "device_id": device(d) }),
+        Target::Email { e, .. } => json!({ "email": EMAILS[e as usize] }),
+        Target::ExternalEmail { id, e, .. } => {
+            json!({ "external_id": external(id), "email": EMAILS[e as usize] })
+        }
         Target::Malformed(true) => json!({ "external_id": external(0), "device_id": device(0) }),
         Target::Malformed(false) => json!({}),
     };
@@ -487,6 +595,14 @@ fn target_wire(t: &Target) -> Value {
         ..
     }
     | Target::Alias {
+        existing_only: Some(b),
+        ..
+    }
+    | Target::Email {
+        existing_only: Some(b),
+        ..
+    }
+    | Target::ExternalEmail {
         existing_only: Some(b),
         ..
     } = *t
@@ -589,9 +705,17 @@ impl Client {
                         _ => None,
                     })
                     .collect();
+                let emails: Vec<&str> = ids
+                    .iter()
+                    .filter_map(|i| match *i {
+                        Id::Email(e) => Some(EMAILS[e as usize]),
+                        _ => None,
+                    })
+                    .collect();
                 body["external_ids"] = json!(externals);
                 body["user_aliases"] = json!(aliases);
                 body["device_ids"] = json!(devices);
+                body["email_addresses"] = json!(emails);
                 let r = self.post("/users/delete", body);
                 // The server reads external_ids, then user_aliases, then
                 // device_ids; the model takes them in that order too.
@@ -600,6 +724,7 @@ impl Client {
                     Id::External(_) => 0,
                     Id::Alias(..) => 1,
                     Id::Device(_) => 2,
+                    Id::Email(_) => 3,
                 });
                 assert_eq!(
                     n(&r, "deleted"),

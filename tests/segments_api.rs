@@ -157,7 +157,7 @@ fn walk(ws: &Workspace, id: &str, limit: usize) -> Vec<Value> {
         assert_eq!(r.status, 200, "{}", r.body);
         let page = r.body["members"].as_array().unwrap();
         assert!(page.len() <= limit, "{} > {limit}", page.len());
-        out.extend(page.iter().cloned());
+        out.extend(page.iter().cloned().map(common::without_braze_id));
         match &r.body["next_cursor"] {
             Value::String(c) => cursor = c.clone(),
             Value::Null => return out,
@@ -994,9 +994,10 @@ fn member_pages_list_each_kind_of_profile_by_its_pinned_shape() {
         r.body,
         json!({
             "members": [
-                {"external_id": "u1"},
-                {"user_alias": {"alias_name": "email", "alias_label": "a@example.com"}},
-                {"device_id": "d1"},
+                {"external_id": "u1", "braze_id": "000000010000000000000000"},
+                {"user_alias": {"alias_name": "email", "alias_label": "a@example.com"},
+                 "braze_id": "000000010000000000000001"},
+                {"device_id": "d1", "braze_id": "000000010000000000000002"},
             ],
             "next_cursor": null,
         })
@@ -1308,7 +1309,7 @@ fn preview_counts_and_samples_without_saving() {
     );
     assert_eq!(
         r.body,
-        json!({"count": 1, "sample": [{"external_id": "u03"}]})
+        json!({"count": 1, "sample": [{"external_id": "u03", "braze_id": "000000010000000000000003"}]})
     );
     let r = ws.post(
         "/segments/preview",

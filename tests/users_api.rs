@@ -257,17 +257,17 @@ fn a_malformed_object_is_skipped_and_reported_by_index_and_the_others_apply() {
         (
             json!({"attributes": [{"external_id": "a1"}, {"plan": "gold"}]}),
             "attributes",
-            "needs one of external_id, user_alias or device_id",
+            "needs one of external_id, user_alias, device_id, braze_id, email or phone",
         ),
         (
             json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "device_id": "d"}]}),
             "attributes",
-            "give exactly one identifier, got external_id, device_id",
+            "give exactly one identifier (braze_id may come with external_id), got external_id, device_id",
         ),
         (
             json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "braze_id": "b"}]}),
             "attributes",
-            "give exactly one identifier, got external_id, braze_id",
+            "braze_id: matches no user",
         ),
         (
             json!({"attributes": [{"external_id": "a1"}, {"external_id": "a2", "nested": {"inc": "1"}}]}),
@@ -359,7 +359,7 @@ fn a_partial_batch_applies_exactly_the_valid_objects_in_order() {
                  "input_array": "attributes", "index": 1},
                 {"type": "no user with external_id \"ghost\" (_update_existing_only)",
                  "input_array": "attributes", "index": 2},
-                {"type": "needs one of external_id, user_alias or device_id",
+                {"type": "needs one of external_id, user_alias, device_id, braze_id, email or phone",
                  "input_array": "attributes", "index": 4},
                 {"type": "time: must be an ISO-8601 time", "input_array": "events", "index": 1},
                 {"type": "no user with external_id \"ghost2\" (_update_existing_only)",

@@ -254,8 +254,9 @@ impl Applier {
 
     /// Replaces the state with `image`. With `keep_counters`, the id
     /// counters only ever go forward: the next workspace id and each
-    /// workspace's last segment id are the larger of the live state's and
-    /// the image's, so no id given out before the restore is given again.
+    /// workspace's last segment id and profile id bound are the larger of
+    /// the live state's and the image's, so no id given out before the
+    /// restore is given again.
     pub fn restore(&self, snapshot_id: &str, mut image: Image, keep_counters: bool) -> Pending {
         if keep_counters {
             let live = self.state();
@@ -263,6 +264,9 @@ impl Applier {
             for w in &mut image.workspaces {
                 if let Some(now) = live.workspace(w.id) {
                     w.last_segment = w.last_segment.max(now.last_segment_id());
+                    // Profile ids too: a braze_id given out since the
+                    // snapshot never names another profile.
+                    w.profiles.keep_ids_below(now.profiles.read().id_bound());
                 }
             }
         }

@@ -22,17 +22,25 @@ use roaring::RoaringBitmap;
 
 use super::state::Segment;
 use crate::error::{Error, Result};
-use crate::model::{CohortKey, Identifier, Uid};
+use crate::model::{braze_id, CohortKey, Identifier, Uid, WorkspaceId};
 use crate::profiles::Profile;
 use crate::segment::Profiles;
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
+/// A member as listings show it: its braze_id, and how it is listed
+/// (`Profile::listed_as`; `None` for a profile with no other identifier).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub braze_id: String,
+    pub listed: Option<Identifier>,
+}
+
 /// A page of members and where the next one starts.
 #[derive(Debug, PartialEq)]
 pub struct Page {
-    pub members: Vec<Identifier>,
+    pub members: Vec<Member>,
     pub next_cursor: Option<String>,
 }
 
@@ -103,9 +111,11 @@ pub fn parse_segment_cursor(raw: Option<&str>) -> Result<Option<u64>> {
 }
 
 /// The page of `set` after `after`, `limit` members long, listing each
-/// profile as SPEC says (external_id, else first alias, else first device).
+/// profile as SPEC says (external_id, else first alias, else first device;
+/// then email, then phone), with its braze_id.
 /// Ids whose profile no longer exists are passed over.
 pub(super) fn page<P: Profiles + ?Sized>(
+    ws: WorkspaceId,
     set: &RoaringBitmap,
     profiles: &P,
     after: Option<Uid>,
@@ -117,8 +127,12 @@ pub(super) fn page<P: Profiles + ?Sized>(
     let mut more = false;
     if after != Some(Uid::MAX) {
         for uid in set.range(start..) {
-            let Some(m) = profiles.get(uid).and_then(Profile::listed_as) else {
+            let Some(p) = profiles.get(uid) else {
                 continue;
+            };
+            let m = Member {
+                braze_id: braze_id(ws, uid),
+                listed: Profile::listed_as(p),
             };
             if members.len() == limit {
                 // Another live member exists: only then is there a next page.
@@ -159,7 +173,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let p = page(&set, &s, after, 3);
+            let p = page(WorkspaceId(1), &set, &s, after, 3);
             seen.extend(p.members);
             match p.next_cursor {
                 Some(c) => after = cursor(Some(&c)).unwrap(),
@@ -167,15 +181,21 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 10);
-        assert_eq!(seen[9], Identifier::External("u9".into()));
+        assert_eq!(seen[9].listed, Some(Identifier::External("u9".into())));
+        assert_eq!(seen[9].braze_id, "000000010000000000000009");
     }
 
     #[test]
     fn an_exact_last_page_has_no_next_cursor() {
         let s = store(4);
         let set: RoaringBitmap = (0..4).collect();
-        assert_eq!(page(&set, &s, None, 4).next_cursor, None);
-        assert_eq!(page(&set, &s, None, 3).next_cursor.as_deref(), Some("2"));
+        assert_eq!(page(WorkspaceId(1), &set, &s, None, 4).next_cursor, None);
+        assert_eq!(
+            page(WorkspaceId(1), &set, &s, None, 3)
+                .next_cursor
+                .as_deref(),
+            Some("2")
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub struct SegmentPage {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Preview {
     pub count: u64,
-    pub sample: Vec<Identifier>,
+    pub sample: Vec<query::Member>,
 }
 
 /// A cohort a user is a member of.
@@ -237,7 +237,13 @@ impl Workspace {
         limit: usize,
     ) -> Result<Page> {
         let set = self.find_cohort(key)?.members();
-        Ok(query::page(&set, &*self.profiles.read(), after, limit))
+        Ok(query::page(
+            self.id,
+            &set,
+            &*self.profiles.read(),
+            after,
+            limit,
+        ))
     }
 
     /// The cohort's import history, newest first, at most `limit` entries.
@@ -269,7 +275,7 @@ impl Workspace {
     ) -> Result<Page, OutOfTime> {
         let profiles = self.profile_view();
         let set = segment::evaluate_within(filter, &profiles, self, deadline)?;
-        Ok(query::page(&set, &profiles, after, limit))
+        Ok(query::page(self.id, &set, &profiles, after, limit))
     }
 
     /// For each identifier, whether the profile it names matches `filter`
@@ -307,7 +313,7 @@ impl Workspace {
         let sample = if sample == 0 {
             Vec::new()
         } else {
-            query::page(&set, &profiles, None, sample).members
+            query::page(self.id, &set, &profiles, None, sample).members
         };
         Ok(Preview {
             count: set.len(),

@@ -98,6 +98,10 @@ impl Workspace {
         }
     }
 
+    pub fn id(&self) -> WorkspaceId {
+        self.id
+    }
+
     /// The last segment id given out in this workspace.
     pub(super) fn last_segment_id(&self) -> u64 {
         self.last_segment.load(Ordering::Relaxed)

@@ -25,15 +25,21 @@ pub struct LimitQuery {
     limit: Option<usize>,
 }
 
-/// A member as every listing renders it (SPEC §4, pinned).
-pub fn member_json(m: &Identifier) -> Value {
-    match m {
-        Identifier::External(e) => json!({ "external_id": e }),
-        Identifier::Alias(a) => {
+/// A member as every listing renders it (SPEC §4, pinned): how it is
+/// listed, and its `braze_id` next to it.
+pub fn member_json(m: &query::Member) -> Value {
+    let mut v = match &m.listed {
+        Some(Identifier::External(e)) => json!({ "external_id": e }),
+        Some(Identifier::Alias(a)) => {
             json!({ "user_alias": { "alias_name": a.alias_name, "alias_label": a.alias_label } })
         }
-        Identifier::Device(d) => json!({ "device_id": d }),
-    }
+        Some(Identifier::Device(d)) => json!({ "device_id": d }),
+        Some(Identifier::Email(e)) => json!({ "email": e }),
+        Some(Identifier::Phone(p)) => json!({ "phone": p }),
+        Some(Identifier::BrazeId(_)) | None => json!({}),
+    };
+    v["braze_id"] = json!(m.braze_id);
+    v
 }
 
 pub fn page_json(p: query::Page) -> Value {

@@ -23,10 +23,10 @@ use serde_json::{json, Map, Value};
 use super::{created, WorkspaceAuth};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::{Alias, Identifier};
+use crate::model::{is_email, is_phone, parse_braze_id, Alias, Identifier, WorkspaceId};
 use crate::profiles::commands::{
-    AttributesObject, Batch, EventObject, Identify, InputArray, NewAliases, ObjectError, Target,
-    Track,
+    AttributesObject, Batch, Contact, EventObject, Identify, InputArray, NewAliases, ObjectError,
+    Target, Track,
 };
 use crate::profiles::{AttrObject, AttrUpdate, AttrValue};
 
@@ -112,10 +112,57 @@ fn alias(v: Option<&Value>, at: &str) -> Parsed<Alias> {
 
 const IDENTIFIER_KEYS: [&str; 4] = ["external_id", "user_alias", "device_id", "braze_id"];
 
-/// Which profile a track object addresses. Exactly one identifier;
-/// `_update_existing_only` defaults to false for external_id and true for
-/// user_alias; a device_id object always writes (the SDK extension).
-fn target(obj: &Map<String, Value>) -> Parsed<Target> {
+/// A braze_id at `at` (`""`: the value itself): the profile id it names in
+/// `ws`.
+fn braze_id(ws: WorkspaceId, v: Option<&Value>, at: &str) -> Parsed<crate::model::Uid> {
+    let s = string(v, at)?;
+    parse_braze_id(ws, &s).ok_or_else(|| {
+        problem(
+            at,
+            "matches no user (a braze_id is 24 hex digits, as member pages list it)",
+        )
+    })
+}
+
+/// An email identifier at `at`.
+fn email(v: Option<&Value>, at: &str) -> Parsed<CompactString> {
+    let s = string(v, at)?;
+    if is_email(&s) {
+        Ok(s)
+    } else {
+        Err(problem(at, "must be an email address"))
+    }
+}
+
+/// A phone identifier at `at`: E.164, not normalised.
+fn phone(v: Option<&Value>, at: &str) -> Parsed<CompactString> {
+    let s = string(v, at)?;
+    if is_phone(&s) {
+        Ok(s)
+    } else {
+        Err(problem(
+            at,
+            "must be an E.164 phone number (\"+\" then 8 to 15 digits, nothing else)",
+        ))
+    }
+}
+
+/// The email, else the phone, of an object that has an external_id, if
+/// it is a valid identifier (else it is only an attribute, or ignored).
+fn contact(obj: &Map<String, Value>) -> Option<Contact> {
+    if let Ok(e) = email(obj.get("email"), "email") {
+        return Some(Contact::Email(e));
+    }
+    phone(obj.get("phone"), "phone").ok().map(Contact::Phone)
+}
+
+/// Which profile a track object addresses. One of external_id, user_alias,
+/// device_id and braze_id, or external_id with braze_id (which must name
+/// the same profile); with none of them, `email`, else `phone`.
+/// `_update_existing_only` defaults to false for external_id, email and
+/// phone, and true for user_alias; a device_id object always writes (the
+/// SDK extension); a braze_id never creates.
+fn target(ws: WorkspaceId, obj: &Map<String, Value>) -> Parsed<Target> {
     let given: Vec<&str> = IDENTIFIER_KEYS
         .iter()
         .copied()
@@ -126,22 +173,50 @@ fn target(obj: &Map<String, Value>) -> Parsed<Target> {
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return Err("_update_existing_only: must be a boolean".into()),
     };
+    let present = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
     match given.as_slice() {
-        ["external_id"] => Ok(Target::External {
-            id: string(obj.get("external_id"), "external_id")?,
-            create: !existing_only.unwrap_or(false),
-        }),
+        ["external_id"] | ["external_id", "braze_id"] => {
+            let id = string(obj.get("external_id"), "external_id")?;
+            let create = !existing_only.unwrap_or(false);
+            let braze = match given.len() {
+                2 => Some(braze_id(ws, obj.get("braze_id"), "braze_id")?),
+                _ => None,
+            };
+            let contact = contact(obj);
+            Ok(if braze.is_none() && contact.is_none() {
+                Target::External { id, create }
+            } else {
+                Target::ExternalWith {
+                    id,
+                    create,
+                    braze_id: braze,
+                    contact,
+                }
+            })
+        }
         ["user_alias"] => Ok(Target::Alias {
             alias: alias(obj.get("user_alias"), "user_alias")?,
             create: !existing_only.unwrap_or(true),
         }),
         ["device_id"] => Ok(Target::Device(string(obj.get("device_id"), "device_id")?)),
-        ["braze_id"] => {
-            Err("braze_id is not supported; use external_id, user_alias or device_id".into())
+        ["braze_id"] => Ok(Target::BrazeId(braze_id(
+            ws,
+            obj.get("braze_id"),
+            "braze_id",
+        )?)),
+        [] if present("email") => Ok(Target::Email {
+            email: email(obj.get("email"), "email")?,
+            create: !existing_only.unwrap_or(false),
+        }),
+        [] if present("phone") => Ok(Target::Phone {
+            phone: phone(obj.get("phone"), "phone")?,
+            create: !existing_only.unwrap_or(false),
+        }),
+        [] => {
+            Err("needs one of external_id, user_alias, device_id, braze_id, email or phone".into())
         }
-        [] => Err("needs one of external_id, user_alias or device_id".into()),
         _ => Err(format!(
-            "give exactly one identifier, got {}",
+            "give exactly one identifier (braze_id may come with external_id), got {}",
             given.join(", ")
         )),
     }
@@ -276,9 +351,9 @@ fn event_time(obj: &Map<String, Value>) -> Parsed<i64> {
     }
 }
 
-fn attributes_object(v: &Value) -> Parsed<AttributesObject> {
+fn attributes_object(ws: WorkspaceId, v: &Value) -> Parsed<AttributesObject> {
     let obj = object(v)?;
-    let target = target(obj)?;
+    let target = target(ws, obj)?;
     let mut changes = Vec::new();
     for (k, v) in obj {
         if IDENTIFIER_KEYS.contains(&k.as_str()) || k == "_update_existing_only" {
@@ -290,16 +365,16 @@ fn attributes_object(v: &Value) -> Parsed<AttributesObject> {
 }
 
 /// An event (`name_key` "name") or a purchase ("product_id").
-fn event_object(v: &Value, name_key: &str) -> Parsed<EventObject> {
+fn event_object(ws: WorkspaceId, v: &Value, name_key: &str) -> Parsed<EventObject> {
     let obj = object(v)?;
     Ok(EventObject {
-        target: target(obj)?,
+        target: target(ws, obj)?,
         name: string(obj.get(name_key), name_key)?,
         time: event_time(obj)?,
     })
 }
 
-fn parse_track(body: &Value) -> Result<Batch<Track>> {
+fn parse_track(ws: WorkspaceId, body: &Value) -> Result<Batch<Track>> {
     let body = body_object(body)?;
     let attributes = list(body, "attributes", MAX_TRACK_OBJECTS)?;
     let events = list(body, "events", MAX_TRACK_OBJECTS)?;
@@ -311,20 +386,26 @@ fn parse_track(body: &Value) -> Result<Batch<Track>> {
     }
     let mut batch = Batch::<Track>::default();
     for (i, v) in attributes.iter().enumerate() {
-        batch.add(InputArray::Attributes, i, attributes_object(v), |t, o| {
-            t.attributes.push(o)
-        });
+        batch.add(
+            InputArray::Attributes,
+            i,
+            attributes_object(ws, v),
+            |t, o| t.attributes.push(o),
+        );
     }
     for (i, v) in events.iter().enumerate() {
-        batch.add(InputArray::Events, i, event_object(v, "name"), |t, o| {
-            t.events.push(o)
-        });
+        batch.add(
+            InputArray::Events,
+            i,
+            event_object(ws, v, "name"),
+            |t, o| t.events.push(o),
+        );
     }
     for (i, v) in purchases.iter().enumerate() {
         batch.add(
             InputArray::Purchases,
             i,
-            event_object(v, "product_id"),
+            event_object(ws, v, "product_id"),
             |t, o| t.purchases.push(o),
         );
     }
@@ -362,7 +443,8 @@ pub async fn track(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     note_batch(&engine, &req, "/users/track");
-    let batch = read_json(&engine, payload, |v: Value| parse_track(&v)).await?;
+    let ws = auth.0.id();
+    let batch = read_json(&engine, payload, move |v: Value| parse_track(ws, &v)).await?;
     let r = engine.track(&auth.0, batch).await?;
     Ok(created(json!({
         "message": "success",
@@ -473,18 +555,26 @@ pub async fn alias_new(
     })))
 }
 
-/// The identifiers to delete: external_ids, then user_aliases, then
-/// device_ids, each entry on its own (a malformed one is refused, the
-/// others stay). `braze_ids` are refused entry by entry: cohortd has no
-/// Braze ids yet.
-fn parse_delete(body: &Value) -> Result<Batch<Vec<Identifier>>> {
+/// The identifiers to delete: external_ids, user_aliases, device_ids,
+/// braze_ids, email_addresses, phone_numbers, each entry on its own (a
+/// malformed one is refused, the others stay; a braze_id of another
+/// workspace is malformed here).
+fn parse_delete(ws: WorkspaceId, body: &Value) -> Result<Batch<Vec<Identifier>>> {
     let body = body_object(body)?;
     let externals = list(body, "external_ids", MAX_USER_ENTRIES)?;
     let aliases = list(body, "user_aliases", MAX_USER_ENTRIES)?;
     let devices = list(body, "device_ids", MAX_USER_ENTRIES)?;
     let braze_ids = list(body, "braze_ids", MAX_USER_ENTRIES)?;
-    if externals.is_empty() && aliases.is_empty() && devices.is_empty() && braze_ids.is_empty() {
-        return Err(fatal("give external_ids, user_aliases and/or device_ids"));
+    let emails = list(body, "email_addresses", MAX_USER_ENTRIES)?;
+    let phones = list(body, "phone_numbers", MAX_USER_ENTRIES)?;
+    if [externals, aliases, devices, braze_ids, emails, phones]
+        .iter()
+        .all(|l| l.is_empty())
+    {
+        return Err(fatal(
+            "give external_ids, user_aliases, device_ids, braze_ids, email_addresses and/or \
+             phone_numbers",
+        ));
     }
     let mut batch = Batch::<Vec<Identifier>>::default();
     for (i, v) in externals.iter().enumerate() {
@@ -502,12 +592,26 @@ fn parse_delete(body: &Value) -> Result<Batch<Vec<Identifier>>> {
             ids.push(Identifier::Device(d))
         });
     }
-    for i in 0..braze_ids.len() {
-        batch.refuse(
+    for (i, v) in braze_ids.iter().enumerate() {
+        batch.add(
             InputArray::BrazeIds,
             i,
-            "braze_ids are not supported; use external_ids, user_aliases or device_ids",
+            braze_id(ws, Some(v), ""),
+            |ids, u| ids.push(Identifier::BrazeId(u)),
         );
+    }
+    for (i, v) in emails.iter().enumerate() {
+        batch.add(
+            InputArray::EmailAddresses,
+            i,
+            email(Some(v), ""),
+            |ids, e| ids.push(Identifier::Email(e)),
+        );
+    }
+    for (i, v) in phones.iter().enumerate() {
+        batch.add(InputArray::PhoneNumbers, i, phone(Some(v), ""), |ids, p| {
+            ids.push(Identifier::Phone(p))
+        });
     }
     Ok(batch)
 }
@@ -519,7 +623,8 @@ pub async fn delete(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     note_batch(&engine, &req, "/users/delete");
-    let batch = read_json(&engine, payload, |v: Value| parse_delete(&v)).await?;
+    let ws = auth.0.id();
+    let batch = read_json(&engine, payload, move |v: Value| parse_delete(ws, &v)).await?;
     let r = engine.delete_users(&auth.0, batch).await?;
     Ok(created(json!({
         "message": "success",
@@ -531,6 +636,8 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const WS: WorkspaceId = WorkspaceId(1);
 
     /// The request's errors before anything applied, as `(array, index,
     /// message)`.
@@ -547,11 +654,14 @@ mod tests {
     #[test]
     fn track_parses_every_value_kind() {
         let (t, errors) = refused(
-            parse_track(&json!({"attributes": [{
-                "external_id": "u1", "plan": "gold", "n": 3, "vip": true, "gone": null,
-                "since": "2024-01-01T00:00:00Z", "tags": ["a"], "visits": {"inc": 2},
-                "pets": {"add": ["cat"], "remove": ["dog"]}
-            }]}))
+            parse_track(
+                WS,
+                &json!({"attributes": [{
+                    "external_id": "u1", "plan": "gold", "n": 3, "vip": true, "gone": null,
+                    "since": "2024-01-01T00:00:00Z", "tags": ["a"], "visits": {"inc": 2},
+                    "pets": {"add": ["cat"], "remove": ["dog"]}
+                }]}),
+            )
             .unwrap(),
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -568,7 +678,7 @@ mod tests {
 
     #[test]
     fn alias_objects_default_to_update_existing_only() {
-        let t = parse_track(&json!({"attributes": [
+        let t = parse_track(WS, &json!({"attributes": [
             {"user_alias": {"alias_name": "n", "alias_label": "l"}},
             {"user_alias": {"alias_name": "n", "alias_label": "l"}, "_update_existing_only": false},
             {"external_id": "x", "_update_existing_only": true}
@@ -594,11 +704,28 @@ mod tests {
         let cases = [
             (json!({"plan": "x"}), "needs one of external_id"),
             (
-                json!({"external_id": "u", "device_id": "d"}),
-                "give exactly one identifier, got external_id, device_id",
+                json!({"external_id": "u", "device_id": "d", "braze_id": "000000010000000000000000"}),
+                "give exactly one identifier",
             ),
-            (json!({"external_id": "u", "braze_id": "b"}), "exactly one"),
-            (json!({"braze_id": "b"}), "braze_id is not supported"),
+            (
+                json!({"external_id": "u", "device_id": "d"}),
+                "give exactly one identifier (braze_id may come with external_id), got external_id, device_id",
+            ),
+            (
+                json!({"external_id": "u", "braze_id": "b"}),
+                "braze_id: matches no user",
+            ),
+            (json!({"braze_id": "b"}), "braze_id: matches no user"),
+            (
+                json!({"braze_id": "000000020000000000000000"}),
+                "braze_id: matches no user",
+            ),
+            (json!({"phone": "555-1234"}), "phone: must be an E.164"),
+            (json!({"email": "nobody"}), "email: must be an email address"),
+            (
+                json!({"user_alias": {"alias_name": "n", "alias_label": "l"}, "braze_id": "000000010000000000000000"}),
+                "give exactly one identifier",
+            ),
             (
                 json!({"external_id": "u", "current_location": {"latitude": 91, "longitude": 0}}),
                 "current_location.latitude: must be a number from -90 to 90",
@@ -643,7 +770,7 @@ mod tests {
         ];
         for (bad, says) in cases {
             let body = json!({"attributes": [{"external_id": "a"}, bad, {"external_id": "b"}]});
-            let (t, errors) = refused(parse_track(&body).unwrap());
+            let (t, errors) = refused(parse_track(WS, &body).unwrap());
             assert_eq!(t.attributes.len(), 2, "{body}");
             assert_eq!(errors.len(), 1, "{body}");
             let (array, index, message) = &errors[0];
@@ -651,7 +778,7 @@ mod tests {
             assert!(message.contains(says), "{body} → {message}");
         }
         let (t, errors) = refused(
-            parse_track(&json!({
+            parse_track(WS, &json!({
                 "events": [{"external_id": "u", "name": "e"}, {"external_id": "u", "name": "e", "time": "soon"},
                            {"external_id": "u", "name": "e", "time": "2024-01-01T00:00:00Z"}],
                 "purchases": [{"external_id": "u", "time": "2024-01-01T00:00:00Z"}],
@@ -689,22 +816,25 @@ mod tests {
             ),
         ];
         for (body, needle) in cases {
-            let err = parse_track(&body).unwrap_err().to_string();
+            let err = parse_track(WS, &body).unwrap_err().to_string();
             assert!(err.contains(needle), "{body} → {err}");
         }
         let many: Vec<Value> = (0..76)
             .map(|i| json!({"external_id": format!("u{i}")}))
             .collect();
-        let err = parse_track(&json!({ "attributes": [{"external_id": "u"}], "events": many }))
-            .unwrap_err()
-            .to_string();
+        let err = parse_track(
+            WS,
+            &json!({ "attributes": [{"external_id": "u"}], "events": many }),
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(err, "events: at most 75 objects per request, got 76");
     }
 
     #[test]
     fn identify_alias_and_delete_refuse_entries_one_by_one() {
         assert!(parse_identify(&json!({})).is_err());
-        assert!(parse_delete(&json!({"external_ids": []})).is_err());
+        assert!(parse_delete(WS, &json!({"external_ids": []})).is_err());
         assert!(parse_alias_new(&json!({"user_aliases": []})).is_err());
         let (r, errors) = refused(
             parse_identify(&json!({
@@ -755,6 +885,7 @@ mod tests {
         );
         let (ids, errors) = refused(
             parse_delete(
+                WS,
                 &json!({"external_ids": ["a", 5], "device_ids": ["d"], "braze_ids": ["b"]}),
             )
             .unwrap(),

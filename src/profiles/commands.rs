@@ -36,6 +36,54 @@ pub enum Target {
     /// The `device_id` extension: the profile holding the device, or a new
     /// anonymous one.
     Device(CompactString),
+    /// The most recently updated profile holding the email (any case), or
+    /// a new email-only profile if `create`.
+    Email {
+        email: CompactString,
+        create: bool,
+    },
+    /// The most recently updated profile holding the phone, or a new
+    /// phone-only profile if `create`.
+    Phone {
+        phone: CompactString,
+        create: bool,
+    },
+    /// The profile with that id (`braze_id`); never creates.
+    BrazeId(Uid),
+    /// An external_id with more: a `braze_id` that must name the same
+    /// profile, and/or the object's email or phone, which an unknown
+    /// external_id takes over when it names an anonymous profile.
+    ExternalWith {
+        id: CompactString,
+        create: bool,
+        braze_id: Option<Uid>,
+        contact: Option<Contact>,
+    },
+}
+
+/// An email or phone that came with an external_id.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Contact {
+    Email(CompactString),
+    Phone(CompactString),
+}
+
+/// How a track object reaches its profile.
+enum Plan {
+    Existing(Uid),
+    /// No profile: create one.
+    Create,
+    /// The anonymous profile takes the object's external_id.
+    Become(Uid),
+}
+
+impl Plan {
+    fn existing(&self) -> Option<Uid> {
+        match self {
+            Plan::Existing(u) | Plan::Become(u) => Some(*u),
+            Plan::Create => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -72,39 +120,99 @@ pub struct TrackReport {
     pub errors: Vec<ObjectError>,
 }
 
-/// The profile `target` names now, without creating it.
-fn find(store: &ProfileStore, target: &Target) -> Option<Uid> {
+/// Which profile `target` names now, or why the object is skipped
+/// (`_update_existing_only` with nobody to update, a braze_id that names
+/// nobody or not the external_id's profile). Changes nothing.
+fn plan(store: &ProfileStore, target: &Target) -> Result<Plan, String> {
+    let or_create = |found: Option<Uid>, create: bool| match found {
+        Some(uid) => Ok(Plan::Existing(uid)),
+        None if create => Ok(Plan::Create),
+        None => Err(no_user(target)),
+    };
     match target {
-        Target::External { id, .. } => store.by_external(id),
-        Target::Alias { alias, .. } => store.by_alias(alias),
-        Target::Device(d) => store.by_device(d),
+        Target::External { id, create } => or_create(store.by_external(id), *create),
+        Target::Alias { alias, create } => or_create(store.by_alias(alias), *create),
+        Target::Device(d) => or_create(store.by_device(d), true),
+        Target::Email { email, create } => or_create(store.by_email(email), *create),
+        Target::Phone { phone, create } => or_create(store.by_phone(phone), *create),
+        Target::BrazeId(uid) => store
+            .get(*uid)
+            .map(|_| Plan::Existing(*uid))
+            .ok_or_else(|| no_braze_id(*uid)),
+        Target::ExternalWith {
+            id,
+            create,
+            braze_id,
+            contact,
+        } => {
+            let found = store.by_external(id);
+            if let Some(b) = braze_id {
+                if store.get(*b).is_none() {
+                    return Err(no_braze_id(*b));
+                }
+                return match found {
+                    Some(uid) if uid == *b => Ok(Plan::Existing(uid)),
+                    _ => Err(format!(
+                        "braze_id and external_id {id:?} name different users"
+                    )),
+                };
+            }
+            if found.is_none() && *create {
+                let holder = match contact {
+                    Some(Contact::Email(e)) => store.by_email(e),
+                    Some(Contact::Phone(p)) => store.by_phone(p),
+                    None => None,
+                };
+                if let Some(h) = holder.filter(|h| store.get(*h).is_some_and(|p| p.is_anonymous()))
+                {
+                    return Ok(Plan::Become(h));
+                }
+            }
+            or_create(found, *create)
+        }
     }
 }
 
-/// Whether `target` creates its profile when it does not exist.
-fn creates(target: &Target) -> bool {
-    match target {
-        Target::External { create, .. } | Target::Alias { create, .. } => *create,
-        Target::Device(_) => true,
-    }
+fn no_braze_id(uid: Uid) -> String {
+    format!("braze_id matches no user (profile id {uid})")
 }
 
-fn locate(store: &mut ProfileStore, target: &Target) -> Option<Uid> {
-    match target {
-        Target::External { id, create } => store.upsert_external(id, *create),
-        Target::Alias { alias, create } => store.upsert_alias(alias, *create),
-        Target::Device(d) => Some(store.upsert_device(d)),
+/// Carries out a plan: the profile the object writes to.
+fn execute(store: &mut ProfileStore, target: &Target, plan: Plan) -> Uid {
+    match plan {
+        Plan::Existing(uid) => uid,
+        Plan::Become(uid) => {
+            if let Target::ExternalWith { id, .. } = target {
+                store.become_identified(uid, id);
+            }
+            uid
+        }
+        Plan::Create => match target {
+            Target::External { id, .. } | Target::ExternalWith { id, .. } => {
+                store.upsert_external(id, true).expect("create = true")
+            }
+            Target::Alias { alias, .. } => store.upsert_alias(alias, true).expect("create = true"),
+            Target::Device(d) => store.upsert_device(d),
+            Target::Email { email, .. } => store.insert_contact(&Identifier::Email(email.clone())),
+            Target::Phone { phone, .. } => store.insert_contact(&Identifier::Phone(phone.clone())),
+            Target::BrazeId(_) => unreachable!("a braze_id never creates"),
+        },
     }
 }
 
 fn describe(target: &Target) -> String {
     match target {
-        Target::External { id, .. } => format!("external_id {id:?}"),
+        Target::External { id, .. } | Target::ExternalWith { id, .. } => {
+            format!("external_id {id:?}")
+        }
         Target::Alias { alias, .. } => format!(
             "user_alias {{alias_name: {:?}, alias_label: {:?}}}",
             alias.alias_name, alias.alias_label
         ),
         Target::Device(d) => format!("device_id {d:?}"),
+        Target::Email { email, .. } => format!("email {email:?}"),
+        Target::Phone { phone, .. } => format!("phone {phone:?}"),
+        Target::BrazeId(uid) => format!("braze_id (profile id {uid})"),
     }
 }
 
@@ -118,25 +226,26 @@ fn describe(target: &Target) -> String {
 pub fn apply_track(store: &mut ProfileStore, t: &Track, limits: &LimitsConfig) -> TrackReport {
     let mut report = TrackReport::default();
     for (pos, obj) in t.attributes.iter().enumerate() {
-        let found = find(store, &obj.target);
-        if found.is_none() && !creates(&obj.target) {
-            report.errors.push(ObjectError::new(
-                InputArray::Attributes,
-                pos,
-                no_user(&obj.target),
-            ));
-            continue;
-        }
-        if let Err(e) = store.check_attribute_changes(found, &obj.changes, limits) {
+        let plan = match plan(store, &obj.target) {
+            Ok(p) => p,
+            Err(e) => {
+                report
+                    .errors
+                    .push(ObjectError::new(InputArray::Attributes, pos, e));
+                continue;
+            }
+        };
+        if let Err(e) = store.check_attribute_changes(plan.existing(), &obj.changes, limits) {
             report
                 .errors
                 .push(ObjectError::new(InputArray::Attributes, pos, e.to_string()));
             continue;
         }
-        let uid = locate(store, &obj.target).expect("the profile exists or may be created");
+        let uid = execute(store, &obj.target, plan);
         for (name, change) in &obj.changes {
             store.update_attribute(uid, name, change.clone());
         }
+        store.touch(uid);
         report.attributes_processed += 1;
     }
     for (array, list, name_override, counter) in [
@@ -154,14 +263,14 @@ pub fn apply_track(store: &mut ProfileStore, t: &Track, limits: &LimitsConfig) -
         ),
     ] {
         for (pos, ev) in list.iter().enumerate() {
-            match locate(store, &ev.target) {
-                Some(uid) => {
+            match plan(store, &ev.target) {
+                Ok(p) => {
+                    let uid = execute(store, &ev.target, p);
                     store.record_event(uid, name_override.unwrap_or(&ev.name), ev.time);
+                    store.touch(uid);
                     *counter += 1;
                 }
-                None => report
-                    .errors
-                    .push(ObjectError::new(array, pos, no_user(&ev.target))),
+                Err(e) => report.errors.push(ObjectError::new(array, pos, e)),
             }
         }
     }
@@ -266,12 +375,18 @@ pub struct DeleteReport {
 }
 
 /// `/users/delete`: removes the profiles these identifiers name (an external
-/// id, an alias, or a device id of an anonymous profile). Returns the ids
-/// deleted, so that every cohort drops them.
+/// id, an alias, a device id of an anonymous profile, a braze_id, and
+/// *every* profile holding an email or phone). Returns the ids deleted, so
+/// that every cohort drops them.
 pub fn apply_delete(store: &mut ProfileStore, ids: &[Identifier]) -> Vec<Uid> {
     let mut gone = Vec::new();
     for id in ids {
-        if let Some(uid) = store.resolve(id) {
+        let uids = match id {
+            Identifier::BrazeId(uid) => vec![*uid],
+            Identifier::Email(_) | Identifier::Phone(_) => store.holders(id),
+            other => store.resolve(other).into_iter().collect(),
+        };
+        for uid in uids {
             if store.delete(uid) {
                 gone.push(uid);
             }
@@ -295,6 +410,8 @@ pub enum InputArray {
     UserAliases,
     DeviceIds,
     BrazeIds,
+    EmailAddresses,
+    PhoneNumbers,
 }
 
 impl InputArray {
@@ -310,6 +427,8 @@ impl InputArray {
             InputArray::UserAliases => "user_aliases",
             InputArray::DeviceIds => "device_ids",
             InputArray::BrazeIds => "braze_ids",
+            InputArray::EmailAddresses => "email_addresses",
+            InputArray::PhoneNumbers => "phone_numbers",
         }
     }
 }
@@ -520,6 +639,9 @@ fn check_target(limits: &LimitsConfig, target: &Target) -> Result<(), Exceeded> 
         Target::External { id, .. } => check_str(limits, id, || "external_id".into()),
         Target::Alias { alias, .. } => check_alias(limits, alias, "user_alias."),
         Target::Device(d) => check_str(limits, d, || "device_id".into()),
+        Target::Email { email, .. } => check_str(limits, email, || "email".into()),
+        Target::Phone { .. } | Target::BrazeId(_) => Ok(()),
+        Target::ExternalWith { id, .. } => check_str(limits, id, || "external_id".into()),
     }
 }
 

@@ -27,7 +27,7 @@ mod profile;
 mod table;
 
 pub mod paths;
-pub use profile::{AttrObject, AttrValue, Details, EventStats, Profile};
+pub use profile::{AttrObject, AttrValue, Details, EventStats, Profile, EMAIL, PHONE};
 pub use table::Table;
 
 use std::sync::Arc;
@@ -93,6 +93,9 @@ pub enum IdentifyError {
 pub struct ProfileImage {
     table: Table,
     live: RoaringBitmap,
+    /// `(id, n)` for each profile holding an email or phone: the larger
+    /// `n`, the more recently it was updated (see `ProfileStore::touch`).
+    recency: Vec<(Uid, u64)>,
 }
 
 impl ProfileImage {
@@ -125,6 +128,24 @@ impl ProfileImage {
     /// One past the highest id ever given out.
     pub fn id_bound(&self) -> Uid {
         self.table.len()
+    }
+
+    /// How recently each profile holding an email or phone was updated,
+    /// ascending ids.
+    pub fn recency(&self) -> &[(Uid, u64)] {
+        &self.recency
+    }
+
+    /// The image with `recency` (as a snapshot stored it).
+    pub fn with_recency(mut self, recency: Vec<(Uid, u64)>) -> ProfileImage {
+        self.recency = recency;
+        self
+    }
+
+    /// Makes ids below `bound` count as given out (a restore keeps the
+    /// ids given out since the snapshot from being given again).
+    pub fn keep_ids_below(&mut self, bound: Uid) {
+        self.table.extend_to(bound);
     }
 
     /// Live profiles in the image.
@@ -166,6 +187,7 @@ impl ProfileImageBuilder {
         Ok(ProfileImage {
             table: self.table,
             live: self.live,
+            recency: Vec::new(),
         })
     }
 }
@@ -181,6 +203,17 @@ pub struct ProfileStore {
     by_external: index::ExternalIndex,
     by_alias: Map<Alias, Uid>,
     by_device: Map<CompactString, Uid>,
+    /// Lowercased email → the profiles whose `email` attribute is that
+    /// address (rebuilt from the attributes at load).
+    by_email: Map<CompactString, Vec<Uid>>,
+    /// E.164 phone → the profiles whose `phone` attribute is that number.
+    by_phone: Map<CompactString, Vec<Uid>>,
+    /// How recently each profile holding an email or phone was updated:
+    /// a lookup by email or phone finds the holder with the largest value
+    /// (then the largest id). Kept in images.
+    recency: Map<Uid, u64>,
+    /// The last value given out in `recency`.
+    seq: u64,
 }
 
 impl ProfileStore {
@@ -194,7 +227,13 @@ impl ProfileStore {
         self.by_external = index::ExternalIndex::with_capacity(self.live.len() as usize);
         self.by_alias.clear();
         self.by_device.clear();
+        self.by_email.clear();
+        self.by_phone.clear();
+        let mut contacts = Vec::new();
         for (uid, p) in self.table.iter() {
+            if p.contact(EMAIL).is_some() || p.contact(PHONE).is_some() {
+                contacts.push(uid);
+            }
             if let Some(e) = &p.external_id {
                 self.by_external.insert(e, uid, &self.table);
             }
@@ -205,15 +244,22 @@ impl ProfileStore {
                 self.by_device.insert(d.clone(), uid);
             }
         }
+        for uid in contacts {
+            self.index_contacts(uid);
+        }
+        self.seq = self.recency.values().copied().max().unwrap_or(0);
     }
 
     /// A point-in-time image of the profiles for a snapshot, in
     /// O(number of chunks): the table's chunks are shared copy-on-write, and
     /// the indexes are not part of it (`from_image` rebuilds them).
     pub fn image(&self) -> ProfileImage {
+        let mut recency: Vec<(Uid, u64)> = self.recency.iter().map(|(u, n)| (*u, *n)).collect();
+        recency.sort_unstable();
         ProfileImage {
             table: self.table.clone(),
             live: (*self.live).clone(),
+            recency,
         }
     }
 
@@ -232,6 +278,11 @@ impl ProfileStore {
     /// The store an image describes, with its indexes rebuilt.
     pub fn from_image(image: ProfileImage) -> ProfileStore {
         let mut store = ProfileStore {
+            recency: image
+                .recency
+                .into_iter()
+                .filter(|(uid, _)| image.live.contains(*uid))
+                .collect(),
             table: image.table,
             live: Arc::new(image.live),
             ..Default::default()
@@ -286,6 +337,91 @@ impl ProfileStore {
                 let uid = *self.by_device.get(d.as_str())?;
                 self.get(uid).filter(|p| p.is_anonymous()).map(|_| uid)
             }
+            // Never for cohort import or membership checks (SPEC).
+            Identifier::Email(_) | Identifier::Phone(_) | Identifier::BrazeId(_) => None,
+        }
+    }
+
+    /// The most recently updated profile whose email is `email` (any case).
+    pub fn by_email(&self, email: &str) -> Option<Uid> {
+        self.most_recent(self.by_email.get(&crate::model::email_key(email))?)
+    }
+
+    /// The most recently updated profile whose phone is `phone`.
+    pub fn by_phone(&self, phone: &str) -> Option<Uid> {
+        self.most_recent(self.by_phone.get(phone)?)
+    }
+
+    /// Every profile holding the email (any case) or phone `id` names.
+    pub fn holders(&self, id: &Identifier) -> Vec<Uid> {
+        let list = match id {
+            Identifier::Email(e) => self.by_email.get(&crate::model::email_key(e)),
+            Identifier::Phone(p) => self.by_phone.get(p.as_str()),
+            _ => None,
+        };
+        list.cloned().unwrap_or_default()
+    }
+
+    fn most_recent(&self, holders: &[Uid]) -> Option<Uid> {
+        holders
+            .iter()
+            .copied()
+            .max_by_key(|u| (self.recency.get(u).copied().unwrap_or(0), *u))
+    }
+
+    /// Records that `uid` was just updated: a profile holding an email or
+    /// phone becomes the most recently updated holder of it.
+    pub fn touch(&mut self, uid: Uid) {
+        let holds = self
+            .get(uid)
+            .is_some_and(|p| p.contact(EMAIL).is_some() || p.contact(PHONE).is_some());
+        if holds {
+            self.seq += 1;
+            self.recency.insert(uid, self.seq);
+        } else {
+            self.recency.remove(&uid);
+        }
+    }
+
+    fn index_contacts(&mut self, uid: Uid) {
+        let Some(p) = self.table.get(uid) else {
+            return;
+        };
+        let email = p.contact(EMAIL).map(|e| crate::model::email_key(e));
+        let phone = p.contact(PHONE).cloned();
+        if let Some(e) = email {
+            let list = self.by_email.entry(e).or_default();
+            if !list.contains(&uid) {
+                list.push(uid);
+            }
+        }
+        if let Some(ph) = phone {
+            let list = self.by_phone.entry(ph).or_default();
+            if !list.contains(&uid) {
+                list.push(uid);
+            }
+        }
+    }
+
+    fn unindex_contacts(&mut self, uid: Uid) {
+        let Some(p) = self.table.get(uid) else {
+            return;
+        };
+        let email = p.contact(EMAIL).map(|e| crate::model::email_key(e));
+        let phone = p.contact(PHONE).cloned();
+        fn drop_from(index: &mut Map<CompactString, Vec<Uid>>, key: CompactString, uid: Uid) {
+            if let Some(list) = index.get_mut(&key) {
+                list.retain(|u| *u != uid);
+                if list.is_empty() {
+                    index.remove(&key);
+                }
+            }
+        }
+        if let Some(e) = email {
+            drop_from(&mut self.by_email, e, uid);
+        }
+        if let Some(ph) = phone {
+            drop_from(&mut self.by_phone, ph, uid);
         }
     }
 
@@ -340,7 +476,31 @@ impl ProfileStore {
             self.by_device.insert(d.clone(), uid);
         }
         Arc::make_mut(&mut self.live).insert(uid);
+        self.index_contacts(uid);
         uid
+    }
+
+    /// A new profile holding only the email or phone `contact` (an email-only
+    /// or phone-only profile, anonymous).
+    pub fn insert_contact(&mut self, contact: &Identifier) -> Uid {
+        let (name, value) = match contact {
+            Identifier::Email(e) => (EMAIL, e),
+            Identifier::Phone(p) => (PHONE, p),
+            other => unreachable!("not a contact: {other:?}"),
+        };
+        let mut p = Profile::default();
+        p.details_mut()
+            .attributes
+            .insert(name.into(), AttrValue::Str(value.clone()));
+        let uid = self.insert(p);
+        self.touch(uid);
+        uid
+    }
+
+    /// The anonymous profile `holder` takes `external_id` (nobody holds it).
+    pub fn become_identified(&mut self, holder: Uid, external_id: &str) {
+        self.profile_mut(holder).external_id = Some(external_id.into());
+        self.by_external.insert(external_id, holder, &self.table);
     }
 
     fn profile_mut(&mut self, uid: Uid) -> &mut Profile {
@@ -375,6 +535,17 @@ impl ProfileStore {
     }
 
     pub fn update_attribute(&mut self, uid: Uid, name: &str, update: AttrUpdate) {
+        let contact = name == EMAIL || name == PHONE;
+        if contact {
+            self.unindex_contacts(uid);
+        }
+        self.change_attribute(uid, name, update);
+        if contact {
+            self.index_contacts(uid);
+        }
+    }
+
+    fn change_attribute(&mut self, uid: Uid, name: &str, update: AttrUpdate) {
         let attrs = &mut self.profile_mut(uid).details_mut().attributes;
         match update {
             AttrUpdate::Set(v) => {
@@ -485,8 +656,7 @@ impl ProfileStore {
     ) -> Identified {
         match target {
             None => {
-                self.profile_mut(holder).external_id = Some(external_id.into());
-                self.by_external.insert(external_id, holder, &self.table);
+                self.become_identified(holder, external_id);
                 Identified::Became(holder)
             }
             Some(into) => {
@@ -601,6 +771,9 @@ impl ProfileStore {
 
     /// Folds profile `from` into `into` and ends `from`.
     fn merge(&mut self, from: Uid, into: Uid) {
+        self.unindex_contacts(from);
+        self.unindex_contacts(into);
+        self.recency.remove(&from);
         let gone = self.table.take(from).expect("merge source is live");
         Arc::make_mut(&mut self.live).remove(from);
         for a in gone.aliases() {
@@ -610,6 +783,8 @@ impl ProfileStore {
             self.by_device.insert(d.clone(), into);
         }
         self.profile_mut(into).absorb(gone);
+        self.index_contacts(into);
+        self.touch(into);
     }
 
     /// `/users/alias/new`: adds `alias` to the profile with `external_id`, or
@@ -641,6 +816,8 @@ impl ProfileStore {
     /// Deletes a profile: its identifiers are freed (a later track with the
     /// same external_id creates a new profile with a new id).
     pub fn delete(&mut self, uid: Uid) -> bool {
+        self.unindex_contacts(uid);
+        self.recency.remove(&uid);
         let Some(p) = self.table.take(uid) else {
             return false;
         };
@@ -1111,6 +1288,69 @@ mod tests {
             "ids are never reused, even after a restore"
         );
         assert_eq!(back.len(), 2);
+    }
+
+    fn email(s: &str) -> AttrUpdate {
+        AttrUpdate::Set(AttrValue::Str(s.into()))
+    }
+
+    #[test]
+    fn the_email_index_follows_sets_changes_removals_merges_and_deletes() {
+        let mut s = ProfileStore::new();
+        let l = LimitsConfig::default();
+        let known = s.upsert_external("u1", true).unwrap();
+        let anon = s.upsert_device("d1");
+        s.update_attribute(anon, EMAIL, email("A@x.io"));
+        s.touch(anon);
+        assert_eq!(s.by_email("a@X.IO"), Some(anon));
+        assert_eq!(
+            s.resolve(&Identifier::Email("a@x.io".into())),
+            None,
+            "not for cohorts"
+        );
+        // A merge: the identified side had no email, so it takes the other's.
+        assert_eq!(
+            s.identify_device("u1", "d1", &l),
+            Ok(Identified::Merged {
+                from: anon,
+                into: known
+            })
+        );
+        assert_eq!(s.by_email("a@x.io"), Some(known));
+        assert_eq!(s.holders(&Identifier::Email("A@X.IO".into())), vec![known]);
+        // Changing, then removing it.
+        s.update_attribute(known, EMAIL, email("b@x.io"));
+        assert_eq!(
+            (s.by_email("a@x.io"), s.by_email("b@x.io")),
+            (None, Some(known))
+        );
+        s.update_attribute(known, EMAIL, AttrUpdate::Increment(1.0));
+        assert_eq!(s.by_email("b@x.io"), None, "a number is not an email");
+        s.update_attribute(known, EMAIL, email("b@x.io"));
+        s.update_attribute(known, EMAIL, AttrUpdate::Remove);
+        assert_eq!(s.by_email("b@x.io"), None);
+        // Phones: E.164 only; a delete frees it.
+        s.update_attribute(known, PHONE, email("+4790000000"));
+        assert_eq!(s.by_phone("+4790000000"), Some(known));
+        s.update_attribute(known, PHONE, email("555 1234"));
+        assert_eq!(s.by_phone("555 1234"), None);
+        let p = s.insert_contact(&Identifier::Phone("+4790000001".into()));
+        assert_eq!(s.by_phone("+4790000001"), Some(p));
+        assert_eq!(
+            s.get(p).unwrap().listed_as(),
+            Some(Identifier::Phone("+4790000001".into()))
+        );
+        assert!(s.delete(p));
+        assert_eq!(s.by_phone("+4790000001"), None);
+        // The image keeps who was updated last; the index comes back.
+        let a = s.insert_contact(&Identifier::Email("c@x.io".into()));
+        s.update_attribute(known, EMAIL, email("C@x.io"));
+        s.touch(known);
+        assert_eq!(s.by_email("c@x.io"), Some(known));
+        s.touch(a);
+        let back = ProfileStore::from_image(s.image());
+        assert_eq!(back.by_email("c@x.io"), Some(a));
+        assert_eq!(back.holders(&Identifier::Email("c@x.io".into())).len(), 2);
     }
 
     #[test]

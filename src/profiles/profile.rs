@@ -6,6 +6,11 @@ use compact_str::CompactString;
 
 use crate::model::{Alias, Identifier, Millis};
 
+/// The attribute that holds a profile's email address (an identifier).
+pub const EMAIL: &str = "email";
+/// The attribute that holds a profile's phone number (an identifier when E.164).
+pub const PHONE: &str = "phone";
+
 /// A custom attribute value as stored.
 ///
 /// A string that parses as an ISO-8601 time is stored as `Time`, keeping its
@@ -193,8 +198,10 @@ impl Profile {
     }
 
     /// How the profile is listed: its external_id, else its first alias, else
-    /// its first device id. `None` only for a profile with no identifier at
-    /// all, which the store never keeps.
+    /// its first device id, else its email, else its phone (as the
+    /// attributes hold them, when they are identifiers). `None` for a
+    /// profile with none of them (an email-only profile whose email was
+    /// removed): it is listed by its braze_id alone.
     pub fn listed_as(&self) -> Option<Identifier> {
         if let Some(e) = &self.external_id {
             return Some(Identifier::External(e.clone()));
@@ -202,9 +209,25 @@ impl Profile {
         if let Some(a) = self.aliases().first() {
             return Some(Identifier::Alias(a.clone()));
         }
-        self.devices()
-            .first()
-            .map(|d| Identifier::Device(d.clone()))
+        if let Some(d) = self.devices().first() {
+            return Some(Identifier::Device(d.clone()));
+        }
+        if let Some(e) = self.contact(EMAIL) {
+            return Some(Identifier::Email(e.clone()));
+        }
+        self.contact(PHONE).map(|p| Identifier::Phone(p.clone()))
+    }
+
+    /// The `email` (`EMAIL`) or `phone` (`PHONE`) attribute, if it is an
+    /// identifier: a string that `model::is_email` / `model::is_phone`
+    /// accepts. What the email and phone indexes hold.
+    pub fn contact(&self, which: &str) -> Option<&CompactString> {
+        let details = self.details.as_deref()?;
+        match details.attributes.get(which)? {
+            AttrValue::Str(s) if which == EMAIL && crate::model::is_email(s) => Some(s),
+            AttrValue::Str(s) if which == PHONE && crate::model::is_phone(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// Folds `other` into `self` (the identified side): aliases and devices are

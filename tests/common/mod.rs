@@ -129,8 +129,17 @@ impl Workspace<'_> {
         }
     }
 
-    /// Every member of a cohort, walking all pages.
+    /// Every member of a cohort, walking all pages, without its braze_id
+    /// (checked here to be there; `braze_ids` and `users_api` test its value).
     pub fn members(&self, partner: &str, cohort: &str) -> Vec<Value> {
+        self.members_with_braze_ids(partner, cohort)
+            .into_iter()
+            .map(without_braze_id)
+            .collect()
+    }
+
+    /// Every member of a cohort as listed, braze_id included.
+    pub fn members_with_braze_ids(&self, partner: &str, cohort: &str) -> Vec<Value> {
         let mut out = Vec::new();
         let mut cursor = String::new();
         loop {
@@ -257,4 +266,19 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// A listed member without its `braze_id`, which every listing carries
+/// (24 hex digits; asserted here).
+pub fn without_braze_id(mut m: Value) -> Value {
+    let id = m
+        .as_object_mut()
+        .and_then(|o| o.remove("braze_id"))
+        .unwrap_or_else(|| panic!("a member without braze_id: {m}"));
+    let id = id.as_str().expect("braze_id is a string");
+    assert!(
+        id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "braze_id {id:?}"
+    );
+    m
 }

@@ -10,7 +10,7 @@ use compact_str::CompactString;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::v4 as cur;
+use super::v5 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
@@ -19,7 +19,7 @@ use crate::keys::KeyHash;
 use crate::limits::StateLimits;
 use crate::model::{self, Alias, CohortKey, Identifier, WorkspaceId};
 use crate::profiles::commands::{
-    AttributesObject, EventObject, Identify, NewAliases, Target, Track,
+    AttributesObject, Contact, EventObject, Identify, NewAliases, Target, Track,
 };
 use crate::profiles::{
     AttrObject, AttrUpdate, AttrValue, Details, EventStats, Profile, ProfileImage,
@@ -43,7 +43,7 @@ struct IdentifierOut<'a>(&'a Identifier);
 
 impl Serialize for IdentifierOut<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
-        // Variant indices and names of `v1::Identifier`.
+        // Variant indices and names of `v5::Identifier`.
         match self.0 {
             Identifier::External(e) => {
                 ser.serialize_newtype_variant("Identifier", 0, "External", e.as_str())
@@ -54,6 +54,13 @@ impl Serialize for IdentifierOut<'_> {
             Identifier::Device(d) => {
                 ser.serialize_newtype_variant("Identifier", 2, "Device", d.as_str())
             }
+            Identifier::Email(e) => {
+                ser.serialize_newtype_variant("Identifier", 3, "Email", e.as_str())
+            }
+            Identifier::Phone(p) => {
+                ser.serialize_newtype_variant("Identifier", 4, "Phone", p.as_str())
+            }
+            Identifier::BrazeId(u) => ser.serialize_newtype_variant("Identifier", 5, "BrazeId", u),
         }
     }
 }
@@ -138,6 +145,9 @@ fn identifier_out(id: &Identifier) -> cur::Identifier {
         Identifier::External(e) => cur::Identifier::External(s(e)),
         Identifier::Alias(a) => cur::Identifier::Alias(alias_out(a)),
         Identifier::Device(d) => cur::Identifier::Device(s(d)),
+        Identifier::Email(e) => cur::Identifier::Email(s(e)),
+        Identifier::Phone(p) => cur::Identifier::Phone(s(p)),
+        Identifier::BrazeId(u) => cur::Identifier::BrazeId(*u),
     }
 }
 
@@ -200,6 +210,29 @@ fn target_out(t: &Target) -> cur::Target {
             create: *create,
         },
         Target::Device(d) => cur::Target::Device(s(d)),
+        Target::Email { email, create } => cur::Target::Email {
+            email: s(email),
+            create: *create,
+        },
+        Target::Phone { phone, create } => cur::Target::Phone {
+            phone: s(phone),
+            create: *create,
+        },
+        Target::BrazeId(u) => cur::Target::BrazeId(*u),
+        Target::ExternalWith {
+            id,
+            create,
+            braze_id,
+            contact,
+        } => cur::Target::ExternalWith {
+            id: s(id),
+            create: *create,
+            braze_id: *braze_id,
+            contact: contact.as_ref().map(|c| match c {
+                Contact::Email(e) => cur::Contact::Email(s(e)),
+                Contact::Phone(p) => cur::Contact::Phone(s(p)),
+            }),
+        },
     }
 }
 
@@ -498,6 +531,7 @@ pub fn image_out(image: &Image) -> cur::Image<ProfilesOut> {
                     .collect(),
                 last_segment: w.last_segment,
                 cohorts: w.cohorts.iter().map(cohort_out).collect(),
+                recency: w.profiles.recency().to_vec(),
             })
             .collect(),
         limits: image.limits.as_ref().map(limits_out),
@@ -525,6 +559,9 @@ fn identifier_in(id: cur::Identifier) -> Identifier {
         cur::Identifier::External(e) => Identifier::External(cs(e)),
         cur::Identifier::Alias(a) => Identifier::Alias(alias_in(a)),
         cur::Identifier::Device(d) => Identifier::Device(cs(d)),
+        cur::Identifier::Email(e) => Identifier::Email(cs(e)),
+        cur::Identifier::Phone(p) => Identifier::Phone(cs(p)),
+        cur::Identifier::BrazeId(u) => Identifier::BrazeId(u),
     }
 }
 
@@ -583,6 +620,29 @@ fn target_in(t: cur::Target) -> Target {
             create,
         },
         cur::Target::Device(d) => Target::Device(cs(d)),
+        cur::Target::Email { email, create } => Target::Email {
+            email: cs(email),
+            create,
+        },
+        cur::Target::Phone { phone, create } => Target::Phone {
+            phone: cs(phone),
+            create,
+        },
+        cur::Target::BrazeId(u) => Target::BrazeId(u),
+        cur::Target::ExternalWith {
+            id,
+            create,
+            braze_id,
+            contact,
+        } => Target::ExternalWith {
+            id: cs(id),
+            create,
+            braze_id,
+            contact: contact.map(|c| match c {
+                cur::Contact::Email(e) => Contact::Email(cs(e)),
+                cur::Contact::Phone(p) => Contact::Phone(cs(p)),
+            }),
+        },
     }
 }
 
@@ -864,7 +924,7 @@ pub fn image_in<P: IntoProfileImage>(image: cur::Image<P>) -> Result<Image> {
                 name: w.name,
                 created_at: w.created_at,
                 rest_key: KeyHash(w.rest_key),
-                profiles: w.profiles.into_profile_image()?,
+                profiles: w.profiles.into_profile_image()?.with_recency(w.recency),
                 import_keys: w.import_keys.into_iter().map(import_key_in).collect(),
                 segments: w
                     .segments

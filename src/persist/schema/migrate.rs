@@ -3,7 +3,7 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{codec, v1, v2, v3, v4, Result};
+use super::{codec, v1, v2, v3, v4, v5, Result};
 
 /// v1 → v2: a restore record says its image is version 1, and that it
 /// rewinds the id counters (as version 1 restores did).
@@ -147,9 +147,104 @@ pub fn image_v3_to_v4(image: &v3::Image) -> Result<v4::Image> {
     v3_to_v4(image)
 }
 
+/// v4 → v5 for a log record: every type v5 declares again has v4's fields
+/// in v4's order with new variants only at the end, so a v4 record's bytes
+/// are the same v5 record (old records name nobody by email, phone or
+/// braze_id).
+pub fn record_v4_to_v5(r: &v4::Record) -> Result<v5::Record> {
+    v3_to_v4(r)
+}
+
+/// v4 → v5 for an image: each workspace gains an empty `recency` (nobody
+/// was found by email or phone before; ties between holders go to the
+/// highest profile id). Generic over the profiles, so the streaming reader
+/// (`convert::ProfilesIn`) migrates without a copy.
+pub fn image_v4_to_v5<P>(image: v4::Image<P>) -> v5::Image<P> {
+    v5::Image {
+        next_workspace: image.next_workspace,
+        workspaces: image
+            .workspaces
+            .into_iter()
+            .map(|w| v5::WorkspaceImage {
+                id: w.id,
+                name: w.name,
+                created_at: w.created_at,
+                rest_key: w.rest_key,
+                profiles: w.profiles,
+                import_keys: w.import_keys,
+                segments: w.segments,
+                last_segment: w.last_segment,
+                cohorts: w.cohorts,
+                recency: Vec::new(),
+            })
+            .collect(),
+        limits: image.limits,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v4_records_are_the_same_v5_records_and_v4_images_gain_no_recency() {
+        let track = v4::Track {
+            attributes: vec![v4::AttributesObject {
+                target: v4::Target::External {
+                    id: "u".into(),
+                    create: true,
+                },
+                changes: vec![(
+                    "email".into(),
+                    v4::AttrUpdate::Set(v4::AttrValue::Str("A@x".into())),
+                )],
+            }],
+            events: vec![],
+            purchases: vec![],
+        };
+        let r4 = v4::Record::Track { ws: 3, track };
+        let r5 = record_v4_to_v5(&r4).unwrap();
+        let v5::Record::Track { ws: 3, track } = &r5 else {
+            panic!("{r5:?}")
+        };
+        assert_eq!(
+            track.attributes[0].target,
+            v5::Target::External {
+                id: "u".into(),
+                create: true
+            }
+        );
+        let d4 = v4::Record::<Vec<v4::Change>>::DeleteUsers {
+            ws: 1,
+            ids: vec![v4::Identifier::Device("d".into())],
+        };
+        assert_eq!(
+            record_v4_to_v5(&d4).unwrap(),
+            v5::Record::DeleteUsers {
+                ws: 1,
+                ids: vec![v5::Identifier::Device("d".into())]
+            }
+        );
+        let image = v4::Image::<v4::Profiles> {
+            next_workspace: 2,
+            workspaces: vec![v4::WorkspaceImage {
+                id: 1,
+                name: "w".into(),
+                created_at: 5,
+                rest_key: [0; 32],
+                profiles: v4::Profiles::default(),
+                import_keys: vec![],
+                segments: vec![],
+                last_segment: 0,
+                cohorts: vec![],
+            }],
+            limits: None,
+        };
+        let up = image_v4_to_v5(image);
+        assert_eq!(up.workspaces.len(), 1);
+        assert!(up.workspaces[0].recency.is_empty());
+        assert_eq!((up.next_workspace, up.workspaces[0].id), (2, 1));
+    }
 
     #[test]
     fn v3_records_and_images_are_the_same_v4_values() {

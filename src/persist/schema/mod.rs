@@ -11,8 +11,9 @@
 //!   keep the id counters, profiles as a list;
 //! - [`v3`]: the state-dependent limits in force are logged and kept in
 //!   images;
-//! - [`v4`]: the current version (nested custom attributes, locations,
-//!   `within_km`).
+//! - [`v4`]: nested custom attributes, locations, `within_km`;
+//! - [`v5`]: the current version (email, phone and braze_id as users API
+//!   identifiers; how recently each email or phone holder was updated).
 //!
 //! Writing always uses the current version ([`LOG_VERSION`],
 //! [`SNAPSHOT_VERSION`]); `convert` maps the domain to it. Reading accepts
@@ -31,6 +32,7 @@ pub mod v1;
 pub mod v2;
 pub mod v3;
 pub mod v4;
+pub mod v5;
 
 use std::path::Path;
 
@@ -39,10 +41,10 @@ use crate::engine::state::Image;
 use crate::engine::Command;
 
 /// The format version of the log records this build writes.
-pub const LOG_VERSION: u32 = 4;
+pub const LOG_VERSION: u32 = 5;
 /// The format version of the snapshot payloads this build writes (the
 /// same number: one version names the format of a whole data dir).
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 /// The oldest version this build reads (every version ever released).
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -60,16 +62,17 @@ pub fn encode_record(cmd: &Command) -> Result<Vec<u8>> {
 
 /// A log record of format `version` as the command it replays as.
 pub fn decode_record(version: u32, bytes: &[u8]) -> Result<Command> {
-    let current: v4::Record = match version {
+    let current: v5::Record = match version {
         1 => {
             let v2 = migrate::record_v1_to_v2(codec::decode::<v1::Command>(bytes)?);
             // v3 only appends a variant: re-spell the v2 record as v3.
             let v3: v3::Record = codec::decode(&codec::encode(&v2)?)?;
-            migrate::record_v3_to_v4(&v3)?
+            migrate::record_v4_to_v5(&migrate::record_v3_to_v4(&v3)?)?
         }
-        // A v2 record's bytes are the same v3 record's (see `v3`), and a
-        // v3 record's the same v4 record's (see `v4`).
-        2..=4 => codec::decode(bytes)?,
+        // A v2 record's bytes are the same v3 record's (see `v3`), a v3
+        // record's the same v4 record's (see `v4`), and a v4 record's the
+        // same v5 record's (see `v5`).
+        2..=5 => codec::decode(bytes)?,
         v => return Err(unsupported("log record", v, LOG_VERSION)),
     };
     convert::command_in(current)
@@ -82,14 +85,17 @@ pub fn encode_image(image: &Image) -> Result<Vec<u8>> {
 
 /// The image a snapshot payload of format `version` holds, migrated to the
 /// current version's types.
-fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v4::Image> {
+fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v5::Image> {
     Ok(match version {
-        1 => migrate::image_v3_to_v4(&migrate::image_v2_to_v3(migrate::image_v1_to_v2(
-            codec::decode::<v1::Image>(bytes)?,
-        )))?,
-        2 => migrate::image_v3_to_v4(&migrate::image_v2_to_v3(codec::decode::<v2::Image>(bytes)?))?,
+        1 => migrate::image_v4_to_v5(migrate::image_v3_to_v4(&migrate::image_v2_to_v3(
+            migrate::image_v1_to_v2(codec::decode::<v1::Image>(bytes)?),
+        ))?),
+        2 => migrate::image_v4_to_v5(migrate::image_v3_to_v4(&migrate::image_v2_to_v3(
+            codec::decode::<v2::Image>(bytes)?,
+        ))?),
         // A v3 image's bytes are the same v4 image's (see `v4`).
-        3 | 4 => codec::decode(bytes)?,
+        3 | 4 => migrate::image_v4_to_v5(codec::decode::<v4::Image>(bytes)?),
+        5 => codec::decode(bytes)?,
         v => return Err(unsupported("snapshot", v, SNAPSHOT_VERSION)),
     })
 }
@@ -99,13 +105,17 @@ fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v4::Image> {
 /// older ones go through their own types and the migrations.
 pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
     match version {
-        // A v3 image's bytes are the same v4 image's (see `v4`).
-        3 | 4 => convert::image_in(codec::decode::<v4::Image<convert::ProfilesIn>>(bytes)?),
+        5 => convert::image_in(codec::decode::<v5::Image<convert::ProfilesIn>>(bytes)?),
+        // A v3 image's bytes are the same v4 image's (see `v4`); v4 → v5
+        // adds an empty `recency` to each workspace.
+        3 | 4 => convert::image_in(migrate::image_v4_to_v5(codec::decode::<
+            v4::Image<convert::ProfilesIn>,
+        >(bytes)?)),
         2 => {
             // v2 → v3 adds `limits: None`; v3 → v4 changes no byte.
             let v3 =
                 migrate::image_v2_to_v3(codec::decode::<v2::Image<convert::ProfilesIn>>(bytes)?);
-            convert::image_in(v4::Image {
+            convert::image_in(migrate::image_v4_to_v5(v4::Image {
                 next_workspace: v3.next_workspace,
                 workspaces: v3
                     .workspaces
@@ -129,7 +139,7 @@ pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
                     })
                     .collect::<Result<_>>()?,
                 limits: v3.limits,
-            })
+            }))
         }
         v => convert::image_in(decode_schema_image(v, bytes)?),
     }

@@ -14,7 +14,7 @@ use crate::keys::KeyHash;
 use crate::model::{Alias, Change, CohortKey, Identifier, WorkspaceId};
 use crate::persist::wal::{Wal, WalOptions};
 use crate::profiles::commands::{
-    AttributesObject, EventObject, Identify, NewAliases, Target, Track,
+    AttributesObject, Contact, EventObject, Identify, NewAliases, Target, Track,
 };
 use crate::profiles::{AttrObject, AttrUpdate, AttrValue, ProfileStore};
 use crate::segment::{self, Filter};
@@ -203,6 +203,59 @@ fn every_command() -> Vec<Command> {
             ws: ws(),
             ids: vec![Identifier::External("u1".into())],
         },
+        Command::DeleteUsers {
+            ws: ws(),
+            ids: vec![
+                Identifier::Email("A@b.c".into()),
+                Identifier::Phone("+4712345678".into()),
+                Identifier::BrazeId(7),
+            ],
+        },
+        Command::Track {
+            ws: ws(),
+            track: Track {
+                attributes: vec![
+                    AttributesObject {
+                        target: Target::Email {
+                            email: "A@b.c".into(),
+                            create: true,
+                        },
+                        changes: vec![],
+                    },
+                    AttributesObject {
+                        target: Target::ExternalWith {
+                            id: "u1".into(),
+                            create: false,
+                            braze_id: Some(3),
+                            contact: Some(Contact::Phone("+4712345678".into())),
+                        },
+                        changes: vec![],
+                    },
+                    AttributesObject {
+                        target: Target::ExternalWith {
+                            id: "u1".into(),
+                            create: true,
+                            braze_id: None,
+                            contact: Some(Contact::Email("a@b.c".into())),
+                        },
+                        changes: vec![],
+                    },
+                ],
+                events: vec![EventObject {
+                    target: Target::Phone {
+                        phone: "+4712345678".into(),
+                        create: false,
+                    },
+                    name: "e".into(),
+                    time: 1,
+                }],
+                purchases: vec![EventObject {
+                    target: Target::BrazeId(0),
+                    name: "purchase".into(),
+                    time: 2,
+                }],
+            },
+        },
         Command::PutSegment {
             ws: ws(),
             id: None,
@@ -270,6 +323,20 @@ fn image() -> Image {
     store.delete(gone);
     let last = store.upsert_external("last", true).expect("created");
     store.delete(last);
+    let mail = store.insert_contact(&Identifier::Email("Old@x.io".into()));
+    store.update_attribute(
+        u1,
+        "email",
+        AttrUpdate::Set(AttrValue::Str("old@X.io".into())),
+    );
+    store.touch(u1);
+    assert_eq!(store.by_email("OLD@x.io"), Some(u1));
+    store.touch(mail);
+    assert_eq!(
+        store.by_email("old@x.io"),
+        Some(mail),
+        "most recently updated"
+    );
     Image {
         limits: Some(crate::limits::StateLimits {
             array_items: 1000,
@@ -329,7 +396,7 @@ fn the_streaming_reader_and_the_owned_types_agree() {
     assert_eq!(encode_image(&streamed).expect("encode"), bytes);
     assert_eq!(encode_image(&owned).expect("encode"), bytes);
     // A gap past the id bound is refused by both, not built.
-    let mut bad: v4::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v5::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     bad.workspaces[0].profiles.id_bound = 1;
     let bad = codec::encode(&bad).expect("encode");
     assert!(decode_image(SNAPSHOT_VERSION, &bad).is_err());
@@ -345,8 +412,15 @@ fn images_round_trip_through_the_current_version() {
     assert_eq!(encode_image(&back).expect("encode"), bytes);
     let w = &back.workspaces[0];
     let store = ProfileStore::from_image(w.profiles.clone());
-    assert_eq!(store.len(), 3);
-    assert_eq!(store.id_bound(), 5, "deleted ids at the end stay used");
+    assert_eq!(store.len(), 4);
+    assert_eq!(store.id_bound(), 6, "deleted ids stay used");
+    // The email index is rebuilt from the attributes, and the holders'
+    // order kept.
+    assert_eq!(store.by_email("OLD@X.IO"), Some(5));
+    assert_eq!(
+        store.holders(&Identifier::Email("old@x.io".into())).len(),
+        2
+    );
     let u1 = store.by_external("u1").expect("u1");
     assert_eq!(store.get(u1).expect("live").events()["open"].count, 1);
     assert_eq!(
@@ -360,7 +434,7 @@ fn images_round_trip_through_the_current_version() {
     assert_eq!(back.limits, image().limits);
 }
 
-/// The bytes of the current version (4) are part of the contract: a change
+/// The bytes of the current version (5) are part of the contract: a change
 /// to a domain type must not move them. If this fails, the change belongs
 /// in a new version (docs/format.md).
 #[test]
@@ -435,7 +509,7 @@ fn current_version_bytes_are_pinned() {
     };
     assert_eq!(
         hex::encode(encode_image(&small).expect("encode")),
-        format!("010101017700{}010100010175000000000000", "00".repeat(32))
+        format!("010101017700{}01010001017500000000000000", "00".repeat(32))
     );
 }
 
@@ -489,15 +563,75 @@ fn version_4_values_are_pinned() {
     );
 }
 
+/// What version 5 added, pinned: the new identifiers and targets are the
+/// last variants of their enums, and an image's workspace ends with
+/// `recency`.
+#[test]
+fn version_5_values_are_pinned() {
+    let delete = Command::DeleteUsers {
+        ws: WorkspaceId(1),
+        ids: vec![
+            Identifier::Email("e".into()),
+            Identifier::Phone("p".into()),
+            Identifier::BrazeId(2),
+        ],
+    };
+    assert_eq!(
+        hex::encode(encode_record(&delete).expect("encode")),
+        "0801030301650401700502"
+    );
+    let track = Command::Track {
+        ws: WorkspaceId(1),
+        track: Track {
+            attributes: vec![AttributesObject {
+                target: Target::ExternalWith {
+                    id: "u".into(),
+                    create: true,
+                    braze_id: Some(2),
+                    contact: Some(Contact::Email("e".into())),
+                },
+                changes: Vec::new(),
+            }],
+            events: vec![EventObject {
+                target: Target::Email {
+                    email: "e".into(),
+                    create: false,
+                },
+                name: "n".into(),
+                time: 0,
+            }],
+            purchases: vec![
+                EventObject {
+                    target: Target::Phone {
+                        phone: "p".into(),
+                        create: true,
+                    },
+                    name: "n".into(),
+                    time: 0,
+                },
+                EventObject {
+                    target: Target::BrazeId(1),
+                    name: "n".into(),
+                    time: 0,
+                },
+            ],
+        },
+    };
+    assert_eq!(
+        hex::encode(encode_record(&track).expect("encode")),
+        "05010106017501010201000165000103016500016e000204017001016e000501016e00"
+    );
+}
+
 #[test]
 fn newer_versions_are_refused_by_name() {
     let bytes = encode_record(&Command::DeleteSegment { ws: ws(), id: 1 }).expect("encode");
     let e = decode_record(LOG_VERSION + 1, &bytes).expect_err("newer");
-    assert!(e.to_string().contains("version 5"), "{e}");
-    assert!(e.to_string().contains("1 to 4"), "{e}");
+    assert!(e.to_string().contains("version 6"), "{e}");
+    assert!(e.to_string().contains("1 to 5"), "{e}");
     let e = decode_image(SNAPSHOT_VERSION + 1, &[]).expect_err("newer");
     assert!(
-        e.to_string().contains("snapshot of format version 5"),
+        e.to_string().contains("snapshot of format version 6"),
         "{e}"
     );
 }
@@ -568,6 +702,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v3-0cf6801/restore", 3),
         ("v4-4191e56/rich", 4),
         ("v4-4191e56/restore", 4),
+        ("v5-167a36a/rich", 5),
+        ("v5-167a36a/restore", 5),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
@@ -622,7 +758,7 @@ fn inspect_reads_every_version() {
         crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
     let out: serde_json::Value =
         serde_json::from_str(&inspect(&v2.path).expect("inspect")).expect("json");
-    assert_eq!(out["format_version"], 4);
-    assert_eq!(out["workspaces"][0]["profiles"], 3);
+    assert_eq!(out["format_version"], 5);
+    assert_eq!(out["workspaces"][0]["profiles"], 4);
     assert_eq!(out["workspaces"][0]["memberships"], 2);
 }
