@@ -94,7 +94,7 @@ fn the_real_segment_destination_delivers_what_braze_would_keep() {
     for (name, step) in &steps {
         assert_eq!(step["ok"], true, "{name}: the client threw: {step}");
     }
-    assert_eq!(steps.len(), 8, "every step reported: {steps:?}");
+    assert_eq!(steps.len(), 9, "every step reported: {steps:?}");
 
     // What the client marked delivered or failed.
     let u1 = &steps["identify_u1"];
@@ -124,6 +124,11 @@ fn the_real_segment_destination_delivers_what_braze_would_keep() {
     assert_eq!(steps["purchase_u1"]["bodies"][0]["purchases_processed"], 2);
     assert_eq!(steps["alias_anon"]["bodies"][0]["aliases_processed"], 1);
     assert_eq!(steps["identify_alias"]["bodies"][0]["aliases_processed"], 1);
+    assert_eq!(
+        steps["delete_u3"]["bodies"][0]["deleted"], 1,
+        "{}",
+        steps["delete_u3"]
+    );
 
     // What cohortd holds, read back.
     let city =
@@ -147,10 +152,15 @@ fn the_real_segment_destination_delivers_what_braze_would_keep() {
         ["u1"],
         "the ghost was not created"
     );
-    // u1, the email-only profile, u3, u4 and the alias identified as u2;
-    // not u5 (its object was refused) nor the ghost.
+    // u1, the email-only profile, u4 and the alias identified as u2; not
+    // u3 (deleted), u5 (its object was refused) nor the ghost.
     let all = preview(&ws, json!({ "all": true }));
-    assert_eq!(all["count"], 5, "{all}");
+    assert_eq!(all["count"], 4, "{all}");
+    assert_eq!(
+        ws.post("/users/memberships", json!({ "external_id": "u3" }))
+            .status,
+        404
+    );
     let alias = json!({ "user_alias": { "alias_name": "anon-1", "alias_label": "segment" } });
     let by_alias = ws.post("/users/memberships", alias);
     assert_eq!(by_alias.status, 200, "{}", by_alias.body);

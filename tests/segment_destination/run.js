@@ -5,7 +5,7 @@
 // delivered or failed. tests/segment_destination.rs runs it and checks
 // both the client's verdicts and the state read back from cohortd.
 'use strict';
-const { createTestIntegration } = require('@segment/actions-core');
+const { createRequestClient, createTestIntegration } = require('@segment/actions-core');
 const braze = require('@segment/action-destinations/dist/destinations/braze').default;
 
 const settings = { api_key: process.env.COHORTD_KEY, endpoint: process.env.COHORTD_URL, app_id: 'app-1' };
@@ -80,4 +80,15 @@ const deep = { a: { b: { c: { d: { e: { f: 1 } } } } } };
     external_id: 'u2',
     user_alias: { alias_name: 'anon-1', alias_label: 'segment' }
   });
+  // Segment's user deletion: the destination's own onDelete, with the
+  // request client its extendRequest configures. (Destination.onDelete
+  // would first check the endpoint against Braze's list of hosts.)
+  try {
+    const client = createRequestClient(braze.extendRequest({ settings }));
+    const payload = { userId: 'u3', anonymousId: null };
+    const r = await braze.onDelete(client, { payload, settings });
+    report('delete_u3', { ok: true, http: [r.status], bodies: [r.data] });
+  } catch (e) {
+    report('delete_u3', { ok: false, error: String(e.message) });
+  }
 })();
