@@ -121,33 +121,6 @@ where
     T: DeserializeOwned,
     R: Send + 'static,
 {
-    read_json_where(engine, payload, false, then).await
-}
-
-/// [`read_json`], with the parse and `then` always off the worker
-/// ([`off_worker`]).
-pub async fn read_json_off_worker<T, R>(
-    engine: &Engine,
-    payload: web::Payload,
-    then: impl FnOnce(T) -> Result<R> + Send + 'static,
-) -> Result<R>
-where
-    T: DeserializeOwned,
-    R: Send + 'static,
-{
-    read_json_where(engine, payload, true, then).await
-}
-
-async fn read_json_where<T, R>(
-    engine: &Engine,
-    payload: web::Payload,
-    always_off: bool,
-    then: impl FnOnce(T) -> Result<R> + Send + 'static,
-) -> Result<R>
-where
-    T: DeserializeOwned,
-    R: Send + 'static,
-{
     let bytes = super::read_body(payload, engine.config().max_body_bytes)
         .await?
         .freeze();
@@ -165,9 +138,5 @@ where
         }
         then(serde_json::from_slice::<T>(&bytes).map_err(invalid)?)
     };
-    if always_off {
-        off_worker(work).await?
-    } else {
-        parse(len, work).await?
-    }
+    parse(len, work).await?
 }
