@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces every figure in BENCHMARKS.md, in order, into one log:
-#   bash benches/run-all.sh [LOG]        (~16 minutes on the 2-core machine kind)
+#   bash benches/run-all.sh [LOG]        (~17 minutes on the 2-core machine kind)
 # Needs only cargo; the load benchmark installs Debian's redis-server for the
-# peer if it is missing. Loopback only; every server it starts is stopped.
+# peer if it is missing, the segments benchmark PyPI's duckdb (pip). Loopback only; every server it starts is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=${1:-bench-results.txt}
@@ -18,4 +18,5 @@ run cargo bench --bench load -- --connections 16 --seconds 5 --no-peer
 run cargo bench --bench load -- --connections 16 --seconds 5 --no-peer --fsync off
 run cargo bench --bench load -- --profiles 10000000 --cohort-size 1000000 --extra-cohorts 97 --seconds 3
 run cargo bench --bench isolation
+run cargo bench --bench segments
 echo "all figures in $log"

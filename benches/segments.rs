@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo bench --bench segments                                # 200,000 profiles
 //! cargo bench --bench segments -- --profiles 1000000 --reps 10
-//! cargo bench --bench segments -- --profiles 10000000 --reps 5   # needs ~20 GiB RAM today
+//! cargo bench --bench segments -- --profiles 10000000 --reps 5   # ~28 GiB RSS today: over 24 GiB
 //! ```
 //!
 //! A seeded generator makes `--profiles` profiles with 20 attributes of
