@@ -147,6 +147,37 @@ pub fn image_v3_to_v4(image: &v3::Image) -> Result<v4::Image> {
     v3_to_v4(image)
 }
 
+/// v3 → v4 for an image whose profiles stay as they were read (the
+/// streaming reader's `convert::ProfilesIn`: re-encoding them would copy
+/// the largest part of a snapshot): only the saved segments change type.
+pub fn profiles_image_v3_to_v4<P>(image: v3::Image<P>) -> Result<v4::Image<P>> {
+    Ok(v4::Image {
+        next_workspace: image.next_workspace,
+        workspaces: image
+            .workspaces
+            .into_iter()
+            .map(|w| -> Result<_> {
+                Ok(v4::WorkspaceImage {
+                    id: w.id,
+                    name: w.name,
+                    created_at: w.created_at,
+                    rest_key: w.rest_key,
+                    profiles: w.profiles,
+                    import_keys: w.import_keys,
+                    segments: w
+                        .segments
+                        .into_iter()
+                        .map(segment_v3_to_v4)
+                        .collect::<Result<_>>()?,
+                    last_segment: w.last_segment,
+                    cohorts: w.cohorts,
+                })
+            })
+            .collect::<Result<_>>()?,
+        limits: image.limits,
+    })
+}
+
 /// v4 → v5 for a log record: every type v5 declares again has v4's fields
 /// in v4's order with new variants only at the end, so a v4 record's bytes
 /// are the same v5 record (old records name nobody by email, phone or

@@ -112,34 +112,12 @@ pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
             v4::Image<convert::ProfilesIn>,
         >(bytes)?)),
         2 => {
-            // v2 → v3 adds `limits: None`; v3 → v4 changes no byte.
+            // v2 → v3 adds `limits: None`; v3 → v4 re-spells the segments.
             let v3 =
                 migrate::image_v2_to_v3(codec::decode::<v2::Image<convert::ProfilesIn>>(bytes)?);
-            convert::image_in(migrate::image_v4_to_v5(v4::Image {
-                next_workspace: v3.next_workspace,
-                workspaces: v3
-                    .workspaces
-                    .into_iter()
-                    .map(|w| -> Result<_> {
-                        Ok(v4::WorkspaceImage {
-                            id: w.id,
-                            name: w.name,
-                            created_at: w.created_at,
-                            rest_key: w.rest_key,
-                            profiles: w.profiles,
-                            import_keys: w.import_keys,
-                            segments: w
-                                .segments
-                                .into_iter()
-                                .map(migrate::segment_v3_to_v4)
-                                .collect::<Result<_>>()?,
-                            last_segment: w.last_segment,
-                            cohorts: w.cohorts,
-                        })
-                    })
-                    .collect::<Result<_>>()?,
-                limits: v3.limits,
-            }))
+            convert::image_in(migrate::image_v4_to_v5(migrate::profiles_image_v3_to_v4(
+                v3,
+            )?))
         }
         v => convert::image_in(decode_schema_image(v, bytes)?),
     }
