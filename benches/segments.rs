@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use common::{pct, spawn, start_server, Conn, Server, ADMIN};
+use common::{pct, start_server, Conn, ADMIN};
 
 struct Args {
     profiles: u32,
@@ -67,25 +67,6 @@ fn args() -> Args {
     }
     a.reps = a.reps.max(1);
     a
-}
-
-impl Server {
-    /// SIGKILL, then start again on the same data dir; returns the time
-    /// until `/readyz` answers 200.
-    fn crash_and_restart(&mut self) -> Duration {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let started = Instant::now();
-        self.child = spawn(self._dir.path(), self.addr);
-        self.wait_ready();
-        started.elapsed()
-    }
-
-    fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    }
 }
 
 // ---- the generator ----

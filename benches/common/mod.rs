@@ -250,6 +250,26 @@ pub fn start_server(fsync: &str, http_workers: usize) -> Server {
 }
 
 impl Server {
+    /// SIGKILL, then start again on the same data dir; returns the time
+    /// until `/readyz` answers 200 (recovery: snapshot load + log replay).
+    #[allow(dead_code, reason = "load and segments use it; isolation does not")]
+    pub fn crash_and_restart(&mut self) -> Duration {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let started = Instant::now();
+        self.child = spawn(self._dir.path(), self.addr);
+        self.wait_ready();
+        started.elapsed()
+    }
+
+    /// The server's resident memory now (VmRSS), in KiB.
+    #[allow(dead_code, reason = "load and segments use it; isolation does not")]
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
