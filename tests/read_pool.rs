@@ -10,11 +10,12 @@ use common::process::{Daemon, Home, Tenant};
 use common::{wait_for, Resp, Server, Workspace};
 use serde_json::{json, Value};
 
-/// `n` profiles whose `bio` is a long text: what regexes must scan.
+/// `n` profiles whose `bio` is a long text, each its own: what regexes
+/// must scan (a regex runs once per distinct value).
 fn profiles(ws: &Workspace, n: usize) {
     let bio = "lorem ipsum dolor sit amet ".repeat(40);
     let all: Vec<Value> = (0..n)
-        .map(|i| json!({"external_id": format!("u{i}"), "bio": bio}))
+        .map(|i| json!({"external_id": format!("u{i}"), "bio": format!("{i} {bio}")}))
         .collect();
     for chunk in all.chunks(75) {
         let r = ws.post("/users/track", json!({ "attributes": chunk }));

@@ -66,6 +66,9 @@ enum MVal {
 
 #[derive(Clone, Debug)]
 struct MProfile {
+    /// Set first, then overwritten by `attrs` or removed: the column
+    /// index must follow every change, not only the first set.
+    earlier: BTreeMap<String, MVal>,
     attrs: BTreeMap<String, MVal>,
     /// Every time the event was done.
     events: BTreeMap<String, Vec<i64>>,
@@ -108,6 +111,7 @@ fn scalar_mval() -> impl Strategy<Value = MVal> {
 
 fn mprofile() -> impl Strategy<Value = MProfile> {
     (
+        proptest::collection::btree_map(select(&ATTR_NAMES[..]), mval(), 0..=3),
         proptest::collection::btree_map(select(&ATTR_NAMES[..]), mval(), 0..=4),
         proptest::collection::btree_map(
             select(&EVENTS[..]),
@@ -116,7 +120,8 @@ fn mprofile() -> impl Strategy<Value = MProfile> {
         ),
         proptest::bool::weighted(0.15),
     )
-        .prop_map(|(attrs, events, deleted)| MProfile {
+        .prop_map(|(earlier, attrs, events, deleted)| MProfile {
+            earlier: earlier.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             attrs: attrs.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             events: events
                 .into_iter()
@@ -129,21 +134,39 @@ fn mprofile() -> impl Strategy<Value = MProfile> {
         })
 }
 
+/// Profiles with nothing, appended to half the models: enough that
+/// evaluation reads leaves from the column index (`segment::SCAN_BELOW`)
+/// rather than looking at each candidate, so both ways meet the model.
+const PADDING: usize = segment::SCAN_BELOW as usize + 50;
+
 fn model() -> impl Strategy<Value = Model> {
-    proptest::collection::vec(mprofile(), 0..40).prop_flat_map(|profiles| {
-        let n = profiles.len() as Uid;
-        let set = proptest::collection::btree_set(0..n.max(1), 0..=n as usize);
-        (Just(profiles), set.clone(), set.clone(), set).prop_map(move |(profiles, c1, c2, c3)| {
-            let keep = |s: BTreeSet<Uid>| s.into_iter().filter(|&u| u < n).collect();
-            Model {
-                profiles,
-                cohorts: [("c1", keep(c1)), ("c2", keep(c2)), ("c3", keep(c3))]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
+    (proptest::collection::vec(mprofile(), 0..40), any::<bool>()).prop_flat_map(
+        |(mut profiles, pad)| {
+            let n = profiles.len() as Uid;
+            if pad {
+                let empty = MProfile {
+                    earlier: BTreeMap::new(),
+                    attrs: BTreeMap::new(),
+                    events: BTreeMap::new(),
+                    deleted: false,
+                };
+                profiles.extend(std::iter::repeat_n(empty, PADDING));
             }
-        })
-    })
+            let set = proptest::collection::btree_set(0..n.max(1), 0..=n as usize);
+            (Just(profiles), set.clone(), set.clone(), set).prop_map(
+                move |(profiles, c1, c2, c3)| {
+                    let keep = |s: BTreeSet<Uid>| s.into_iter().filter(|&u| u < n).collect();
+                    Model {
+                        profiles,
+                        cohorts: [("c1", keep(c1)), ("c2", keep(c2)), ("c3", keep(c3))]
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect(),
+                    }
+                },
+            )
+        },
+    )
 }
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -371,6 +394,12 @@ fn build(m: &Model) -> (ProfileStore, BTreeMap<CohortKey, Arc<RoaringBitmap>>) {
     for (i, p) in m.profiles.iter().enumerate() {
         let uid = s.upsert_external(&format!("u{i}"), true).unwrap();
         assert_eq!(uid as usize, i);
+        for (name, v) in &p.earlier {
+            s.update_attribute(uid, name, AttrUpdate::Set(value(v)));
+        }
+        for name in p.earlier.keys().filter(|k| !p.attrs.contains_key(*k)) {
+            s.update_attribute(uid, name, AttrUpdate::Remove);
+        }
         for (name, v) in &p.attrs {
             s.update_attribute(uid, name, AttrUpdate::Set(value(v)));
         }

@@ -9,9 +9,12 @@
 //! the table under one lock means a reader never sees an alias in two
 //! profiles halfway through a merge.
 //!
+//! Every attribute and event value is also filed in the column index
+//! (`columns`), kept in step here by each method that changes a profile.
+//!
 //! Filter evaluation does not read under that lock: it takes a
-//! `ProfileView` (the table's chunks and the live set, shared
-//! copy-on-write) and lets the lock go.
+//! `ProfileView` (the table's chunks, the live set and the column index,
+//! all shared copy-on-write) and lets the lock go.
 //!
 //! The per-profile limits (`attributes_per_profile`, `array_items`) are
 //! checked here, against the profile as it is when a write applies
@@ -21,12 +24,14 @@
 //! that move or end a profile (merge, delete) return what happened so that
 //! the router can tell the cohorts.
 
+pub mod columns;
 pub mod commands;
 mod index;
 mod profile;
 mod table;
 
 pub mod paths;
+pub use columns::Columns;
 pub use profile::{AttrObject, AttrValue, Details, EventStats, Profile, EMAIL, PHONE};
 pub use table::Table;
 
@@ -214,6 +219,9 @@ pub struct ProfileStore {
     recency: Map<Uid, u64>,
     /// The last value given out in `recency`.
     seq: u64,
+    /// Attribute and event values → profiles, kept in step with the table
+    /// by every method here that changes a profile (rebuilt at load).
+    columns: Columns,
 }
 
 impl ProfileStore {
@@ -229,8 +237,10 @@ impl ProfileStore {
         self.by_device.clear();
         self.by_email.clear();
         self.by_phone.clear();
+        self.columns = Columns::default();
         let mut contacts = Vec::new();
         for (uid, p) in self.table.iter() {
+            self.columns.add_profile(uid, p.attributes(), p.events());
             if p.contact(EMAIL).is_some() || p.contact(PHONE).is_some() {
                 contacts.push(uid);
             }
@@ -272,6 +282,7 @@ impl ProfileStore {
         ProfileView {
             table: self.table.clone(),
             live: self.live.clone(),
+            columns: self.columns.clone(),
         }
     }
 
@@ -311,6 +322,11 @@ impl ProfileStore {
 
     pub fn get(&self, uid: Uid) -> Option<&Profile> {
         self.table.get(uid)
+    }
+
+    /// The attribute and event index.
+    pub fn columns(&self) -> &Columns {
+        &self.columns
     }
 
     /// Every live profile with its id, in id order.
@@ -466,6 +482,7 @@ impl ProfileStore {
     fn insert(&mut self, p: Profile) -> Uid {
         let uid = self.table.push(p);
         let p = self.table.get(uid).expect("just pushed");
+        self.columns.add_profile(uid, p.attributes(), p.events());
         if let Some(e) = &p.external_id {
             self.by_external.insert(e, uid, &self.table);
         }
@@ -539,56 +556,54 @@ impl ProfileStore {
         if contact {
             self.unindex_contacts(uid);
         }
-        self.change_attribute(uid, name, update);
+        let old = self.change_attribute(uid, name, update);
+        let now = self.table.get(uid).expect("just changed").attributes();
+        self.columns.attribute_changed(uid, name, old.as_ref(), now);
         if contact {
             self.index_contacts(uid);
         }
     }
 
-    fn change_attribute(&mut self, uid: Uid, name: &str, update: AttrUpdate) {
+    /// Applies `update`; returns the value the attribute had.
+    fn change_attribute(&mut self, uid: Uid, name: &str, update: AttrUpdate) -> Option<AttrValue> {
         let attrs = &mut self.profile_mut(uid).details_mut().attributes;
         match update {
-            AttrUpdate::Set(v) => {
-                attrs.insert(name.into(), v);
-            }
-            AttrUpdate::Remove => {
-                attrs.remove(name);
-            }
+            AttrUpdate::Set(v) => attrs.insert(name.into(), v),
+            AttrUpdate::Remove => attrs.remove(name),
             AttrUpdate::Increment(by) => {
                 let base = match attrs.get(name) {
                     Some(AttrValue::Num(n)) => *n,
                     _ => 0.0,
                 };
-                attrs.insert(name.into(), AttrValue::Num(base + by));
+                attrs.insert(name.into(), AttrValue::Num(base + by))
             }
             AttrUpdate::ArrayEdit { add, remove } => {
-                let items = match attrs.remove(name) {
-                    Some(AttrValue::Array(items)) => items,
+                let old = attrs.remove(name);
+                let items = match &old {
+                    Some(AttrValue::Array(items)) => items.clone(),
                     _ => Vec::new(),
                 };
                 attrs.insert(
                     name.into(),
                     AttrValue::Array(edit_array(items, &add, &remove)),
                 );
+                old
             }
         }
     }
 
     pub fn record_event(&mut self, uid: Uid, name: &str, at: Millis) {
         let events = &mut self.profile_mut(uid).details_mut().events;
-        match events.get_mut(name) {
-            Some(s) => s.record(at),
-            None => {
-                events.insert(
-                    name.into(),
-                    EventStats {
-                        count: 1,
-                        first: at,
-                        last: at,
-                    },
-                );
-            }
-        }
+        let old = events.get(name).copied();
+        let mut new = old.unwrap_or(EventStats {
+            count: 0,
+            first: at,
+            last: at,
+        });
+        new.record(at);
+        events.insert(name.into(), new);
+        self.columns
+            .event_changed(uid, name, old.as_ref(), Some(&new));
     }
 
     /// `/users/identify` for an alias: the alias-only profile becomes, or merges
@@ -776,6 +791,12 @@ impl ProfileStore {
         self.recency.remove(&from);
         let gone = self.table.take(from).expect("merge source is live");
         Arc::make_mut(&mut self.live).remove(from);
+        // The merged profile's values are rewritten whole.
+        self.columns
+            .remove_profile(from, gone.attributes(), gone.events());
+        let target = self.table.get(into).expect("merge target is live");
+        self.columns
+            .remove_profile(into, target.attributes(), target.events());
         for a in gone.aliases() {
             self.by_alias.insert(a.clone(), into);
         }
@@ -783,6 +804,9 @@ impl ProfileStore {
             self.by_device.insert(d.clone(), into);
         }
         self.profile_mut(into).absorb(gone);
+        let merged = self.table.get(into).expect("merge target is live");
+        self.columns
+            .add_profile(into, merged.attributes(), merged.events());
         self.index_contacts(into);
         self.touch(into);
     }
@@ -822,6 +846,7 @@ impl ProfileStore {
             return false;
         };
         Arc::make_mut(&mut self.live).remove(uid);
+        self.columns.remove_profile(uid, p.attributes(), p.events());
         if let Some(e) = &p.external_id {
             self.by_external.remove(e, uid);
         }
@@ -877,6 +902,7 @@ fn quoted(name: &str) -> String {
 pub struct ProfileView {
     table: Table,
     live: Arc<RoaringBitmap>,
+    columns: Columns,
 }
 
 impl ProfileView {
@@ -886,6 +912,11 @@ impl ProfileView {
 
     pub fn get(&self, uid: Uid) -> Option<&Profile> {
         self.table.get(uid)
+    }
+
+    /// The attribute and event index, as of the view.
+    pub fn columns(&self) -> &Columns {
+        &self.columns
     }
 
     /// How `uid` is listed in member pages, or `None` if it no longer exists.
@@ -1107,6 +1138,129 @@ mod tests {
                 edit_array(items.clone(), &add, &remove),
                 edit_array_reference(items, &add, &remove)
             );
+        }
+    }
+
+    /// One step of the random history below.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set(u8, u8, AttrValue),
+        Remove(u8, u8),
+        Inc(u8, u8),
+        Edit(u8, u8, Vec<CompactString>, Vec<CompactString>),
+        Event(u8, u8, Millis),
+        Identify(u8, u8),
+        Delete(u8),
+    }
+
+    const NAMES: [&str; 4] = ["a", "b", "a.b", "c"];
+
+    fn value() -> impl proptest::strategy::Strategy<Value = AttrValue> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            "[xy]{0,2}".prop_map(|s| AttrValue::Str(s.into())),
+            (-2i32..3).prop_map(|n| AttrValue::Num(f64::from(n) / 2.0)),
+            any::<bool>().prop_map(AttrValue::Bool),
+            (0i64..4).prop_map(|d| AttrValue::from_text(&format!("2024-01-0{}", d + 1))),
+            proptest::collection::vec("[xy]", 0..3)
+                .prop_map(|v| AttrValue::Array(v.into_iter().map(Into::into).collect())),
+            Just(AttrValue::Location {
+                latitude: 1.0,
+                longitude: 2.0
+            }),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            let obj = proptest::collection::btree_map(
+                proptest::sample::select(&["b", "c"][..]).prop_map(CompactString::from),
+                inner,
+                0..3,
+            );
+            prop_oneof![
+                obj.clone().prop_map(AttrValue::Object),
+                proptest::collection::vec(obj, 0..3).prop_map(AttrValue::Objects),
+            ]
+        })
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let who = 0u8..6;
+        let name = 0u8..NAMES.len() as u8;
+        prop_oneof![
+            4 => (who.clone(), name.clone(), value()).prop_map(|(w, n, v)| Op::Set(w, n, v)),
+            1 => (who.clone(), name.clone()).prop_map(|(w, n)| Op::Remove(w, n)),
+            1 => (who.clone(), name.clone()).prop_map(|(w, n)| Op::Inc(w, n)),
+            1 => (who.clone(), name.clone(), proptest::collection::vec("[xyz]", 0..3), proptest::collection::vec("[xyz]", 0..2))
+                .prop_map(|(w, n, a, r)| Op::Edit(w, n, a.into_iter().map(Into::into).collect(), r.into_iter().map(Into::into).collect())),
+            2 => (who.clone(), 0u8..2, 0i64..5).prop_map(|(w, e, t)| Op::Event(w, e, t * 1000)),
+            1 => (who.clone(), 0u8..6).prop_map(|(w, d)| Op::Identify(w, d)),
+            1 => who.prop_map(Op::Delete),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever happens to profiles (sets, edits, events, merges,
+        /// deletes), the column index kept up to date is the one rebuilt
+        /// from the profiles, and a view taken midway keeps its triples.
+        #[test]
+        fn the_columns_kept_up_to_date_are_the_columns_rebuilt(
+            ops in proptest::collection::vec(op(), 0..60),
+        ) {
+            let mut s = ProfileStore::new();
+            let limits = LimitsConfig::default();
+            let mut midway = None;
+            for (i, op) in ops.iter().enumerate() {
+                if i == ops.len() / 2 {
+                    let view = s.view();
+                    midway = Some((view.columns().triples(), view));
+                }
+                let user = |s: &mut ProfileStore, w: u8| {
+                    s.upsert_external(&format!("u{w}"), true).expect("create")
+                };
+                match op.clone() {
+                    Op::Set(w, n, v) => {
+                        let uid = user(&mut s, w);
+                        s.update_attribute(uid, NAMES[n as usize], AttrUpdate::Set(v));
+                    }
+                    Op::Remove(w, n) => {
+                        let uid = user(&mut s, w);
+                        s.update_attribute(uid, NAMES[n as usize], AttrUpdate::Remove);
+                    }
+                    Op::Inc(w, n) => {
+                        let uid = user(&mut s, w);
+                        s.update_attribute(uid, NAMES[n as usize], AttrUpdate::Increment(1.0));
+                    }
+                    Op::Edit(w, n, add, remove) => {
+                        let uid = user(&mut s, w);
+                        s.update_attribute(uid, NAMES[n as usize], AttrUpdate::ArrayEdit { add, remove });
+                    }
+                    Op::Event(w, e, at) => {
+                        let uid = user(&mut s, w);
+                        s.record_event(uid, ["e1", "e2"][e as usize], at);
+                    }
+                    Op::Identify(w, d) => {
+                        // An anonymous device profile with a value logs in.
+                        let dev = format!("d{d}");
+                        let uid = s.upsert_device(&dev);
+                        s.update_attribute(uid, "a", AttrUpdate::Set(AttrValue::Num(f64::from(d))));
+                        s.record_event(uid, "e1", i64::from(d));
+                        let _ = s.identify_device(&format!("u{w}"), &dev, &limits);
+                    }
+                    Op::Delete(w) => {
+                        if let Some(uid) = s.by_external(&format!("u{w}")) {
+                            s.delete(uid);
+                        }
+                    }
+                }
+            }
+            let mut rebuilt = s.clone();
+            rebuilt.reindex();
+            proptest::prop_assert_eq!(s.columns().triples(), rebuilt.columns().triples());
+            if let Some((before, view)) = midway {
+                proptest::prop_assert_eq!(view.columns().triples(), before);
+            }
         }
     }
 

@@ -32,21 +32,41 @@ pub fn flatten<'a>(attrs: &'a AttrObject, out: &mut dyn FnMut(&str, &'a AttrValu
     walk(attrs, &mut path, out);
 }
 
+/// What [`flatten`] lists for the one top-level attribute `name` holding
+/// `value` (a change to one attribute touches only these pairs).
+pub fn flatten_value<'a>(
+    name: &str,
+    value: &'a AttrValue,
+    out: &mut dyn FnMut(&str, &'a AttrValue),
+) {
+    let mut path = String::new();
+    member(name, value, &mut path, out);
+}
+
 fn walk<'a>(map: &'a AttrObject, path: &mut String, out: &mut dyn FnMut(&str, &'a AttrValue)) {
     for (k, v) in map {
-        let len = path.len();
-        if len > 0 {
-            path.push(SEP);
-        }
-        path.push_str(k);
-        out(path, v);
-        match v {
-            AttrValue::Object(m) => walk(m, path, out),
-            AttrValue::Objects(list) => list.iter().for_each(|m| walk(m, path, out)),
-            _ => {}
-        }
-        path.truncate(len);
+        member(k, v, path, out);
     }
+}
+
+fn member<'a>(
+    key: &str,
+    v: &'a AttrValue,
+    path: &mut String,
+    out: &mut dyn FnMut(&str, &'a AttrValue),
+) {
+    let len = path.len();
+    if len > 0 {
+        path.push(SEP);
+    }
+    path.push_str(key);
+    out(path, v);
+    match v {
+        AttrValue::Object(m) => walk(m, path, out),
+        AttrValue::Objects(list) => list.iter().for_each(|m| walk(m, path, out)),
+        _ => {}
+    }
+    path.truncate(len);
 }
 
 /// Whether `pred` holds for some value `flatten` lists at `path` (stops at

@@ -1,6 +1,7 @@
 //! Evaluating a [`Filter`] over roaring bitmaps, with the workspace's live
 //! profiles as the explicit universe.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -12,15 +13,20 @@ use roaring::RoaringBitmap;
 
 use super::{AttrCond, Bound, EventCond, Filter, Scalar};
 use crate::model::{CohortKey, Uid};
+use crate::profiles::columns::{above, below, num_key, time_key};
 use crate::profiles::paths;
-use crate::profiles::{AttrObject, AttrValue, EventStats, Profile, ProfileStore, ProfileView};
+use crate::profiles::{
+    AttrObject, AttrValue, Columns, EventStats, Profile, ProfileStore, ProfileView,
+};
 
 /// What evaluation reads of a workspace's profiles: the live set (the
-/// universe) and each profile by id. The store itself, or a detached
-/// [`ProfileView`] of it (what the engine evaluates on, holding no lock).
+/// universe), each profile by id, and the column index of their attribute
+/// and event values. The store itself, or a detached [`ProfileView`] of it
+/// (what the engine evaluates on, holding no lock).
 pub trait Profiles {
     fn live(&self) -> &RoaringBitmap;
     fn get(&self, uid: Uid) -> Option<&Profile>;
+    fn columns(&self) -> &Columns;
 }
 
 impl Profiles for ProfileStore {
@@ -30,6 +36,10 @@ impl Profiles for ProfileStore {
 
     fn get(&self, uid: Uid) -> Option<&Profile> {
         ProfileStore::get(self, uid)
+    }
+
+    fn columns(&self) -> &Columns {
+        ProfileStore::columns(self)
     }
 }
 
@@ -41,7 +51,16 @@ impl Profiles for ProfileView {
     fn get(&self, uid: Uid) -> Option<&Profile> {
         ProfileView::get(self, uid)
     }
+
+    fn columns(&self) -> &Columns {
+        ProfileView::columns(self)
+    }
 }
+
+/// Below this many candidates, an attribute or event leaf checks each
+/// candidate's profile instead of reading the index: building a range or
+/// a regex's union over the whole workspace costs more than that.
+pub const SCAN_BELOW: u64 = 1024;
 
 /// When an evaluation must give up. Evaluation checks it cooperatively:
 /// every [`CHECK_EVERY`] profiles it scans, before each child of an
@@ -297,6 +316,89 @@ fn event_holds(cond: &EventCond, stats: Option<&EventStats>) -> bool {
     }
 }
 
+/// An attribute or event leaf as the column index answers it: the set of
+/// live profiles for which the leaf's *positive* form holds, and whether
+/// the leaf is its negation (then its members are the universe minus the
+/// set). `None` for `within_km`, which the index narrows
+/// ([`Columns`]' locations) but each candidate's distance decides.
+///
+/// A regex stops early when `stop` says so (the deadline passed): the set
+/// is then empty, and the caller drops the result.
+fn indexed<'c>(
+    cols: &'c Columns,
+    f: &Filter,
+    stop: &dyn Fn() -> bool,
+) -> Option<(Cow<'c, RoaringBitmap>, bool)> {
+    let none = || Cow::Owned(RoaringBitmap::new());
+    let set =
+        |r: Option<std::ops::RangeInclusive<u64>>,
+         get: &dyn Fn(std::ops::RangeInclusive<u64>) -> Cow<'c, RoaringBitmap>| {
+            r.map_or_else(none, get)
+        };
+    match f {
+        Filter::Attribute { name, cond } => {
+            let Some(col) = cols.attribute(name) else {
+                let negated = matches!(
+                    cond,
+                    AttrCond::DoesNotExist
+                        | AttrCond::NotEquals(_)
+                        | AttrCond::DoesNotMatchRegex(_)
+                );
+                return (!matches!(cond, AttrCond::WithinKm { .. })).then(|| (none(), negated));
+            };
+            let equals = |s: &Scalar| match s {
+                Scalar::Str(t) => col.text(t),
+                Scalar::Num(n) => col.nums(num_key(*n)..=num_key(*n)),
+                Scalar::Bool(b) => Cow::Borrowed(col.bools(*b)),
+            };
+            let regex = |p: &super::Pattern| {
+                Cow::Owned(
+                    col.text_matching(|t| p.is_match(t), stop)
+                        .unwrap_or_default(),
+                )
+            };
+            let range = |b: &Bound, r: fn(u64) -> Option<std::ops::RangeInclusive<u64>>| match b {
+                Bound::Num(n) => set(r(num_key(*n)), &|k| col.nums(k)),
+                Bound::Time(t) => set(r(time_key(t.at)), &|k| col.times(k)),
+            };
+            Some(match cond {
+                AttrCond::Exists => (Cow::Borrowed(col.exists()), false),
+                AttrCond::DoesNotExist => (Cow::Borrowed(col.exists()), true),
+                AttrCond::Equals(s) => (equals(s), false),
+                AttrCond::NotEquals(s) => (equals(s), true),
+                AttrCond::MatchesRegex(p) => (regex(p), false),
+                AttrCond::DoesNotMatchRegex(p) => (regex(p), true),
+                AttrCond::GreaterThan(b) => (range(b, above), false),
+                AttrCond::LessThan(b) => (range(b, below), false),
+                AttrCond::IncludesValue(i) => (col.item(i), false),
+                AttrCond::WithinKm { .. } => return None,
+            })
+        }
+        Filter::Event { name, cond } => {
+            let Some(col) = cols.event(name) else {
+                // Nobody did it: every count is 0 and there is no last time.
+                let negated = matches!(cond, EventCond::LessThan(n) if *n > 0)
+                    || matches!(cond, EventCond::Exactly(0));
+                return Some((none(), negated));
+            };
+            Some(match cond {
+                EventCond::MoreThan(n) => (set(above(*n), &|r| col.counts(r)), false),
+                EventCond::LessThan(0) => (none(), false),
+                EventCond::LessThan(n) => (col.counts(*n..=u64::MAX), true),
+                EventCond::Exactly(0) => (Cow::Borrowed(col.did()), true),
+                EventCond::Exactly(n) => (col.counts(*n..=*n), false),
+                EventCond::LastPerformedAfter(t) => {
+                    (set(above(time_key(t.at)), &|r| col.last(r)), false)
+                }
+                EventCond::LastPerformedBefore(t) => {
+                    (set(below(time_key(t.at)), &|r| col.last(r)), false)
+                }
+            })
+        }
+        _ => None,
+    }
+}
+
 /// How a child of `and`/`or` is handled, cheapest first.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Cost {
@@ -331,6 +433,8 @@ struct Eval<'a, P: ?Sized> {
     profiles: &'a P,
     cohorts: &'a dyn CohortSets,
     deadline: &'a Deadline,
+    /// Leaves scan candidates' profiles below this many ([`SCAN_BELOW`]).
+    scan_below: u64,
     /// Set once the deadline has been seen passed: from then on every step
     /// returns at once, and the result is dropped (`finish`).
     stopped: Cell<bool>,
@@ -355,6 +459,7 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             profiles,
             cohorts,
             deadline,
+            scan_below: SCAN_BELOW,
             stopped: Cell::new(false),
         }
     }
@@ -391,13 +496,55 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             Filter::Not(g) => cand - &self.eval(g, cand),
             Filter::And(fs) => self.and(fs, cand),
             Filter::Or(fs) => self.or(fs, cand),
-            Filter::Attribute { name, cond } => {
-                self.scan(cand, |p| attr_holds(cond, p.attributes(), name))
-            }
-            Filter::Event { name, cond } => {
-                self.scan(cand, |p| event_holds(cond, p.events().get(name.as_str())))
+            Filter::Attribute { .. } | Filter::Event { .. } => self.leaf(f, cand),
+        }
+    }
+
+    /// An attribute or event leaf's members among `cand`: from the index,
+    /// or by looking at each candidate when they are few.
+    fn leaf(&self, f: &Filter, cand: &RoaringBitmap) -> RoaringBitmap {
+        if self.out_of_time() {
+            return RoaringBitmap::new();
+        }
+        let cols = self.profiles.columns();
+        if cand.len() >= self.scan_below {
+            match indexed(cols, f, &|| self.out_of_time()) {
+                Some((set, false)) => return cand & &*set,
+                Some((set, true)) => return cand - &*set,
+                None => {}
             }
         }
+        let cand = match f {
+            // Only profiles holding a location can be within.
+            Filter::Attribute { name, .. } => match cols.attribute(name) {
+                Some(col) if cand.len() >= self.scan_below => Cow::Owned(cand & col.locations()),
+                _ => Cow::Borrowed(cand),
+            },
+            _ => Cow::Borrowed(cand),
+        };
+        self.scan(&cand, |p| match f {
+            Filter::Attribute { name, cond } => attr_holds(cond, p.attributes(), name),
+            Filter::Event { name, cond } => event_holds(cond, p.events().get(name.as_str())),
+            _ => unreachable!("a leaf"),
+        })
+    }
+
+    /// How many of `cand` a leaf holds for, from the index.
+    fn leaf_count(&self, f: &Filter, cand: &RoaringBitmap) -> Option<u64> {
+        if cand.len() < self.scan_below || self.out_of_time() {
+            return None;
+        }
+        let (set, negated) = indexed(self.profiles.columns(), f, &|| self.out_of_time())?;
+        if self.stopped.get() {
+            return None;
+        }
+        let hits = if std::ptr::eq(cand, self.profiles.live()) {
+            // Index sets hold live profiles only.
+            set.len()
+        } else {
+            cand.intersection_len(&set)
+        };
+        Some(if negated { cand.len() - hits } else { hits })
     }
 
     /// The candidates whose profile satisfies `pred`: the only place that
@@ -510,6 +657,10 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             Filter::And(fs) if fs.iter().all(|f| cost(f) <= Cost::NotSet) => {
                 self.count_set_and(fs, cand)
             }
+            Filter::Attribute { .. } | Filter::Event { .. } => match self.leaf_count(f, cand) {
+                Some(n) => n,
+                None => self.eval(f, cand).len(),
+            },
             _ => self.eval(f, cand).len(),
         }
     }
@@ -1003,7 +1154,8 @@ mod tests {
         .unwrap();
         let cohorts: BTreeMap<CohortKey, Arc<RoaringBitmap>> = BTreeMap::new();
         let passed = Deadline::after(Duration::ZERO);
-        let e = Eval::new(&s, &cohorts, &passed);
+        let mut e = Eval::new(&s, &cohorts, &passed);
+        e.scan_below = u64::MAX;
         let partial = e.eval(&f, s.live());
         assert!(partial.len() < u64::from(CHECK_EVERY), "{}", partial.len());
         assert_eq!(e.finish(()), Err(OutOfTime));

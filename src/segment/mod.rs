@@ -98,9 +98,19 @@
 //! [`evaluate`] walks the tree with a *candidate set* that starts as the
 //! universe. `and` orders its children cheapest first (cohorts by size, then
 //! other pure set algebra, then attribute/event leaves) and evaluates each
-//! child only over the candidates left by the previous ones, so attribute and
-//! event leaves scan only profiles that can still match. `or` evaluates costly
-//! children only over candidates not already in the result. [`count`] uses
+//! child only over the candidates left by the previous ones. `or` evaluates
+//! costly children only over candidates not already in the result.
+//!
+//! Attribute and event leaves read the workspace's column index
+//! (`profiles::columns`): a leaf is a bitmap of the profiles for which its
+//! positive form holds (a dictionary value's holders, a range of an
+//! ordered index, a regex's matching dictionary values OR-ed), intersected
+//! with the candidates, or subtracted from them for the negated ops. Below
+//! [`SCAN_BELOW`] candidates a leaf looks at each candidate's profile
+//! instead (the rules above, one profile at a time, are the same code
+//! [`contains`] uses); `within_km` always checks distances, over the
+//! candidates that hold a location. `count` of a leaf over the universe
+//! is the bitmap's length. [`count`] uses
 //! fused `intersection_len` / `difference_len` for the last step of pure
 //! cohort algebra, so `A and B and not C` materialises one intermediate set.
 //! [`contains`] checks one profile without touching the others;
@@ -123,7 +133,7 @@ use crate::model::{CohortKey, Millis};
 
 pub use eval::{
     contains, contains_many, contains_many_within, count, count_within, evaluate, evaluate_within,
-    CohortSets, Deadline, OutOfTime, Profiles,
+    CohortSets, Deadline, OutOfTime, Profiles, SCAN_BELOW,
 };
 pub use parse::{parse, parse_limited, FilterError, FilterLimits, ParseError, MAX_DEPTH};
 pub use pattern::Pattern;

@@ -1,0 +1,929 @@
+//! The column index of one workspace's profiles: for every attribute path
+//! and every custom event, which profiles hold which values, as roaring
+//! bitmaps of profile ids. Segment filters read their attribute and event
+//! leaves from here instead of scanning profiles (`segment::eval`).
+//!
+//! The profile table stays the record of what each profile holds; this is
+//! derived from it, kept in step by `ProfileStore` (the one place profiles
+//! change) and rebuilt from the table when a store is loaded.
+//!
+//! # What is indexed
+//!
+//! A column is one path as `paths::flatten` lists it. Each value there
+//! files the profile under some *keys* (`keys_of`):
+//!
+//! - every value: `exists`;
+//! - a string, and a time's text: its text, in a dictionary (`equals`,
+//!   `matches_regex`: a regex runs once per distinct text);
+//! - a number: an order-preserving key in an ordered index (`equals`,
+//!   `greater_than`, `less_than`; `-0` is `0`, so `3` equals `3.0`);
+//! - a time: its instant in a second ordered index;
+//! - a boolean: one of two bitmaps;
+//! - a string array: each item, in a dictionary (`includes_value`);
+//! - a location: a bitmap of holders (`within_km` then checks only those).
+//!
+//! The index is a *set* of `(path, key, profile)` triples. A profile can
+//! reach one key by several values (two elements of an array of objects,
+//! or `a.b` both top-level and nested), so a change removes a triple only
+//! once no value left at that path still gives the key (`attribute_changed`).
+//!
+//! Every set here holds live profiles only: deleting or merging a profile
+//! away removes all its triples. A negated filter is then the workspace's
+//! live set minus the positive one.
+//!
+//! Events: per name, the profiles that did it, and two ordered indexes
+//! (count, last time). Never doing an event is count 0, which no index
+//! holds: `less_than n` is the live set minus `count ≥ n`.
+//!
+//! # Sharing with readers
+//!
+//! Readers take a [`Columns`] clone (`ProfileStore::view`): O(1), one `Arc`.
+//! Everything below is shared copy-on-write at two levels, a column and
+//! then a part of it (a dictionary shard, an ordered bucket, a bitmap), so
+//! a write made while a reader holds a view copies only the parts it
+//! touches, and the reader keeps answering as of its view.
+//!
+//! # Ordered indexes
+//!
+//! Numbers, times, event counts and last times go to an [`Ordered`]: the
+//! key space is cut into buckets of consecutive keys, each with the bitmap
+//! of its profiles. A bucket either holds one key (any number of profiles:
+//! low-cardinality values cost a bitmap each) or a sorted list of at most
+//! [`BUCKET_CAP`] `(key, profile)` pairs (high-cardinality values, like
+//! times, cost ~16 B per pair). A range unions the bitmaps of the buckets
+//! it covers whole and filters the pairs of the at most two it cuts.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use foldhash::fast::{FixedState, RandomState};
+use roaring::{MultiOps, RoaringBitmap};
+
+use super::paths;
+use super::{AttrObject, AttrValue, EventStats};
+use crate::model::{Millis, Uid};
+
+type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
+
+/// Most `(key, profile)` pairs an ordered bucket of several keys holds
+/// before it splits.
+pub const BUCKET_CAP: usize = 2048;
+
+/// How many dictionary values a regex tries between two looks at whether
+/// to stop (a read's deadline).
+pub const STOP_EVERY: usize = 64;
+
+/// Dictionary shards: a write copies one shard (1/64 of the distinct
+/// values) when a reader still holds it.
+const SHARDS: usize = 64;
+
+/// The order-preserving key of a number (`-0` is `0`).
+pub fn num_key(n: f64) -> u64 {
+    let n = if n == 0.0 { 0.0 } else { n };
+    let b = n.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+/// The order-preserving key of an instant.
+pub fn time_key(at: Millis) -> u64 {
+    (at as u64) ^ (1 << 63)
+}
+
+/// Keys strictly above `k`.
+pub fn above(k: u64) -> Option<RangeInclusive<u64>> {
+    k.checked_add(1).map(|lo| lo..=u64::MAX)
+}
+
+/// Keys strictly below `k`.
+pub fn below(k: u64) -> Option<RangeInclusive<u64>> {
+    k.checked_sub(1).map(|hi| 0..=hi)
+}
+
+/// One key a value files its profile under, within its column.
+#[derive(Clone, Debug, PartialEq)]
+enum Key<'a> {
+    Exists,
+    Text(&'a str),
+    Num(u64),
+    Time(u64),
+    Bool(bool),
+    Item(&'a str),
+    Location,
+}
+
+/// Every key `v` gives (see the module docs).
+fn keys_of(v: &AttrValue) -> Vec<Key<'_>> {
+    let mut keys = vec![Key::Exists];
+    match v {
+        AttrValue::Str(s) => keys.push(Key::Text(s)),
+        AttrValue::Num(n) => keys.push(Key::Num(num_key(*n))),
+        AttrValue::Bool(b) => keys.push(Key::Bool(*b)),
+        AttrValue::Time { text, at } => {
+            keys.push(Key::Text(text));
+            keys.push(Key::Time(time_key(*at)));
+        }
+        AttrValue::Array(items) => keys.extend(items.iter().map(|i| Key::Item(i))),
+        AttrValue::Location { .. } => keys.push(Key::Location),
+        AttrValue::Object(_) | AttrValue::Objects(_) => {}
+    }
+    keys
+}
+
+/// Whether `v` gives `key`.
+fn gives(v: &AttrValue, key: &Key<'_>) -> bool {
+    match (key, v) {
+        (Key::Exists, _) => true,
+        (Key::Text(t), AttrValue::Str(s)) => s == t,
+        (Key::Text(t), AttrValue::Time { text, .. }) => text == t,
+        (Key::Num(k), AttrValue::Num(n)) => num_key(*n) == *k,
+        (Key::Time(k), AttrValue::Time { at, .. }) => time_key(*at) == *k,
+        (Key::Bool(b), AttrValue::Bool(x)) => b == x,
+        (Key::Item(i), AttrValue::Array(items)) => items.iter().any(|x| x == i),
+        (Key::Location, AttrValue::Location { .. }) => true,
+        _ => false,
+    }
+}
+
+/// The attribute and event columns of one workspace.
+#[derive(Clone, Debug, Default)]
+pub struct Columns {
+    attrs: Arc<Map<CompactString, Arc<Column>>>,
+    events: Arc<Map<CompactString, Arc<EventColumn>>>,
+}
+
+/// One attribute path's index.
+#[derive(Clone, Debug, Default)]
+pub struct Column {
+    exists: Arc<RoaringBitmap>,
+    text: Dict,
+    items: Dict,
+    nums: Ordered,
+    times: Ordered,
+    bools: [Arc<RoaringBitmap>; 2],
+    locations: Arc<RoaringBitmap>,
+}
+
+/// One custom event's index.
+#[derive(Clone, Debug, Default)]
+pub struct EventColumn {
+    did: Arc<RoaringBitmap>,
+    counts: Ordered,
+    last: Ordered,
+}
+
+impl Columns {
+    /// Files every value and event of a profile (new, or just loaded).
+    pub fn add_profile(
+        &mut self,
+        uid: Uid,
+        attrs: &AttrObject,
+        events: &BTreeMap<CompactString, EventStats>,
+    ) {
+        paths::flatten(attrs, &mut |path, v| self.add_value(uid, path, v));
+        for (name, stats) in events {
+            self.event_changed(uid, name, None, Some(stats));
+        }
+    }
+
+    /// Removes every triple of a profile that ends (deleted, merged away)
+    /// or is about to be rewritten whole (merged into).
+    pub fn remove_profile(
+        &mut self,
+        uid: Uid,
+        attrs: &AttrObject,
+        events: &BTreeMap<CompactString, EventStats>,
+    ) {
+        paths::flatten(attrs, &mut |path, v| {
+            for k in keys_of(v) {
+                self.remove_key(path, &k, uid);
+            }
+        });
+        for (name, stats) in events {
+            self.event_changed(uid, name, Some(stats), None);
+        }
+    }
+
+    /// The top-level attribute `name` of profile `uid` was `old` and the
+    /// profile's attributes are now `now`.
+    pub fn attribute_changed(
+        &mut self,
+        uid: Uid,
+        name: &str,
+        old: Option<&AttrValue>,
+        now: &AttrObject,
+    ) {
+        let new = now.get(name);
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            paths::flatten_value(name, old, &mut |path, v| {
+                for k in keys_of(v) {
+                    if !paths::any_at(now, path, &mut |x| gives(x, &k)) {
+                        self.remove_key(path, &k, uid);
+                    }
+                }
+            });
+        }
+        if let Some(new) = new {
+            paths::flatten_value(name, new, &mut |path, v| self.add_value(uid, path, v));
+        }
+    }
+
+    /// Event `name` of profile `uid` went from `old` to `new` (`None`:
+    /// never done).
+    pub fn event_changed(
+        &mut self,
+        uid: Uid,
+        name: &str,
+        old: Option<&EventStats>,
+        new: Option<&EventStats>,
+    ) {
+        if old == new {
+            return;
+        }
+        let events = Arc::make_mut(&mut self.events);
+        if !events.contains_key(name) {
+            if new.is_none() {
+                return;
+            }
+            events.insert(name.into(), Arc::default());
+        }
+        let col = Arc::make_mut(events.get_mut(name).expect("just ensured"));
+        if let Some(old) = old {
+            col.counts.remove(old.count, uid);
+            col.last.remove(time_key(old.last), uid);
+        }
+        match new {
+            Some(new) => {
+                Arc::make_mut(&mut col.did).insert(uid);
+                col.counts.insert(new.count, uid);
+                col.last.insert(time_key(new.last), uid);
+            }
+            None => {
+                Arc::make_mut(&mut col.did).remove(uid);
+                if col.did.is_empty() {
+                    events.remove(name);
+                }
+            }
+        }
+    }
+
+    fn add_value(&mut self, uid: Uid, path: &str, v: &AttrValue) {
+        let attrs = Arc::make_mut(&mut self.attrs);
+        if !attrs.contains_key(path) {
+            attrs.insert(path.into(), Arc::default());
+        }
+        let col = Arc::make_mut(attrs.get_mut(path).expect("just ensured"));
+        for k in keys_of(v) {
+            col.insert(&k, uid);
+        }
+    }
+
+    /// Removes one triple; a column nobody holds a value in any more goes.
+    fn remove_key(&mut self, path: &str, key: &Key<'_>, uid: Uid) {
+        if !self.attrs.contains_key(path) {
+            return;
+        }
+        let attrs = Arc::make_mut(&mut self.attrs);
+        let col = Arc::make_mut(attrs.get_mut(path).expect("checked"));
+        col.remove(key, uid);
+        if col.exists.is_empty() {
+            attrs.remove(path);
+        }
+    }
+
+    /// The column of an attribute path, if any profile holds a value there.
+    pub fn attribute(&self, path: &str) -> Option<&Column> {
+        self.attrs.get(path).map(|c| &**c)
+    }
+
+    /// The index of a custom event, if any live profile did it.
+    pub fn event(&self, name: &str) -> Option<&EventColumn> {
+        self.events.get(name).map(|c| &**c)
+    }
+}
+
+impl Columns {
+    /// Every `(column, key, profile)` triple, spelled out (tests compare
+    /// an index kept up to date with one rebuilt from scratch).
+    #[cfg(test)]
+    pub(crate) fn triples(&self) -> std::collections::BTreeSet<(String, String, Uid)> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut put = |col: &str, key: String, set: &RoaringBitmap| {
+            for uid in set {
+                out.insert((col.to_string(), key.clone(), uid));
+            }
+        };
+        for (path, c) in self.attrs.iter() {
+            put(path, "exists".into(), &c.exists);
+            put(path, "location".into(), &c.locations);
+            for b in [false, true] {
+                put(path, format!("bool {b}"), &c.bools[b as usize]);
+            }
+            for (kind, dict) in [("text", &c.text), ("item", &c.items)] {
+                for (s, p) in dict.shards.iter().flat_map(|sh| sh.iter()) {
+                    let set = match p {
+                        Posting::One(u) => std::iter::once(*u).collect(),
+                        Posting::Many(m) => m.clone(),
+                    };
+                    put(path, format!("{kind} {s}"), &set);
+                }
+            }
+            for (kind, o) in [("num", &c.nums), ("time", &c.times)] {
+                for (k, uid) in o.pairs() {
+                    put(path, format!("{kind} {k}"), &std::iter::once(uid).collect());
+                }
+            }
+        }
+        for (name, e) in self.events.iter() {
+            let col = format!("event {name}");
+            put(&col, "did".into(), &e.did);
+            for (kind, o) in [("count", &e.counts), ("last", &e.last)] {
+                for (k, uid) in o.pairs() {
+                    put(&col, format!("{kind} {k}"), &std::iter::once(uid).collect());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Column {
+    fn insert(&mut self, key: &Key<'_>, uid: Uid) {
+        match key {
+            Key::Exists => {
+                Arc::make_mut(&mut self.exists).insert(uid);
+            }
+            Key::Text(t) => self.text.insert(t, uid),
+            Key::Item(i) => self.items.insert(i, uid),
+            Key::Num(k) => self.nums.insert(*k, uid),
+            Key::Time(k) => self.times.insert(*k, uid),
+            Key::Bool(b) => {
+                Arc::make_mut(&mut self.bools[*b as usize]).insert(uid);
+            }
+            Key::Location => {
+                Arc::make_mut(&mut self.locations).insert(uid);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Key<'_>, uid: Uid) {
+        match key {
+            Key::Exists => {
+                Arc::make_mut(&mut self.exists).remove(uid);
+            }
+            Key::Text(t) => self.text.remove(t, uid),
+            Key::Item(i) => self.items.remove(i, uid),
+            Key::Num(k) => self.nums.remove(*k, uid),
+            Key::Time(k) => self.times.remove(*k, uid),
+            Key::Bool(b) => {
+                Arc::make_mut(&mut self.bools[*b as usize]).remove(uid);
+            }
+            Key::Location => {
+                Arc::make_mut(&mut self.locations).remove(uid);
+            }
+        }
+    }
+
+    /// Profiles with some value at the path.
+    pub fn exists(&self) -> &RoaringBitmap {
+        &self.exists
+    }
+
+    /// Profiles with a string, or a time sent as, exactly `text`.
+    pub fn text(&self, text: &str) -> Cow<'_, RoaringBitmap> {
+        self.text.get(text)
+    }
+
+    /// Profiles with a string or time text for which `pred` holds (run
+    /// once per distinct text). `None` if `stop` said so, which it is asked
+    /// every [`STOP_EVERY`] texts.
+    pub fn text_matching(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<RoaringBitmap> {
+        self.text.matching(pred, stop)
+    }
+
+    /// Profiles with a string array holding `item`.
+    pub fn item(&self, item: &str) -> Cow<'_, RoaringBitmap> {
+        self.items.get(item)
+    }
+
+    /// Profiles with a number whose key is in `keys` (see [`num_key`]).
+    pub fn nums(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
+        self.nums.range(keys)
+    }
+
+    /// Profiles with a time whose key is in `keys` (see [`time_key`]).
+    pub fn times(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
+        self.times.range(keys)
+    }
+
+    pub fn bools(&self, b: bool) -> &RoaringBitmap {
+        &self.bools[b as usize]
+    }
+
+    /// Profiles with a location at the path.
+    pub fn locations(&self) -> &RoaringBitmap {
+        &self.locations
+    }
+}
+
+impl EventColumn {
+    /// Profiles that did the event at least once.
+    pub fn did(&self) -> &RoaringBitmap {
+        &self.did
+    }
+
+    /// Profiles that did it a number of times in `counts` (never: 0, which
+    /// is not held here).
+    pub fn counts(&self, counts: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
+        self.counts.range(counts)
+    }
+
+    /// Profiles whose last time's key is in `keys` (see [`time_key`]).
+    pub fn last(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
+        self.last.range(keys)
+    }
+}
+
+/// Who holds one dictionary value: one profile (most values of a
+/// high-cardinality column) or a bitmap.
+#[derive(Clone, Debug)]
+enum Posting {
+    One(Uid),
+    Many(RoaringBitmap),
+}
+
+/// Distinct strings → their holders, in shards shared copy-on-write.
+#[derive(Clone, Debug, Default)]
+struct Dict {
+    /// Empty until the first value; then `SHARDS` shards.
+    shards: Vec<Arc<Map<CompactString, Posting>>>,
+}
+
+/// Shards by a fixed hash, so a value's shard never depends on the process.
+fn shard_of(s: &str) -> usize {
+    (FixedState::with_seed(0x636f_686f_7274).hash_one(s) as usize) % SHARDS
+}
+
+impl Dict {
+    fn insert(&mut self, s: &str, uid: Uid) {
+        if self.shards.is_empty() {
+            self.shards = (0..SHARDS).map(|_| Arc::default()).collect();
+        }
+        let shard = Arc::make_mut(&mut self.shards[shard_of(s)]);
+        match shard.get_mut(s) {
+            None => {
+                shard.insert(s.into(), Posting::One(uid));
+            }
+            Some(Posting::One(u)) if *u == uid => {}
+            Some(p @ Posting::One(_)) => {
+                let Posting::One(u) = *p else { unreachable!() };
+                *p = Posting::Many([u, uid].into_iter().collect());
+            }
+            Some(Posting::Many(m)) => {
+                m.insert(uid);
+            }
+        }
+    }
+
+    fn remove(&mut self, s: &str, uid: Uid) {
+        let Some(slot) = self.shards.get_mut(shard_of(s)) else {
+            return;
+        };
+        let held = match slot.get(s) {
+            None => false,
+            Some(Posting::One(u)) => *u == uid,
+            Some(Posting::Many(m)) => m.contains(uid),
+        };
+        if !held {
+            return;
+        }
+        let shard = Arc::make_mut(slot);
+        match shard.get_mut(s) {
+            Some(p @ Posting::Many(_)) => {
+                let Posting::Many(m) = p else { unreachable!() };
+                m.remove(uid);
+                if m.len() == 1 {
+                    *p = Posting::One(m.min().expect("one left"));
+                }
+            }
+            _ => {
+                shard.remove(s);
+            }
+        }
+    }
+
+    fn get(&self, s: &str) -> Cow<'_, RoaringBitmap> {
+        match self.shards.get(shard_of(s)).and_then(|sh| sh.get(s)) {
+            None => Cow::Owned(RoaringBitmap::new()),
+            Some(Posting::One(u)) => Cow::Owned(std::iter::once(*u).collect()),
+            Some(Posting::Many(m)) => Cow::Borrowed(m),
+        }
+    }
+
+    fn matching(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<RoaringBitmap> {
+        let mut ones = Vec::new();
+        let mut many = Vec::new();
+        let mut seen = 0usize;
+        for shard in &self.shards {
+            for (s, p) in shard.iter() {
+                seen += 1;
+                if seen.is_multiple_of(STOP_EVERY) && stop() {
+                    return None;
+                }
+                if pred(s) {
+                    match p {
+                        Posting::One(u) => ones.push(*u),
+                        Posting::Many(m) => many.push(m),
+                    }
+                }
+            }
+        }
+        Some(union_with_ids(many, ones))
+    }
+}
+
+/// The union of `sets` and the ids `ids` (any order).
+fn union_with_ids(sets: Vec<&RoaringBitmap>, mut ids: Vec<Uid>) -> RoaringBitmap {
+    let mut out = sets.union();
+    if !ids.is_empty() {
+        ids.sort_unstable();
+        ids.dedup();
+        out |= RoaringBitmap::from_sorted_iter(ids).expect("sorted");
+    }
+    out
+}
+
+/// An ordered index of `(key, profile)` pairs (see the module docs).
+#[derive(Clone, Debug, Default)]
+struct Ordered {
+    /// By the lowest key a bucket may hold; a bucket holds keys up to the
+    /// next bucket's.
+    buckets: BTreeMap<u64, Arc<Bucket>>,
+}
+
+#[derive(Clone, Debug)]
+enum Bucket {
+    /// Every profile here has this one key.
+    Single { key: u64, members: RoaringBitmap },
+    /// Sorted, distinct `(key, profile)` pairs, at most `BUCKET_CAP` (more
+    /// only transiently), and the profiles among them.
+    Mixed {
+        pairs: Vec<(u64, Uid)>,
+        members: RoaringBitmap,
+    },
+}
+
+impl Bucket {
+    fn mixed(pairs: Vec<(u64, Uid)>) -> Bucket {
+        let mut ids: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Bucket::Mixed {
+            members: RoaringBitmap::from_sorted_iter(ids).expect("sorted"),
+            pairs,
+        }
+    }
+}
+
+impl Ordered {
+    fn insert(&mut self, key: u64, uid: Uid) {
+        let found = self.buckets.range(..=key).next_back().map(|(lo, _)| *lo);
+        let Some(lo) = found else {
+            // Below every bucket (or none yet): a bucket of its own, which
+            // covers the keys up to the first bucket's.
+            self.buckets
+                .insert(key, Arc::new(Bucket::mixed(vec![(key, uid)])));
+            return;
+        };
+        let slot = self.buckets.get_mut(&lo).expect("found");
+        match &**slot {
+            Bucket::Single { key: k, members } if *k == key => {
+                if members.contains(uid) {
+                    return;
+                }
+            }
+            Bucket::Single { key: k, .. } => {
+                let k = *k;
+                let fresh = Arc::new(Bucket::mixed(vec![(key, uid)]));
+                if key > k {
+                    self.buckets.insert(key, fresh);
+                } else {
+                    // lo <= key < k: the new key takes the bucket's place
+                    // and the single key moves up to a bucket at itself.
+                    let single = std::mem::replace(slot, fresh);
+                    self.buckets.insert(k, single);
+                }
+                return;
+            }
+            Bucket::Mixed { pairs, .. } => {
+                if pairs.binary_search(&(key, uid)).is_ok() {
+                    return;
+                }
+            }
+        }
+        let over = match Arc::make_mut(slot) {
+            Bucket::Single { members, .. } => {
+                members.insert(uid);
+                false
+            }
+            Bucket::Mixed { pairs, members } => {
+                let at = pairs.binary_search(&(key, uid)).expect_err("not held");
+                pairs.insert(at, (key, uid));
+                members.insert(uid);
+                pairs.len() > BUCKET_CAP
+            }
+        };
+        if over {
+            self.split(lo);
+        }
+    }
+
+    /// Splits the over-full mixed bucket at `lo` on a key boundary; a part
+    /// holding one key becomes a single-key bucket.
+    fn split(&mut self, lo: u64) {
+        let Some(bucket) = self.buckets.remove(&lo) else {
+            return;
+        };
+        let Bucket::Mixed { pairs, .. } = Arc::unwrap_or_clone(bucket) else {
+            unreachable!("only mixed buckets split")
+        };
+        let mid = pairs[pairs.len() / 2].0;
+        let first_mid = pairs.partition_point(|p| p.0 < mid);
+        let cut = if first_mid > 0 {
+            first_mid
+        } else {
+            pairs.partition_point(|p| p.0 <= mid)
+        };
+        let mut parts = Vec::new();
+        if cut == pairs.len() {
+            parts.push((lo, pairs));
+        } else {
+            let mut left = pairs;
+            let right = left.split_off(cut);
+            let right_lo = right[0].0;
+            parts.push((lo, left));
+            parts.push((right_lo, right));
+        }
+        // Each part keeps its lowest possible key: a single-key part's key
+        // is within its range, so it may stay where it is.
+        for (lo, pairs) in parts {
+            let first = pairs[0].0;
+            let bucket = if pairs.iter().all(|p| p.0 == first) {
+                Bucket::Single {
+                    key: first,
+                    members: pairs.iter().map(|p| p.1).collect(),
+                }
+            } else {
+                Bucket::mixed(pairs)
+            };
+            self.buckets.insert(lo, Arc::new(bucket));
+        }
+    }
+
+    fn remove(&mut self, key: u64, uid: Uid) {
+        let Some((&lo, _)) = self.buckets.range(..=key).next_back() else {
+            return;
+        };
+        let slot = self.buckets.get_mut(&lo).expect("found");
+        let held = match &**slot {
+            Bucket::Single { key: k, members } => *k == key && members.contains(uid),
+            Bucket::Mixed { pairs, .. } => pairs.binary_search(&(key, uid)).is_ok(),
+        };
+        if !held {
+            return;
+        }
+        let bucket = Arc::make_mut(slot);
+        let empty = match bucket {
+            Bucket::Single { members, .. } => {
+                members.remove(uid);
+                members.is_empty()
+            }
+            Bucket::Mixed { pairs, members } => {
+                let at = pairs.binary_search(&(key, uid)).expect("held");
+                pairs.remove(at);
+                if !pairs.iter().any(|p| p.1 == uid) {
+                    members.remove(uid);
+                }
+                pairs.is_empty()
+            }
+        };
+        if empty {
+            self.buckets.remove(&lo);
+        }
+    }
+
+    /// Profiles with a key in `keys`.
+    fn range(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
+        let (from, to) = (*keys.start(), *keys.end());
+        if from > to {
+            return Cow::Owned(RoaringBitmap::new());
+        }
+        // Start at the bucket that may hold `from`.
+        let start = self
+            .buckets
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(lo, _)| *lo);
+        let mut whole: Vec<&RoaringBitmap> = Vec::new();
+        let mut ids: Vec<Uid> = Vec::new();
+        let mut it = self.buckets.range(start..=to).peekable();
+        while let Some((&lo, bucket)) = it.next() {
+            // The keys this bucket may hold: [lo, next lo).
+            let end = it.peek().map_or(u64::MAX, |(next, _)| *next - 1);
+            match &**bucket {
+                Bucket::Single { key, members } => {
+                    if keys.contains(key) {
+                        whole.push(members);
+                    }
+                }
+                Bucket::Mixed { pairs, members } => {
+                    if from <= lo && end <= to {
+                        whole.push(members);
+                    } else {
+                        let a = pairs.partition_point(|p| p.0 < from);
+                        let b = pairs.partition_point(|p| p.0 <= to);
+                        ids.extend(pairs[a..b].iter().map(|p| p.1));
+                    }
+                }
+            }
+        }
+        if whole.len() == 1 && ids.is_empty() {
+            return Cow::Borrowed(whole[0]);
+        }
+        Cow::Owned(union_with_ids(whole, ids))
+    }
+
+    #[cfg(test)]
+    fn pairs(&self) -> Vec<(u64, Uid)> {
+        self.buckets
+            .values()
+            .flat_map(|b| match &**b {
+                Bucket::Single { key, members } => members.iter().map(|u| (*key, u)).collect(),
+                Bucket::Mixed { pairs, .. } => pairs.clone(),
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    fn check(&self) {
+        let los: Vec<u64> = self.buckets.keys().copied().collect();
+        for (i, (lo, b)) in self.buckets.iter().enumerate() {
+            let end = los.get(i + 1).map_or(u64::MAX, |n| n - 1);
+            match &**b {
+                Bucket::Single { key, members } => {
+                    assert!(
+                        *lo <= *key && *key <= end,
+                        "single {key} outside [{lo}, {end}]"
+                    );
+                    assert!(!members.is_empty());
+                }
+                Bucket::Mixed { pairs, members } => {
+                    assert!(!pairs.is_empty());
+                    assert!(pairs.windows(2).all(|w| w[0] < w[1]));
+                    assert!(pairs.iter().all(|p| *lo <= p.0 && p.0 <= end));
+                    let ids: RoaringBitmap = pairs.iter().map(|p| p.1).collect();
+                    assert_eq!(&ids, members);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn number_keys_keep_order_and_zero_is_one_key() {
+        let ns = [-1e300, -3.5, -1.0, -0.0, 0.0, 1e-9, 1.0, 3.0, 3.5, 1e300];
+        for w in ns.windows(2) {
+            assert!(num_key(w[0]) <= num_key(w[1]), "{} {}", w[0], w[1]);
+        }
+        assert_eq!(num_key(-0.0), num_key(0.0));
+        assert!(time_key(-5) < time_key(0) && time_key(0) < time_key(7));
+    }
+
+    #[test]
+    fn the_dictionary_keeps_one_holder_small_and_many_in_a_bitmap() {
+        let mut d = Dict::default();
+        d.insert("gold", 3);
+        assert_eq!(d.get("gold").iter().collect::<Vec<_>>(), [3]);
+        d.insert("gold", 9);
+        d.insert("gold", 9);
+        assert_eq!(d.get("gold").iter().collect::<Vec<_>>(), [3, 9]);
+        d.remove("gold", 42);
+        d.remove("gold", 3);
+        assert_eq!(d.get("gold").iter().collect::<Vec<_>>(), [9]);
+        d.remove("gold", 9);
+        assert!(d.get("gold").is_empty());
+        d.remove("gold", 9);
+        assert!(d.get("silver").is_empty());
+    }
+
+    /// A model of an ordered index: the set of pairs.
+    fn model_range(pairs: &BTreeSet<(u64, Uid)>, from: u64, to: u64) -> Vec<Uid> {
+        let ids: BTreeSet<Uid> = pairs
+            .iter()
+            .filter(|p| from <= p.0 && p.0 <= to)
+            .map(|p| p.1)
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Inserts and removals of pairs, few keys or many, agree with a
+        /// set of pairs for any range, and the buckets keep their shape.
+        #[test]
+        fn ordered_ranges_agree_with_a_set_of_pairs(
+            keyspace in prop_oneof![Just(3u64), Just(40u64), Just(100_000u64)],
+            ops in proptest::collection::vec((any::<bool>(), any::<u64>(), 0u32..3000), 1..6000),
+            probes in proptest::collection::vec((any::<u64>(), any::<u64>()), 8),
+        ) {
+            let mut o = Ordered::default();
+            let mut model = BTreeSet::new();
+            for (add, k, uid) in ops {
+                let k = k % keyspace;
+                if add {
+                    o.insert(k, uid);
+                    model.insert((k, uid));
+                } else {
+                    o.remove(k, uid);
+                    model.remove(&(k, uid));
+                }
+            }
+            o.check();
+            for (a, b) in probes {
+                let (a, b) = (a % (keyspace + 2), b % (keyspace + 2));
+                let got: Vec<Uid> = o.range(a..=b).iter().collect();
+                prop_assert_eq!(got, model_range(&model, a, b), "range {}..={}", a, b);
+            }
+            let all: Vec<Uid> = o.range(0..=u64::MAX).iter().collect();
+            prop_assert_eq!(all, model_range(&model, 0, u64::MAX));
+        }
+    }
+
+    #[test]
+    fn a_view_keeps_answering_while_the_columns_change() {
+        let mut c = Columns::default();
+        let mut attrs = AttrObject::new();
+        attrs.insert("plan".into(), AttrValue::Str("gold".into()));
+        c.add_profile(1, &attrs, &BTreeMap::new());
+        let view = c.clone();
+        let old = attrs.insert("plan".into(), AttrValue::Str("silver".into()));
+        c.attribute_changed(1, "plan", old.as_ref(), &attrs);
+        assert_eq!(view.attribute("plan").unwrap().text("gold").len(), 1);
+        assert!(c.attribute("plan").unwrap().text("gold").is_empty());
+        assert_eq!(c.attribute("plan").unwrap().text("silver").len(), 1);
+    }
+
+    #[test]
+    fn a_key_given_twice_goes_only_when_neither_value_gives_it() {
+        let obj = |name: &str| {
+            let mut o = AttrObject::new();
+            o.insert("name".into(), AttrValue::Str(name.into()));
+            o
+        };
+        let mut attrs = AttrObject::new();
+        attrs.insert("kids".into(), AttrValue::Objects(vec![obj("x"), obj("x")]));
+        attrs.insert("kids.name".into(), AttrValue::Str("y".into()));
+        let mut c = Columns::default();
+        c.add_profile(7, &attrs, &BTreeMap::new());
+        let holders =
+            |c: &Columns, s: &str| c.attribute("kids.name").map_or(0, |col| col.text(s).len());
+        assert_eq!((holders(&c, "x"), holders(&c, "y")), (1, 1));
+        // One element goes: "x" is still given by the other.
+        let old = attrs.insert("kids".into(), AttrValue::Objects(vec![obj("x")]));
+        c.attribute_changed(7, "kids", old.as_ref(), &attrs);
+        assert_eq!(holders(&c, "x"), 1);
+        // The array goes: the top-level `kids.name` still holds the path.
+        let old = attrs.remove("kids");
+        c.attribute_changed(7, "kids", old.as_ref(), &attrs);
+        assert_eq!((holders(&c, "x"), holders(&c, "y")), (0, 1));
+        assert_eq!(c.attribute("kids.name").unwrap().exists().len(), 1);
+        assert!(c.attribute("kids").is_none());
+    }
+}
