@@ -1178,6 +1178,107 @@ fn a_page_walk_during_churn_never_repeats_and_never_skips_a_stable_member() {
     }
 }
 
+/// One page of a segment's members: the labels and the next cursor.
+fn members_page(ws: &Workspace, id: &str, query: &str) -> (Vec<String>, Option<String>) {
+    let r = ws.get(&format!("/segments/{id}/members?{query}"));
+    assert_eq!(r.status, 200, "{query}: {}", r.body);
+    let labels = r.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(label)
+        .collect();
+    (labels, r.body["next_cursor"].as_str().map(String::from))
+}
+
+/// A walk's later pages read the member set its first page evaluated
+/// (docs/decisions.md): writes landing during the walk do not move it,
+/// except that deleted profiles are passed over. A cursor whose kept set
+/// is gone, or of a segment whose filter was replaced since, continues
+/// from its position on the segment as it is now.
+#[test]
+fn a_walk_reads_the_members_its_first_page_saw() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    let gold: Vec<(String, Value)> = (0..30)
+        .map(|i| (format!("u{i:02}"), json!({"plan": "gold"})))
+        .collect();
+    let rows: Vec<(&str, Value)> = gold.iter().map(|(u, a)| (u.as_str(), a.clone())).collect();
+    set_attributes(&ws, &rows);
+    let id = create(&ws, "gold", attr("plan", "equals", json!("gold")));
+
+    let (first, cursor) = members_page(&ws, &id, "limit=10");
+    let cursor = cursor.expect("more pages");
+    assert_eq!(first.len(), 10);
+    let (pos, walk) = cursor.split_once('.').expect("the cursor names the walk");
+    assert_eq!(walk.len(), 16, "{cursor}");
+
+    // During the walk: one member leaves, one is deleted, one joins.
+    set_attributes(
+        &ws,
+        &[
+            ("u15", json!({"plan": "silver"})),
+            ("n1", json!({"plan": "gold"})),
+        ],
+    );
+    let r = ws.post("/users/delete", json!({"external_ids": ["u20"]}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(count(&ws, &id), 29, "counts see the writes at once");
+
+    let mut rest = Vec::new();
+    let mut next = Some(cursor.clone());
+    while let Some(c) = next {
+        let (page, n) = members_page(&ws, &id, &format!("limit=10&cursor={c}"));
+        rest.extend(page);
+        next = n;
+    }
+    let want: Vec<String> = (10..30)
+        .filter(|i| *i != 20)
+        .map(|i| format!("u{i:02}"))
+        .collect();
+    assert_eq!(
+        rest, want,
+        "u15 was a member when the walk began; n1 was not"
+    );
+
+    // The same position without the walk (or with one not kept): the
+    // segment as it is now, from there on.
+    let now: Vec<String> = (10..30)
+        .filter(|i| *i != 20 && *i != 15)
+        .map(|i| format!("u{i:02}"))
+        .chain(["n1".to_string()])
+        .collect();
+    for c in [pos.to_string(), format!("{pos}.{}", "0".repeat(16))] {
+        let (page, _) = members_page(&ws, &id, &format!("limit=100&cursor={c}"));
+        assert_eq!(page, now, "cursor {c}");
+    }
+
+    // A walk of a segment whose filter was replaced since reads the new one.
+    let (_, cursor) = members_page(&ws, &id, "limit=5");
+    let r = ws.server.call(
+        "PUT",
+        &format!("/segments/{id}"),
+        Some(&ws.key),
+        Some(&json!({"name": "silver", "filter": attr("plan", "equals", json!("silver"))})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (page, next) = members_page(&ws, &id, &format!("limit=100&cursor={}", cursor.unwrap()));
+    assert_eq!((page, next), (vec!["u15".to_string()], None));
+
+    for bad in [
+        "3.",
+        "3.xyz",
+        "3.0123",
+        "3.0123456789abcdefff",
+        ".0123456789abcdef",
+        "x.0123456789abcdef",
+    ] {
+        let r = ws.get(&format!("/segments/{id}/members?cursor={bad}"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert_eq!(r.body["code"], "invalid_cursor", "{bad}: {}", r.body);
+    }
+}
+
 // ---- membership checks ------------------------------------------------------------
 
 #[test]

@@ -100,6 +100,37 @@ pub fn segment_cursor(id: u64) -> String {
     Segment::format_id(id)
 }
 
+/// Where a segment member page starts: after the profile id, and the walk
+/// whose kept member set to read, if the cursor names one (`engine::walks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberCursor {
+    pub after: Uid,
+    pub walk: Option<u64>,
+}
+
+/// Parses a segment member cursor this server issued: `{id}` or
+/// `{id}.{walk}` (16 hex digits); empty or absent means the start.
+pub fn parse_member_cursor(raw: Option<&str>) -> Result<Option<MemberCursor>> {
+    let Some(s) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let (id, walk) = match s.split_once('.') {
+        None => (s, None),
+        Some((id, w)) if w.len() == 16 => {
+            let walk = u64::from_str_radix(w, 16).map_err(|_| bad_cursor(s))?;
+            (id, Some(walk))
+        }
+        Some(_) => return Err(bad_cursor(s)),
+    };
+    let after = cursor(Some(id))?.ok_or_else(|| bad_cursor(s))?;
+    Ok(Some(MemberCursor { after, walk }))
+}
+
+/// The cursor after `last` in walk `walk`.
+pub fn member_cursor(last: &str, walk: u64) -> String {
+    format!("{last}.{walk:016x}")
+}
+
 /// Parses a `GET /segments` cursor this server issued (a segment id in
 /// exactly the form given out, whether or not that segment still exists):
 /// empty or absent means the start.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use compact_str::CompactString;
 
 use super::cohort::{CohortCell, ImportRecord};
-use super::query::{self, Page};
+use super::query::{self, MemberCursor, Page};
 use super::readpool::Stop;
 use super::state::{ImportKey, Segment, Workspace};
 use super::Engine;
@@ -265,17 +265,35 @@ impl Workspace {
         segment::count_within(filter, &self.profile_view(), self, deadline)
     }
 
-    /// A page of the profiles `filter` matches now.
+    /// A page of the segment's members: from the set the walk in `from`
+    /// kept, or evaluated now (and kept when more pages follow).
     fn matching_page(
         &self,
-        filter: &Filter,
-        after: Option<Uid>,
+        seg: &Arc<Segment>,
+        from: Option<MemberCursor>,
         limit: usize,
         deadline: &Deadline,
     ) -> Result<Page, OutOfTime> {
         let profiles = self.profile_view();
-        let set = segment::evaluate_within(filter, &profiles, self, deadline)?;
-        Ok(query::page(self.id, &set, &profiles, after, limit))
+        let after = from.map(|c| c.after);
+        let kept = from
+            .and_then(|c| c.walk)
+            .and_then(|w| Some((w, self.walks.get(w, seg)?)));
+        if let Some((walk, set)) = kept {
+            let mut page = query::page(self.id, &set, &profiles, after, limit);
+            match &mut page.next_cursor {
+                Some(c) => *c = query::member_cursor(c, walk),
+                None => self.walks.end(walk),
+            }
+            return Ok(page);
+        }
+        let set = segment::evaluate_within(&seg.filter, &profiles, self, deadline)?;
+        let mut page = query::page(self.id, &set, &profiles, after, limit);
+        if let Some(c) = &mut page.next_cursor {
+            let walk = self.walks.keep(seg.clone(), Arc::new(set));
+            *c = query::member_cursor(c, walk);
+        }
+        Ok(page)
     }
 
     /// For each identifier, whether the profile it names matches `filter`
@@ -359,19 +377,17 @@ impl Engine {
             .await
     }
 
-    /// A page of the saved segment's members.
+    /// A page of the saved segment's members (`walks`: what a walk sees).
     pub async fn matching_page(
         &self,
         ws: &Arc<Workspace>,
         seg: Arc<Segment>,
-        after: Option<Uid>,
+        from: Option<MemberCursor>,
         limit: usize,
     ) -> Result<Page> {
         let ws = ws.clone();
-        self.pooled(ws.id, move |d| {
-            Ok(ws.matching_page(&seg.filter, after, limit, d)?)
-        })
-        .await
+        self.pooled(ws.id, move |d| Ok(ws.matching_page(&seg, from, limit, d)?))
+            .await
     }
 
     /// The batch membership check: one answer per identifier, in order.

@@ -81,6 +81,8 @@ pub struct Workspace {
     pub(super) segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     /// The last segment id given out (ids are never reused).
     pub(super) last_segment: AtomicU64,
+    /// Member sets kept for segment walks in progress (`walks`).
+    pub(super) walks: super::walks::Walks,
 }
 
 impl Workspace {
@@ -95,6 +97,7 @@ impl Workspace {
             import_keys: RwLock::new(Vec::new()),
             segments: RwLock::new(BTreeMap::new()),
             last_segment: AtomicU64::new(0),
+            walks: Default::default(),
         }
     }
 

@@ -260,8 +260,8 @@ pub async fn members(
 ) -> Result<HttpResponse> {
     let seg = find(&auth.0, &id)?;
     let limit = query::limit(q.limit)?;
-    let after = query::cursor(q.cursor.as_deref())?;
-    let page = engine.matching_page(&auth.0, seg, after, limit).await?;
+    let from = query::parse_member_cursor(q.cursor.as_deref())?;
+    let page = engine.matching_page(&auth.0, seg, from, limit).await?;
     Ok(HttpResponse::Ok().json(page_json(page)))
 }
 
