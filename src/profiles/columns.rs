@@ -71,7 +71,7 @@ type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
 
 /// Most `(key, profile)` pairs an ordered bucket of several keys holds
 /// before it splits.
-pub const BUCKET_CAP: usize = 2048;
+pub const BUCKET_CAP: usize = 512;
 
 /// How many dictionary values a regex tries between two looks at whether
 /// to stop (a read's deadline).
@@ -119,22 +119,22 @@ enum Key<'a> {
     Location,
 }
 
-/// Every key `v` gives (see the module docs).
-fn keys_of(v: &AttrValue) -> Vec<Key<'_>> {
-    let mut keys = vec![Key::Exists];
+/// Calls `out` with every key `v` gives (see the module docs), `Exists`
+/// first.
+fn keys_of<'a>(v: &'a AttrValue, out: &mut dyn FnMut(Key<'a>)) {
+    out(Key::Exists);
     match v {
-        AttrValue::Str(s) => keys.push(Key::Text(s)),
-        AttrValue::Num(n) => keys.push(Key::Num(num_key(*n))),
-        AttrValue::Bool(b) => keys.push(Key::Bool(*b)),
+        AttrValue::Str(s) => out(Key::Text(s)),
+        AttrValue::Num(n) => out(Key::Num(num_key(*n))),
+        AttrValue::Bool(b) => out(Key::Bool(*b)),
         AttrValue::Time { text, at } => {
-            keys.push(Key::Text(text));
-            keys.push(Key::Time(time_key(*at)));
+            out(Key::Text(text));
+            out(Key::Time(time_key(*at)));
         }
-        AttrValue::Array(items) => keys.extend(items.iter().map(|i| Key::Item(i))),
-        AttrValue::Location { .. } => keys.push(Key::Location),
+        AttrValue::Array(items) => items.iter().for_each(|i| out(Key::Item(i))),
+        AttrValue::Location { .. } => out(Key::Location),
         AttrValue::Object(_) | AttrValue::Objects(_) => {}
     }
-    keys
 }
 
 /// Whether `v` gives `key`.
@@ -202,9 +202,7 @@ impl Columns {
         events: &BTreeMap<CompactString, EventStats>,
     ) {
         paths::flatten(attrs, &mut |path, v| {
-            for k in keys_of(v) {
-                self.remove_key(path, &k, uid);
-            }
+            keys_of(v, &mut |k| self.remove_key(path, &k, uid));
         });
         for (name, stats) in events {
             self.event_changed(uid, name, Some(stats), None);
@@ -226,11 +224,11 @@ impl Columns {
         }
         if let Some(old) = old {
             paths::flatten_value(name, old, &mut |path, v| {
-                for k in keys_of(v) {
+                keys_of(v, &mut |k| {
                     if !paths::any_at(now, path, &mut |x| gives(x, &k)) {
                         self.remove_key(path, &k, uid);
                     }
-                }
+                });
             });
         }
         if let Some(new) = new {
@@ -250,14 +248,11 @@ impl Columns {
         if old == new {
             return;
         }
-        let events = Arc::make_mut(&mut self.events);
-        if !events.contains_key(name) {
-            if new.is_none() {
-                return;
-            }
-            events.insert(name.into(), Arc::default());
+        if new.is_none() && !self.events.contains_key(name) {
+            return;
         }
-        let col = Arc::make_mut(events.get_mut(name).expect("just ensured"));
+        let events = Arc::make_mut(&mut self.events);
+        let col = Arc::make_mut(events.entry_ref(name).or_insert_with(Arc::default));
         if let Some(old) = old {
             col.counts.remove(old.count, uid);
             col.last.remove(time_key(old.last), uid);
@@ -278,14 +273,11 @@ impl Columns {
     }
 
     fn add_value(&mut self, uid: Uid, path: &str, v: &AttrValue) {
-        let attrs = Arc::make_mut(&mut self.attrs);
-        if !attrs.contains_key(path) {
-            attrs.insert(path.into(), Arc::default());
-        }
-        let col = Arc::make_mut(attrs.get_mut(path).expect("just ensured"));
-        for k in keys_of(v) {
-            col.insert(&k, uid);
-        }
+        let col = Arc::make_mut(&mut self.attrs)
+            .entry_ref(path)
+            .or_insert_with(Arc::default);
+        let col = Arc::make_mut(col);
+        keys_of(v, &mut |k| col.insert(&k, uid));
     }
 
     /// Removes one triple; a column nobody holds a value in any more goes.
@@ -309,6 +301,108 @@ impl Columns {
     /// The index of a custom event, if any live profile did it.
     pub fn event(&self, name: &str) -> Option<&EventColumn> {
         self.events.get(name).map(|c| &**c)
+    }
+}
+
+/// Builds [`Columns`] from every profile at once, ids ascending (a store
+/// being loaded): each set is gathered as a sorted list and built in one
+/// go, and each ordered index cut into buckets from its sorted pairs,
+/// instead of one insert at a time.
+#[derive(Default)]
+pub struct ColumnsBuilder {
+    attrs: Map<CompactString, ColumnParts>,
+    events: Map<CompactString, EventParts>,
+}
+
+#[derive(Default)]
+struct ColumnParts {
+    exists: Vec<Uid>,
+    text: Map<CompactString, Vec<Uid>>,
+    items: Map<CompactString, Vec<Uid>>,
+    nums: Vec<(u64, Uid)>,
+    times: Vec<(u64, Uid)>,
+    bools: [Vec<Uid>; 2],
+    locations: Vec<Uid>,
+}
+
+#[derive(Default)]
+struct EventParts {
+    did: Vec<Uid>,
+    counts: Vec<(u64, Uid)>,
+    last: Vec<(u64, Uid)>,
+}
+
+/// Appends `uid` unless it is already last (ids come ascending; a profile
+/// can give one key twice).
+fn push_id(list: &mut Vec<Uid>, uid: Uid) {
+    if list.last() != Some(&uid) {
+        list.push(uid);
+    }
+}
+
+impl ColumnsBuilder {
+    /// Adds a profile; ids must ascend from one call to the next.
+    pub fn add(
+        &mut self,
+        uid: Uid,
+        attrs: &AttrObject,
+        events: &BTreeMap<CompactString, EventStats>,
+    ) {
+        paths::flatten(attrs, &mut |path, v| {
+            let col = self.attrs.entry_ref(path).or_default();
+            keys_of(v, &mut |k| match k {
+                Key::Exists => push_id(&mut col.exists, uid),
+                Key::Text(t) => push_id(col.text.entry_ref(t).or_default(), uid),
+                Key::Item(i) => push_id(col.items.entry_ref(i).or_default(), uid),
+                Key::Num(k) => col.nums.push((k, uid)),
+                Key::Time(k) => col.times.push((k, uid)),
+                Key::Bool(b) => push_id(&mut col.bools[b as usize], uid),
+                Key::Location => push_id(&mut col.locations, uid),
+            });
+        });
+        for (name, stats) in events {
+            let e = self.events.entry_ref(name.as_str()).or_default();
+            e.did.push(uid);
+            e.counts.push((stats.count, uid));
+            e.last.push((time_key(stats.last), uid));
+        }
+    }
+
+    pub fn finish(self) -> Columns {
+        let set = |ids: Vec<Uid>| Arc::new(RoaringBitmap::from_sorted_iter(ids).expect("ascending"));
+        let attrs = self
+            .attrs
+            .into_iter()
+            .map(|(path, c)| {
+                let [f, t] = c.bools;
+                let col = Column {
+                    exists: set(c.exists),
+                    text: Dict::from_lists(c.text),
+                    items: Dict::from_lists(c.items),
+                    nums: Ordered::from_pairs(c.nums),
+                    times: Ordered::from_pairs(c.times),
+                    bools: [set(f), set(t)],
+                    locations: set(c.locations),
+                };
+                (path, Arc::new(col))
+            })
+            .collect();
+        let events = self
+            .events
+            .into_iter()
+            .map(|(name, e)| {
+                let col = EventColumn {
+                    did: set(e.did),
+                    counts: Ordered::from_pairs(e.counts),
+                    last: Ordered::from_pairs(e.last),
+                };
+                (name, Arc::new(col))
+            })
+            .collect();
+        Columns {
+            attrs: Arc::new(attrs),
+            events: Arc::new(events),
+        }
     }
 }
 
@@ -479,6 +573,25 @@ fn shard_of(s: &str) -> usize {
 }
 
 impl Dict {
+    /// From each value's holders, ascending.
+    fn from_lists(lists: Map<CompactString, Vec<Uid>>) -> Dict {
+        if lists.is_empty() {
+            return Dict::default();
+        }
+        let mut shards: Vec<Map<CompactString, Posting>> =
+            (0..SHARDS).map(|_| Map::default()).collect();
+        for (s, ids) in lists {
+            let p = match ids[..] {
+                [one] => Posting::One(one),
+                _ => Posting::Many(RoaringBitmap::from_sorted_iter(ids).expect("ascending")),
+            };
+            shards[shard_of(&s)].insert(s, p);
+        }
+        Dict {
+            shards: shards.into_iter().map(Arc::new).collect(),
+        }
+    }
+
     fn insert(&mut self, s: &str, uid: Uid) {
         if self.shards.is_empty() {
             self.shards = (0..SHARDS).map(|_| Arc::default()).collect();
@@ -604,6 +717,40 @@ impl Bucket {
 }
 
 impl Ordered {
+    /// From every pair, in any order, cut into buckets: a key with at least
+    /// `BUCKET_CAP` profiles gets a single-key bucket, the others go
+    /// together up to `BUCKET_CAP` pairs a bucket.
+    fn from_pairs(mut pairs: Vec<(u64, Uid)>) -> Ordered {
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut buckets = BTreeMap::new();
+        let mut mixed: Vec<(u64, Uid)> = Vec::new();
+        let flush = |mixed: &mut Vec<(u64, Uid)>, buckets: &mut BTreeMap<u64, Arc<Bucket>>| {
+            if let Some(&(lo, _)) = mixed.first() {
+                buckets.insert(lo, Arc::new(Bucket::mixed(std::mem::take(mixed))));
+            }
+        };
+        let mut rest = &pairs[..];
+        while let Some(&(key, _)) = rest.first() {
+            let run = rest.partition_point(|p| p.0 == key);
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            if run >= BUCKET_CAP {
+                flush(&mut mixed, &mut buckets);
+                let members = RoaringBitmap::from_sorted_iter(group.iter().map(|p| p.1))
+                    .expect("ascending within a key");
+                buckets.insert(key, Arc::new(Bucket::Single { key, members }));
+            } else {
+                if mixed.len() + run > BUCKET_CAP {
+                    flush(&mut mixed, &mut buckets);
+                }
+                mixed.extend_from_slice(group);
+            }
+        }
+        flush(&mut mixed, &mut buckets);
+        Ordered { buckets }
+    }
+
     fn insert(&mut self, key: u64, uid: Uid) {
         let found = self.buckets.range(..=key).next_back().map(|(lo, _)| *lo);
         let Some(lo) = found else {
@@ -883,6 +1030,41 @@ mod tests {
             }
             let all: Vec<Uid> = o.range(0..=u64::MAX).iter().collect();
             prop_assert_eq!(all, model_range(&model, 0, u64::MAX));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// An index built from sorted pairs answers as one built by inserts,
+        /// and takes later inserts and removals.
+        #[test]
+        fn ordered_from_pairs_is_ordered_by_inserts(
+            keyspace in prop_oneof![Just(2u64), Just(50u64), Just(1_000_000u64)],
+            pairs in proptest::collection::vec((any::<u64>(), 0u32..5000), 0..4000),
+            later in proptest::collection::vec((any::<bool>(), any::<u64>(), 0u32..5000), 0..500),
+            probes in proptest::collection::vec((any::<u64>(), any::<u64>()), 8),
+        ) {
+            let pairs: Vec<(u64, Uid)> = pairs.into_iter().map(|(k, u)| (k % keyspace, u)).collect();
+            let mut o = Ordered::from_pairs(pairs.clone());
+            o.check();
+            let mut model: BTreeSet<(u64, Uid)> = pairs.into_iter().collect();
+            for (add, k, uid) in later {
+                let k = k % keyspace;
+                if add {
+                    o.insert(k, uid);
+                    model.insert((k, uid));
+                } else {
+                    o.remove(k, uid);
+                    model.remove(&(k, uid));
+                }
+            }
+            o.check();
+            for (a, b) in probes {
+                let (a, b) = (a % (keyspace + 2), b % (keyspace + 2));
+                let got: Vec<Uid> = o.range(a..=b).iter().collect();
+                prop_assert_eq!(got, model_range(&model, a, b));
+            }
         }
     }
 

@@ -237,10 +237,10 @@ impl ProfileStore {
         self.by_device.clear();
         self.by_email.clear();
         self.by_phone.clear();
-        self.columns = Columns::default();
+        let mut columns = columns::ColumnsBuilder::default();
         let mut contacts = Vec::new();
         for (uid, p) in self.table.iter() {
-            self.columns.add_profile(uid, p.attributes(), p.events());
+            columns.add(uid, p.attributes(), p.events());
             if p.contact(EMAIL).is_some() || p.contact(PHONE).is_some() {
                 contacts.push(uid);
             }
@@ -254,6 +254,7 @@ impl ProfileStore {
                 self.by_device.insert(d.clone(), uid);
             }
         }
+        self.columns = columns.finish();
         for uid in contacts {
             self.index_contacts(uid);
         }
