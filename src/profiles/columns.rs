@@ -369,7 +369,8 @@ impl ColumnsBuilder {
     }
 
     pub fn finish(self) -> Columns {
-        let set = |ids: Vec<Uid>| Arc::new(RoaringBitmap::from_sorted_iter(ids).expect("ascending"));
+        let set =
+            |ids: Vec<Uid>| Arc::new(RoaringBitmap::from_sorted_iter(ids).expect("ascending"));
         let attrs = self
             .attrs
             .into_iter()
@@ -549,6 +550,18 @@ impl EventColumn {
     /// Profiles whose last time's key is in `keys` (see [`time_key`]).
     pub fn last(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
         self.last.range(keys)
+    }
+
+    /// How many profiles [`counts`](Self::counts) holds, without building
+    /// the set (a profile has one count per event).
+    pub fn counts_len(&self, counts: RangeInclusive<u64>) -> u64 {
+        self.counts.range_len(counts)
+    }
+
+    /// How many profiles [`last`](Self::last) holds, without building the
+    /// set (a profile has one last time per event).
+    pub fn last_len(&self, keys: RangeInclusive<u64>) -> u64 {
+        self.last.range_len(keys)
     }
 }
 
@@ -877,6 +890,33 @@ impl Ordered {
         }
     }
 
+    /// How many pairs have a key in `keys`: the number of profiles
+    /// [`range`](Self::range) returns when each profile has at most one
+    /// key here (the event indexes). O(buckets in the range).
+    fn range_len(&self, keys: RangeInclusive<u64>) -> u64 {
+        let (from, to) = (*keys.start(), *keys.end());
+        if from > to {
+            return 0;
+        }
+        let start = self
+            .buckets
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(lo, _)| *lo);
+        self.buckets
+            .range(start..=to)
+            .map(|(_, b)| match &**b {
+                Bucket::Single { key, members } if keys.contains(key) => members.len(),
+                Bucket::Single { .. } => 0,
+                Bucket::Mixed { pairs, .. } => {
+                    let a = pairs.partition_point(|p| p.0 < from);
+                    let b = pairs.partition_point(|p| p.0 <= to);
+                    (b - a) as u64
+                }
+            })
+            .sum()
+    }
+
     /// Profiles with a key in `keys`.
     fn range(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
         let (from, to) = (*keys.start(), *keys.end());
@@ -1027,6 +1067,8 @@ mod tests {
                 let (a, b) = (a % (keyspace + 2), b % (keyspace + 2));
                 let got: Vec<Uid> = o.range(a..=b).iter().collect();
                 prop_assert_eq!(got, model_range(&model, a, b), "range {}..={}", a, b);
+                let pairs = model.iter().filter(|p| a <= p.0 && p.0 <= b).count() as u64;
+                prop_assert_eq!(o.range_len(a..=b), pairs, "range_len {}..={}", a, b);
             }
             let all: Vec<Uid> = o.range(0..=u64::MAX).iter().collect();
             prop_assert_eq!(all, model_range(&model, 0, u64::MAX));

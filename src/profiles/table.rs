@@ -1,7 +1,9 @@
 //! The profile table: profiles by dense id, stored in fixed-size chunks
-//! behind `Arc`s so that a snapshot can take the whole table in
-//! O(number of chunks) and keep it while writes go on: a write to a chunk
-//! that a snapshot still holds copies that one chunk (copy-on-write).
+//! behind `Arc`s, and the list of chunks behind one more, so that a
+//! snapshot or a read view takes the whole table in O(1) and keeps it while
+//! writes go on: a write while one is held copies the list of chunks
+//! (O(number of chunks), `Arc`s only) and the one chunk it changes
+//! (copy-on-write).
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ const CHUNK: usize = 4096;
 
 #[derive(Clone, Debug, Default)]
 pub struct Table {
-    chunks: Vec<Arc<Vec<Option<Profile>>>>,
+    chunks: Arc<Vec<Arc<Vec<Option<Profile>>>>>,
     len: u32,
 }
 
@@ -42,7 +44,9 @@ impl Table {
 
     pub fn get_mut(&mut self, uid: Uid) -> Option<&mut Profile> {
         let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
-        Arc::make_mut(self.chunks.get_mut(c)?).get_mut(i)?.as_mut()
+        Arc::make_mut(Arc::make_mut(&mut self.chunks).get_mut(c)?)
+            .get_mut(i)?
+            .as_mut()
     }
 
     /// Appends a profile under the next id.
@@ -56,7 +60,7 @@ impl Table {
     pub fn take(&mut self, uid: Uid) -> Option<Profile> {
         self.get(uid)?;
         let (c, i) = (uid as usize / CHUNK, uid as usize % CHUNK);
-        Arc::make_mut(&mut self.chunks[c])[i].take()
+        Arc::make_mut(&mut Arc::make_mut(&mut self.chunks)[c])[i].take()
     }
 
     /// Puts `p` at id `uid`, leaving holes for the ids skipped since the
@@ -81,10 +85,11 @@ impl Table {
     }
 
     fn push_slot(&mut self, p: Option<Profile>) {
+        let chunks = Arc::make_mut(&mut self.chunks);
         if (self.len as usize).is_multiple_of(CHUNK) {
-            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+            chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
-        let last = self.chunks.last_mut().expect("a chunk was just ensured");
+        let last = chunks.last_mut().expect("a chunk was just ensured");
         Arc::make_mut(last).push(p);
         self.len += 1;
     }

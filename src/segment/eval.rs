@@ -399,6 +399,30 @@ fn indexed<'c>(
     }
 }
 
+/// How many of the `everyone` live profiles an event leaf holds for,
+/// from bucket sizes alone: each profile has one count and one last time
+/// per event, so no set is built.
+fn event_count(cols: &Columns, name: &str, cond: &EventCond, everyone: u64) -> u64 {
+    let Some(col) = cols.event(name) else {
+        return match cond {
+            EventCond::LessThan(n) if *n > 0 => everyone,
+            EventCond::Exactly(0) => everyone,
+            _ => 0,
+        };
+    };
+    let len = |r: Option<std::ops::RangeInclusive<u64>>,
+               f: &dyn Fn(std::ops::RangeInclusive<u64>) -> u64| { r.map_or(0, f) };
+    match cond {
+        EventCond::MoreThan(n) => len(above(*n), &|r| col.counts_len(r)),
+        EventCond::LessThan(0) => 0,
+        EventCond::LessThan(n) => everyone - col.counts_len(*n..=u64::MAX),
+        EventCond::Exactly(0) => everyone - col.did().len(),
+        EventCond::Exactly(n) => col.counts_len(*n..=*n),
+        EventCond::LastPerformedAfter(t) => len(above(time_key(t.at)), &|r| col.last_len(r)),
+        EventCond::LastPerformedBefore(t) => len(below(time_key(t.at)), &|r| col.last_len(r)),
+    }
+}
+
 /// How a child of `and`/`or` is handled, cheapest first.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Cost {
@@ -534,11 +558,15 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
         if cand.len() < self.scan_below || self.out_of_time() {
             return None;
         }
+        let everyone = std::ptr::eq(cand, self.profiles.live());
+        if let (true, Filter::Event { name, cond }) = (everyone, f) {
+            return Some(event_count(self.profiles.columns(), name, cond, cand.len()));
+        }
         let (set, negated) = indexed(self.profiles.columns(), f, &|| self.out_of_time())?;
         if self.stopped.get() {
             return None;
         }
-        let hits = if std::ptr::eq(cand, self.profiles.live()) {
+        let hits = if everyone {
             // Index sets hold live profiles only.
             set.len()
         } else {
