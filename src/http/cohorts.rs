@@ -4,7 +4,8 @@
 //! validates its query, makes one `Workspace` read and renders it.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{json, Value};
 
 use super::WorkspaceAuth;
@@ -26,27 +27,48 @@ pub struct LimitQuery {
 }
 
 /// A member as every listing renders it (SPEC §4, pinned): how it is
-/// listed, and its `braze_id` next to it.
-pub fn member_json(m: &query::Member) -> Value {
-    let mut v = match &m.listed {
-        Some(Identifier::External(e)) => json!({ "external_id": e }),
-        Some(Identifier::Alias(a)) => {
-            json!({ "user_alias": { "alias_name": a.alias_name, "alias_label": a.alias_label } })
+/// listed, and its `braze_id` next to it. Keys in name order.
+struct MemberOut<'a>(&'a query::Member);
+
+impl Serialize for MemberOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let m = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("braze_id", &m.braze_id)?;
+        match &m.listed {
+            Some(Identifier::External(e)) => map.serialize_entry("external_id", e)?,
+            Some(Identifier::Alias(a)) => map.serialize_entry(
+                "user_alias",
+                &json!({ "alias_name": a.alias_name, "alias_label": a.alias_label }),
+            )?,
+            Some(Identifier::Device(d)) => map.serialize_entry("device_id", d)?,
+            Some(Identifier::Email(e)) => map.serialize_entry("email", e)?,
+            Some(Identifier::Phone(p)) => map.serialize_entry("phone", p)?,
+            Some(Identifier::BrazeId(_)) | None => {}
         }
-        Some(Identifier::Device(d)) => json!({ "device_id": d }),
-        Some(Identifier::Email(e)) => json!({ "email": e }),
-        Some(Identifier::Phone(p)) => json!({ "phone": p }),
-        Some(Identifier::BrazeId(_)) | None => json!({}),
-    };
-    v["braze_id"] = json!(m.braze_id);
-    v
+        map.end()
+    }
 }
 
-pub fn page_json(p: query::Page) -> Value {
-    json!({
-        "members": p.members.iter().map(member_json).collect::<Vec<_>>(),
-        "next_cursor": p.next_cursor,
-    })
+pub fn member_json(m: &query::Member) -> Value {
+    serde_json::to_value(MemberOut(m)).expect("a member renders")
+}
+
+/// A page of members, `{"members": [...], "next_cursor": ...}`, written
+/// straight to bytes (a page is up to 10,000 members: no tree of values).
+pub fn page_response(p: query::Page) -> HttpResponse {
+    #[derive(Serialize)]
+    struct PageOut<'a> {
+        members: Vec<MemberOut<'a>>,
+        next_cursor: &'a Option<String>,
+    }
+    let out = PageOut {
+        members: p.members.iter().map(MemberOut).collect(),
+        next_cursor: &p.next_cursor,
+    };
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(serde_json::to_vec(&out).expect("a page renders"))
 }
 
 fn cohort_json(c: &CohortSummary) -> Value {
@@ -84,7 +106,7 @@ pub async fn members(
     let limit = query::limit(q.limit)?;
     let after = query::cursor(q.cursor.as_deref())?;
     let page = auth.0.cohort_members(&key(&path), after, limit)?;
-    Ok(HttpResponse::Ok().json(page_json(page)))
+    Ok(page_response(page))
 }
 
 pub async fn imports(

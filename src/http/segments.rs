@@ -17,7 +17,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::cohorts::{member_json, page_json, PageQuery};
+use super::cohorts::{member_json, page_response, PageQuery};
 use super::{created, WorkspaceAuth};
 use crate::engine::query;
 use crate::engine::state::{Segment, Workspace};
@@ -262,7 +262,7 @@ pub async fn members(
     let limit = query::limit(q.limit)?;
     let from = query::parse_member_cursor(q.cursor.as_deref())?;
     let page = engine.matching_page(&auth.0, seg, from, limit).await?;
-    Ok(HttpResponse::Ok().json(page_json(page)))
+    Ok(page_response(page))
 }
 
 /// A membership check's body: its users' identifiers.

@@ -163,6 +163,11 @@ pub struct Columns {
 #[derive(Clone, Debug, Default)]
 pub struct Column {
     exists: Arc<RoaringBitmap>,
+    /// Whether some profile ever had more than one value here (sticky
+    /// until the index is rebuilt). While not, each profile has at most
+    /// one number or time and one text here, so counts can add up bucket
+    /// and dictionary sizes instead of building sets.
+    multi: bool,
     text: Dict,
     items: Dict,
     nums: Ordered,
@@ -317,6 +322,7 @@ pub struct ColumnsBuilder {
 #[derive(Default)]
 struct ColumnParts {
     exists: Vec<Uid>,
+    multi: bool,
     text: Map<CompactString, Vec<Uid>>,
     items: Map<CompactString, Vec<Uid>>,
     nums: Vec<(u64, Uid)>,
@@ -351,7 +357,10 @@ impl ColumnsBuilder {
         paths::flatten(attrs, &mut |path, v| {
             let col = self.attrs.entry_ref(path).or_default();
             keys_of(v, &mut |k| match k {
-                Key::Exists => push_id(&mut col.exists, uid),
+                Key::Exists => {
+                    col.multi |= col.exists.last() == Some(&uid);
+                    push_id(&mut col.exists, uid);
+                }
                 Key::Text(t) => push_id(col.text.entry_ref(t).or_default(), uid),
                 Key::Item(i) => push_id(col.items.entry_ref(i).or_default(), uid),
                 Key::Num(k) => col.nums.push((k, uid)),
@@ -378,6 +387,7 @@ impl ColumnsBuilder {
                 let [f, t] = c.bools;
                 let col = Column {
                     exists: set(c.exists),
+                    multi: c.multi,
                     text: Dict::from_lists(c.text),
                     items: Dict::from_lists(c.items),
                     nums: Ordered::from_pairs(c.nums),
@@ -456,7 +466,9 @@ impl Column {
     fn insert(&mut self, key: &Key<'_>, uid: Uid) {
         match key {
             Key::Exists => {
-                Arc::make_mut(&mut self.exists).insert(uid);
+                if !Arc::make_mut(&mut self.exists).insert(uid) {
+                    self.multi = true;
+                }
             }
             Key::Text(t) => self.text.insert(t, uid),
             Key::Item(i) => self.items.insert(i, uid),
@@ -508,6 +520,32 @@ impl Column {
         stop: &dyn Fn() -> bool,
     ) -> Option<RoaringBitmap> {
         self.text.matching(pred, stop)
+    }
+
+    /// How many profiles [`text_matching`](Self::text_matching) would
+    /// return, from the holders' counts, if each profile has one value
+    /// here (`None` if not, or if `stop` said so).
+    pub fn text_matching_len(
+        &self,
+        pred: impl Fn(&str) -> bool,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<u64> {
+        if self.multi {
+            return None;
+        }
+        self.text.matching_len(pred, stop)
+    }
+
+    /// How many profiles [`nums`](Self::nums) would return, if each
+    /// profile has one value here.
+    pub fn nums_len(&self, keys: RangeInclusive<u64>) -> Option<u64> {
+        (!self.multi).then(|| self.nums.range_len(keys))
+    }
+
+    /// How many profiles [`times`](Self::times) would return, if each
+    /// profile has one value here.
+    pub fn times_len(&self, keys: RangeInclusive<u64>) -> Option<u64> {
+        (!self.multi).then(|| self.times.range_len(keys))
     }
 
     /// Profiles with a string array holding `item`.
@@ -650,6 +688,27 @@ impl Dict {
                 shard.remove(s);
             }
         }
+    }
+
+    /// The number of (value, holder) pairs among values `pred` accepts.
+    fn matching_len(&self, pred: impl Fn(&str) -> bool, stop: &dyn Fn() -> bool) -> Option<u64> {
+        let mut n = 0;
+        let mut seen = 0usize;
+        for shard in &self.shards {
+            for (s, p) in shard.iter() {
+                seen += 1;
+                if seen.is_multiple_of(STOP_EVERY) && stop() {
+                    return None;
+                }
+                if pred(s) {
+                    n += match p {
+                        Posting::One(_) => 1,
+                        Posting::Many(m) => m.len(),
+                    };
+                }
+            }
+        }
+        Some(n)
     }
 
     fn get(&self, s: &str) -> Cow<'_, RoaringBitmap> {

@@ -399,6 +399,30 @@ fn indexed<'c>(
     }
 }
 
+/// How many of the `everyone` live profiles a range or regex leaf holds
+/// for, from bucket and dictionary sizes, when the column has one value
+/// per profile (`None`: build the set instead).
+fn attribute_count(
+    col: &crate::profiles::columns::Column,
+    cond: &AttrCond,
+    everyone: u64,
+    stop: &dyn Fn() -> bool,
+) -> Option<u64> {
+    let range = |b: &Bound, r: fn(u64) -> Option<std::ops::RangeInclusive<u64>>| match b {
+        Bound::Num(n) => r(num_key(*n)).map_or(Some(0), |k| col.nums_len(k)),
+        Bound::Time(t) => r(time_key(t.at)).map_or(Some(0), |k| col.times_len(k)),
+    };
+    match cond {
+        AttrCond::GreaterThan(b) => range(b, above),
+        AttrCond::LessThan(b) => range(b, below),
+        AttrCond::MatchesRegex(p) => col.text_matching_len(|t| p.is_match(t), stop),
+        AttrCond::DoesNotMatchRegex(p) => col
+            .text_matching_len(|t| p.is_match(t), stop)
+            .map(|n| everyone - n),
+        _ => None,
+    }
+}
+
 /// How many of the `everyone` live profiles an event leaf holds for,
 /// from bucket sizes alone: each profile has one count and one last time
 /// per event, so no set is built.
@@ -561,6 +585,13 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
         let everyone = std::ptr::eq(cand, self.profiles.live());
         if let (true, Filter::Event { name, cond }) = (everyone, f) {
             return Some(event_count(self.profiles.columns(), name, cond, cand.len()));
+        }
+        if let (true, Filter::Attribute { name, cond }) = (everyone, f) {
+            if let Some(col) = self.profiles.columns().attribute(name) {
+                if let Some(n) = attribute_count(col, cond, cand.len(), &|| self.out_of_time()) {
+                    return (!self.stopped.get()).then_some(n);
+                }
+            }
         }
         let (set, negated) = indexed(self.profiles.columns(), f, &|| self.out_of_time())?;
         if self.stopped.get() {
@@ -1187,6 +1218,51 @@ mod tests {
         let partial = e.eval(&f, s.live());
         assert!(partial.len() < u64::from(CHECK_EVERY), "{}", partial.len());
         assert_eq!(e.finish(()), Err(OutOfTime));
+    }
+
+    /// Counts over the whole workspace add up index sizes only while each
+    /// profile has one value at the path: a profile with two values in
+    /// range (an array of objects) still counts once.
+    #[test]
+    fn index_counts_count_a_profile_with_two_values_once() {
+        let mut s = ProfileStore::new();
+        for i in 0..(SCAN_BELOW as u32 + 10) {
+            s.upsert_external(&format!("u{i}"), true);
+        }
+        let kid = |age: f64, name: &str, born: &str| {
+            let mut o = AttrObject::new();
+            o.insert("age".into(), AttrValue::Num(age));
+            o.insert("name".into(), AttrValue::Str(name.into()));
+            o.insert("born".into(), AttrValue::from_text(born));
+            o
+        };
+        let kids = AttrValue::Objects(vec![
+            kid(5.0, "ann", "2020-01-01"),
+            kid(7.0, "anna", "2018-01-01"),
+        ]);
+        s.update_attribute(3, "kids", AttrUpdate::Set(kids.clone()));
+        s.update_attribute(4, "kids", AttrUpdate::Set(kids));
+        let cohorts: BTreeMap<CohortKey, Arc<RoaringBitmap>> = BTreeMap::new();
+        for (path, op, value) in [
+            ("kids.age", "greater_than", json!(1)),
+            ("kids.age", "less_than", json!(10)),
+            ("kids.born", "greater_than", json!("2000-01-01")),
+            ("kids.name", "matches_regex", json!("^ann")),
+        ] {
+            let f = parse(
+                &json!({"attribute": {"name": path, "op": op, "value": value}}),
+                &|_| true,
+            )
+            .unwrap();
+            assert_eq!(count(&f, &s, &cohorts), 2, "{path} {op}");
+            assert_eq!(evaluate(&f, &s, &cohorts).len(), 2, "{path} {op}");
+        }
+        let f = parse(
+            &json!({"attribute": {"name": "kids.name", "op": "does_not_match_regex", "value": "^ann"}}),
+            &|_| true,
+        )
+        .unwrap();
+        assert_eq!(count(&f, &s, &cohorts), s.len() - 2);
     }
 
     #[test]
