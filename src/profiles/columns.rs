@@ -257,7 +257,7 @@ impl Columns {
             return;
         }
         let events = Arc::make_mut(&mut self.events);
-        let col = Arc::make_mut(events.entry_ref(name).or_insert_with(Arc::default));
+        let col = Arc::make_mut(events.entry_ref(name).or_default());
         if let Some(old) = old {
             col.counts.remove(old.count, uid);
             col.last.remove(time_key(old.last), uid);
@@ -278,9 +278,7 @@ impl Columns {
     }
 
     fn add_value(&mut self, uid: Uid, path: &str, v: &AttrValue) {
-        let col = Arc::make_mut(&mut self.attrs)
-            .entry_ref(path)
-            .or_insert_with(Arc::default);
+        let col = Arc::make_mut(&mut self.attrs).entry_ref(path).or_default();
         let col = Arc::make_mut(col);
         keys_of(v, &mut |k| col.insert(&k, uid));
     }
