@@ -13,7 +13,8 @@
 //! Phase 0 is a baseline (B alone); then one phase per kind of A request
 //! (limits at and over `[limits]`, oversized filters, huge partner bodies,
 //! broken JSON just under `max_body_bytes`, concurrent snapshots, many
-//! large tracks). Prints a markdown table: what A got (status × count, p50
+//! large tracks, and tracks of 20-attribute users beside a loop of
+//! segment counts). Prints a markdown table: what A got (status × count, p50
 //! and max ms) and B's delta and `/healthz` p50/p99/max during that phase;
 //! then where the CPU went per phase (the server's threads by part, this
 //! client, every other process on the machine — the figures are only as
@@ -105,6 +106,8 @@ impl Conn {
 struct Tenant {
     key: String,
     secret: String,
+    /// A saved segment of attribute leaves (A's; phase 8 counts it).
+    segment: String,
 }
 
 fn tenant(c: &mut Conn, name: &str) -> Tenant {
@@ -124,7 +127,11 @@ fn tenant(c: &mut Conn, name: &str) -> Tenant {
         .as_str()
         .unwrap()
         .to_string();
-    Tenant { key, secret }
+    Tenant {
+        key,
+        secret,
+        segment: String::new(),
+    }
 }
 
 fn delta_body(secret: &str, cohort: &str, changes: Value) -> Vec<u8> {
@@ -148,7 +155,7 @@ const B_COHORT: &str = "b_cohort";
 
 fn setup(c: &mut Conn, a: &Args) -> (Tenant, Tenant) {
     let started = Instant::now();
-    let ta = tenant(c, "tenant-a");
+    let mut ta = tenant(c, "tenant-a");
     let tb = tenant(c, "tenant-b");
     // A: profiles with a string to run regexes over, and one whose array
     // attribute the track phases edit.
@@ -172,6 +179,22 @@ fn setup(c: &mut Conn, a: &Args) -> (Tenant, Tenant) {
         Some(&ta.key),
         &json!({"attributes": [{"external_id": "a_target", "plan": "target"}]}),
     );
+    ta.segment = c.json(
+        "POST",
+        "/segments",
+        Some(&ta.key),
+        &json!({"name": "plans", "filter": {"and": [
+            {"attribute": {"name": "plan", "op": "equals", "value": "plan-3"}},
+            {"not": {"attribute": {"name": "bio", "op": "matches_regex", "value": "day 1[0-9]+ "}}},
+            {"or": [
+                {"attribute": {"name": "score", "op": "greater_than", "value": 500}},
+                {"attribute": {"name": "plan", "op": "does_not_exist"}}
+            ]}
+        ]}}),
+    )["segment_id"]
+        .as_str()
+        .expect("segment created")
+        .to_string();
     // B: profiles, a named cohort holding half of them.
     for from in (0..a.b_profiles).step_by(75) {
         let batch: Vec<Value> = (from..(from + 75).min(a.b_profiles))
@@ -219,6 +242,9 @@ struct Kind {
     token: Option<String>,
     /// Bodies each connection cycles through (built before the clock).
     bodies: Vec<Arc<Vec<u8>>>,
+    /// Another request that every other connection (the odd ones) sends
+    /// instead, back to back too: `(method, path)`, no body.
+    alternate: Option<(&'static str, String)>,
     /// What this kind of request must get; anything else is a failure.
     expect: &'static [u16],
 }
@@ -309,8 +335,12 @@ fn run_phase(
                     while !stop.load(Ordering::Relaxed) {
                         let body = &k.bodies[i % k.bodies.len()];
                         i += 1;
+                        let (method, path, body) = match &k.alternate {
+                            Some((m, p)) if t % 2 == 1 => (*m, p.as_str(), &[][..]),
+                            _ => (k.method, k.path.as_str(), &body[..]),
+                        };
                         let t0 = Instant::now();
-                        let r = c.try_call(k.method, &k.path, k.token.as_deref(), body);
+                        let r = c.try_call(method, path, k.token.as_deref(), body);
                         out.push((t0.elapsed(), r.map(|(status, b)| (status, short(&b)))));
                     }
                     out
@@ -409,9 +439,8 @@ struct Cpu {
 /// The server's parts in the CPU table, in order, and the thread names
 /// (`comm`, a prefix) that make them; `other server` is what no live thread
 /// of a known kind accounts for (the main thread, the acceptor, the
-/// blocking pool where lanes apply profile writes and snapshots are
-/// written, and threads gone since).
-const PARTS: [(&str, &str); 8] = [
+/// blocking pool where snapshots are written, and threads gone since).
+const PARTS: [(&str, &str); 9] = [
     ("HTTP workers", "actix-rt"),
     ("lanes", "cohortd-lane"),
     ("router", "cohortd-router"),
@@ -419,6 +448,7 @@ const PARTS: [(&str, &str); 8] = [
     ("WAL writer", "cohortd-wal"),
     ("read pool", "cohortd-read"),
     ("parse pool", "cohortd-parse"),
+    ("apply pool", "cohortd-apply"),
     ("other server", ""),
 ];
 
@@ -554,6 +584,7 @@ fn kinds(a: &Args, ta: &Tenant, max_body: usize) -> Vec<Kind> {
         path: "/users/track".into(),
         token: Some(ta.key.clone()),
         bodies,
+        alternate: None,
         expect,
     };
     let preview = |name, label: &str, filter: Value, expect| Kind {
@@ -566,6 +597,7 @@ fn kinds(a: &Args, ta: &Tenant, max_body: usize) -> Vec<Kind> {
         bodies: one(Arc::new(
             json!({ "filter": filter }).to_string().into_bytes(),
         )),
+        alternate: None,
         expect,
     };
     let partner = |name, label: &str, body: Vec<u8>, expect| Kind {
@@ -576,6 +608,7 @@ fn kinds(a: &Args, ta: &Tenant, max_body: usize) -> Vec<Kind> {
         path: DELTA_PATH.into(),
         token: None,
         bodies: one(Arc::new(body)),
+        alternate: None,
         expect,
     };
     // Regexes that match no profile, so every leaf runs on every profile.
@@ -628,6 +661,27 @@ fn kinds(a: &Args, ta: &Tenant, max_body: usize) -> Vec<Kind> {
         .map(|b| {
             let objs: Vec<Value> = (0..75u32)
                 .map(|u| json!({"external_id": a_user(b * 75 + u), "tags": items(1000, &format!("t{b}_"))}))
+                .collect();
+            track(json!(objs))
+        })
+        .collect();
+
+    // Phase 8: new profiles with 20 attributes each, 75 a request, on 4
+    // connections, while 4 more count A's segment of attribute leaves.
+    let wide_tracks = (0..64u32)
+        .map(|b| {
+            let objs: Vec<Value> = (0..75u32)
+                .map(|u| {
+                    let i = b * 75 + u;
+                    let mut o = json!({"external_id": format!("a_wide_{i}"), "plan": format!("plan-{}", i % 7),
+                                       "score": i % 1000, "vip": i % 2 == 0,
+                                       "signed_up_at": format!("2024-{:02}-{:02}T10:00:00Z", i % 12 + 1, i % 28 + 1),
+                                       "tags": [format!("t{}", i % 10), format!("u{}", i % 13)]});
+                    for k in 0..15 {
+                        o[format!("attr_{k}")] = json!(format!("v{}", (i + k) % 50));
+                    }
+                    o
+                })
                 .collect();
             track(json!(objs))
         })
@@ -727,6 +781,7 @@ fn kinds(a: &Args, ta: &Tenant, max_body: usize) -> Vec<Kind> {
             path: "/admin/snapshots".into(),
             token: Some(ADMIN.into()),
             bodies: one(Arc::new(b"{}".to_vec())),
+            alternate: None,
             expect: &[201],
         },
         users(
@@ -736,6 +791,16 @@ fn kinds(a: &Args, ta: &Tenant, max_body: usize) -> Vec<Kind> {
             big_tracks,
             &[201, 503],
         ),
+        Kind {
+            alternate: Some(("GET", format!("/segments/{}/count", ta.segment))),
+            ..users(
+                "8",
+                "track: 75 new users × 20 attributes (4 conns), and segment counts (4 conns)",
+                8,
+                wide_tracks,
+                &[200, 201, 503],
+            )
+        },
     ]
 }
 

@@ -10,12 +10,18 @@
 //!
 //! Two more rules keep one workspace's work off the others' threads:
 //!
-//! - **Profile commands apply on the blocking pool.** A `/users/track`,
+//! - **Profile commands apply on a background pool.** A `/users/track`,
 //!   `/users/identify` or `/users/delete` may touch many profiles (within
-//!   `[limits]`); the lane hands its apply to `spawn_blocking` and waits
-//!   for it without taking its arbiter thread, so the other lanes on that
-//!   arbiter go on. Its own later commands wait (`ctx.wait`), so the order
-//!   is kept. Deltas, names, keys and segments are cheap and apply inline.
+//!   `[limits]`, and each value into the column index); the lane hands
+//!   its apply to the apply pool (`cohortd-apply`, one thread per core,
+//!   at `nice` +10 like the parse and read pools: `threads::Pool`) and
+//!   waits for it without taking its arbiter thread, so the other lanes on
+//!   that arbiter go on. Its own later commands wait (`ctx.wait`), so the
+//!   order is kept, and a workspace has at most one apply on the pool at
+//!   a time. When the cores are short, another workspace's cohort deltas,
+//!   probes and small requests run first (measured: `benches/isolation`
+//!   phase 8). Deltas, names, keys and segments are cheap and apply
+//!   inline.
 //! - **A share of the in-flight writes.** A workspace may have at most
 //!   `engine.max_inflight_writes_per_workspace` writes admitted at once
 //!   ([`LaneHandle::slots`]); past that its writes get 503 while the
@@ -49,6 +55,7 @@ use super::sequencer::{self, Admission, Sequencer, Settled};
 use crate::error::Error;
 use crate::model::WorkspaceId;
 use crate::persist::{self, schema, wal::Wal};
+use crate::threads::Pool;
 
 /// The 503 body of a write the log could not take; the cause (file, OS
 /// error) goes to the server's log, never to the client.
@@ -80,6 +87,8 @@ pub struct Lanes {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     applier: Arc<Applier>,
+    /// Where profile commands apply.
+    apply_pool: Arc<Pool>,
     wal: Arc<Wal>,
     per_workspace: usize,
     registry: Mutex<Registry>,
@@ -97,12 +106,14 @@ impl Lanes {
         applier: Arc<Applier>,
         wal: Arc<Wal>,
         per_workspace: usize,
+        apply_threads: usize,
     ) -> Lanes {
         assert!(!arbiters.is_empty(), "lanes need at least one arbiter");
         Lanes {
             arbiters,
             next_arbiter: AtomicUsize::new(0),
             applier,
+            apply_pool: Arc::new(Pool::new("cohortd-apply", apply_threads)),
             wal,
             per_workspace: per_workspace.max(1),
             registry: Mutex::new(Registry::default()),
@@ -119,8 +130,10 @@ impl Lanes {
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
         let arbiter = &self.arbiters[i % self.arbiters.len()];
         let (applier, wal, held) = (self.applier.clone(), self.wal.clone(), r.held);
+        let apply_pool = self.apply_pool.clone();
         let addr = Lane::start_in_arbiter(arbiter, move |_| Lane {
             applier,
+            apply_pool,
             wal,
             seq: Sequencer::new(),
             due: VecDeque::new(),
@@ -182,6 +195,7 @@ type LogError = Arc<persist::Error>;
 
 pub struct Lane {
     applier: Arc<Applier>,
+    apply_pool: Arc<Pool>,
     wal: Arc<Wal>,
     /// Appended, not yet durable (the ordering rules).
     seq: Sequencer<Waiting, LogError>,
@@ -277,15 +291,18 @@ impl Lane {
             }
             let applier = self.applier.clone();
             let Waiting { cmd, reply } = item;
-            let applied = tokio::task::spawn_blocking(move || {
-                #[cfg(debug_assertions)]
-                test_hold(&cmd);
-                applier.apply_or_fail(cmd)
-            });
+            let pool = self.apply_pool.clone();
+            let applied = async move {
+                pool.run(move || {
+                    #[cfg(debug_assertions)]
+                    test_hold(&cmd);
+                    applier.apply_or_fail(cmd)
+                })
+                .await
+            };
             ctx.wait(wrap_future(applied).map(move |r, act: &mut Lane, ctx| {
-                let pending = r.unwrap_or_else(|e| {
-                    future::ready(Err(Error::Internal(format!("a profile write failed: {e}"))))
-                        .boxed()
+                let pending = r.unwrap_or_else(|| {
+                    future::ready(Err(Error::Internal("a profile write failed".into()))).boxed()
                 });
                 let _ = reply.send(pending);
                 act.apply_due(ctx);

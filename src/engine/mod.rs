@@ -162,6 +162,9 @@ impl Engine {
             applier.clone(),
             recovered.wal.clone(),
             config.engine.max_inflight_writes_per_workspace,
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2),
         ));
         let (image_tx, image_rx) = oneshot::channel();
         let router = {

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::threads::Pool;
 
 /// Bodies up to this size are parsed on the HTTP worker.
-pub const INLINE_BYTES: usize = 64 << 10;
+pub const INLINE_BYTES: usize = 16 << 10;
 
 /// How long a large body waits for a parse slot before it is refused.
 pub const PARSE_WAIT: Duration = Duration::from_secs(2);

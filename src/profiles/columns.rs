@@ -520,6 +520,12 @@ impl Column {
         self.text.matching(pred, stop)
     }
 
+    /// How many distinct texts the column holds: what a regex over the
+    /// index costs, in regex runs.
+    pub fn distinct_texts(&self) -> usize {
+        self.text.shards.iter().map(|s| s.len()).sum()
+    }
+
     /// How many profiles [`text_matching`](Self::text_matching) would
     /// return, from the holders' counts, if each profile has one value
     /// here (`None` if not, or if `stop` said so).

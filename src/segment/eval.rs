@@ -555,7 +555,7 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             return RoaringBitmap::new();
         }
         let cols = self.profiles.columns();
-        if cand.len() >= self.scan_below {
+        if cand.len() >= self.scan_below && !self.regex_cheaper_by_scan(f, cand) {
             match indexed(cols, f, &|| self.out_of_time()) {
                 Some((set, false)) => return cand & &*set,
                 Some((set, true)) => return cand - &*set,
@@ -575,6 +575,23 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             Filter::Event { name, cond } => event_holds(cond, p.events().get(name.as_str())),
             _ => unreachable!("a leaf"),
         })
+    }
+
+    /// A regex over the index runs once per distinct text of the column;
+    /// over the candidates, once per candidate's value. Fewer candidates
+    /// than distinct texts (an `and` narrowed them first): scan them.
+    fn regex_cheaper_by_scan(&self, f: &Filter, cand: &RoaringBitmap) -> bool {
+        match f {
+            Filter::Attribute {
+                name,
+                cond: AttrCond::MatchesRegex(_) | AttrCond::DoesNotMatchRegex(_),
+            } => self
+                .profiles
+                .columns()
+                .attribute(name)
+                .is_some_and(|c| cand.len() < c.distinct_texts() as u64),
+            _ => false,
+        }
     }
 
     /// How many of `cand` a leaf holds for, from the index.
