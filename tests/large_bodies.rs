@@ -1,4 +1,4 @@
-//! Bodies over `http::body::INLINE_BYTES` (64 KiB) are parsed off the HTTP
+//! Bodies over `http::body::INLINE_BYTES` (16 KiB) are parsed off the HTTP
 //! worker: they must answer exactly as small ones do — the same results,
 //! the same errors in the same order (partner keys before changes), the
 //! same 413 past `max_body_bytes`.
