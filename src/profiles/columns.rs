@@ -13,11 +13,15 @@
 //! files the profile under some *keys* (`keys_of`):
 //!
 //! - every value: `exists`;
-//! - a string, and a time's text: its text, in a dictionary (`equals`,
-//!   `matches_regex`: a regex runs once per distinct text);
+//! - a string: its text, in a dictionary (`equals`, `matches_regex`: a
+//!   regex runs once per distinct text);
 //! - a number: an order-preserving key in an ordered index (`equals`,
 //!   `greater_than`, `less_than`; `-0` is `0`, so `3` equals `3.0`);
-//! - a time: its instant in a second ordered index;
+//! - a time: its instant in a second ordered index, and the profile in
+//!   the column's `dated` set. Times' texts are not in the dictionary
+//!   (nearly every one is distinct, and a filter rarely asks them): a
+//!   string `equals` finds them by the instant the string names, and a
+//!   regex checks the `dated` profiles' texts one by one;
 //! - a boolean: one of two bitmaps;
 //! - a string array: each item, in a dictionary (`includes_value`);
 //! - a location: a bitmap of holders (`within_km` then checks only those).
@@ -117,6 +121,7 @@ enum Key<'a> {
     Bool(bool),
     Item(&'a str),
     Location,
+    Dated,
 }
 
 /// Calls `out` with every key `v` gives (see the module docs), `Exists`
@@ -127,8 +132,8 @@ fn keys_of<'a>(v: &'a AttrValue, out: &mut dyn FnMut(Key<'a>)) {
         AttrValue::Str(s) => out(Key::Text(s)),
         AttrValue::Num(n) => out(Key::Num(num_key(*n))),
         AttrValue::Bool(b) => out(Key::Bool(*b)),
-        AttrValue::Time { text, at } => {
-            out(Key::Text(text));
+        AttrValue::Time { at, .. } => {
+            out(Key::Dated);
             out(Key::Time(time_key(*at)));
         }
         AttrValue::Array(items) => items.iter().for_each(|i| out(Key::Item(i))),
@@ -142,7 +147,7 @@ fn gives(v: &AttrValue, key: &Key<'_>) -> bool {
     match (key, v) {
         (Key::Exists, _) => true,
         (Key::Text(t), AttrValue::Str(s)) => s == t,
-        (Key::Text(t), AttrValue::Time { text, .. }) => text == t,
+        (Key::Dated, AttrValue::Time { .. }) => true,
         (Key::Num(k), AttrValue::Num(n)) => num_key(*n) == *k,
         (Key::Time(k), AttrValue::Time { at, .. }) => time_key(*at) == *k,
         (Key::Bool(b), AttrValue::Bool(x)) => b == x,
@@ -174,6 +179,8 @@ pub struct Column {
     times: Ordered,
     bools: [Arc<RoaringBitmap>; 2],
     locations: Arc<RoaringBitmap>,
+    /// Profiles with a time here (whose texts the dictionary leaves out).
+    dated: Arc<RoaringBitmap>,
 }
 
 /// One custom event's index.
@@ -327,6 +334,7 @@ struct ColumnParts {
     times: Vec<(u64, Uid)>,
     bools: [Vec<Uid>; 2],
     locations: Vec<Uid>,
+    dated: Vec<Uid>,
 }
 
 #[derive(Default)]
@@ -365,6 +373,7 @@ impl ColumnsBuilder {
                 Key::Time(k) => col.times.push((k, uid)),
                 Key::Bool(b) => push_id(&mut col.bools[b as usize], uid),
                 Key::Location => push_id(&mut col.locations, uid),
+                Key::Dated => push_id(&mut col.dated, uid),
             });
         });
         for (name, stats) in events {
@@ -392,6 +401,7 @@ impl ColumnsBuilder {
                     times: Ordered::from_pairs(c.times),
                     bools: [set(f), set(t)],
                     locations: set(c.locations),
+                    dated: set(c.dated),
                 };
                 (path, Arc::new(col))
             })
@@ -429,6 +439,7 @@ impl Columns {
         for (path, c) in self.attrs.iter() {
             put(path, "exists".into(), &c.exists);
             put(path, "location".into(), &c.locations);
+            put(path, "dated".into(), &c.dated);
             for b in [false, true] {
                 put(path, format!("bool {b}"), &c.bools[b as usize]);
             }
@@ -475,6 +486,9 @@ impl Column {
             Key::Bool(b) => {
                 Arc::make_mut(&mut self.bools[*b as usize]).insert(uid);
             }
+            Key::Dated => {
+                Arc::make_mut(&mut self.dated).insert(uid);
+            }
             Key::Location => {
                 Arc::make_mut(&mut self.locations).insert(uid);
             }
@@ -493,6 +507,9 @@ impl Column {
             Key::Bool(b) => {
                 Arc::make_mut(&mut self.bools[*b as usize]).remove(uid);
             }
+            Key::Dated => {
+                Arc::make_mut(&mut self.dated).remove(uid);
+            }
             Key::Location => {
                 Arc::make_mut(&mut self.locations).remove(uid);
             }
@@ -504,12 +521,12 @@ impl Column {
         &self.exists
     }
 
-    /// Profiles with a string, or a time sent as, exactly `text`.
+    /// Profiles with a string value of exactly `text` (times: `dated`).
     pub fn text(&self, text: &str) -> Cow<'_, RoaringBitmap> {
         self.text.get(text)
     }
 
-    /// Profiles with a string or time text for which `pred` holds (run
+    /// Profiles with a string value for which `pred` holds (run
     /// once per distinct text). `None` if `stop` said so, which it is asked
     /// every [`STOP_EVERY`] texts.
     pub fn text_matching(
@@ -534,7 +551,7 @@ impl Column {
         pred: impl Fn(&str) -> bool,
         stop: &dyn Fn() -> bool,
     ) -> Option<u64> {
-        if self.multi {
+        if self.multi || !self.dated.is_empty() {
             return None;
         }
         self.text.matching_len(pred, stop)
@@ -572,6 +589,12 @@ impl Column {
     }
 
     /// Profiles with a location at the path.
+    /// Profiles with a time at the path: a string filter's `equals` and
+    /// regexes also read times' texts, which only their profiles hold.
+    pub fn dated(&self) -> &RoaringBitmap {
+        &self.dated
+    }
+
     pub fn locations(&self) -> &RoaringBitmap {
         &self.locations
     }

@@ -324,11 +324,12 @@ fn event_holds(cond: &EventCond, stats: Option<&EventStats>) -> bool {
 ///
 /// A regex stops early when `stop` says so (the deadline passed): the set
 /// is then empty, and the caller drops the result.
-fn indexed<'c>(
-    cols: &'c Columns,
+fn indexed<'c, P: Profiles + ?Sized>(
+    profiles: &'c P,
     f: &Filter,
     stop: &dyn Fn() -> bool,
 ) -> Option<(Cow<'c, RoaringBitmap>, bool)> {
+    let cols = profiles.columns();
     let none = || Cow::Owned(RoaringBitmap::new());
     let set =
         |r: Option<std::ops::RangeInclusive<u64>>,
@@ -346,16 +347,55 @@ fn indexed<'c>(
                 );
                 return (!matches!(cond, AttrCond::WithinKm { .. })).then(|| (none(), negated));
             };
+            // Times' texts are not in the dictionary: the profiles among
+            // `among` whose values at the path satisfy the positive `cond`
+            // (by the one rule, `attr_holds`) join the set.
+            let with_times =
+                |set: Cow<'c, RoaringBitmap>, among: &RoaringBitmap, cond: &AttrCond| {
+                    if among.is_empty() {
+                        return set;
+                    }
+                    let mut seen = 0u32;
+                    let hits: Vec<Uid> = among
+                        .iter()
+                        .take_while(|_| {
+                            seen = seen.wrapping_add(1);
+                            !(seen.is_multiple_of(CHECK_EVERY) && stop())
+                        })
+                        .filter(|&u| {
+                            profiles
+                                .get(u)
+                                .is_some_and(|p| attr_holds(cond, p.attributes(), name))
+                        })
+                        .collect();
+                    if hits.is_empty() {
+                        return set;
+                    }
+                    let hits =
+                        RoaringBitmap::from_sorted_iter(hits).expect("a bitmap iterates in order");
+                    Cow::Owned(set.into_owned() | hits)
+                };
             let equals = |s: &Scalar| match s {
-                Scalar::Str(t) => col.text(t),
+                Scalar::Str(t) => {
+                    let strings = col.text(t);
+                    match AttrValue::from_text(t) {
+                        AttrValue::Time { at, .. } => {
+                            let k = time_key(at);
+                            let same_instant = col.times(k..=k);
+                            with_times(strings, &same_instant, &AttrCond::Equals(s.clone()))
+                        }
+                        _ => strings,
+                    }
+                }
                 Scalar::Num(n) => col.nums(num_key(*n)..=num_key(*n)),
                 Scalar::Bool(b) => Cow::Borrowed(col.bools(*b)),
             };
             let regex = |p: &super::Pattern| {
-                Cow::Owned(
+                let strings = Cow::Owned(
                     col.text_matching(|t| p.is_match(t), stop)
                         .unwrap_or_default(),
-                )
+                );
+                with_times(strings, col.dated(), &AttrCond::MatchesRegex(p.clone()))
             };
             let range = |b: &Bound, r: fn(u64) -> Option<std::ops::RangeInclusive<u64>>| match b {
                 Bound::Num(n) => set(r(num_key(*n)), &|k| col.nums(k)),
@@ -556,7 +596,7 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
         }
         let cols = self.profiles.columns();
         if cand.len() >= self.scan_below && !self.regex_cheaper_by_scan(f, cand) {
-            match indexed(cols, f, &|| self.out_of_time()) {
+            match indexed(self.profiles, f, &|| self.out_of_time()) {
                 Some((set, false)) => return cand & &*set,
                 Some((set, true)) => return cand - &*set,
                 None => {}
@@ -577,8 +617,9 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
         })
     }
 
-    /// A regex over the index runs once per distinct text of the column;
-    /// over the candidates, once per candidate's value. Fewer candidates
+    /// A regex over the index runs once per distinct string of the column
+    /// and once per profile holding a time there; over the candidates,
+    /// once per candidate's value. Fewer candidates
     /// than distinct texts (an `and` narrowed them first): scan them.
     fn regex_cheaper_by_scan(&self, f: &Filter, cand: &RoaringBitmap) -> bool {
         match f {
@@ -589,7 +630,7 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
                 .profiles
                 .columns()
                 .attribute(name)
-                .is_some_and(|c| cand.len() < c.distinct_texts() as u64),
+                .is_some_and(|c| cand.len() < c.distinct_texts() as u64 + c.dated().len()),
             _ => false,
         }
     }
@@ -610,7 +651,7 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
                 }
             }
         }
-        let (set, negated) = indexed(self.profiles.columns(), f, &|| self.out_of_time())?;
+        let (set, negated) = indexed(self.profiles, f, &|| self.out_of_time())?;
         if self.stopped.get() {
             return None;
         }
