@@ -192,6 +192,20 @@ pub struct EventColumn {
 }
 
 impl Columns {
+    /// The columns of builders that each took their own part.
+    pub fn merge(parts: Vec<Columns>) -> Columns {
+        let mut attrs = Map::default();
+        let mut events = Map::default();
+        for c in parts {
+            attrs.extend(Arc::unwrap_or_clone(c.attrs));
+            events.extend(Arc::unwrap_or_clone(c.events));
+        }
+        Columns {
+            attrs: Arc::new(attrs),
+            events: Arc::new(events),
+        }
+    }
+
     /// Files every value and event of a profile (new, or just loaded).
     pub fn add_profile(
         &mut self,
@@ -318,10 +332,22 @@ impl Columns {
 /// being loaded): each set is gathered as a sorted list and built in one
 /// go, and each ordered index cut into buckets from its sorted pairs,
 /// instead of one insert at a time.
-#[derive(Default)]
+///
+/// A builder may take only part of the columns ([`ColumnsBuilder::part`]),
+/// so that several threads each build some from the same profiles, and
+/// [`Columns::merge`] puts them together.
 pub struct ColumnsBuilder {
     attrs: Map<CompactString, ColumnParts>,
     events: Map<CompactString, EventParts>,
+    /// `(i, n)`: takes the paths and events whose name hashes to `i`
+    /// modulo `n`.
+    part: (usize, usize),
+}
+
+impl Default for ColumnsBuilder {
+    fn default() -> Self {
+        ColumnsBuilder::part(0, 1)
+    }
 }
 
 #[derive(Default)]
@@ -353,6 +379,20 @@ fn push_id(list: &mut Vec<Uid>, uid: Uid) {
 }
 
 impl ColumnsBuilder {
+    /// A builder of part `i` of `n` of the columns.
+    pub fn part(i: usize, n: usize) -> ColumnsBuilder {
+        ColumnsBuilder {
+            attrs: Map::default(),
+            events: Map::default(),
+            part: (i, n.max(1)),
+        }
+    }
+
+    fn takes(&self, name: &str) -> bool {
+        let (i, n) = self.part;
+        n == 1 || shard_of(name) % n == i
+    }
+
     /// Adds a profile; ids must ascend from one call to the next.
     pub fn add(
         &mut self,
@@ -361,6 +401,9 @@ impl ColumnsBuilder {
         events: &BTreeMap<CompactString, EventStats>,
     ) {
         paths::flatten(attrs, &mut |path, v| {
+            if !self.takes(path) {
+                return;
+            }
             let col = self.attrs.entry_ref(path).or_default();
             keys_of(v, &mut |k| match k {
                 Key::Exists => {
@@ -377,6 +420,9 @@ impl ColumnsBuilder {
             });
         });
         for (name, stats) in events {
+            if !self.takes(name) {
+                continue;
+            }
             let e = self.events.entry_ref(name.as_str()).or_default();
             e.did.push(uid);
             e.counts.push((stats.count, uid));

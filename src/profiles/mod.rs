@@ -237,7 +237,23 @@ impl ProfileStore {
         self.by_device.clear();
         self.by_email.clear();
         self.by_phone.clear();
-        let mut columns = columns::ColumnsBuilder::default();
+        // The column index is built in parts on as many threads as there
+        // are cores, this one included (loading is all the process does).
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let mut columns = columns::ColumnsBuilder::part(0, parts);
+        let table = &self.table;
+        let others: Vec<_> = (1..parts)
+            .map(|i| {
+                let table = table.clone();
+                std::thread::spawn(move || {
+                    let mut b = columns::ColumnsBuilder::part(i, parts);
+                    for (uid, p) in table.iter() {
+                        b.add(uid, p.attributes(), p.events());
+                    }
+                    b.finish()
+                })
+            })
+            .collect();
         let mut contacts = Vec::new();
         for (uid, p) in self.table.iter() {
             columns.add(uid, p.attributes(), p.events());
@@ -254,7 +270,13 @@ impl ProfileStore {
                 self.by_device.insert(d.clone(), uid);
             }
         }
-        self.columns = columns.finish();
+        let mut built = vec![columns.finish()];
+        built.extend(
+            others
+                .into_iter()
+                .map(|h| h.join().expect("a column builder thread")),
+        );
+        self.columns = Columns::merge(built);
         for uid in contacts {
             self.index_contacts(uid);
         }
