@@ -85,7 +85,18 @@ pub enum Identifier {
 /// are never reused in a workspace, so a braze_id names one profile for
 /// ever (a merged-away or deleted profile's id names nobody after).
 pub fn braze_id(ws: WorkspaceId, uid: Uid) -> String {
-    format!("{:08x}{:016x}", ws.0, uid)
+    BrazeId(ws, uid).to_string()
+}
+
+/// A profile's braze_id, formatted on demand: `Display` writes the 24 hex
+/// digits (8 of the workspace, 16 of the profile id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrazeId(pub WorkspaceId, pub Uid);
+
+impl std::fmt::Display for BrazeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:08x}{:016x}", self.0 .0, self.1)
+    }
 }
 
 /// The profile id a braze_id names in workspace `ws`: `None` if it is not

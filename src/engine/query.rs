@@ -22,7 +22,7 @@ use roaring::RoaringBitmap;
 
 use super::state::Segment;
 use crate::error::{Error, Result};
-use crate::model::{braze_id, CohortKey, Identifier, Uid, WorkspaceId};
+use crate::model::{BrazeId, CohortKey, Identifier, Uid, WorkspaceId};
 use crate::profiles::Profile;
 use crate::segment::Profiles;
 
@@ -33,7 +33,9 @@ pub const MAX_LIMIT: usize = 10_000;
 /// (`Profile::listed_as`; `None` for a profile with no other identifier).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
-    pub braze_id: String,
+    /// Formatted when written out (a page of 10,000 does not format
+    /// 10,000 strings first).
+    pub braze_id: BrazeId,
     pub listed: Option<Identifier>,
 }
 
@@ -162,7 +164,7 @@ pub(super) fn page<P: Profiles + ?Sized>(
                 continue;
             };
             let m = Member {
-                braze_id: braze_id(ws, uid),
+                braze_id: BrazeId(ws, uid),
                 listed: Profile::listed_as(p),
             };
             if members.len() == limit {
@@ -213,7 +215,7 @@ mod tests {
         }
         assert_eq!(seen.len(), 10);
         assert_eq!(seen[9].listed, Some(Identifier::External("u9".into())));
-        assert_eq!(seen[9].braze_id, "000000010000000000000009");
+        assert_eq!(seen[9].braze_id.to_string(), "000000010000000000000009");
     }
 
     #[test]

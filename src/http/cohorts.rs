@@ -34,7 +34,7 @@ impl Serialize for MemberOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let m = self.0;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("braze_id", &m.braze_id)?;
+        map.serialize_entry("braze_id", &format_args!("{}", m.braze_id))?;
         match &m.listed {
             Some(Identifier::External(e)) => map.serialize_entry("external_id", e)?,
             Some(Identifier::Alias(a)) => map.serialize_entry(

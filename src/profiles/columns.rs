@@ -1171,6 +1171,42 @@ mod tests {
         ids.into_iter().collect()
     }
 
+    /// Applies `ops` (insert or remove a pair, keys modulo `keyspace`) to
+    /// the index and the model, checks the buckets' shape, then asks both
+    /// every range in `probes`.
+    fn exercise(
+        o: &mut Ordered,
+        model: &mut BTreeSet<(u64, Uid)>,
+        keyspace: u64,
+        ops: Vec<(bool, u64, Uid)>,
+        probes: Vec<(u64, u64)>,
+    ) -> Result<(), TestCaseError> {
+        for (add, k, uid) in ops {
+            let k = k % keyspace;
+            if add {
+                o.insert(k, uid);
+                model.insert((k, uid));
+            } else {
+                o.remove(k, uid);
+                model.remove(&(k, uid));
+            }
+        }
+        o.check();
+        let whole = (0, u64::MAX);
+        for (a, b) in probes.into_iter().chain([whole]) {
+            let (a, b) = if (a, b) == whole {
+                whole
+            } else {
+                (a % (keyspace + 2), b % (keyspace + 2))
+            };
+            let got: Vec<Uid> = o.range(a..=b).iter().collect();
+            prop_assert_eq!(got, model_range(model, a, b), "range {}..={}", a, b);
+            let pairs = model.iter().filter(|p| a <= p.0 && p.0 <= b).count() as u64;
+            prop_assert_eq!(o.range_len(a..=b), pairs, "range_len {}..={}", a, b);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1182,33 +1218,8 @@ mod tests {
             ops in proptest::collection::vec((any::<bool>(), any::<u64>(), 0u32..3000), 1..6000),
             probes in proptest::collection::vec((any::<u64>(), any::<u64>()), 8),
         ) {
-            let mut o = Ordered::default();
-            let mut model = BTreeSet::new();
-            for (add, k, uid) in ops {
-                let k = k % keyspace;
-                if add {
-                    o.insert(k, uid);
-                    model.insert((k, uid));
-                } else {
-                    o.remove(k, uid);
-                    model.remove(&(k, uid));
-                }
-            }
-            o.check();
-            for (a, b) in probes {
-                let (a, b) = (a % (keyspace + 2), b % (keyspace + 2));
-                let got: Vec<Uid> = o.range(a..=b).iter().collect();
-                prop_assert_eq!(got, model_range(&model, a, b), "range {}..={}", a, b);
-                let pairs = model.iter().filter(|p| a <= p.0 && p.0 <= b).count() as u64;
-                prop_assert_eq!(o.range_len(a..=b), pairs, "range_len {}..={}", a, b);
-            }
-            let all: Vec<Uid> = o.range(0..=u64::MAX).iter().collect();
-            prop_assert_eq!(all, model_range(&model, 0, u64::MAX));
+            exercise(&mut Ordered::default(), &mut BTreeSet::new(), keyspace, ops, probes)?;
         }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
 
         /// An index built from sorted pairs answers as one built by inserts,
         /// and takes later inserts and removals.
@@ -1223,22 +1234,7 @@ mod tests {
             let mut o = Ordered::from_pairs(pairs.clone());
             o.check();
             let mut model: BTreeSet<(u64, Uid)> = pairs.into_iter().collect();
-            for (add, k, uid) in later {
-                let k = k % keyspace;
-                if add {
-                    o.insert(k, uid);
-                    model.insert((k, uid));
-                } else {
-                    o.remove(k, uid);
-                    model.remove(&(k, uid));
-                }
-            }
-            o.check();
-            for (a, b) in probes {
-                let (a, b) = (a % (keyspace + 2), b % (keyspace + 2));
-                let got: Vec<Uid> = o.range(a..=b).iter().collect();
-                prop_assert_eq!(got, model_range(&model, a, b));
-            }
+            exercise(&mut o, &mut model, keyspace, later, probes)?;
         }
     }
 

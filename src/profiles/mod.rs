@@ -4,8 +4,8 @@
 //! delete removes.
 //!
 //! `ProfileStore` is plain data with no locking: the engine keeps one per
-//! workspace behind a `RwLock`, written only by the router (the single
-//! sequencer of mutations) and read by queries. Keeping the three indexes and
+//! workspace behind a `RwLock`, written only by that workspace's lane (the
+//! single sequencer of its mutations, `engine::lane`) and read by queries. Keeping the three indexes and
 //! the table under one lock means a reader never sees an alias in two
 //! profiles halfway through a merge.
 //!
