@@ -121,6 +121,15 @@ impl ReadPool {
         }
     }
 
+    /// A read's time budget (`reads.budget_millis`).
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    pub fn budget_millis(&self) -> u64 {
+        u64::try_from(self.budget.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Slots free right now.
     pub fn idle(&self) -> usize {
         self.slots.available_permits()

@@ -439,6 +439,33 @@ fn indexed<'c, P: Profiles + ?Sized>(
     }
 }
 
+/// Whether [`count`] of `f` over a workspace is answered from index sizes
+/// and at most one set operation per node, whatever the workspace's size:
+/// `all`, cohorts, and the attribute and event leaves whose count is a
+/// bitmap's length or a sum over a key's buckets (`exists`, `equals` of a
+/// string that names no instant, of a number or a boolean, their
+/// negations, `includes_value`, event counts), under `not`. The engine
+/// answers those without the read pool's thread hop.
+pub fn counts_in_constant_time(f: &Filter) -> bool {
+    match f {
+        Filter::All | Filter::Cohort(_) => true,
+        Filter::Not(g) => counts_in_constant_time(g),
+        Filter::And(_) | Filter::Or(_) => false,
+        Filter::Attribute { cond, .. } => match cond {
+            AttrCond::Exists | AttrCond::DoesNotExist | AttrCond::IncludesValue(_) => true,
+            AttrCond::Equals(s) | AttrCond::NotEquals(s) => match s {
+                Scalar::Str(t) => !matches!(AttrValue::from_text(t), AttrValue::Time { .. }),
+                Scalar::Num(_) | Scalar::Bool(_) => true,
+            },
+            _ => false,
+        },
+        Filter::Event { cond, .. } => matches!(
+            cond,
+            EventCond::MoreThan(_) | EventCond::LessThan(_) | EventCond::Exactly(_)
+        ),
+    }
+}
+
 /// How many of the `everyone` live profiles a range or regex leaf holds
 /// for, from bucket and dictionary sizes, when the column has one value
 /// per profile (`None`: build the set instead).
