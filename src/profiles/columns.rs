@@ -518,46 +518,43 @@ impl Columns {
 }
 
 impl Column {
+    /// The plain bitmap `key` files into, if it is one of those.
+    fn bitmap_mut(&mut self, key: &Key<'_>) -> Option<&mut RoaringBitmap> {
+        let set = match key {
+            Key::Exists => &mut self.exists,
+            Key::Bool(b) => &mut self.bools[*b as usize],
+            Key::Dated => &mut self.dated,
+            Key::Location => &mut self.locations,
+            Key::Text(_) | Key::Item(_) | Key::Num(_) | Key::Time(_) => return None,
+        };
+        Some(Arc::make_mut(set))
+    }
+
     fn insert(&mut self, key: &Key<'_>, uid: Uid) {
         match key {
-            Key::Exists => {
-                if !Arc::make_mut(&mut self.exists).insert(uid) {
-                    self.multi = true;
-                }
-            }
             Key::Text(t) => self.text.insert(t, uid),
             Key::Item(i) => self.items.insert(i, uid),
             Key::Num(k) => self.nums.insert(*k, uid),
             Key::Time(k) => self.times.insert(*k, uid),
-            Key::Bool(b) => {
-                Arc::make_mut(&mut self.bools[*b as usize]).insert(uid);
-            }
-            Key::Dated => {
-                Arc::make_mut(&mut self.dated).insert(uid);
-            }
-            Key::Location => {
-                Arc::make_mut(&mut self.locations).insert(uid);
+            _ => {
+                let fresh = self.bitmap_mut(key).is_some_and(|set| set.insert(uid));
+                if !fresh && matches!(key, Key::Exists) {
+                    self.multi = true;
+                }
             }
         }
     }
 
     fn remove(&mut self, key: &Key<'_>, uid: Uid) {
         match key {
-            Key::Exists => {
-                Arc::make_mut(&mut self.exists).remove(uid);
-            }
             Key::Text(t) => self.text.remove(t, uid),
             Key::Item(i) => self.items.remove(i, uid),
             Key::Num(k) => self.nums.remove(*k, uid),
             Key::Time(k) => self.times.remove(*k, uid),
-            Key::Bool(b) => {
-                Arc::make_mut(&mut self.bools[*b as usize]).remove(uid);
-            }
-            Key::Dated => {
-                Arc::make_mut(&mut self.dated).remove(uid);
-            }
-            Key::Location => {
-                Arc::make_mut(&mut self.locations).remove(uid);
+            _ => {
+                if let Some(set) = self.bitmap_mut(key) {
+                    set.remove(uid);
+                }
             }
         }
     }
