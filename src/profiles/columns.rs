@@ -760,9 +760,14 @@ impl Dict {
         }
     }
 
-    /// The number of (value, holder) pairs among values `pred` accepts.
-    fn matching_len(&self, pred: impl Fn(&str) -> bool, stop: &dyn Fn() -> bool) -> Option<u64> {
-        let mut n = 0;
+    /// Calls `visit` with the holders of each value `pred` accepts; `None`
+    /// if `stop` said so (asked every `STOP_EVERY` values).
+    fn each_matching<'a>(
+        &'a self,
+        pred: impl Fn(&str) -> bool,
+        stop: &dyn Fn() -> bool,
+        mut visit: impl FnMut(&'a Posting),
+    ) -> Option<()> {
         let mut seen = 0usize;
         for shard in &self.shards {
             for (s, p) in shard.iter() {
@@ -771,13 +776,22 @@ impl Dict {
                     return None;
                 }
                 if pred(s) {
-                    n += match p {
-                        Posting::One(_) => 1,
-                        Posting::Many(m) => m.len(),
-                    };
+                    visit(p);
                 }
             }
         }
+        Some(())
+    }
+
+    /// The number of (value, holder) pairs among values `pred` accepts.
+    fn matching_len(&self, pred: impl Fn(&str) -> bool, stop: &dyn Fn() -> bool) -> Option<u64> {
+        let mut n = 0;
+        self.each_matching(pred, stop, |p| {
+            n += match p {
+                Posting::One(_) => 1,
+                Posting::Many(m) => m.len(),
+            }
+        })?;
         Some(n)
     }
 
@@ -796,21 +810,10 @@ impl Dict {
     ) -> Option<RoaringBitmap> {
         let mut ones = Vec::new();
         let mut many = Vec::new();
-        let mut seen = 0usize;
-        for shard in &self.shards {
-            for (s, p) in shard.iter() {
-                seen += 1;
-                if seen.is_multiple_of(STOP_EVERY) && stop() {
-                    return None;
-                }
-                if pred(s) {
-                    match p {
-                        Posting::One(u) => ones.push(*u),
-                        Posting::Many(m) => many.push(m),
-                    }
-                }
-            }
-        }
+        self.each_matching(pred, stop, |p| match p {
+            Posting::One(u) => ones.push(*u),
+            Posting::Many(m) => many.push(m),
+        })?;
         Some(union_with_ids(many, ones))
     }
 }
