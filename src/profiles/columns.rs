@@ -68,7 +68,7 @@ use foldhash::fast::{FixedState, RandomState};
 use roaring::{MultiOps, RoaringBitmap};
 
 use super::paths;
-use super::{AttrObject, AttrValue, EventStats};
+use super::{AttrObject, AttrValue, Attrs, EventStats, Events};
 use crate::model::{Millis, Uid};
 
 type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
@@ -207,31 +207,25 @@ impl Columns {
     }
 
     /// Files every value and event of a profile (new, or just loaded).
-    pub fn add_profile(
-        &mut self,
-        uid: Uid,
-        attrs: &AttrObject,
-        events: &BTreeMap<CompactString, EventStats>,
-    ) {
-        paths::flatten(attrs, &mut |path, v| self.add_value(uid, path, v));
-        for (name, stats) in events {
-            self.event_changed(uid, name, None, Some(stats));
+    pub fn add_profile(&mut self, uid: Uid, attrs: &Attrs, events: &Events) {
+        for (name, v) in attrs.iter() {
+            paths::flatten_value(name, &v, &mut |path, v| self.add_value(uid, path, v));
+        }
+        for (name, stats) in events.iter() {
+            self.event_changed(uid, name, None, Some(&stats));
         }
     }
 
     /// Removes every triple of a profile that ends (deleted, merged away)
     /// or is about to be rewritten whole (merged into).
-    pub fn remove_profile(
-        &mut self,
-        uid: Uid,
-        attrs: &AttrObject,
-        events: &BTreeMap<CompactString, EventStats>,
-    ) {
-        paths::flatten(attrs, &mut |path, v| {
-            keys_of(v, &mut |k| self.remove_key(path, &k, uid));
-        });
-        for (name, stats) in events {
-            self.event_changed(uid, name, Some(stats), None);
+    pub fn remove_profile(&mut self, uid: Uid, attrs: &Attrs, events: &Events) {
+        for (name, v) in attrs.iter() {
+            paths::flatten_value(name, &v, &mut |path, v| {
+                keys_of(v, &mut |k| self.remove_key(path, &k, uid));
+            });
+        }
+        for (name, stats) in events.iter() {
+            self.event_changed(uid, name, Some(&stats), None);
         }
     }
 
@@ -394,40 +388,39 @@ impl ColumnsBuilder {
     }
 
     /// Adds a profile; ids must ascend from one call to the next.
-    pub fn add(
-        &mut self,
-        uid: Uid,
-        attrs: &AttrObject,
-        events: &BTreeMap<CompactString, EventStats>,
-    ) {
-        paths::flatten(attrs, &mut |path, v| {
-            if !self.takes(path) {
-                return;
-            }
-            let col = self.attrs.entry_ref(path).or_default();
-            keys_of(v, &mut |k| match k {
-                Key::Exists => {
-                    col.multi |= col.exists.last() == Some(&uid);
-                    push_id(&mut col.exists, uid);
-                }
-                Key::Text(t) => push_id(col.text.entry_ref(t).or_default(), uid),
-                Key::Item(i) => push_id(col.items.entry_ref(i).or_default(), uid),
-                Key::Num(k) => col.nums.push((k, uid)),
-                Key::Time(k) => col.times.push((k, uid)),
-                Key::Bool(b) => push_id(&mut col.bools[b as usize], uid),
-                Key::Location => push_id(&mut col.locations, uid),
-                Key::Dated => push_id(&mut col.dated, uid),
-            });
-        });
-        for (name, stats) in events {
+    pub fn add(&mut self, uid: Uid, attrs: &Attrs, events: &Events) {
+        for (name, v) in attrs.iter() {
+            paths::flatten_value(name, &v, &mut |path, v| self.add_built(uid, path, v));
+        }
+        for (name, stats) in events.iter() {
             if !self.takes(name) {
                 continue;
             }
-            let e = self.events.entry_ref(name.as_str()).or_default();
+            let e = self.events.entry_ref(name).or_default();
             e.did.push(uid);
             e.counts.push((stats.count, uid));
             e.last.push((time_key(stats.last), uid));
         }
+    }
+
+    fn add_built(&mut self, uid: Uid, path: &str, v: &AttrValue) {
+        if !self.takes(path) {
+            return;
+        }
+        let col = self.attrs.entry_ref(path).or_default();
+        keys_of(v, &mut |k| match k {
+            Key::Exists => {
+                col.multi |= col.exists.last() == Some(&uid);
+                push_id(&mut col.exists, uid);
+            }
+            Key::Text(t) => push_id(col.text.entry_ref(t).or_default(), uid),
+            Key::Item(i) => push_id(col.items.entry_ref(i).or_default(), uid),
+            Key::Num(k) => col.nums.push((k, uid)),
+            Key::Time(k) => col.times.push((k, uid)),
+            Key::Bool(b) => push_id(&mut col.bools[b as usize], uid),
+            Key::Location => push_id(&mut col.locations, uid),
+            Key::Dated => push_id(&mut col.dated, uid),
+        });
     }
 
     pub fn finish(self) -> Columns {
@@ -1243,7 +1236,7 @@ mod tests {
         let mut c = Columns::default();
         let mut attrs = AttrObject::new();
         attrs.insert("plan".into(), AttrValue::Str("gold".into()));
-        c.add_profile(1, &attrs, &BTreeMap::new());
+        c.add_profile(1, &Attrs::from_map(&attrs), &Events::default());
         let view = c.clone();
         let old = attrs.insert("plan".into(), AttrValue::Str("silver".into()));
         c.attribute_changed(1, "plan", old.as_ref(), &attrs);
@@ -1263,7 +1256,7 @@ mod tests {
         attrs.insert("kids".into(), AttrValue::Objects(vec![obj("x"), obj("x")]));
         attrs.insert("kids.name".into(), AttrValue::Str("y".into()));
         let mut c = Columns::default();
-        c.add_profile(7, &attrs, &BTreeMap::new());
+        c.add_profile(7, &Attrs::from_map(&attrs), &Events::default());
         let holders =
             |c: &Columns, s: &str| c.attribute("kids.name").map_or(0, |col| col.text(s).len());
         assert_eq!((holders(&c, "x"), holders(&c, "y")), (1, 1));

@@ -242,9 +242,7 @@ pub fn apply_track(store: &mut ProfileStore, t: &Track, limits: &LimitsConfig) -
             continue;
         }
         let uid = execute(store, &obj.target, plan);
-        for (name, change) in &obj.changes {
-            store.update_attribute(uid, name, change.clone());
-        }
+        store.update_attributes(uid, &obj.changes);
         store.touch(uid);
         report.attributes_processed += 1;
     }
@@ -844,8 +842,8 @@ mod tests {
             (1, 1, 1)
         );
         let p = s.get(0).unwrap();
-        assert_eq!(p.events()["open"].count, 1);
-        assert_eq!(p.events()[PURCHASE_EVENT].last, 9);
+        assert_eq!(p.events().get("open").unwrap().count, 1);
+        assert_eq!(p.events().get(PURCHASE_EVENT).unwrap().last, 9);
     }
 
     #[test]
@@ -956,7 +954,7 @@ mod tests {
         );
         let u2 = s.get(s.by_external("u2").unwrap()).unwrap();
         assert_eq!(
-            u2.attributes()["tags"],
+            u2.attributes().get("tags").unwrap(),
             AttrValue::Array(vec!["x".into(), "y".into()])
         );
     }

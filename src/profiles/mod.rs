@@ -27,11 +27,13 @@
 pub mod columns;
 pub mod commands;
 mod index;
+mod packed;
 mod profile;
 mod table;
 
 pub mod paths;
 pub use columns::Columns;
+pub use packed::{Attrs, Events};
 pub use profile::{AttrObject, AttrValue, Details, EventStats, Profile, EMAIL, PHONE};
 pub use table::Table;
 
@@ -426,8 +428,8 @@ impl ProfileStore {
         let Some(p) = self.table.get(uid) else {
             return;
         };
-        let email = p.contact(EMAIL).map(|e| crate::model::email_key(e));
-        let phone = p.contact(PHONE).cloned();
+        let email = p.contact(EMAIL).map(|e| crate::model::email_key(&e));
+        let phone = p.contact(PHONE);
         if let Some(e) = email {
             let list = self.by_email.entry(e).or_default();
             if !list.contains(&uid) {
@@ -446,8 +448,8 @@ impl ProfileStore {
         let Some(p) = self.table.get(uid) else {
             return;
         };
-        let email = p.contact(EMAIL).map(|e| crate::model::email_key(e));
-        let phone = p.contact(PHONE).cloned();
+        let email = p.contact(EMAIL).map(|e| crate::model::email_key(&e));
+        let phone = p.contact(PHONE);
         fn drop_from(index: &mut Map<CompactString, Vec<Uid>>, key: CompactString, uid: Uid) {
             if let Some(list) = index.get_mut(&key) {
                 list.retain(|u| *u != uid);
@@ -531,7 +533,7 @@ impl ProfileStore {
         let mut p = Profile::default();
         p.details_mut()
             .attributes
-            .insert(name.into(), AttrValue::Str(value.clone()));
+            .insert(name, AttrValue::Str(value.clone()));
         let uid = self.insert(p);
         self.touch(uid);
         uid
@@ -575,56 +577,54 @@ impl ProfileStore {
     }
 
     pub fn update_attribute(&mut self, uid: Uid, name: &str, update: AttrUpdate) {
-        let contact = name == EMAIL || name == PHONE;
+        self.update_attributes(uid, &[(name.into(), update)]);
+    }
+
+    /// Applies `changes` to profile `uid` in order (one `/users/track`
+    /// attributes object): the packed attributes are decoded and encoded
+    /// once, and each attribute touched is refiled in the columns once,
+    /// from the value it had before the first change to the one it has
+    /// after the last.
+    pub fn update_attributes(&mut self, uid: Uid, changes: &[(CompactString, AttrUpdate)]) {
+        let contact = changes
+            .iter()
+            .any(|(name, _)| name == EMAIL || name == PHONE);
         if contact {
             self.unindex_contacts(uid);
         }
-        let old = self.change_attribute(uid, name, update);
-        let now = self.table.get(uid).expect("just changed").attributes();
-        self.columns.attribute_changed(uid, name, old.as_ref(), now);
+        let mut before: Vec<(&str, Option<AttrValue>)> = Vec::with_capacity(changes.len());
+        let now = self
+            .profile_mut(uid)
+            .details_mut()
+            .attributes
+            .edit(|attrs| {
+                for (name, update) in changes {
+                    let old = change_attribute(attrs, name, update);
+                    if !before.iter().any(|(n, _)| *n == name.as_str()) {
+                        before.push((name, old));
+                    }
+                }
+                attrs.clone()
+            });
+        for (name, old) in &before {
+            self.columns
+                .attribute_changed(uid, name, old.as_ref(), &now);
+        }
         if contact {
             self.index_contacts(uid);
         }
     }
 
-    /// Applies `update`; returns the value the attribute had.
-    fn change_attribute(&mut self, uid: Uid, name: &str, update: AttrUpdate) -> Option<AttrValue> {
-        let attrs = &mut self.profile_mut(uid).details_mut().attributes;
-        match update {
-            AttrUpdate::Set(v) => attrs.insert(name.into(), v),
-            AttrUpdate::Remove => attrs.remove(name),
-            AttrUpdate::Increment(by) => {
-                let base = match attrs.get(name) {
-                    Some(AttrValue::Num(n)) => *n,
-                    _ => 0.0,
-                };
-                attrs.insert(name.into(), AttrValue::Num(base + by))
-            }
-            AttrUpdate::ArrayEdit { add, remove } => {
-                let old = attrs.remove(name);
-                let items = match &old {
-                    Some(AttrValue::Array(items)) => items.clone(),
-                    _ => Vec::new(),
-                };
-                attrs.insert(
-                    name.into(),
-                    AttrValue::Array(edit_array(items, &add, &remove)),
-                );
-                old
-            }
-        }
-    }
-
     pub fn record_event(&mut self, uid: Uid, name: &str, at: Millis) {
         let events = &mut self.profile_mut(uid).details_mut().events;
-        let old = events.get(name).copied();
+        let old = events.get(name);
         let mut new = old.unwrap_or(EventStats {
             count: 0,
             first: at,
             last: at,
         });
         new.record(at);
-        events.insert(name.into(), new);
+        events.set(name, new);
         self.columns
             .event_changed(uid, name, old.as_ref(), Some(&new));
     }
@@ -717,12 +717,12 @@ impl ProfileStore {
         let (Some(into), Some(from)) = (target.and_then(|t| self.get(t)), self.get(holder)) else {
             return Ok(());
         };
-        let mine = into.attributes();
+        let mine: Set<&str> = into.attributes().keys().collect();
         let after = mine.len()
             + from
                 .attributes()
                 .keys()
-                .filter(|k| !mine.contains_key(*k))
+                .filter(|k| !mine.contains(k))
                 .count();
         if after > limits.attributes_per_profile && after > mine.len() {
             return Err(IdentifyError::Limit(Exceeded::new(
@@ -754,7 +754,7 @@ impl ProfileStore {
             Array(Vec<CompactString>),
             Other,
         }
-        let empty = std::collections::BTreeMap::new();
+        let empty = Attrs::default();
         let attrs = uid
             .and_then(|u| self.get(u))
             .map_or(&empty, |p| p.attributes());
@@ -769,7 +769,7 @@ impl ProfileStore {
                         Some(After::Array(items)) => items,
                         Some(_) => Vec::new(),
                         None => match attrs.get(name.as_str()) {
-                            Some(AttrValue::Array(items)) => items.clone(),
+                            Some(AttrValue::Array(items)) => items,
                             _ => Vec::new(),
                         },
                     };
@@ -788,15 +788,16 @@ impl ProfileStore {
             };
             touched.insert(name.as_str(), after);
         }
-        let mut count = attrs.len();
+        let held = attrs.len();
+        let mut count = held;
         for (name, after) in &touched {
-            match (attrs.contains_key(*name), after) {
+            match (attrs.contains_key(name), after) {
                 (true, After::Gone) => count -= 1,
                 (false, After::Array(_) | After::Other) => count += 1,
                 _ => {}
             }
         }
-        if count > limits.attributes_per_profile && count > attrs.len() {
+        if count > limits.attributes_per_profile && count > held {
             return Err(Exceeded::new(
                 Limit::AttributesPerProfile,
                 limits.attributes_per_profile,
@@ -880,6 +881,33 @@ impl ProfileStore {
             self.by_device.remove(d.as_str());
         }
         true
+    }
+}
+
+/// Applies `update` to attribute `name` of `attrs`; returns the value it had.
+fn change_attribute(attrs: &mut AttrObject, name: &str, update: &AttrUpdate) -> Option<AttrValue> {
+    match update {
+        AttrUpdate::Set(v) => attrs.insert(name.into(), v.clone()),
+        AttrUpdate::Remove => attrs.remove(name),
+        AttrUpdate::Increment(by) => {
+            let base = match attrs.get(name) {
+                Some(AttrValue::Num(n)) => *n,
+                _ => 0.0,
+            };
+            attrs.insert(name.into(), AttrValue::Num(base + by))
+        }
+        AttrUpdate::ArrayEdit { add, remove } => {
+            let old = attrs.remove(name);
+            let items = match &old {
+                Some(AttrValue::Array(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            attrs.insert(
+                name.into(),
+                AttrValue::Array(edit_array(items, add, remove)),
+            );
+            old
+        }
     }
 }
 
@@ -1020,7 +1048,7 @@ mod tests {
         assert!(!s.live().contains(anon));
         let p = s.get(known).unwrap();
         assert_eq!(
-            p.events()["open"],
+            p.events().get("open").unwrap(),
             EventStats {
                 count: 2,
                 first: 5,
@@ -1122,9 +1150,9 @@ mod tests {
         s.update_attribute(u, "gone", AttrUpdate::Set(AttrValue::Bool(true)));
         s.update_attribute(u, "gone", AttrUpdate::Remove);
         let p = s.get(u).unwrap();
-        assert_eq!(p.attributes()["n"], AttrValue::Num(5.0));
+        assert_eq!(p.attributes().get("n").unwrap(), AttrValue::Num(5.0));
         assert_eq!(
-            p.attributes()["tags"],
+            p.attributes().get("tags").unwrap(),
             AttrValue::Array(vec!["b".into(), "c".into()])
         );
         assert!(!p.attributes().contains_key("gone"));
@@ -1174,6 +1202,8 @@ mod tests {
         Event(u8, u8, Millis),
         Identify(u8, u8),
         Delete(u8),
+        /// Several changes in one object (`update_attributes`), names may repeat.
+        Batch(u8, Vec<(u8, AttrUpdate)>),
     }
 
     const NAMES: [&str; 4] = ["a", "b", "a.b", "c"];
@@ -1217,7 +1247,13 @@ mod tests {
                 .prop_map(|(w, n, a, r)| Op::Edit(w, n, a.into_iter().map(Into::into).collect(), r.into_iter().map(Into::into).collect())),
             2 => (who.clone(), 0u8..2, 0i64..5).prop_map(|(w, e, t)| Op::Event(w, e, t * 1000)),
             1 => (who.clone(), 0u8..6).prop_map(|(w, d)| Op::Identify(w, d)),
-            1 => who.prop_map(Op::Delete),
+            1 => who.clone().prop_map(Op::Delete),
+            2 => (who, proptest::collection::vec((name, prop_oneof![
+                value().prop_map(AttrUpdate::Set),
+                Just(AttrUpdate::Remove),
+                Just(AttrUpdate::Increment(1.0)),
+                "[xyz]".prop_map(|a| AttrUpdate::ArrayEdit { add: vec![a.into()], remove: vec![] }),
+            ]), 1..5)).prop_map(|(w, list)| Op::Batch(w, list)),
         ]
     }
 
@@ -1275,6 +1311,20 @@ mod tests {
                         if let Some(uid) = s.by_external(&format!("u{w}")) {
                             s.delete(uid);
                         }
+                    }
+                    Op::Batch(w, list) => {
+                        let uid = user(&mut s, w);
+                        let mut one_by_one = s.clone();
+                        let changes: Vec<(CompactString, AttrUpdate)> = list
+                            .into_iter()
+                            .map(|(n, u)| (NAMES[n as usize].into(), u))
+                            .collect();
+                        for (name, u) in &changes {
+                            one_by_one.update_attribute(uid, name, u.clone());
+                        }
+                        s.update_attributes(uid, &changes);
+                        proptest::prop_assert_eq!(s.get(uid), one_by_one.get(uid));
+                        proptest::prop_assert_eq!(s.columns().triples(), one_by_one.columns().triples());
                     }
                 }
             }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 
+use super::packed::{Attrs, Events};
 use crate::model::{Alias, Identifier, Millis};
 
 /// The attribute that holds a profile's email address (an identifier).
@@ -125,15 +126,16 @@ pub struct Profile {
 pub struct Details {
     pub aliases: Vec<Alias>,
     pub devices: Vec<CompactString>,
-    pub attributes: BTreeMap<CompactString, AttrValue>,
-    pub events: BTreeMap<CompactString, EventStats>,
+    /// Packed (`super::packed`): decoded on demand.
+    pub attributes: Attrs,
+    pub events: Events,
 }
 
 static NO_DETAILS: Details = Details {
     aliases: Vec::new(),
     devices: Vec::new(),
-    attributes: BTreeMap::new(),
-    events: BTreeMap::new(),
+    attributes: Attrs::EMPTY,
+    events: Events::EMPTY,
 };
 
 impl Profile {
@@ -185,11 +187,11 @@ impl Profile {
         &self.details().devices
     }
 
-    pub fn attributes(&self) -> &BTreeMap<CompactString, AttrValue> {
+    pub fn attributes(&self) -> &Attrs {
         &self.details().attributes
     }
 
-    pub fn events(&self) -> &BTreeMap<CompactString, EventStats> {
+    pub fn events(&self) -> &Events {
         &self.details().events
     }
 
@@ -213,19 +215,19 @@ impl Profile {
             return Some(Identifier::Device(d.clone()));
         }
         if let Some(e) = self.contact(EMAIL) {
-            return Some(Identifier::Email(e.clone()));
+            return Some(Identifier::Email(e));
         }
-        self.contact(PHONE).map(|p| Identifier::Phone(p.clone()))
+        self.contact(PHONE).map(Identifier::Phone)
     }
 
     /// The `email` (`EMAIL`) or `phone` (`PHONE`) attribute, if it is an
     /// identifier: a string that `model::is_email` / `model::is_phone`
     /// accepts. What the email and phone indexes hold.
-    pub fn contact(&self, which: &str) -> Option<&CompactString> {
+    pub fn contact(&self, which: &str) -> Option<CompactString> {
         let details = self.details.as_deref()?;
         match details.attributes.get(which)? {
-            AttrValue::Str(s) if which == EMAIL && crate::model::is_email(s) => Some(s),
-            AttrValue::Str(s) if which == PHONE && crate::model::is_phone(s) => Some(s),
+            AttrValue::Str(s) if which == EMAIL && crate::model::is_email(&s) => Some(s),
+            AttrValue::Str(s) if which == PHONE && crate::model::is_phone(&s) => Some(s),
             _ => None,
         }
     }
@@ -239,14 +241,22 @@ impl Profile {
         let mine = self.details_mut();
         append_new(&mut mine.aliases, other.aliases);
         append_new(&mut mine.devices, other.devices);
-        for (k, v) in other.attributes {
-            mine.attributes.entry(k).or_insert(v);
+        if !other.attributes.is_empty() {
+            mine.attributes.edit(|attrs| {
+                for (k, v) in other.attributes.iter() {
+                    attrs.entry(k.into()).or_insert(v);
+                }
+            });
         }
-        for (k, v) in other.events {
-            mine.events
-                .entry(k)
-                .and_modify(|mine| mine.merge(&v))
-                .or_insert(v);
+        if !other.events.is_empty() {
+            let mut events = mine.events.to_map();
+            for (k, v) in other.events.iter() {
+                events
+                    .entry(k.into())
+                    .and_modify(|mine| mine.merge(&v))
+                    .or_insert(v);
+            }
+            mine.events = Events::from_map(&events);
         }
     }
 }
@@ -291,9 +301,9 @@ mod tests {
         let mut me = Profile::identified("u1");
         me.details_mut()
             .attributes
-            .insert("plan".into(), AttrValue::Str("gold".into()));
-        me.details_mut().events.insert(
-            "buy".into(),
+            .insert("plan", AttrValue::Str("gold".into()));
+        me.details_mut().events.set(
+            "buy",
             EventStats {
                 count: 2,
                 first: 10,
@@ -305,13 +315,13 @@ mod tests {
         other
             .details_mut()
             .attributes
-            .insert("plan".into(), AttrValue::Str("free".into()));
+            .insert("plan", AttrValue::Str("free".into()));
         other
             .details_mut()
             .attributes
-            .insert("city".into(), AttrValue::Str("Oslo".into()));
-        other.details_mut().events.insert(
-            "buy".into(),
+            .insert("city", AttrValue::Str("Oslo".into()));
+        other.details_mut().events.set(
+            "buy",
             EventStats {
                 count: 3,
                 first: 5,
@@ -319,10 +329,16 @@ mod tests {
             },
         );
         me.absorb(other);
-        assert_eq!(me.attributes()["plan"], AttrValue::Str("gold".into()));
-        assert_eq!(me.attributes()["city"], AttrValue::Str("Oslo".into()));
         assert_eq!(
-            me.events()["buy"],
+            me.attributes().get("plan").unwrap(),
+            AttrValue::Str("gold".into())
+        );
+        assert_eq!(
+            me.attributes().get("city").unwrap(),
+            AttrValue::Str("Oslo".into())
+        );
+        assert_eq!(
+            me.events().get("buy").unwrap(),
             EventStats {
                 count: 5,
                 first: 5,

@@ -222,8 +222,8 @@ fn holds(f: &Filter, uid: Uid, p: &Profile, cohorts: &dyn CohortSets) -> bool {
         Filter::Not(g) => !holds(g, uid, p, cohorts),
         Filter::And(fs) => fs.iter().all(|g| holds(g, uid, p, cohorts)),
         Filter::Or(fs) => fs.iter().any(|g| holds(g, uid, p, cohorts)),
-        Filter::Attribute { name, cond } => attr_holds(cond, p.attributes(), name),
-        Filter::Event { name, cond } => event_holds(cond, p.events().get(name.as_str())),
+        Filter::Attribute { name, cond } => attr_holds(cond, &p.attributes().at_path(name), name),
+        Filter::Event { name, cond } => event_holds(cond, p.events().get(name.as_str()).as_ref()),
     }
 }
 
@@ -363,9 +363,9 @@ fn indexed<'c, P: Profiles + ?Sized>(
                             !(seen.is_multiple_of(CHECK_EVERY) && stop())
                         })
                         .filter(|&u| {
-                            profiles
-                                .get(u)
-                                .is_some_and(|p| attr_holds(cond, p.attributes(), name))
+                            profiles.get(u).is_some_and(|p| {
+                                attr_holds(cond, &p.attributes().at_path(name), name)
+                            })
                         })
                         .collect();
                     if hits.is_empty() {
@@ -640,8 +640,12 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             _ => Cow::Borrowed(cand),
         };
         self.scan(&cand, |p| match f {
-            Filter::Attribute { name, cond } => attr_holds(cond, p.attributes(), name),
-            Filter::Event { name, cond } => event_holds(cond, p.events().get(name.as_str())),
+            Filter::Attribute { name, cond } => {
+                attr_holds(cond, &p.attributes().at_path(name), name)
+            }
+            Filter::Event { name, cond } => {
+                event_holds(cond, p.events().get(name.as_str()).as_ref())
+            }
             _ => unreachable!("a leaf"),
         })
     }

@@ -341,7 +341,7 @@ fn profile_out(p: &Profile) -> cur::Profile {
             attributes: d
                 .attributes
                 .iter()
-                .map(|(k, v)| (s(k), value_out(v)))
+                .map(|(k, v)| (s(k), value_out(&v)))
                 .collect(),
             events: d
                 .events

@@ -422,9 +422,23 @@ fn images_round_trip_through_the_current_version() {
         2
     );
     let u1 = store.by_external("u1").expect("u1");
-    assert_eq!(store.get(u1).expect("live").events()["open"].count, 1);
     assert_eq!(
-        store.get(u1).expect("live").attributes()["address"],
+        store
+            .get(u1)
+            .expect("live")
+            .events()
+            .get("open")
+            .unwrap()
+            .count,
+        1
+    );
+    assert_eq!(
+        store
+            .get(u1)
+            .expect("live")
+            .attributes()
+            .get("address")
+            .unwrap(),
         nested()
     );
     assert_eq!(store.by_external("gone"), None);
