@@ -12,10 +12,13 @@
 //! once.
 //!
 //! The encodings are canonical (one byte string per map), so equal maps
-//! compare equal as bytes, and they are private to this module: nothing
-//! outside depends on the bytes. Anything that changes a profile decodes
-//! the map, changes it and encodes it again (`Attrs::edit`), once per
-//! write, however many attributes the write touches.
+//! compare equal as bytes. They are also what a snapshot stores (format
+//! version 6, `persist::schema::v6`, which spells them out and pins them):
+//! a snapshot copies the bytes out and a load checks them whole
+//! (`from_bytes`) and keeps them, so changing an encoding here is a new
+//! format version. Anything that changes a profile decodes the map,
+//! changes it and encodes it again (`Attrs::edit`), once per write,
+//! however many attributes the write touches.
 //!
 //! Attributes: `count`, then each `(name, value)` in name order.
 //! Events: `count`, then each `(name, count, first, last - first)` in name
@@ -66,6 +69,27 @@ impl Attrs {
 
     pub fn to_map(&self) -> AttrObject {
         self.iter().map(|(k, v)| (k.into(), v)).collect()
+    }
+
+    /// The encoding itself (what a snapshot of format 6 stores).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// Attributes from bytes `as_bytes` gave, checked whole (they come
+    /// from a file): every length in bounds, strings UTF-8, names in
+    /// ascending order at every level, nothing after the end.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Attrs, String> {
+        if bytes.is_empty() {
+            return Ok(Attrs(None));
+        }
+        let mut c = Check { b: &bytes, at: 0 };
+        let n = c.object()?;
+        c.end()?;
+        if n == 0 {
+            return Err("packed attributes: an empty map is written as no bytes".into());
+        }
+        Ok(Attrs(Some(bytes.into_boxed_slice())))
     }
 
     /// Decodes the map, lets `f` change it, and keeps what it left.
@@ -208,6 +232,36 @@ impl Events {
         self.iter().map(|(k, v)| (k.into(), v)).collect()
     }
 
+    /// The encoding itself (what a snapshot of format 6 stores).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// Event stats from bytes `as_bytes` gave, checked whole.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Events, String> {
+        if bytes.is_empty() {
+            return Ok(Events(None));
+        }
+        let mut c = Check { b: &bytes, at: 0 };
+        let n = c.varint()?;
+        if n == 0 {
+            return Err("packed events: an empty map is written as no bytes".into());
+        }
+        let mut last: Option<&str> = None;
+        for _ in 0..n {
+            let name = c.str()?;
+            if last.is_some_and(|l| l >= name) {
+                return Err(format!("packed events: {name:?} out of order"));
+            }
+            last = Some(name);
+            for _ in 0..3 {
+                c.varint()?;
+            }
+        }
+        c.end()?;
+        Ok(Events(Some(bytes.into_boxed_slice())))
+    }
+
     pub fn len(&self) -> usize {
         match &self.0 {
             Some(b) => Reader::new(b).varint() as usize,
@@ -324,8 +378,8 @@ fn put_value(out: &mut Vec<u8>, v: &AttrValue) {
     }
 }
 
-/// Reads what this module wrote. The bytes never come from outside it, so
-/// a malformed one is a bug here: reading panics rather than guessing.
+/// Reads what this module wrote or `from_bytes` checked, so a malformed
+/// byte is a bug here: reading panics rather than guessing.
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
@@ -455,6 +509,135 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// `Reader`'s checked twin, for bytes read from a file: every step says
+/// what is wrong instead of panicking.
+struct Check<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Check<'a> {
+    fn fail<T>(&self, what: &str) -> Result<T, String> {
+        Err(format!("packed attributes: {what} at byte {}", self.at))
+    }
+
+    fn end(&self) -> Result<(), String> {
+        if self.at == self.b.len() {
+            Ok(())
+        } else {
+            self.fail("bytes after the end")
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, String> {
+        match self.b.get(self.at) {
+            Some(b) => {
+                self.at += 1;
+                Ok(*b)
+            }
+            None => self.fail("cut short"),
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let (mut n, mut shift) = (0u64, 0u32);
+        loop {
+            let b = self.byte()?;
+            if shift == 63 && b > 1 || shift > 63 {
+                return self.fail("varint too long");
+            }
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(n);
+            }
+            shift += 7;
+        }
+    }
+
+    fn bytes(&mut self, len: u64) -> Result<&'a [u8], String> {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| self.at.checked_add(l))
+            .filter(|e| *e <= self.b.len());
+        match end {
+            Some(end) => {
+                let s = &self.b[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => self.fail("length past the end"),
+        }
+    }
+
+    fn str(&mut self) -> Result<&'a str, String> {
+        let len = self.varint()?;
+        let at = self.at;
+        std::str::from_utf8(self.bytes(len)?)
+            .map_err(|_| format!("packed attributes: a string that is not UTF-8 at byte {at}"))
+    }
+
+    fn count(&mut self) -> Result<u64, String> {
+        let n = self.varint()?;
+        // Every item takes at least one byte.
+        if n > (self.b.len() - self.at) as u64 {
+            return self.fail("count past the end");
+        }
+        Ok(n)
+    }
+
+    /// An object; returns its number of entries.
+    fn object(&mut self) -> Result<u64, String> {
+        let n = self.count()?;
+        let mut last: Option<&str> = None;
+        for _ in 0..n {
+            let name = self.str()?;
+            if last.is_some_and(|l| l >= name) {
+                return self.fail("names out of order");
+            }
+            last = Some(name);
+            self.value()?;
+        }
+        Ok(n)
+    }
+
+    fn value(&mut self) -> Result<(), String> {
+        match self.byte()? {
+            T_STR => {
+                self.str()?;
+            }
+            T_INT => {
+                self.varint()?;
+            }
+            T_F64 => {
+                self.bytes(8)?;
+            }
+            T_FALSE | T_TRUE => {}
+            T_TIME => {
+                self.str()?;
+                self.varint()?;
+            }
+            T_ARRAY => {
+                for _ in 0..self.count()? {
+                    self.str()?;
+                }
+            }
+            T_OBJECT => {
+                self.object()?;
+            }
+            T_OBJECTS => {
+                for _ in 0..self.count()? {
+                    self.object()?;
+                }
+            }
+            T_LOCATION => {
+                self.bytes(16)?;
+            }
+            t => return self.fail(&format!("unknown tag {t}")),
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +694,7 @@ mod tests {
         fn attributes_read_back_as_written(m in map(), probe in "[a-e.]{1,4}") {
             let packed = Attrs::from_map(&m);
             prop_assert!(same(&packed.to_map(), &m));
+            prop_assert_eq!(&Attrs::from_bytes(packed.as_bytes().to_vec()).unwrap(), &packed);
             prop_assert_eq!(packed.len(), m.len());
             prop_assert_eq!(packed.is_empty(), m.is_empty());
             prop_assert_eq!(packed.keys().collect::<Vec<_>>(), m.keys().map(|k| k.as_str()).collect::<Vec<_>>());
@@ -539,11 +723,59 @@ mod tests {
                 .collect();
             let packed = Events::from_map(&m);
             prop_assert_eq!(packed.to_map(), m.clone());
+            prop_assert_eq!(&Events::from_bytes(packed.as_bytes().to_vec()).unwrap(), &packed);
             prop_assert_eq!(packed.len(), m.len());
             for (k, v) in &m {
                 prop_assert_eq!(packed.get(k), Some(*v));
             }
         }
+    }
+
+    proptest! {
+        /// Bytes from a damaged file are refused, or are a map that reads
+        /// whole: never a panic later.
+        #[test]
+        fn damaged_bytes_are_refused_or_read_whole(m in map(), at in any::<prop::sample::Index>(), to in any::<u8>()) {
+            let mut bytes = Attrs::from_map(&m).as_bytes().to_vec();
+            if !bytes.is_empty() {
+                let i = at.index(bytes.len());
+                bytes[i] = to;
+            }
+            if let Ok(a) = Attrs::from_bytes(bytes.clone()) {
+                let _ = a.to_map();
+                prop_assert_eq!(a.keys().count(), a.len());
+            }
+            bytes.truncate(bytes.len() / 2);
+            if let Ok(a) = Attrs::from_bytes(bytes) {
+                let _ = a.to_map();
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_bytes_say_what_is_wrong() {
+        let ok = Attrs::from_map(
+            &[("a".into(), AttrValue::Str("x".into()))]
+                .into_iter()
+                .collect(),
+        );
+        let mut cut = ok.as_bytes().to_vec();
+        cut.pop();
+        assert!(Attrs::from_bytes(cut).unwrap_err().contains("past the end"));
+        let mut more = ok.as_bytes().to_vec();
+        more.push(0);
+        assert!(Attrs::from_bytes(more)
+            .unwrap_err()
+            .contains("after the end"));
+        // Two entries, "b" then "a".
+        let swapped = vec![2, 1, b'b', T_TRUE, 1, b'a', T_TRUE];
+        assert!(Attrs::from_bytes(swapped)
+            .unwrap_err()
+            .contains("out of order"));
+        assert!(Attrs::from_bytes(vec![1, 1, b'a', 99])
+            .unwrap_err()
+            .contains("unknown tag 99"));
+        assert!(Events::from_bytes(vec![0]).is_err());
     }
 
     /// The maps this replaced took over 2 KB for these (B-tree nodes of

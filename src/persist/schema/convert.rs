@@ -10,7 +10,8 @@ use compact_str::CompactString;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::v5 as cur;
+use super::v5;
+use super::v6 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
@@ -22,7 +23,7 @@ use crate::profiles::commands::{
     AttributesObject, Contact, EventObject, Identify, NewAliases, Target, Track,
 };
 use crate::profiles::{
-    AttrObject, AttrUpdate, AttrValue, Details, EventStats, Profile, ProfileImage,
+    AttrObject, AttrUpdate, AttrValue, Attrs, Details, EventStats, Events, Profile, ProfileImage,
 };
 use crate::segment::{AttrCond, Bound, EventCond, Filter, Instant, Pattern, Scalar};
 
@@ -332,32 +333,67 @@ fn filter_out(f: &Filter) -> cur::Filter {
     }
 }
 
-fn profile_out(p: &Profile) -> cur::Profile {
+/// A live profile in the shape of `v6::Profile`, borrowed: its packed
+/// attributes and events are written as they are held.
+fn profile_out(p: &Profile) -> ProfileOut<'_> {
+    ProfileOut {
+        external_id: p.external_id.as_deref(),
+        details: p.details_if_any().map(|d| DetailsOut {
+            aliases: AliasesOut(&d.aliases),
+            devices: &d.devices,
+            attributes: BytesOut(d.attributes.as_bytes()),
+            events: BytesOut(d.events.as_bytes()),
+        }),
+    }
+}
+
+/// A live profile as an owned `v6::Profile` (migrations, tests; snapshots
+/// write `profile_out`, which spells the same bytes).
+pub(super) fn packed_profile(p: &Profile) -> cur::Profile {
     cur::Profile {
         external_id: p.external_id.as_deref().map(s),
         details: p.details_if_any().map(|d| cur::Details {
             aliases: d.aliases.iter().map(alias_out).collect(),
             devices: d.devices.iter().map(|x| s(x)).collect(),
-            attributes: d
-                .attributes
-                .iter()
-                .map(|(k, v)| (s(k), value_out(&v)))
-                .collect(),
-            events: d
-                .events
-                .iter()
-                .map(|(k, e)| {
-                    (
-                        s(k),
-                        cur::EventStats {
-                            count: e.count,
-                            first: e.first,
-                            last: e.last,
-                        },
-                    )
-                })
-                .collect(),
+            attributes: cur::Packed(d.attributes.as_bytes().to_vec()),
+            events: cur::Packed(d.events.as_bytes().to_vec()),
         }),
+    }
+}
+
+#[derive(Serialize)]
+struct ProfileOut<'a> {
+    external_id: Option<&'a str>,
+    details: Option<DetailsOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct DetailsOut<'a> {
+    aliases: AliasesOut<'a>,
+    devices: &'a [CompactString],
+    attributes: BytesOut<'a>,
+    events: BytesOut<'a>,
+}
+
+/// Aliases as a sequence of `v4::Alias` (two strings each).
+struct AliasesOut<'a>(&'a [Alias]);
+
+impl Serialize for AliasesOut<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = ser.serialize_seq(Some(self.0.len()))?;
+        for a in self.0 {
+            seq.serialize_element(&(a.alias_name.as_str(), a.alias_label.as_str()))?;
+        }
+        seq.end()
+    }
+}
+
+/// Bytes as `v6::Packed` writes them.
+struct BytesOut<'a>(&'a [u8]);
+
+impl Serialize for BytesOut<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        ser.serialize_bytes(self.0)
     }
 }
 
@@ -730,7 +766,8 @@ fn filter_in(f: cur::Filter) -> Result<Filter> {
     })
 }
 
-pub(super) fn profile_in(p: cur::Profile) -> Profile {
+/// A version 5 profile (migrated from an older version, owned).
+pub(super) fn profile_in(p: v5::Profile) -> Profile {
     Profile::from_parts(
         p.external_id.map(cs),
         p.details.map(|d| Details {
@@ -955,7 +992,7 @@ pub trait IntoProfileImage {
 }
 
 /// Older versions, migrated: owned schema profiles, converted one by one.
-impl IntoProfileImage for cur::Profiles {
+impl IntoProfileImage for v5::Profiles {
     fn into_profile_image(self) -> Result<ProfileImage> {
         let mut b = ProfileImage::builder(self.id_bound);
         let mut gaps = cur::Gaps::default();
@@ -967,17 +1004,52 @@ impl IntoProfileImage for cur::Profiles {
     }
 }
 
+/// Version 6 profiles, owned (`inspect`, tests).
+impl IntoProfileImage for cur::Profiles {
+    fn into_profile_image(self) -> Result<ProfileImage> {
+        let mut b = ProfileImage::builder(self.id_bound);
+        let mut gaps = cur::Gaps::default();
+        for (gap, p) in self.list {
+            let uid = gaps.id(gap).map_err(Error::Codec)?;
+            b.push(uid, profile_in_v6(p).map_err(Error::Codec)?)
+                .map_err(Error::Codec)?;
+        }
+        b.finish().map_err(Error::Codec)
+    }
+}
+
+/// A version 6 profile, its packed bytes checked.
+pub(super) fn profile_in_v6(p: cur::Profile) -> std::result::Result<Profile, String> {
+    let details = match p.details {
+        Some(d) => Some(Details {
+            aliases: d.aliases.into_iter().map(alias_in).collect(),
+            devices: d.devices.into_iter().map(cs).collect(),
+            attributes: Attrs::from_bytes(d.attributes.0)?,
+            events: Events::from_bytes(d.events.0)?,
+        }),
+        None => None,
+    };
+    Ok(Profile::from_parts(p.external_id.map(cs), details))
+}
+
 /// The current version's profiles, decoded straight into the store: each
 /// profile is read into the domain types as it comes (strings land in
 /// `CompactString`s directly), so a snapshot's profiles are never held
 /// twice. The private `*In` types below spell exactly the shape of
 /// `v4::Profile` (pinned by the round-trip tests against the owned types).
-pub struct ProfilesIn(ProfileImage);
+/// `ProfilesIn` (of `ProfileIn`s) reads versions 3 to 5;
+/// `ProfilesIn<PackedProfileIn>` reads version 6.
+pub struct ProfilesIn<T = ProfileIn>(ProfileImage, std::marker::PhantomData<T>);
 
-impl IntoProfileImage for ProfilesIn {
+impl<T> IntoProfileImage for ProfilesIn<T> {
     fn into_profile_image(self) -> Result<ProfileImage> {
         Ok(self.0)
     }
+}
+
+/// A profile as a snapshot spells it, on its way into the store.
+pub trait ProfileInDomain {
+    fn into_domain(self) -> std::result::Result<Profile, String>;
 }
 
 #[derive(serde::Deserialize)]
@@ -1037,15 +1109,54 @@ struct DetailsIn {
     events: std::collections::BTreeMap<CompactString, StatsIn>,
 }
 
+/// A profile of versions 3 to 5 (`v4::Profile`'s shape).
 #[derive(serde::Deserialize)]
-struct ProfileIn {
+pub struct ProfileIn {
     external_id: Option<CompactString>,
     details: Option<DetailsIn>,
 }
 
-impl ProfileIn {
-    fn into_domain(self) -> Profile {
-        Profile::from_parts(
+/// A profile of version 6 (`v6::Profile`'s shape): its packed bytes are
+/// checked and kept as they are.
+#[derive(serde::Deserialize)]
+pub struct PackedProfileIn {
+    external_id: Option<CompactString>,
+    details: Option<PackedDetailsIn>,
+}
+
+#[derive(serde::Deserialize)]
+struct PackedDetailsIn {
+    aliases: Vec<AliasIn>,
+    devices: Vec<CompactString>,
+    attributes: cur::Packed,
+    events: cur::Packed,
+}
+
+impl ProfileInDomain for PackedProfileIn {
+    fn into_domain(self) -> std::result::Result<Profile, String> {
+        let details = match self.details {
+            Some(d) => Some(Details {
+                aliases: d
+                    .aliases
+                    .into_iter()
+                    .map(|a| Alias {
+                        alias_name: a.alias_name,
+                        alias_label: a.alias_label,
+                    })
+                    .collect(),
+                devices: d.devices,
+                attributes: Attrs::from_bytes(d.attributes.0)?,
+                events: Events::from_bytes(d.events.0)?,
+            }),
+            None => None,
+        };
+        Ok(Profile::from_parts(self.external_id, details))
+    }
+}
+
+impl ProfileInDomain for ProfileIn {
+    fn into_domain(self) -> std::result::Result<Profile, String> {
+        Ok(Profile::from_parts(
             self.external_id,
             self.details.map(|d| Details {
                 aliases: d
@@ -1077,18 +1188,22 @@ impl ProfileIn {
                     })
                     .collect(),
             }),
-        )
+        ))
     }
 }
 
-impl<'de> serde::Deserialize<'de> for ProfilesIn {
+impl<'de, T: ProfileInDomain + serde::de::DeserializeOwned> serde::Deserialize<'de>
+    for ProfilesIn<T>
+{
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+        use std::marker::PhantomData;
 
-        struct List {
+        struct List<T> {
             id_bound: u32,
+            item: PhantomData<T>,
         }
-        impl<'de> DeserializeSeed<'de> for List {
+        impl<'de, T: ProfileInDomain + serde::de::DeserializeOwned> DeserializeSeed<'de> for List<T> {
             type Value = ProfileImage;
             fn deserialize<D: serde::Deserializer<'de>>(
                 self,
@@ -1097,7 +1212,7 @@ impl<'de> serde::Deserialize<'de> for ProfilesIn {
                 d.deserialize_seq(self)
             }
         }
-        impl<'de> Visitor<'de> for List {
+        impl<'de, T: ProfileInDomain + serde::de::DeserializeOwned> Visitor<'de> for List<T> {
             type Value = ProfileImage;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of (gap, profile)")
@@ -1108,32 +1223,36 @@ impl<'de> serde::Deserialize<'de> for ProfilesIn {
             ) -> std::result::Result<ProfileImage, A::Error> {
                 let mut b = ProfileImage::builder(self.id_bound);
                 let mut gaps = cur::Gaps::default();
-                while let Some((gap, p)) = seq.next_element::<(u32, ProfileIn)>()? {
+                while let Some((gap, p)) = seq.next_element::<(u32, T)>()? {
                     let uid = gaps.id(gap).map_err(A::Error::custom)?;
-                    b.push(uid, p.into_domain()).map_err(A::Error::custom)?;
+                    let p = p.into_domain().map_err(A::Error::custom)?;
+                    b.push(uid, p).map_err(A::Error::custom)?;
                 }
                 b.finish().map_err(A::Error::custom)
             }
         }
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = ProfilesIn;
+        struct Fields<T>(PhantomData<T>);
+        impl<'de, T: ProfileInDomain + serde::de::DeserializeOwned> Visitor<'de> for Fields<T> {
+            type Value = ProfilesIn<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("struct Profiles {id_bound, list}")
             }
             fn visit_seq<A: SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> std::result::Result<ProfilesIn, A::Error> {
+            ) -> std::result::Result<ProfilesIn<T>, A::Error> {
                 let id_bound: u32 = seq
                     .next_element()?
                     .ok_or_else(|| A::Error::invalid_length(0, &self))?;
                 let image = seq
-                    .next_element_seed(List { id_bound })?
+                    .next_element_seed(List::<T> {
+                        id_bound,
+                        item: PhantomData,
+                    })?
                     .ok_or_else(|| A::Error::invalid_length(1, &self))?;
-                Ok(ProfilesIn(image))
+                Ok(ProfilesIn(image, PhantomData))
             }
         }
-        d.deserialize_struct("Profiles", &["id_bound", "list"], Fields)
+        d.deserialize_struct("Profiles", &["id_bound", "list"], Fields::<T>(PhantomData))
     }
 }

@@ -3,7 +3,7 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{codec, v1, v2, v3, v4, v5, Result};
+use super::{codec, v1, v2, v3, v4, v5, v6, Result};
 
 /// v1 → v2: a restore record says its image is version 1, and that it
 /// rewinds the id counters (as version 1 restores did).
@@ -207,6 +207,45 @@ pub fn image_v4_to_v5<P>(image: v4::Image<P>) -> v5::Image<P> {
                 last_segment: w.last_segment,
                 cohorts: w.cohorts,
                 recency: Vec::new(),
+            })
+            .collect(),
+        limits: image.limits,
+    }
+}
+
+/// v5 → v6 for an image: each profile's attributes and events are packed
+/// (through the live types, whose `profiles::packed` is the one place
+/// that writes the encoding). Everything else is the same type.
+pub fn image_v5_to_v6(image: v5::Image) -> v6::Image {
+    v6::Image {
+        next_workspace: image.next_workspace,
+        workspaces: image
+            .workspaces
+            .into_iter()
+            .map(|w| v6::WorkspaceImage {
+                id: w.id,
+                name: w.name,
+                created_at: w.created_at,
+                rest_key: w.rest_key,
+                profiles: v6::Profiles {
+                    id_bound: w.profiles.id_bound,
+                    list: w
+                        .profiles
+                        .list
+                        .into_iter()
+                        .map(|(gap, p)| {
+                            (
+                                gap,
+                                super::convert::packed_profile(&super::convert::profile_in(p)),
+                            )
+                        })
+                        .collect(),
+                },
+                import_keys: w.import_keys,
+                segments: w.segments,
+                last_segment: w.last_segment,
+                cohorts: w.cohorts,
+                recency: w.recency,
             })
             .collect(),
         limits: image.limits,

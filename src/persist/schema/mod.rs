@@ -12,8 +12,10 @@
 //! - [`v3`]: the state-dependent limits in force are logged and kept in
 //!   images;
 //! - [`v4`]: nested custom attributes, locations, `within_km`;
-//! - [`v5`]: the current version (email, phone and braze_id as users API
-//!   identifiers; how recently each email or phone holder was updated).
+//! - [`v5`]: email, phone and braze_id as users API identifiers; how
+//!   recently each email or phone holder was updated;
+//! - [`v6`]: the current version (snapshots store profiles' attributes and
+//!   event stats packed, as the server holds them).
 //!
 //! Writing always uses the current version ([`LOG_VERSION`],
 //! [`SNAPSHOT_VERSION`]); `convert` maps the domain to it. Reading accepts
@@ -33,6 +35,7 @@ pub mod v2;
 pub mod v3;
 pub mod v4;
 pub mod v5;
+pub mod v6;
 
 use std::path::Path;
 
@@ -41,10 +44,10 @@ use crate::engine::state::Image;
 use crate::engine::Command;
 
 /// The format version of the log records this build writes.
-pub const LOG_VERSION: u32 = 5;
+pub const LOG_VERSION: u32 = 6;
 /// The format version of the snapshot payloads this build writes (the
 /// same number: one version names the format of a whole data dir).
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 /// The oldest version this build reads (every version ever released).
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -70,9 +73,9 @@ pub fn decode_record(version: u32, bytes: &[u8]) -> Result<Command> {
             migrate::record_v4_to_v5(&migrate::record_v3_to_v4(&v3)?)?
         }
         // A v2 record's bytes are the same v3 record's (see `v3`), a v3
-        // record's the same v4 record's (see `v4`), and a v4 record's the
-        // same v5 record's (see `v5`).
-        2..=5 => codec::decode(bytes)?,
+        // record's the same v4 record's (see `v4`), a v4 record's the
+        // same v5 record's (see `v5`), and v6 records are v5's (see `v6`).
+        2..=6 => codec::decode(bytes)?,
         v => return Err(unsupported("log record", v, LOG_VERSION)),
     };
     convert::command_in(current)
@@ -85,7 +88,15 @@ pub fn encode_image(image: &Image) -> Result<Vec<u8>> {
 
 /// The image a snapshot payload of format `version` holds, migrated to the
 /// current version's types.
-fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v5::Image> {
+fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v6::Image> {
+    Ok(match version {
+        6 => codec::decode(bytes)?,
+        v => migrate::image_v5_to_v6(decode_v5_image(v, bytes)?),
+    })
+}
+
+/// An image of format 1 to 5 as version 5's types.
+fn decode_v5_image(version: u32, bytes: &[u8]) -> Result<v5::Image> {
     Ok(match version {
         1 => migrate::image_v4_to_v5(migrate::image_v3_to_v4(&migrate::image_v2_to_v3(
             migrate::image_v1_to_v2(codec::decode::<v1::Image>(bytes)?),
@@ -105,6 +116,9 @@ fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v5::Image> {
 /// older ones go through their own types and the migrations.
 pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
     match version {
+        6 => convert::image_in(codec::decode::<
+            v6::Image<convert::ProfilesIn<convert::PackedProfileIn>>,
+        >(bytes)?),
         5 => convert::image_in(codec::decode::<v5::Image<convert::ProfilesIn>>(bytes)?),
         // A v3 image's bytes are the same v4 image's (see `v4`); v4 → v5
         // adds an empty `recency` to each workspace.
@@ -129,6 +143,12 @@ pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
 pub fn inspect(path: &Path) -> Result<String> {
     let (info, bytes) = snapshot::load(path)?;
     let image = decode_schema_image(info.format_version, &bytes)?;
+    // The packed bytes are checked as a load would.
+    for w in &image.workspaces {
+        for (_, p) in &w.profiles.list {
+            convert::profile_in_v6(p.clone()).map_err(Error::Codec)?;
+        }
+    }
     let workspaces: Vec<_> = image
         .workspaces
         .iter()

@@ -16,7 +16,7 @@ use crate::persist::wal::{Wal, WalOptions};
 use crate::profiles::commands::{
     AttributesObject, Contact, EventObject, Identify, NewAliases, Target, Track,
 };
-use crate::profiles::{AttrObject, AttrUpdate, AttrValue, ProfileStore};
+use crate::profiles::{AttrObject, AttrUpdate, AttrValue, EventStats, Profile, ProfileStore};
 use crate::segment::{self, Filter};
 
 fn ws() -> WorkspaceId {
@@ -396,7 +396,7 @@ fn the_streaming_reader_and_the_owned_types_agree() {
     assert_eq!(encode_image(&streamed).expect("encode"), bytes);
     assert_eq!(encode_image(&owned).expect("encode"), bytes);
     // A gap past the id bound is refused by both, not built.
-    let mut bad: v5::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v6::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     bad.workspaces[0].profiles.id_bound = 1;
     let bad = codec::encode(&bad).expect("encode");
     assert!(decode_image(SNAPSHOT_VERSION, &bad).is_err());
@@ -641,11 +641,11 @@ fn version_5_values_are_pinned() {
 fn newer_versions_are_refused_by_name() {
     let bytes = encode_record(&Command::DeleteSegment { ws: ws(), id: 1 }).expect("encode");
     let e = decode_record(LOG_VERSION + 1, &bytes).expect_err("newer");
-    assert!(e.to_string().contains("version 6"), "{e}");
-    assert!(e.to_string().contains("1 to 5"), "{e}");
+    assert!(e.to_string().contains("version 7"), "{e}");
+    assert!(e.to_string().contains("1 to 6"), "{e}");
     let e = decode_image(SNAPSHOT_VERSION + 1, &[]).expect_err("newer");
     assert!(
-        e.to_string().contains("snapshot of format version 6"),
+        e.to_string().contains("snapshot of format version 7"),
         "{e}"
     );
 }
@@ -772,7 +772,62 @@ fn inspect_reads_every_version() {
         crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
     let out: serde_json::Value =
         serde_json::from_str(&inspect(&v2.path).expect("inspect")).expect("json");
-    assert_eq!(out["format_version"], 5);
+    assert_eq!(out["format_version"], 6);
     assert_eq!(out["workspaces"][0]["profiles"], 4);
     assert_eq!(out["workspaces"][0]["memberships"], 2);
+}
+
+/// Version 6 keeps profiles' attributes packed: bytes that do not read
+/// whole are refused at load with what is wrong, never kept to panic on
+/// later, by the streaming reader and by `inspect` alike.
+#[test]
+fn damaged_packed_attributes_are_refused_at_load() {
+    let bytes = encode_image(&image()).expect("encode");
+    let mut bad: v6::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let details = bad.workspaces[0]
+        .profiles
+        .list
+        .iter_mut()
+        .find_map(|(_, p)| p.details.as_mut().filter(|d| !d.attributes.0.is_empty()))
+        .expect("a profile with attributes");
+    details.attributes.0.push(0);
+    let bad = codec::encode(&bad).expect("encode");
+    let e = decode_image(SNAPSHOT_VERSION, &bad).expect_err("damaged");
+    assert!(e.to_string().contains("packed attributes"), "{e}");
+    let d = tempfile::tempdir().expect("tempdir");
+    let snap =
+        crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &bad).expect("write");
+    let e = inspect(&snap.path).expect_err("damaged");
+    assert!(e.to_string().contains("bytes after the end"), "{e}");
+}
+
+/// A version 6 profile's bytes, packed attributes and events included
+/// (`v6` documents the encoding; changing it is a format version).
+#[test]
+fn packed_profile_bytes_are_pinned() {
+    let mut p = Profile::identified("u");
+    let d = p.details_mut();
+    d.attributes.insert("a", AttrValue::Str("x".into()));
+    d.attributes.insert("n", AttrValue::Num(-3.0));
+    d.attributes
+        .insert("t", AttrValue::from_text("2024-05-01T10:00:00Z"));
+    d.events.set(
+        "e",
+        EventStats {
+            count: 2,
+            first: 5,
+            last: 9,
+        },
+    );
+    let bytes = codec::encode(&convert::packed_profile(&p)).expect("encode");
+    // Some("u"), Some(details): no aliases, no devices; 40 bytes of
+    // attributes: 3 entries, "a" str "x", "n" int zigzag(-3) = 5, "t" time
+    // (20-byte text, zigzag instant); 6 bytes of events: 1 entry, "e",
+    // count 2, zigzag(5) = 10, zigzag(9 - 5) = 8.
+    assert_eq!(
+        hex::encode(bytes),
+        "0101750100002803016100017801\
+         6e010501740514323032342d30352d30315431303a30303a30305a8084c6b9e663\
+         06010165020a08"
+    );
 }
