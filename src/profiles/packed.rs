@@ -220,10 +220,7 @@ impl Events {
         let mut out = Vec::with_capacity(16 * map.len());
         put_varint(&mut out, map.len() as u64);
         for (name, s) in map {
-            put_str(&mut out, name);
-            put_varint(&mut out, s.count);
-            put_varint(&mut out, zigzag(s.first));
-            put_varint(&mut out, zigzag(s.last.wrapping_sub(s.first)));
+            put_event(&mut out, name, s);
         }
         Events(Some(out.into_boxed_slice()))
     }
@@ -289,13 +286,44 @@ impl Events {
         self.iter().find(|(k, _)| *k == name).map(|(_, s)| s)
     }
 
-    /// Sets event `name`'s stats; returns what they were.
+    /// Sets event `name`'s stats; returns what they were. Splices the one
+    /// entry in place of the old (or where it sorts): no map is built.
     pub fn set(&mut self, name: &str, stats: EventStats) -> Option<EventStats> {
-        let mut map = self.to_map();
-        let old = map.insert(name.into(), stats);
-        *self = Events::from_map(&map);
+        let bytes = self.as_bytes();
+        let mut r = Reader::new(bytes);
+        let n = if r.done() { 0 } else { r.varint() };
+        let after_count = r.at;
+        let (mut start, mut end, mut old) = (bytes.len(), bytes.len(), None);
+        for _ in 0..n {
+            let at = r.at;
+            let k = r.str();
+            let (count, first, delta) = (r.varint(), unzigzag(r.varint()), unzigzag(r.varint()));
+            match k.cmp(name) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => {
+                    let last = first.wrapping_add(delta);
+                    old = Some(EventStats { count, first, last });
+                    (start, end) = (at, r.at);
+                }
+                std::cmp::Ordering::Greater => (start, end) = (at, at),
+            }
+            break;
+        }
+        let mut out = Vec::with_capacity(bytes.len() + name.len() + 16);
+        put_varint(&mut out, n + u64::from(old.is_none()));
+        out.extend_from_slice(&bytes[after_count..start]);
+        put_event(&mut out, name, &stats);
+        out.extend_from_slice(&bytes[end..]);
+        *self = Events(Some(out.into_boxed_slice()));
         old
     }
+}
+
+fn put_event(out: &mut Vec<u8>, name: &str, s: &EventStats) {
+    put_str(out, name);
+    put_varint(out, s.count);
+    put_varint(out, zigzag(s.first));
+    put_varint(out, zigzag(s.last.wrapping_sub(s.first)));
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -716,6 +744,7 @@ mod tests {
         #[test]
         fn events_read_back_as_written(
             m in prop::collection::btree_map("[a-z]{1,6}", (any::<u64>(), any::<i64>(), any::<i64>()), 0..6),
+            sets in prop::collection::vec(("[a-z]{1,2}", (any::<u64>(), any::<i64>())), 0..6),
         ) {
             let m: BTreeMap<CompactString, EventStats> = m
                 .into_iter()
@@ -727,6 +756,13 @@ mod tests {
             prop_assert_eq!(packed.len(), m.len());
             for (k, v) in &m {
                 prop_assert_eq!(packed.get(k), Some(*v));
+            }
+            // Setting splices: the same bytes as packing the changed map.
+            let (mut spliced, mut model) = (packed.clone(), m.clone());
+            for (k, (count, first)) in &sets {
+                let stats = EventStats { count: *count, first: *first, last: first.wrapping_add(7) };
+                prop_assert_eq!(spliced.set(k, stats), model.insert(k.as_str().into(), stats));
+                prop_assert_eq!(&spliced, &Events::from_map(&model));
             }
         }
     }
