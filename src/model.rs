@@ -93,9 +93,24 @@ pub fn braze_id(ws: WorkspaceId, uid: Uid) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BrazeId(pub WorkspaceId, pub Uid);
 
+impl BrazeId {
+    /// The 24 digits, written without the formatting machinery (a member
+    /// page writes thousands).
+    pub fn digits(&self) -> [u8; 24] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 24];
+        let value = (u128::from(self.0 .0) << 64) | u128::from(self.1);
+        for (i, d) in out.iter_mut().rev().enumerate() {
+            *d = HEX[((value >> (4 * i)) & 0xf) as usize];
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for BrazeId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:08x}{:016x}", self.0 .0, self.1)
+        let digits = self.digits();
+        f.write_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
     }
 }
 
@@ -157,3 +172,17 @@ impl Change {
 
 /// Milliseconds since the Unix epoch, UTC. All times in state are this.
 pub type Millis = i64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn braze_id_digits_are_the_formatted_ids() {
+        for (ws, uid) in [(0, 0), (1, 7), (0xdead_beef, u32::MAX), (u32::MAX, 0x1234)] {
+            let id = BrazeId(WorkspaceId(ws), uid);
+            assert_eq!(id.to_string(), format!("{ws:08x}{uid:016x}"));
+            assert_eq!(parse_braze_id(WorkspaceId(ws), &id.to_string()), Some(uid));
+        }
+    }
+}

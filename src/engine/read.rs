@@ -274,19 +274,11 @@ impl Workspace {
         limit: usize,
         deadline: &Deadline,
     ) -> Result<Page, OutOfTime> {
-        let profiles = self.profile_view();
-        let after = from.map(|c| c.after);
-        let kept = from
-            .and_then(|c| c.walk)
-            .and_then(|w| Some((w, self.walks.get(w, seg)?)));
-        if let Some((walk, set)) = kept {
-            let mut page = query::page(self.id, &set, &profiles, after, limit);
-            match &mut page.next_cursor {
-                Some(c) => *c = query::member_cursor(c, walk),
-                None => self.walks.end(walk),
-            }
+        if let Some(page) = self.kept_page(seg, from, limit) {
             return Ok(page);
         }
+        let profiles = self.profile_view();
+        let after = from.map(|c| c.after);
         let set = segment::evaluate_within(&seg.filter, &profiles, self, deadline)?;
         let mut page = query::page(self.id, &set, &profiles, after, limit);
         if let Some(c) = &mut page.next_cursor {
@@ -294,6 +286,25 @@ impl Workspace {
             *c = query::member_cursor(c, walk);
         }
         Ok(page)
+    }
+
+    /// The next page of a walk whose member set is still kept: O(page),
+    /// no evaluation. `None` when `from` names no kept walk of `seg`.
+    fn kept_page(
+        &self,
+        seg: &Arc<Segment>,
+        from: Option<MemberCursor>,
+        limit: usize,
+    ) -> Option<Page> {
+        let from = from?;
+        let walk = from.walk?;
+        let set = self.walks.get(walk, seg)?;
+        let mut page = query::page(self.id, &set, &self.profile_view(), Some(from.after), limit);
+        match &mut page.next_cursor {
+            Some(c) => *c = query::member_cursor(c, walk),
+            None => self.walks.end(walk),
+        }
+        Some(page)
     }
 
     /// For each identifier, whether the profile it names matches `filter`
@@ -394,6 +405,11 @@ impl Engine {
         from: Option<MemberCursor>,
         limit: usize,
     ) -> Result<Page> {
+        // A later page of a kept walk is O(page), like a cohort's member
+        // page, and is served here on the HTTP worker: no thread hops.
+        if let Some(page) = ws.kept_page(&seg, from, limit) {
+            return Ok(page);
+        }
         let ws = ws.clone();
         self.pooled(ws.id, move |d| Ok(ws.matching_page(&seg, from, limit, d)?))
             .await

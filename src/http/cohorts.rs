@@ -34,7 +34,9 @@ impl Serialize for MemberOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let m = self.0;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("braze_id", &format_args!("{}", m.braze_id))?;
+        let digits = m.braze_id.digits();
+        let braze_id = std::str::from_utf8(&digits).expect("hex digits are ASCII");
+        map.serialize_entry("braze_id", braze_id)?;
         match &m.listed {
             Some(Identifier::External(e)) => map.serialize_entry("external_id", e)?,
             Some(Identifier::Alias(a)) => map.serialize_entry(

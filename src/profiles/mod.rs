@@ -593,19 +593,15 @@ impl ProfileStore {
             self.unindex_contacts(uid);
         }
         let mut before: Vec<(&str, Option<AttrValue>)> = Vec::with_capacity(changes.len());
-        let now = self
-            .profile_mut(uid)
-            .details_mut()
-            .attributes
-            .edit(|attrs| {
-                for (name, update) in changes {
-                    let old = change_attribute(attrs, name, update);
-                    if !before.iter().any(|(n, _)| *n == name.as_str()) {
-                        before.push((name, old));
-                    }
-                }
-                attrs.clone()
-            });
+        let packed = &mut self.profile_mut(uid).details_mut().attributes;
+        let mut now = packed.to_map();
+        for (name, update) in changes {
+            let old = change_attribute(&mut now, name, update);
+            if !before.iter().any(|(n, _)| *n == name.as_str()) {
+                before.push((name, old));
+            }
+        }
+        *packed = Attrs::from_map(&now);
         for (name, old) in &before {
             self.columns
                 .attribute_changed(uid, name, old.as_ref(), &now);
