@@ -80,16 +80,22 @@ impl Attrs {
     /// from a file): every length in bounds, strings UTF-8, names in
     /// ascending order at every level, nothing after the end.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Attrs, String> {
+        Attrs::check(&bytes)?;
+        Ok(Attrs((!bytes.is_empty()).then(|| bytes.into_boxed_slice())))
+    }
+
+    /// What `from_bytes` checks, without keeping the bytes.
+    pub fn check(bytes: &[u8]) -> Result<(), String> {
         if bytes.is_empty() {
-            return Ok(Attrs(None));
+            return Ok(());
         }
-        let mut c = Check { b: &bytes, at: 0 };
+        let mut c = Check { b: bytes, at: 0 };
         let n = c.object()?;
         c.end()?;
         if n == 0 {
             return Err("packed attributes: an empty map is written as no bytes".into());
         }
-        Ok(Attrs(Some(bytes.into_boxed_slice())))
+        Ok(())
     }
 
     /// Decodes the map, lets `f` change it, and keeps what it left.
@@ -236,10 +242,18 @@ impl Events {
 
     /// Event stats from bytes `as_bytes` gave, checked whole.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Events, String> {
+        Events::check(&bytes)?;
+        Ok(Events(
+            (!bytes.is_empty()).then(|| bytes.into_boxed_slice()),
+        ))
+    }
+
+    /// What `from_bytes` checks, without keeping the bytes.
+    pub fn check(bytes: &[u8]) -> Result<(), String> {
         if bytes.is_empty() {
-            return Ok(Events(None));
+            return Ok(());
         }
-        let mut c = Check { b: &bytes, at: 0 };
+        let mut c = Check { b: bytes, at: 0 };
         let n = c.varint()?;
         if n == 0 {
             return Err("packed events: an empty map is written as no bytes".into());
@@ -255,8 +269,7 @@ impl Events {
                 c.varint()?;
             }
         }
-        c.end()?;
-        Ok(Events(Some(bytes.into_boxed_slice())))
+        c.end()
     }
 
     pub fn len(&self) -> usize {

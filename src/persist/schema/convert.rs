@@ -1019,17 +1019,33 @@ impl IntoProfileImage for cur::Profiles {
 }
 
 /// A version 6 profile, its packed bytes checked.
-pub(super) fn profile_in_v6(p: cur::Profile) -> std::result::Result<Profile, String> {
+fn profile_in_v6(p: cur::Profile) -> std::result::Result<Profile, String> {
     let details = match p.details {
-        Some(d) => Some(Details {
-            aliases: d.aliases.into_iter().map(alias_in).collect(),
-            devices: d.devices.into_iter().map(cs).collect(),
-            attributes: Attrs::from_bytes(d.attributes.0)?,
-            events: Events::from_bytes(d.events.0)?,
-        }),
+        Some(d) => Some(packed_details(
+            d.aliases.into_iter().map(alias_in).collect(),
+            d.devices.into_iter().map(cs).collect(),
+            d.attributes,
+            d.events,
+        )?),
         None => None,
     };
     Ok(Profile::from_parts(p.external_id.map(cs), details))
+}
+
+/// A version 6 profile's details (owned or streamed): the packed bytes are
+/// checked whole and kept as they are.
+fn packed_details(
+    aliases: Vec<Alias>,
+    devices: Vec<CompactString>,
+    attributes: cur::Packed,
+    events: cur::Packed,
+) -> std::result::Result<Details, String> {
+    Ok(Details {
+        aliases,
+        devices,
+        attributes: Attrs::from_bytes(attributes.0)?,
+        events: Events::from_bytes(events.0)?,
+    })
 }
 
 /// The current version's profiles, decoded straight into the store: each
@@ -1056,6 +1072,15 @@ pub trait ProfileInDomain {
 struct AliasIn {
     alias_name: CompactString,
     alias_label: CompactString,
+}
+
+impl AliasIn {
+    fn into_domain(self) -> Alias {
+        Alias {
+            alias_name: self.alias_name,
+            alias_label: self.alias_label,
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -1135,19 +1160,12 @@ struct PackedDetailsIn {
 impl ProfileInDomain for PackedProfileIn {
     fn into_domain(self) -> std::result::Result<Profile, String> {
         let details = match self.details {
-            Some(d) => Some(Details {
-                aliases: d
-                    .aliases
-                    .into_iter()
-                    .map(|a| Alias {
-                        alias_name: a.alias_name,
-                        alias_label: a.alias_label,
-                    })
-                    .collect(),
-                devices: d.devices,
-                attributes: Attrs::from_bytes(d.attributes.0)?,
-                events: Events::from_bytes(d.events.0)?,
-            }),
+            Some(d) => Some(packed_details(
+                d.aliases.into_iter().map(AliasIn::into_domain).collect(),
+                d.devices,
+                d.attributes,
+                d.events,
+            )?),
             None => None,
         };
         Ok(Profile::from_parts(self.external_id, details))
@@ -1159,14 +1177,7 @@ impl ProfileInDomain for ProfileIn {
         Ok(Profile::from_parts(
             self.external_id,
             self.details.map(|d| Details {
-                aliases: d
-                    .aliases
-                    .into_iter()
-                    .map(|a| Alias {
-                        alias_name: a.alias_name,
-                        alias_label: a.alias_label,
-                    })
-                    .collect(),
+                aliases: d.aliases.into_iter().map(AliasIn::into_domain).collect(),
                 devices: d.devices,
                 attributes: d
                     .attributes

@@ -42,6 +42,7 @@ use std::path::Path;
 use super::{codec, snapshot, Error, Result};
 use crate::engine::state::Image;
 use crate::engine::Command;
+use crate::profiles::{Attrs, Events};
 
 /// The format version of the log records this build writes.
 pub const LOG_VERSION: u32 = 6;
@@ -133,7 +134,9 @@ pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
                 v3,
             )?))
         }
-        v => convert::image_in(decode_schema_image(v, bytes)?),
+        // Version 1: owned version 5 profiles, unpacked as they are (not
+        // packed into version 6 only to be unpacked again).
+        v => convert::image_in(decode_v5_image(v, bytes)?),
     }
 }
 
@@ -145,8 +148,14 @@ pub fn inspect(path: &Path) -> Result<String> {
     let image = decode_schema_image(info.format_version, &bytes)?;
     // The packed bytes are checked as a load would.
     for w in &image.workspaces {
-        for (_, p) in &w.profiles.list {
-            convert::profile_in_v6(p.clone()).map_err(Error::Codec)?;
+        for d in w
+            .profiles
+            .list
+            .iter()
+            .filter_map(|(_, p)| p.details.as_ref())
+        {
+            Attrs::check(&d.attributes.0).map_err(Error::Codec)?;
+            Events::check(&d.events.0).map_err(Error::Codec)?;
         }
     }
     let workspaces: Vec<_> = image
