@@ -54,13 +54,16 @@
 //! of its profiles. A bucket either holds one key (any number of profiles:
 //! low-cardinality values cost a bitmap each) or a sorted list of at most
 //! [`BUCKET_CAP`] `(key, profile)` pairs (high-cardinality values, like
-//! times, cost ~16 B per pair). A range unions the bitmaps of the buckets
-//! it covers whole and filters the pairs of the at most two it cuts.
+//! times, cost ~16 B per pair). Over the buckets, a coarser cut into
+//! *spans* of ~`SPAN_CAP` pairs keeps each span's profiles and pair count.
+//! A range unions the bitmaps of the spans it covers whole (or sums their
+//! counts), and the buckets answer the two ends it cuts: a wide range at
+//! 10M profiles reads a few hundred spans, not thousands of buckets.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
-use std::ops::RangeInclusive;
+use std::ops::{Bound, RangeInclusive};
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -76,6 +79,13 @@ type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
 /// Most `(key, profile)` pairs an ordered bucket of several keys holds
 /// before it splits.
 pub const BUCKET_CAP: usize = 512;
+
+/// About how many `(key, profile)` pairs an ordered span covers before it
+/// splits (see [`Ordered`]). A span's bitmap is copied when a write
+/// touches it while a reader holds it, so this trades that copy (~2 B a
+/// pair) against how many spans a wide range unions. Unit tests use a
+/// smaller cap so that their few thousand pairs split spans too.
+const SPAN_CAP: u64 = if cfg!(test) { 1024 } else { 8192 };
 
 /// How many dictionary values a regex tries between two looks at whether
 /// to stop (a read's deadline).
@@ -828,6 +838,22 @@ struct Ordered {
     /// By the lowest key a bucket may hold; a bucket holds keys up to the
     /// next bucket's.
     buckets: BTreeMap<u64, Arc<Bucket>>,
+    /// A coarser cut of the same pairs, by the lowest key a span may hold
+    /// (up to the next span's): each span knows its profiles and how many
+    /// pairs it has, so a wide range reads a span per ~`SPAN_CAP` pairs
+    /// instead of a bucket per `BUCKET_CAP`. Every pair's key is at or
+    /// above the first span's; spans and buckets cut independently.
+    spans: BTreeMap<u64, Arc<Span>>,
+}
+
+/// The profiles and the number of pairs with a key in a span's range.
+#[derive(Clone, Debug)]
+struct Span {
+    pairs: u64,
+    members: RoaringBitmap,
+    /// Split when `pairs` passes this: `SPAN_CAP`, or twice the pairs of
+    /// a span that could not split (one key), so retries stay amortized.
+    split_at: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -840,6 +866,24 @@ enum Bucket {
         pairs: Vec<(u64, Uid)>,
         members: RoaringBitmap,
     },
+}
+
+impl Span {
+    /// The span of these pairs (sorted).
+    fn of(pairs: &[(u64, Uid)]) -> Span {
+        let mut ids: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Span {
+            pairs: pairs.len() as u64,
+            members: RoaringBitmap::from_sorted_iter(ids).expect("sorted"),
+            split_at: if pairs.first().map(|p| p.0) == pairs.last().map(|p| p.0) {
+                SPAN_CAP.max(pairs.len() as u64 * 2)
+            } else {
+                SPAN_CAP
+            },
+        }
+    }
 }
 
 impl Bucket {
@@ -857,7 +901,8 @@ impl Bucket {
 impl Ordered {
     /// From every pair, in any order, cut into buckets: a key with at least
     /// `BUCKET_CAP` profiles gets a single-key bucket, the others go
-    /// together up to `BUCKET_CAP` pairs a bucket.
+    /// together up to `BUCKET_CAP` pairs a bucket. Spans are cut the same
+    /// way at `SPAN_CAP`.
     fn from_pairs(mut pairs: Vec<(u64, Uid)>) -> Ordered {
         pairs.sort_unstable();
         pairs.dedup();
@@ -886,23 +931,149 @@ impl Ordered {
             }
         }
         flush(&mut mixed, &mut buckets);
-        Ordered { buckets }
+        let mut spans = BTreeMap::new();
+        let mut rest = &pairs[..];
+        while let Some(&(lo, _)) = rest.first() {
+            // Whole keys up to `SPAN_CAP` pairs, and at least one key.
+            let mut end = rest.partition_point(|p| p.0 == lo);
+            while end < rest.len() {
+                let key = rest[end].0;
+                let next = end + rest[end..].partition_point(|p| p.0 == key);
+                if next as u64 > SPAN_CAP {
+                    break;
+                }
+                end = next;
+            }
+            let (part, tail) = rest.split_at(end);
+            rest = tail;
+            spans.insert(lo, Arc::new(Span::of(part)));
+        }
+        Ordered { buckets, spans }
     }
 
     fn insert(&mut self, key: u64, uid: Uid) {
+        if !self.insert_pair(key, uid) {
+            return;
+        }
+        let lo = match self.spans.range(..=key).next_back() {
+            Some((lo, _)) => *lo,
+            None => {
+                // Below every span: the first span (if any) reaches down
+                // to `key`; the keys it gains hold no pairs yet.
+                let first = self.spans.pop_first().map(|(_, s)| s);
+                let span = first.unwrap_or_else(|| Arc::new(Span::of(&[])));
+                self.spans.insert(key, span);
+                key
+            }
+        };
+        let span = Arc::make_mut(self.spans.get_mut(&lo).expect("found"));
+        span.members.insert(uid);
+        span.pairs += 1;
+        if span.pairs > span.split_at {
+            self.split_span(lo);
+        }
+    }
+
+    fn remove(&mut self, key: u64, uid: Uid) {
+        if !self.remove_pair(key, uid) {
+            return;
+        }
+        let mut spans = self.spans.range(..=key).rev();
+        let (&lo, span) = spans.next().expect("a held pair is in a span");
+        let end = self.span_end(lo);
+        // When every profile in the span had one pair, this was `uid`'s
+        // only one; otherwise look for another in the span's buckets.
+        let distinct = span.members.len() == span.pairs;
+        let still = !distinct && self.holds_in(lo..=end, uid);
+        let span = Arc::make_mut(self.spans.get_mut(&lo).expect("found"));
+        span.pairs -= 1;
+        if !still {
+            span.members.remove(uid);
+        }
+        if span.pairs == 0 {
+            // Its keys fall to the span before it (or below every span).
+            self.spans.remove(&lo);
+        }
+    }
+
+    /// The highest key the span at `lo` covers.
+    fn span_end(&self, lo: u64) -> u64 {
+        self.spans
+            .range((Bound::Excluded(lo), Bound::Unbounded))
+            .next()
+            .map_or(u64::MAX, |(next, _)| next - 1)
+    }
+
+    /// Whether a pair with a key in `keys` has profile `uid`.
+    fn holds_in(&self, keys: RangeInclusive<u64>, uid: Uid) -> bool {
+        let (from, to) = (*keys.start(), *keys.end());
+        let start = self
+            .buckets
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(lo, _)| *lo);
+        self.buckets.range(start..=to).any(|(_, b)| match &**b {
+            Bucket::Single { key, members } => keys.contains(key) && members.contains(uid),
+            Bucket::Mixed { pairs, members } => {
+                members.contains(uid)
+                    && pairs.iter().any(|p| p.1 == uid && from <= p.0 && p.0 <= to)
+            }
+        })
+    }
+
+    /// Splits the span at `lo` on a key boundary near its middle pair; a
+    /// span of one key stays whole and waits for twice its pairs.
+    fn split_span(&mut self, lo: u64) {
+        let end = self.span_end(lo);
+        let mut pairs: Vec<(u64, Uid)> = Vec::new();
+        let start = self
+            .buckets
+            .range(..=lo)
+            .next_back()
+            .map_or(lo, |(b, _)| *b);
+        for (_, b) in self.buckets.range(start..=end) {
+            match &**b {
+                Bucket::Single { key, members } if lo <= *key && *key <= end => {
+                    pairs.extend(members.iter().map(|u| (*key, u)));
+                }
+                Bucket::Single { .. } => {}
+                Bucket::Mixed { pairs: ps, .. } => {
+                    pairs.extend(ps.iter().filter(|p| lo <= p.0 && p.0 <= end));
+                }
+            }
+        }
+        let mid = pairs[pairs.len() / 2].0;
+        let first_mid = pairs.partition_point(|p| p.0 < mid);
+        let cut = if first_mid > 0 {
+            first_mid
+        } else {
+            pairs.partition_point(|p| p.0 <= mid)
+        };
+        if cut == pairs.len() {
+            let span = Arc::make_mut(self.spans.get_mut(&lo).expect("found"));
+            span.split_at = span.pairs.saturating_mul(2);
+            return;
+        }
+        let (left, right) = pairs.split_at(cut);
+        self.spans.insert(lo, Arc::new(Span::of(left)));
+        self.spans.insert(right[0].0, Arc::new(Span::of(right)));
+    }
+
+    /// Adds a pair to its bucket; false if it was held already.
+    fn insert_pair(&mut self, key: u64, uid: Uid) -> bool {
         let found = self.buckets.range(..=key).next_back().map(|(lo, _)| *lo);
         let Some(lo) = found else {
             // Below every bucket (or none yet): a bucket of its own, which
             // covers the keys up to the first bucket's.
             self.buckets
                 .insert(key, Arc::new(Bucket::mixed(vec![(key, uid)])));
-            return;
+            return true;
         };
         let slot = self.buckets.get_mut(&lo).expect("found");
         match &**slot {
             Bucket::Single { key: k, members } if *k == key => {
                 if members.contains(uid) {
-                    return;
+                    return false;
                 }
             }
             Bucket::Single { key: k, .. } => {
@@ -916,11 +1087,11 @@ impl Ordered {
                     let single = std::mem::replace(slot, fresh);
                     self.buckets.insert(k, single);
                 }
-                return;
+                return true;
             }
             Bucket::Mixed { pairs, .. } => {
                 if pairs.binary_search(&(key, uid)).is_ok() {
-                    return;
+                    return false;
                 }
             }
         }
@@ -939,6 +1110,7 @@ impl Ordered {
         if over {
             self.split(lo);
         }
+        true
     }
 
     /// Splits the over-full mixed bucket at `lo` on a key boundary; a part
@@ -983,9 +1155,10 @@ impl Ordered {
         }
     }
 
-    fn remove(&mut self, key: u64, uid: Uid) {
+    /// Takes a pair from its bucket; false if it was not held.
+    fn remove_pair(&mut self, key: u64, uid: Uid) -> bool {
         let Some((&lo, _)) = self.buckets.range(..=key).next_back() else {
-            return;
+            return false;
         };
         let slot = self.buckets.get_mut(&lo).expect("found");
         let held = match &**slot {
@@ -993,7 +1166,7 @@ impl Ordered {
             Bucket::Mixed { pairs, .. } => pairs.binary_search(&(key, uid)).is_ok(),
         };
         if !held {
-            return;
+            return false;
         }
         let bucket = Arc::make_mut(slot);
         let empty = match bucket {
@@ -1013,49 +1186,103 @@ impl Ordered {
         if empty {
             self.buckets.remove(&lo);
         }
+        true
+    }
+
+    /// The spans `keys` covers whole, as `(lo, span)`, and the parts of
+    /// `keys` left at its two ends, which the buckets answer.
+    fn cover(&self, keys: &RangeInclusive<u64>) -> (Vec<&Span>, Vec<RangeInclusive<u64>>) {
+        let (from, to) = (*keys.start(), *keys.end());
+        let start = self
+            .spans
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(lo, _)| *lo);
+        let mut whole = Vec::new();
+        let mut edges = Vec::new();
+        let mut it = self.spans.range(start..=to).peekable();
+        while let Some((&lo, span)) = it.next() {
+            let end = it.peek().map_or(u64::MAX, |(next, _)| *next - 1);
+            if from <= lo && end <= to {
+                whole.push(&**span);
+            } else {
+                edges.push(from.max(lo)..=to.min(end));
+            }
+        }
+        (whole, edges)
     }
 
     /// How many pairs have a key in `keys`: the number of profiles
     /// [`range`](Self::range) returns when each profile has at most one
-    /// key here (the event indexes). O(buckets in the range).
+    /// key here (the event indexes). O(spans in the range).
     fn range_len(&self, keys: RangeInclusive<u64>) -> u64 {
-        let (from, to) = (*keys.start(), *keys.end());
-        if from > to {
+        if keys.is_empty() {
             return 0;
         }
+        let (whole, edges) = self.cover(&keys);
+        let inner: u64 = whole.iter().map(|s| s.pairs).sum();
+        inner + edges.into_iter().map(|e| self.buckets_len(e)).sum::<u64>()
+    }
+
+    /// Profiles with a key in `keys`.
+    fn range(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
+        if keys.is_empty() {
+            return Cow::Owned(RoaringBitmap::new());
+        }
+        let (whole, edges) = self.cover(&keys);
+        let mut sets: Vec<&RoaringBitmap> = whole.iter().map(|s| &s.members).collect();
+        let mut ids: Vec<Uid> = Vec::new();
+        for e in edges {
+            self.buckets_range(e, &mut sets, &mut ids);
+        }
+        if sets.len() == 1 && ids.is_empty() {
+            return Cow::Borrowed(sets[0]);
+        }
+        Cow::Owned(union_with_ids(sets, ids))
+    }
+
+    /// Pairs with a key in `keys`, counted bucket by bucket.
+    fn buckets_len(&self, keys: RangeInclusive<u64>) -> u64 {
+        let (from, to) = (*keys.start(), *keys.end());
         let start = self
             .buckets
             .range(..=from)
             .next_back()
             .map_or(from, |(lo, _)| *lo);
-        self.buckets
-            .range(start..=to)
-            .map(|(_, b)| match &**b {
+        let mut it = self.buckets.range(start..=to).peekable();
+        let mut n = 0;
+        while let Some((&lo, bucket)) = it.next() {
+            let end = it.peek().map_or(u64::MAX, |(next, _)| *next - 1);
+            n += match &**bucket {
                 Bucket::Single { key, members } if keys.contains(key) => members.len(),
                 Bucket::Single { .. } => 0,
+                Bucket::Mixed { pairs, .. } if from <= lo && end <= to => pairs.len() as u64,
                 Bucket::Mixed { pairs, .. } => {
                     let a = pairs.partition_point(|p| p.0 < from);
                     let b = pairs.partition_point(|p| p.0 <= to);
                     (b - a) as u64
                 }
-            })
-            .sum()
+            };
+        }
+        n
     }
 
-    /// Profiles with a key in `keys`.
-    fn range(&self, keys: RangeInclusive<u64>) -> Cow<'_, RoaringBitmap> {
+    /// Adds the profiles with a key in `keys`, bucket by bucket: whole
+    /// buckets' sets to `sets`, the profiles of pairs in cut buckets to
+    /// `ids`.
+    fn buckets_range<'a>(
+        &'a self,
+        keys: RangeInclusive<u64>,
+        sets: &mut Vec<&'a RoaringBitmap>,
+        ids: &mut Vec<Uid>,
+    ) {
         let (from, to) = (*keys.start(), *keys.end());
-        if from > to {
-            return Cow::Owned(RoaringBitmap::new());
-        }
         // Start at the bucket that may hold `from`.
         let start = self
             .buckets
             .range(..=from)
             .next_back()
             .map_or(from, |(lo, _)| *lo);
-        let mut whole: Vec<&RoaringBitmap> = Vec::new();
-        let mut ids: Vec<Uid> = Vec::new();
         let mut it = self.buckets.range(start..=to).peekable();
         while let Some((&lo, bucket)) = it.next() {
             // The keys this bucket may hold: [lo, next lo).
@@ -1063,12 +1290,12 @@ impl Ordered {
             match &**bucket {
                 Bucket::Single { key, members } => {
                     if keys.contains(key) {
-                        whole.push(members);
+                        sets.push(members);
                     }
                 }
                 Bucket::Mixed { pairs, members } => {
                     if from <= lo && end <= to {
-                        whole.push(members);
+                        sets.push(members);
                     } else {
                         let a = pairs.partition_point(|p| p.0 < from);
                         let b = pairs.partition_point(|p| p.0 <= to);
@@ -1077,10 +1304,6 @@ impl Ordered {
                 }
             }
         }
-        if whole.len() == 1 && ids.is_empty() {
-            return Cow::Borrowed(whole[0]);
-        }
-        Cow::Owned(union_with_ids(whole, ids))
     }
 
     #[cfg(test)]
@@ -1096,6 +1319,24 @@ impl Ordered {
 
     #[cfg(test)]
     fn check(&self) {
+        let pairs = self.pairs();
+        let los: Vec<u64> = self.spans.keys().copied().collect();
+        assert_eq!(los.is_empty(), pairs.is_empty());
+        if let Some(first) = los.first() {
+            assert!(
+                pairs.iter().all(|p| p.0 >= *first),
+                "a pair below every span"
+            );
+        }
+        for (i, (lo, span)) in self.spans.iter().enumerate() {
+            let end = los.get(i + 1).map_or(u64::MAX, |n| n - 1);
+            let inside: Vec<&(u64, Uid)> =
+                pairs.iter().filter(|p| *lo <= p.0 && p.0 <= end).collect();
+            assert!(!inside.is_empty(), "empty span at {lo}");
+            assert_eq!(span.pairs, inside.len() as u64, "span {lo} pairs");
+            let ids: RoaringBitmap = inside.iter().map(|p| p.1).collect();
+            assert_eq!(ids, span.members, "span {lo} members");
+        }
         let los: Vec<u64> = self.buckets.keys().copied().collect();
         for (i, (lo, b)) in self.buckets.iter().enumerate() {
             let end = los.get(i + 1).map_or(u64::MAX, |n| n - 1);
