@@ -14,16 +14,17 @@
 //! p50/p99/p999 latency as a markdown table.
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use common::{pct, start_server, Conn, ADMIN, PARTNER_KEY};
+use redis::{resp, start_redis, Reply, Resp};
 
 struct Args {
     profiles: u32,
@@ -308,162 +309,12 @@ fn row(name: &str, unit: &str, o: &Outcome) {
     );
 }
 
-// ---- the peer: Redis, persistence off, on a loopback port ----
-
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Starts `redis-server` (installing Debian's package if it is missing and
-/// we may), or says why the peer is skipped.
-fn start_redis() -> Result<Redis, String> {
-    if !have("redis-server") {
-        eprintln!("redis-server not found: installing Debian's redis-server");
-        let ok = Command::new("sh")
-            .args(["-c", "apt-get install -y -q redis-server >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1)"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok || !have("redis-server") {
-            return Err("redis-server is not installed and could not be installed".into());
-        }
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| e.to_string())?
-        .local_addr()
-        .map_err(|e| e.to_string())?
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--protected-mode", "no", "--logfile", ""])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let redis = Redis {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().expect("addr"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(mut c) = Resp::open(redis.addr) {
-            if c.roundtrip(&resp(&[b"PING"]), 1).is_ok() {
-                return Ok(redis);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err("redis-server did not answer PING".into())
-}
-
-/// One RESP command.
-fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
+// ---- the peer: Redis (`redis.rs`), and what only this bench sends it ----
 
 fn resp_with(cmd: &[&[u8]], ids: &[String]) -> Vec<u8> {
     let mut args: Vec<&[u8]> = cmd.to_vec();
     args.extend(ids.iter().map(|s| s.as_bytes()));
     resp(&args)
-}
-
-/// A pipelining RESP client: replies are integers, arrays of integers,
-/// simple strings and bulk strings, which is all the peer needs.
-struct Resp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-#[derive(Debug)]
-enum Reply {
-    Int(i64),
-    Ints(Vec<i64>),
-    Text(String),
-}
-
-impl Resp {
-    fn open(addr: SocketAddr) -> std::io::Result<Resp> {
-        let s = TcpStream::connect(addr)?;
-        s.set_nodelay(true)?;
-        Ok(Resp {
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
-        })
-    }
-
-    fn line(&mut self) -> Result<String, String> {
-        let mut l = String::new();
-        self.reader.read_line(&mut l).map_err(|e| e.to_string())?;
-        Ok(l.trim_end().to_string())
-    }
-
-    fn reply(&mut self) -> Result<Reply, String> {
-        let l = self.line()?;
-        let (kind, rest) = l.split_at(1);
-        match kind {
-            ":" => rest.parse().map(Reply::Int).map_err(|e| e.to_string()),
-            "+" => Ok(Reply::Text(rest.to_string())),
-            "-" => Err(format!("redis error: {rest}")),
-            "$" => {
-                let n: usize = rest
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| e.to_string())?;
-                let mut buf = vec![0; n + 2];
-                self.reader
-                    .read_exact(&mut buf)
-                    .map_err(|e| e.to_string())?;
-                Ok(Reply::Text(String::from_utf8_lossy(&buf[..n]).into_owned()))
-            }
-            "*" => {
-                let n: usize = rest
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| e.to_string())?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    match self.reply()? {
-                        Reply::Int(i) => v.push(i),
-                        other => return Err(format!("unexpected {other:?} in array")),
-                    }
-                }
-                Ok(Reply::Ints(v))
-            }
-            _ => Err(format!("unexpected reply line {l:?}")),
-        }
-    }
-
-    fn roundtrip(&mut self, pipeline: &[u8], replies: usize) -> Result<Vec<Reply>, String> {
-        self.writer.write_all(pipeline).map_err(|e| e.to_string())?;
-        (0..replies).map(|_| self.reply()).collect()
-    }
 }
 
 /// A pipeline to send and how many replies it gets.
@@ -486,9 +337,9 @@ fn drive_redis(
         || Resp::open(addr).expect("connect to redis"),
         |c: &mut Resp, p: &Pipeline| {
             for r in c.roundtrip(&p.bytes, p.replies).expect("redis roundtrip") {
-                if let Reply::Ints(v) = r {
+                if let Reply::Array(v) = r {
                     assert!(
-                        v.iter().all(|&x| x == 0 || x == 1),
+                        v.iter().all(|x| matches!(x, Reply::Int(0 | 1))),
                         "SMISMEMBER answers 0 or 1"
                     );
                 }
@@ -511,21 +362,6 @@ fn load_redis(addr: SocketAddr, a: &Args) {
                 .expect("SADD");
             left -= k;
         }
-    }
-}
-
-fn redis_used_memory(addr: SocketAddr) -> u64 {
-    let mut c = Resp::open(addr).expect("connect to redis");
-    let Ok(mut r) = c.roundtrip(&resp(&[b"INFO", b"memory"]), 1) else {
-        return 0;
-    };
-    match r.pop() {
-        Some(Reply::Text(t)) => t
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0),
-        _ => 0,
     }
 }
 
@@ -687,7 +523,7 @@ fn main() {
     };
     let raddr = redis.addr;
     load_redis(raddr, &a);
-    let redis_sets = redis_used_memory(raddr);
+    let redis_sets = redis::used_memory(raddr);
     let theirs = redis_count(raddr);
     assert_eq!(
         our_count, theirs,

@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo bench --bench segments                                # 200,000 profiles
 //! cargo bench --bench segments -- --profiles 1000000 --reps 10
-//! cargo bench --bench segments -- --profiles 10000000 --reps 5   # ~28 GiB RSS today: over 24 GiB
+//! cargo bench --bench segments -- --profiles 10000000 --reps 5   # ~40 min, ~11 GiB RSS
 //! ```
 //!
 //! A seeded generator makes `--profiles` profiles with 20 attributes of
@@ -23,9 +23,14 @@
 //! cohortd as the client's round trip of `GET /segments/{id}/count` on
 //! loopback, DuckDB as its own `execute` + `fetch` time. One filter's
 //! members are walked in pages of 1,000. Then cohortd's RSS per profile, a
-//! snapshot, and the restart time after `kill -9`.
+//! snapshot, and the restart time after `kill -9`. Last, with cohortd
+//! stopped, the memory peer: the same profiles as Redis hashes (Debian's
+//! `redis-server`, installed with apt-get if missing), one field per
+//! attribute and three per event done.
 
 mod common;
+#[path = "common/redis.rs"]
+mod redis;
 
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
@@ -221,6 +226,109 @@ fn profile(seed: u64, n: u32, i: u32) -> Profile {
         }
     }
     Profile { attrs, events, row }
+}
+
+/// The Redis peer for memory: each profile as a hash `user:<external_id>`,
+/// one field per attribute holding the value as sent (arrays as JSON
+/// text), then each event it did as three more fields (count, first and
+/// last time in epoch ms), which is what cohortd holds of it. Returns
+/// Redis's `used_memory` growth per profile after the attributes, and
+/// after the events too, and its RSS growth per profile at the end (what
+/// cohortd's own figure is).
+fn redis_hashes(a: &Args) -> Result<(f64, f64, f64), String> {
+    let r = redis::start_redis()?;
+    let mut c = redis::Resp::open(r.addr).map_err(|e| e.to_string())?;
+    let base = redis::used_memory(r.addr);
+    let base_rss = redis::memory_info(r.addr, "used_memory_rss");
+    let n = a.profiles;
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut per_profile = Vec::new();
+    for pass in 0..2 {
+        // Fields sent, and the new fields Redis says it stored.
+        let (mut fields, mut stored) = (0i64, 0i64);
+        let mut i = 0;
+        while i < n {
+            let (mut pipeline, mut replies) = (Vec::new(), 0);
+            for j in i..(i + 1000).min(n) {
+                let p = profile(a.seed, n, j);
+                let mut args: Vec<String> = vec!["HSET".into(), format!("user:{}", uid_name(j))];
+                if pass == 0 {
+                    for (k, v) in p.attrs.iter().filter(|(k, _)| *k != "external_id") {
+                        args.push(k.clone());
+                        args.push(text(v));
+                    }
+                } else {
+                    let mut stats: Vec<(&str, u64, i64, i64)> = Vec::new();
+                    for (name, ms) in &p.events {
+                        match stats.iter_mut().find(|s| s.0 == *name) {
+                            Some(s) => *s = (s.0, s.1 + 1, s.2.min(*ms), s.3.max(*ms)),
+                            None => stats.push((name, 1, *ms, *ms)),
+                        }
+                    }
+                    for (name, count, first, last) in stats {
+                        args.push(format!("ev_{name}_n"));
+                        args.push(count.to_string());
+                        args.push(format!("ev_{name}_first"));
+                        args.push(first.to_string());
+                        args.push(format!("ev_{name}_last"));
+                        args.push(last.to_string());
+                    }
+                }
+                if args.len() > 2 {
+                    let args: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+                    pipeline.extend(redis::resp(&args));
+                    replies += 1;
+                    fields += (args.len() as i64 - 2) / 2;
+                }
+            }
+            for reply in c.roundtrip(&pipeline, replies)? {
+                match reply {
+                    redis::Reply::Int(added) => stored += added,
+                    other => return Err(format!("HSET answered {other:?}")),
+                }
+            }
+            i = (i + 1000).min(n);
+        }
+        if stored != fields {
+            return Err(format!("Redis stored {stored} of {fields} fields"));
+        }
+        let used = redis::used_memory(r.addr).saturating_sub(base);
+        per_profile.push(used as f64 / f64::from(n));
+        if pass == 0 {
+            // The peer holds what was sent: profile 0's hash, field by field.
+            let mut want: Vec<(String, String)> = profile(a.seed, n, 0)
+                .attrs
+                .iter()
+                .filter(|(k, _)| *k != "external_id")
+                .map(|(k, v)| (k.clone(), text(v)))
+                .collect();
+            let key = format!("user:{}", uid_name(0));
+            let got = match c
+                .roundtrip(&redis::resp(&[b"HGETALL", key.as_bytes()]), 1)?
+                .pop()
+            {
+                Some(redis::Reply::Array(items)) => items,
+                other => return Err(format!("HGETALL answered {other:?}")),
+            };
+            let mut got: Vec<(String, String)> = got
+                .chunks(2)
+                .map(|kv| match kv {
+                    [redis::Reply::Text(k), redis::Reply::Text(v)] => Ok((k.clone(), v.clone())),
+                    other => Err(format!("HGETALL pair {other:?}")),
+                })
+                .collect::<Result<_, _>>()?;
+            want.sort();
+            got.sort();
+            if got != want {
+                return Err(format!("Redis holds {got:?} for profile 0, sent {want:?}"));
+            }
+        }
+    }
+    let rss = redis::memory_info(r.addr, "used_memory_rss").saturating_sub(base_rss);
+    Ok((per_profile[0], per_profile[1], rss as f64 / f64::from(n)))
 }
 
 /// DuckDB's column types for the rows.
@@ -842,6 +950,11 @@ fn main() {
     drop(c);
     let restart = server.crash_and_restart();
     let rss_restart = server.rss_kib().unwrap_or(0);
+    drop(server);
+
+    // The memory peer: the same profiles as Redis hashes (cohortd is
+    // stopped first, so both never share the machine's memory).
+    let hashes = redis_hashes(&a);
 
     // The report.
     println!(
@@ -906,6 +1019,19 @@ fn main() {
         snap["bytes"].as_f64().unwrap_or(0.0) / (1 << 20) as f64,
         restart.as_secs_f64()
     );
+    let per = |kib: u64| kib as f64 * 1024.0 / f64::from(n);
+    match hashes {
+        Ok((attrs, all, rss)) => {
+            println!("\n| memory per profile | cohortd (RSS after restart, with its column index) | Redis hashes: `used_memory` growth | Redis hashes: RSS growth | cohortd ÷ Redis (`used_memory`) |");
+            println!("| --- | --- | --- | --- | --- |");
+            println!(
+                "| the attributes alone | – | {attrs:.0} B | – | – |\n| the attributes, and each event's count, first and last time | {:.0} B | {all:.0} B | {rss:.0} B | {:.2} |",
+                per(rss_restart),
+                per(rss_restart) / all
+            );
+        }
+        Err(e) => println!("\nRedis peer skipped: {e}"),
+    }
     if mismatches.is_empty() {
         println!(
             "\nEvery count matched DuckDB's ({} filters, and the walk).",
