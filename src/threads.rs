@@ -6,9 +6,22 @@
 //! cores busy; the HTTP workers, the lanes, the log writer — and the
 //! kernel threads that complete its fsync — then wait their turn behind
 //! them, and every workspace's writes slow down with the heavy one. A
-//! [`Pool`]'s threads run at `nice` +[`BACKGROUND_NICE`] (Linux; elsewhere
-//! at normal priority), so the scheduler prefers everything else when the
-//! cores are short, and gives them the whole machine when it is idle.
+//! [`Pool`]'s threads run under Linux's `SCHED_IDLE` policy (elsewhere, or
+//! where the kernel refuses it, at `nice` +[`BACKGROUND_NICE`]): they get
+//! a core only when no normal thread wants it, and a normal thread that
+//! wakes takes the core from them at once. At `nice` +10 a waking thread
+//! could still wait out part of a pool thread's slice: another
+//! workspace's 100-id delta had a p99 of 2.6–3.5 ms beside a workspace
+//! tracking and counting at full speed, against 1.4–2.0 ms under
+//! `SCHED_IDLE` (`benches/isolation --only 8`, docs/decisions.md).
+//!
+//! The price: while normal threads keep every core busy, pool work waits
+//! (at `nice` +10 it got ~10 % of a core per thread). Those threads are
+//! the HTTP workers, lanes and log writer, whose work per request is small
+//! and bounded (`[limits]`); a flood of small requests that saturates them
+//! already delays every workspace's requests on the same workers, and now
+//! also delays every workspace's tracks, large bodies and filter
+//! evaluations until it eases.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
@@ -91,12 +104,23 @@ pub fn name_current(name: &str) {
     }
 }
 
-/// Lowers the calling thread's priority by [`BACKGROUND_NICE`]. On Linux a
-/// thread's nice value is its own (`setpriority` with `who = 0` names the
-/// calling thread), so the rest of the process keeps its priority.
+/// Puts the calling thread under `SCHED_IDLE`, or lowers its nice value by
+/// [`BACKGROUND_NICE`] where that is refused. On Linux both are the
+/// thread's own (`who = 0` / `pid = 0` name the calling thread), so the
+/// rest of the process keeps its priority.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param that outlives the call,
+        // which only reads it.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot run a background thread under SCHED_IDLE; lowering its nice value instead"
+        );
         // SAFETY: setpriority has no memory-safety preconditions; it only
         // reads its integer arguments.
         let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
@@ -138,12 +162,18 @@ mod tests {
     #[tokio::test]
     async fn background_threads_run_at_a_lower_priority() {
         let pool = Pool::new("test-nice", 1);
-        // SAFETY: getpriority only reads its integer arguments.
-        let nice = pool
-            .run(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
+        // SAFETY: sched_getscheduler only reads its integer argument.
+        let policy = pool
+            .run(|| unsafe { libc::sched_getscheduler(0) })
             .await
             .unwrap();
-        let ours = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        assert_eq!(nice, (ours + BACKGROUND_NICE).min(19));
+        assert_eq!(
+            policy,
+            libc::SCHED_IDLE,
+            "pool threads run under SCHED_IDLE"
+        );
+        // SAFETY: as above.
+        let ours = unsafe { libc::sched_getscheduler(0) };
+        assert_eq!(ours, libc::SCHED_OTHER, "the caller keeps its policy");
     }
 }

@@ -14,7 +14,7 @@
 //!   `/users/identify` or `/users/delete` may touch many profiles (within
 //!   `[limits]`, and each value into the column index); the lane hands
 //!   its apply to the apply pool (`cohortd-apply`, one thread per core,
-//!   at `nice` +10 like the parse and read pools: `threads::Pool`) and
+//!   under `SCHED_IDLE` like the parse and read pools: `threads::Pool`) and
 //!   waits for it without taking its arbiter thread, so the other lanes on
 //!   that arbiter go on. Its own later commands wait (`ctx.wait`), so the
 //!   order is kept, and a workspace has at most one apply on the pool at
