@@ -832,6 +832,34 @@ fn union_with_ids(sets: Vec<&RoaringBitmap>, mut ids: Vec<Uid>) -> RoaringBitmap
     out
 }
 
+/// The parts of a map keyed by each part's lowest key (a part reaches up
+/// to the next one's) that overlap `keys`, as `(lo, end, part)`; the last
+/// one's `end` is `u64::MAX` (callers clamp to `keys`).
+fn overlapping<'a, V>(
+    parts: &'a BTreeMap<u64, V>,
+    keys: &RangeInclusive<u64>,
+) -> impl Iterator<Item = (u64, u64, &'a V)> {
+    let (from, to) = (*keys.start(), *keys.end());
+    let start = parts.range(..=from).next_back().map_or(from, |(lo, _)| *lo);
+    let mut it = parts.range(start..=to).peekable();
+    std::iter::from_fn(move || {
+        let (&lo, part) = it.next()?;
+        let end = it.peek().map_or(u64::MAX, |(next, _)| **next - 1);
+        Some((lo, end, part))
+    })
+}
+
+/// Where sorted pairs split on a key boundary near their middle: before
+/// the middle pair's key, or after it when that key comes first
+/// (`pairs.len()` when every pair has one key).
+fn cut_near_middle(pairs: &[(u64, Uid)]) -> usize {
+    let mid = pairs[pairs.len() / 2].0;
+    match pairs.partition_point(|p| p.0 < mid) {
+        0 => pairs.partition_point(|p| p.0 <= mid),
+        first_mid => first_mid,
+    }
+}
+
 /// An ordered index of `(key, profile)` pairs (see the module docs).
 #[derive(Clone, Debug, Default)]
 struct Ordered {
@@ -1007,12 +1035,7 @@ impl Ordered {
     /// Whether a pair with a key in `keys` has profile `uid`.
     fn holds_in(&self, keys: RangeInclusive<u64>, uid: Uid) -> bool {
         let (from, to) = (*keys.start(), *keys.end());
-        let start = self
-            .buckets
-            .range(..=from)
-            .next_back()
-            .map_or(from, |(lo, _)| *lo);
-        self.buckets.range(start..=to).any(|(_, b)| match &**b {
+        overlapping(&self.buckets, &keys).any(|(_, _, b)| match &**b {
             Bucket::Single { key, members } => keys.contains(key) && members.contains(uid),
             Bucket::Mixed { pairs, members } => {
                 members.contains(uid)
@@ -1026,12 +1049,7 @@ impl Ordered {
     fn split_span(&mut self, lo: u64) {
         let end = self.span_end(lo);
         let mut pairs: Vec<(u64, Uid)> = Vec::new();
-        let start = self
-            .buckets
-            .range(..=lo)
-            .next_back()
-            .map_or(lo, |(b, _)| *b);
-        for (_, b) in self.buckets.range(start..=end) {
+        for (_, _, b) in overlapping(&self.buckets, &(lo..=end)) {
             match &**b {
                 Bucket::Single { key, members } if lo <= *key && *key <= end => {
                     pairs.extend(members.iter().map(|u| (*key, u)));
@@ -1042,13 +1060,7 @@ impl Ordered {
                 }
             }
         }
-        let mid = pairs[pairs.len() / 2].0;
-        let first_mid = pairs.partition_point(|p| p.0 < mid);
-        let cut = if first_mid > 0 {
-            first_mid
-        } else {
-            pairs.partition_point(|p| p.0 <= mid)
-        };
+        let cut = cut_near_middle(&pairs);
         if cut == pairs.len() {
             let span = Arc::make_mut(self.spans.get_mut(&lo).expect("found"));
             span.split_at = span.pairs.saturating_mul(2);
@@ -1122,13 +1134,7 @@ impl Ordered {
         let Bucket::Mixed { pairs, .. } = Arc::unwrap_or_clone(bucket) else {
             unreachable!("only mixed buckets split")
         };
-        let mid = pairs[pairs.len() / 2].0;
-        let first_mid = pairs.partition_point(|p| p.0 < mid);
-        let cut = if first_mid > 0 {
-            first_mid
-        } else {
-            pairs.partition_point(|p| p.0 <= mid)
-        };
+        let cut = cut_near_middle(&pairs);
         let mut parts = Vec::new();
         if cut == pairs.len() {
             parts.push((lo, pairs));
@@ -1193,16 +1199,9 @@ impl Ordered {
     /// `keys` left at its two ends, which the buckets answer.
     fn cover(&self, keys: &RangeInclusive<u64>) -> (Vec<&Span>, Vec<RangeInclusive<u64>>) {
         let (from, to) = (*keys.start(), *keys.end());
-        let start = self
-            .spans
-            .range(..=from)
-            .next_back()
-            .map_or(from, |(lo, _)| *lo);
         let mut whole = Vec::new();
         let mut edges = Vec::new();
-        let mut it = self.spans.range(start..=to).peekable();
-        while let Some((&lo, span)) = it.next() {
-            let end = it.peek().map_or(u64::MAX, |(next, _)| *next - 1);
+        for (lo, end, span) in overlapping(&self.spans, keys) {
             if from <= lo && end <= to {
                 whole.push(&**span);
             } else {
@@ -1244,15 +1243,8 @@ impl Ordered {
     /// Pairs with a key in `keys`, counted bucket by bucket.
     fn buckets_len(&self, keys: RangeInclusive<u64>) -> u64 {
         let (from, to) = (*keys.start(), *keys.end());
-        let start = self
-            .buckets
-            .range(..=from)
-            .next_back()
-            .map_or(from, |(lo, _)| *lo);
-        let mut it = self.buckets.range(start..=to).peekable();
         let mut n = 0;
-        while let Some((&lo, bucket)) = it.next() {
-            let end = it.peek().map_or(u64::MAX, |(next, _)| *next - 1);
+        for (lo, end, bucket) in overlapping(&self.buckets, &keys) {
             n += match &**bucket {
                 Bucket::Single { key, members } if keys.contains(key) => members.len(),
                 Bucket::Single { .. } => 0,
@@ -1277,16 +1269,7 @@ impl Ordered {
         ids: &mut Vec<Uid>,
     ) {
         let (from, to) = (*keys.start(), *keys.end());
-        // Start at the bucket that may hold `from`.
-        let start = self
-            .buckets
-            .range(..=from)
-            .next_back()
-            .map_or(from, |(lo, _)| *lo);
-        let mut it = self.buckets.range(start..=to).peekable();
-        while let Some((&lo, bucket)) = it.next() {
-            // The keys this bucket may hold: [lo, next lo).
-            let end = it.peek().map_or(u64::MAX, |(next, _)| *next - 1);
+        for (lo, end, bucket) in overlapping(&self.buckets, &keys) {
             match &**bucket {
                 Bucket::Single { key, members } => {
                     if keys.contains(key) {
