@@ -1,0 +1,234 @@
+//! The profile store's indexes rebuilt in process, without HTTP or disk:
+//! what a restart spends after decoding a snapshot (`ProfileStore::
+//! from_image`: the id indexes and the column index, built in parts on
+//! every core), then counts on the rebuilt store, each checked against a
+//! naive count over the same rows.
+//!
+//! ```sh
+//! cargo bench --bench columns                                # 1M profiles, ~20 s
+//! cargo bench --bench columns -- --profiles 10000000         # ~3 min, ~8 GiB
+//! ```
+//!
+//! The profiles are the segments bench's (`common/dataset.rs`): 20
+//! attributes and 5 event names. Times are wall-clock on this machine's
+//! cores; the rebuild is timed once (it is seconds long), each count
+//! `--reps` times.
+
+#[path = "common/dataset.rs"]
+mod dataset;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use cohortd::model::Uid;
+use cohortd::profiles::{
+    AttrObject, AttrValue, Attrs, Details, EventStats, Events, Profile, ProfileImage, ProfileStore,
+};
+use cohortd::segment;
+use compact_str::CompactString;
+use serde_json::{json, Map, Value};
+
+use dataset::profile;
+
+/// The server's allocator (`src/main.rs`), so the rebuild costs what a
+/// restart's does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Args {
+    profiles: u32,
+    reps: usize,
+    seed: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        profiles: 1_000_000,
+        reps: 20,
+        // The segments bench's default: the same profiles and counts.
+        seed: 11,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--profiles" => a.profiles = value().parse().expect("--profiles N"),
+            "--reps" => a.reps = value().parse().expect("--reps N"),
+            "--seed" => a.seed = value().parse().expect("--seed N"),
+            // What `cargo bench` passes to every bench target.
+            "--bench" => {}
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+/// A `/users/track` attribute value as the store holds it.
+fn attr_value(v: &Value) -> AttrValue {
+    match v {
+        Value::String(s) => AttrValue::from_text(s),
+        Value::Number(n) => AttrValue::Num(n.as_f64().expect("a finite number")),
+        Value::Bool(b) => AttrValue::Bool(*b),
+        Value::Array(items) => AttrValue::Array(
+            items
+                .iter()
+                .map(|i| i.as_str().expect("string items").into())
+                .collect(),
+        ),
+        other => panic!("the dataset has no {other}"),
+    }
+}
+
+/// The dataset's profile `i` as the store holds it.
+fn stored(seed: u64, n: u32, i: u32) -> (Profile, Map<String, Value>) {
+    let p = profile(seed, n, i);
+    let attrs: AttrObject = p
+        .attrs
+        .iter()
+        .filter(|(k, _)| *k != "external_id")
+        .map(|(k, v)| (CompactString::from(k.as_str()), attr_value(v)))
+        .collect();
+    let mut events: BTreeMap<CompactString, EventStats> = BTreeMap::new();
+    for (name, at) in &p.events {
+        events
+            .entry((*name).into())
+            .and_modify(|s| s.record(*at))
+            .or_insert(EventStats {
+                count: 1,
+                first: *at,
+                last: *at,
+            });
+    }
+    let details = Details {
+        aliases: Vec::new(),
+        devices: Vec::new(),
+        attributes: Attrs::from_map(&attrs),
+        events: Events::from_map(&events),
+    };
+    let external_id = p.attrs["external_id"].as_str().map(CompactString::from);
+    (Profile::from_parts(external_id, Some(details)), p.row)
+}
+
+/// A filter, and the same predicate over a dataset row.
+struct Case {
+    name: &'static str,
+    filter: Value,
+    naive: fn(&Map<String, Value>) -> bool,
+}
+
+fn text_is(row: &Map<String, Value>, k: &str, v: &str) -> bool {
+    row.get(k).and_then(Value::as_str) == Some(v)
+}
+
+fn num(row: &Map<String, Value>, k: &str) -> Option<f64> {
+    row.get(k).and_then(Value::as_f64)
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "equals, string (card. 5)",
+            filter: json!({"attribute": {"name": "plan", "op": "equals", "value": "gold"}}),
+            naive: |r| text_is(r, "plan", "gold"),
+        },
+        Case {
+            name: "less_than, number (float)",
+            filter: json!({"attribute": {"name": "score", "op": "less_than", "value": 250.5}}),
+            naive: |r| num(r, "score").is_some_and(|s| s < 250.5),
+        },
+        Case {
+            name: "greater_than, time",
+            filter: json!({"attribute": {"name": "signed_up_at", "op": "greater_than",
+                                         "value": "2025-06-01T00:00:00Z"}}),
+            // 2025-06-01T00:00:00Z in epoch ms.
+            naive: |r| num(r, "signed_up_at").is_some_and(|t| t > 1_748_736_000_000.0),
+        },
+        Case {
+            name: "6-leaf and/or/not mix",
+            filter: json!({"and": [
+                {"or": [{"attribute": {"name": "plan", "op": "equals", "value": "gold"}},
+                        {"attribute": {"name": "is_premium", "op": "equals", "value": true}}]},
+                {"not": {"attribute": {"name": "country", "op": "equals", "value": "C03"}}},
+                {"event": {"name": "open", "op": "more_than", "count": 1}},
+                {"or": [{"attribute": {"name": "tags", "op": "includes_value", "value": "t3"}},
+                        {"attribute": {"name": "age", "op": "less_than", "value": 30}}]}]}),
+            naive: |r| {
+                (text_is(r, "plan", "gold") || r.get("is_premium") == Some(&json!(true)))
+                    && !text_is(r, "country", "C03")
+                    && num(r, "ev_open_n").is_some_and(|n| n > 1.0)
+                    && (r
+                        .get("tags")
+                        .and_then(Value::as_array)
+                        .is_some_and(|t| t.contains(&json!("t3")))
+                        || num(r, "age").is_some_and(|a| a < 30.0))
+            },
+        },
+    ]
+}
+
+fn main() {
+    if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        eprintln!("CI=true: the columns bench does not run in CI");
+        return;
+    }
+    let a = args();
+    let n = a.profiles;
+    let cases = cases();
+
+    let started = Instant::now();
+    let mut expected = vec![0u64; cases.len()];
+    let image = ProfileImage::from_profiles(
+        n,
+        (0..n).map(|i| {
+            let (p, row) = stored(a.seed, n, i);
+            for (c, e) in cases.iter().zip(expected.iter_mut()) {
+                *e += u64::from((c.naive)(&row));
+            }
+            (i as Uid, p)
+        }),
+    )
+    .expect("ascending ids below the bound");
+    eprintln!(
+        "generated and packed {n} profiles in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let store = ProfileStore::from_image(image);
+    let rebuild = t.elapsed();
+
+    let cohorts: BTreeMap<cohortd::model::CohortKey, _> = BTreeMap::new();
+    println!(
+        "\n## The profile store's indexes in process, {n} profiles, {} reps\n",
+        a.reps
+    );
+    println!(
+        "Rebuilding every index (`ProfileStore::from_image`, {} threads): {:.2} s.\n",
+        std::thread::available_parallelism().map_or(1, |c| c.get().min(8)),
+        rebuild.as_secs_f64()
+    );
+    println!("| filter | count | naive count | p50 µs | min µs |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut mismatches = 0;
+    for (c, want) in cases.iter().zip(&expected) {
+        let f = segment::parse(&c.filter, &|_| true).expect("a valid filter");
+        let mut us = Vec::new();
+        let mut got = 0;
+        for _ in 0..a.reps.max(1) {
+            let t = Instant::now();
+            got = segment::count(&f, &store, &cohorts);
+            us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        us.sort_by(f64::total_cmp);
+        if got != *want {
+            mismatches += 1;
+        }
+        println!(
+            "| {} | {got} | {want} | {:.1} | {:.1} |",
+            c.name,
+            us[us.len() / 2],
+            us[0]
+        );
+    }
+    assert_eq!(mismatches, 0, "counts disagree with the naive ones");
+}
