@@ -911,15 +911,20 @@ enum Bucket {
     },
 }
 
+/// The profiles among `pairs` (any order).
+fn holders(pairs: &[(u64, Uid)]) -> RoaringBitmap {
+    let mut ids: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    RoaringBitmap::from_sorted_iter(ids).expect("sorted")
+}
+
 impl Span {
     /// The span of these pairs (sorted).
     fn of(pairs: &[(u64, Uid)]) -> Span {
-        let mut ids: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
-        ids.sort_unstable();
-        ids.dedup();
         Span {
             pairs: pairs.len() as u64,
-            members: RoaringBitmap::from_sorted_iter(ids).expect("sorted"),
+            members: holders(pairs),
             split_at: if pairs.first().map(|p| p.0) == pairs.last().map(|p| p.0) {
                 SPAN_CAP.max(pairs.len() as u64 * 2)
             } else {
@@ -931,11 +936,8 @@ impl Span {
 
 impl Bucket {
     fn mixed(pairs: Vec<(u64, Uid)>) -> Bucket {
-        let mut ids: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
-        ids.sort_unstable();
-        ids.dedup();
         Bucket::Mixed {
-            members: RoaringBitmap::from_sorted_iter(ids).expect("sorted"),
+            members: holders(&pairs),
             pairs,
         }
     }
@@ -1020,8 +1022,7 @@ impl Ordered {
         if !self.remove_pair(key, uid) {
             return;
         }
-        let mut spans = self.spans.range(..=key).rev();
-        let (&lo, span) = spans.next().expect("a held pair is in a span");
+        let (&lo, span) = (self.spans.range(..=key).next_back()).expect("a held pair is in a span");
         let end = self.span_end(lo);
         // When every profile in the span had one pair, this was `uid`'s
         // only one; otherwise look for another in the span's buckets.
@@ -1209,8 +1210,8 @@ impl Ordered {
         true
     }
 
-    /// The spans `keys` covers whole, as `(lo, span)`, and the parts of
-    /// `keys` left at its two ends, which the buckets answer.
+    /// The spans `keys` covers whole, and the parts of `keys` left at its
+    /// two ends, which the buckets answer.
     fn cover(&self, keys: &RangeInclusive<u64>) -> (Vec<&Span>, Vec<RangeInclusive<u64>>) {
         let (from, to) = (*keys.start(), *keys.end());
         let mut whole = Vec::new();
