@@ -94,8 +94,9 @@ pub enum IdentifyError {
     Limit(Exceeded),
 }
 
-/// A point-in-time image of a `ProfileStore`: what a snapshot stores (the
-/// indexes are rebuilt from it).
+/// A point-in-time image of a `ProfileStore`: what a snapshot stores. The
+/// identifier indexes are rebuilt from it; the column index is kept in it
+/// (from format 7), or rebuilt when an older snapshot did not store it.
 #[derive(Clone, Debug, Default)]
 pub struct ProfileImage {
     table: Table,
@@ -103,6 +104,8 @@ pub struct ProfileImage {
     /// `(id, n)` for each profile holding an email or phone: the larger
     /// `n`, the more recently it was updated (see `ProfileStore::touch`).
     recency: Vec<(Uid, u64)>,
+    /// The column index of exactly these profiles, if the image has it.
+    columns: Option<Columns>,
 }
 
 impl ProfileImage {
@@ -147,6 +150,31 @@ impl ProfileImage {
     pub fn with_recency(mut self, recency: Vec<(Uid, u64)>) -> ProfileImage {
         self.recency = recency;
         self
+    }
+
+    /// The column index of these profiles, if the image has it.
+    pub fn columns(&self) -> Option<&Columns> {
+        self.columns.as_ref()
+    }
+
+    /// The image with the column index a snapshot stored, which must hold
+    /// live profiles only (the rest was checked as it loaded).
+    pub fn with_columns(mut self, columns: Columns) -> Result<ProfileImage, String> {
+        columns.check_live(&self.live)?;
+        self.columns = Some(columns);
+        Ok(self)
+    }
+
+    /// The image without its column index: what a snapshot older than
+    /// format 7 gives, whose loading rebuilds the index.
+    pub fn without_columns(mut self) -> ProfileImage {
+        self.columns = None;
+        self
+    }
+
+    /// The live profiles.
+    pub fn live(&self) -> &RoaringBitmap {
+        &self.live
     }
 
     /// Makes ids below `bound` count as given out (a restore keeps the
@@ -195,6 +223,7 @@ impl ProfileImageBuilder {
             table: self.table,
             live: self.live,
             recency: Vec::new(),
+            columns: None,
         })
     }
 }
@@ -232,17 +261,25 @@ impl ProfileStore {
     }
 
     /// Rebuilds the indexes from the table (after loading a snapshot, which
-    /// stores only the table).
-    pub fn reindex(&mut self) {
+    /// stores only the table, or one of format 7 that stores the column
+    /// index too: then `columns` is it, and only the identifiers are
+    /// indexed here).
+    fn reindex(&mut self, columns: Option<Columns>) {
         self.by_external = index::ExternalIndex::with_capacity(self.live.len() as usize);
         self.by_alias.clear();
         self.by_device.clear();
         self.by_email.clear();
         self.by_phone.clear();
-        // The column index is built in parts on as many threads as there
-        // are cores, this one included (loading is all the process does).
-        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        let mut columns = columns::ColumnsBuilder::part(0, parts);
+        // Unless the image has it, the column index is built in parts on
+        // as many threads as there are cores, this one included (loading
+        // is all the process does).
+        let stored = columns.is_some();
+        let parts = if stored {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        };
+        let mut building = columns::ColumnsBuilder::part(0, parts);
         let table = &self.table;
         let others: Vec<_> = (1..parts)
             .map(|i| {
@@ -258,7 +295,9 @@ impl ProfileStore {
             .collect();
         let mut contacts = Vec::new();
         for (uid, p) in self.table.iter() {
-            columns.add(uid, p.attributes(), p.events());
+            if !stored {
+                building.add(uid, p.attributes(), p.events());
+            }
             if p.contact(EMAIL).is_some() || p.contact(PHONE).is_some() {
                 contacts.push(uid);
             }
@@ -272,13 +311,18 @@ impl ProfileStore {
                 self.by_device.insert(d.clone(), uid);
             }
         }
-        let mut built = vec![columns.finish()];
-        built.extend(
-            others
-                .into_iter()
-                .map(|h| h.join().expect("a column builder thread")),
-        );
-        self.columns = Columns::merge(built);
+        self.columns = match columns {
+            Some(columns) => columns,
+            None => {
+                let mut built = vec![building.finish()];
+                built.extend(
+                    others
+                        .into_iter()
+                        .map(|h| h.join().expect("a column builder thread")),
+                );
+                Columns::merge(built)
+            }
+        };
         for uid in contacts {
             self.index_contacts(uid);
         }
@@ -286,8 +330,9 @@ impl ProfileStore {
     }
 
     /// A point-in-time image of the profiles for a snapshot, in
-    /// O(number of chunks): the table's chunks are shared copy-on-write, and
-    /// the indexes are not part of it (`from_image` rebuilds them).
+    /// O(number of chunks): the table's chunks and the column index are
+    /// shared copy-on-write; the identifier indexes are not part of it
+    /// (`from_image` rebuilds them).
     pub fn image(&self) -> ProfileImage {
         let mut recency: Vec<(Uid, u64)> = self.recency.iter().map(|(u, n)| (*u, *n)).collect();
         recency.sort_unstable();
@@ -295,6 +340,7 @@ impl ProfileStore {
             table: self.table.clone(),
             live: (*self.live).clone(),
             recency,
+            columns: Some(self.columns.clone()),
         }
     }
 
@@ -323,7 +369,7 @@ impl ProfileStore {
             live: Arc::new(image.live),
             ..Default::default()
         };
-        store.reindex();
+        store.reindex(image.columns);
         store
     }
 
@@ -1325,7 +1371,7 @@ mod tests {
                 }
             }
             let mut rebuilt = s.clone();
-            rebuilt.reindex();
+            rebuilt.reindex(None);
             proptest::prop_assert_eq!(s.columns().triples(), rebuilt.columns().triples());
             if let Some((before, view)) = midway {
                 proptest::prop_assert_eq!(view.columns().triples(), before);

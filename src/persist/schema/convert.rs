@@ -10,8 +10,9 @@ use compact_str::CompactString;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use super::index::{IndexOut, IntoColumns};
 use super::v5;
-use super::v6 as cur;
+use super::v7 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
 use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
@@ -86,7 +87,7 @@ impl Serialize for ChangesOut<'_> {
 
 /// A sequence of known length serialised from an iterator (bincode needs
 /// the length first).
-struct Seq<I>(I);
+pub(super) struct Seq<I>(pub(super) I);
 
 impl<I, T> Serialize for Seq<I>
 where
@@ -543,7 +544,7 @@ fn limits_in(l: cur::StateLimits) -> StateLimits {
 
 /// The payload a snapshot of `image` is written as. Cheap: the big parts
 /// (profile tables, member sets) are shared, not copied.
-pub fn image_out(image: &Image) -> cur::Image<ProfilesOut> {
+pub fn image_out(image: &Image) -> cur::Image<ProfilesOut, Option<IndexOut>> {
     cur::Image {
         next_workspace: image.next_workspace,
         workspaces: image
@@ -568,6 +569,7 @@ pub fn image_out(image: &Image) -> cur::Image<ProfilesOut> {
                 last_segment: w.last_segment,
                 cohorts: w.cohorts.iter().map(cohort_out).collect(),
                 recency: w.profiles.recency().to_vec(),
+                index: w.profiles.columns().cloned().map(IndexOut),
             })
             .collect(),
         limits: image.limits.as_ref().map(limits_out),
@@ -951,17 +953,21 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
 }
 
 /// The state a snapshot payload of the current version describes.
-pub fn image_in<P: IntoProfileImage>(image: cur::Image<P>) -> Result<Image> {
+pub fn image_in<P: IntoProfileImage, X: IntoColumns>(image: cur::Image<P, X>) -> Result<Image> {
     let workspaces = image
         .workspaces
         .into_iter()
         .map(|w| {
+            let profiles = w.profiles.into_profile_image()?.with_recency(w.recency);
             Ok(WorkspaceImage {
                 id: WorkspaceId(w.id),
                 name: w.name,
                 created_at: w.created_at,
                 rest_key: KeyHash(w.rest_key),
-                profiles: w.profiles.into_profile_image()?.with_recency(w.recency),
+                profiles: match w.index.into_columns()? {
+                    Some(columns) => profiles.with_columns(columns).map_err(Error::Codec)?,
+                    None => profiles,
+                },
                 import_keys: w.import_keys.into_iter().map(import_key_in).collect(),
                 segments: w
                     .segments

@@ -3,7 +3,7 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{codec, v1, v2, v3, v4, v5, v6, Result};
+use super::{codec, v1, v2, v3, v4, v5, v6, v7, Result};
 
 /// v1 → v2: a restore record says its image is version 1, and that it
 /// rewinds the id counters (as version 1 restores did).
@@ -246,6 +246,33 @@ pub fn image_v5_to_v6(image: v5::Image) -> v6::Image {
                 last_segment: w.last_segment,
                 cohorts: w.cohorts,
                 recency: w.recency,
+            })
+            .collect(),
+        limits: image.limits,
+    }
+}
+
+/// v6 → v7 for an image: the column index was not stored (`None`: it is
+/// rebuilt from the profiles at load, as before). Generic over the
+/// profiles, so the streaming reader keeps its single copy.
+pub fn image_v6_to_v7<P>(image: v6::Image<P>) -> v7::Image<P> {
+    v7::Image {
+        next_workspace: image.next_workspace,
+        workspaces: image
+            .workspaces
+            .into_iter()
+            .map(|w| v7::WorkspaceImage {
+                id: w.id,
+                name: w.name,
+                created_at: w.created_at,
+                rest_key: w.rest_key,
+                profiles: w.profiles,
+                import_keys: w.import_keys,
+                segments: w.segments,
+                last_segment: w.last_segment,
+                cohorts: w.cohorts,
+                recency: w.recency,
+                index: None,
             })
             .collect(),
         limits: image.limits,

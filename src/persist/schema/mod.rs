@@ -14,8 +14,10 @@
 //! - [`v4`]: nested custom attributes, locations, `within_km`;
 //! - [`v5`]: email, phone and braze_id as users API identifiers; how
 //!   recently each email or phone holder was updated;
-//! - [`v6`]: the current version (snapshots store profiles' attributes and
-//!   event stats packed, as the server holds them).
+//! - [`v6`]: snapshots store profiles' attributes and event stats packed,
+//!   as the server holds them;
+//! - [`v7`]: the current version (snapshots store each workspace's column
+//!   index, so a restart does not rebuild it).
 //!
 //! Writing always uses the current version ([`LOG_VERSION`],
 //! [`SNAPSHOT_VERSION`]); `convert` maps the domain to it. Reading accepts
@@ -29,6 +31,7 @@
 //! a record kind.
 
 mod convert;
+mod index;
 mod migrate;
 pub mod v1;
 pub mod v2;
@@ -36,6 +39,7 @@ pub mod v3;
 pub mod v4;
 pub mod v5;
 pub mod v6;
+pub mod v7;
 
 use std::path::Path;
 
@@ -45,10 +49,10 @@ use crate::engine::Command;
 use crate::profiles::{Attrs, Events};
 
 /// The format version of the log records this build writes.
-pub const LOG_VERSION: u32 = 6;
+pub const LOG_VERSION: u32 = 7;
 /// The format version of the snapshot payloads this build writes (the
 /// same number: one version names the format of a whole data dir).
-pub const SNAPSHOT_VERSION: u32 = 6;
+pub const SNAPSHOT_VERSION: u32 = 7;
 /// The oldest version this build reads (every version ever released).
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -75,8 +79,9 @@ pub fn decode_record(version: u32, bytes: &[u8]) -> Result<Command> {
         }
         // A v2 record's bytes are the same v3 record's (see `v3`), a v3
         // record's the same v4 record's (see `v4`), a v4 record's the
-        // same v5 record's (see `v5`), and v6 records are v5's (see `v6`).
-        2..=6 => codec::decode(bytes)?,
+        // same v5 record's (see `v5`), and v6 and v7 records are v5's (see
+        // `v6`, `v7`).
+        2..=7 => codec::decode(bytes)?,
         v => return Err(unsupported("log record", v, LOG_VERSION)),
     };
     convert::command_in(current)
@@ -89,10 +94,11 @@ pub fn encode_image(image: &Image) -> Result<Vec<u8>> {
 
 /// The image a snapshot payload of format `version` holds, migrated to the
 /// current version's types.
-fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v6::Image> {
+fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v7::Image> {
     Ok(match version {
-        6 => codec::decode(bytes)?,
-        v => migrate::image_v5_to_v6(decode_v5_image(v, bytes)?),
+        7 => codec::decode(bytes)?,
+        6 => migrate::image_v6_to_v7(codec::decode::<v6::Image>(bytes)?),
+        v => migrate::image_v6_to_v7(migrate::image_v5_to_v6(decode_v5_image(v, bytes)?)),
     })
 }
 
@@ -112,31 +118,37 @@ fn decode_v5_image(version: u32, bytes: &[u8]) -> Result<v5::Image> {
     })
 }
 
-/// The state a snapshot payload of format `version` describes. The current
-/// version decodes profiles straight into the store (one copy in memory);
-/// older ones go through their own types and the migrations.
+/// The state a snapshot payload of format `version` describes. Versions 6
+/// and 7 decode profiles straight into the store, and version 7 its column
+/// index too (one copy in memory); older ones go through their own types
+/// and the migrations. Every version before 7 migrates to an image without
+/// a column index, which loading then rebuilds.
 pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
+    use convert::{PackedProfileIn, ProfilesIn};
+    use migrate::image_v6_to_v7 as v6_to_v7;
     match version {
-        6 => convert::image_in(codec::decode::<
-            v6::Image<convert::ProfilesIn<convert::PackedProfileIn>>,
+        7 => convert::image_in(codec::decode::<
+            v7::Image<ProfilesIn<PackedProfileIn>, Option<index::IndexIn>>,
         >(bytes)?),
-        5 => convert::image_in(codec::decode::<v5::Image<convert::ProfilesIn>>(bytes)?),
+        6 => convert::image_in(v6_to_v7(codec::decode::<
+            v6::Image<ProfilesIn<PackedProfileIn>>,
+        >(bytes)?)),
+        5 => convert::image_in(v6_to_v7(codec::decode::<v5::Image<ProfilesIn>>(bytes)?)),
         // A v3 image's bytes are the same v4 image's (see `v4`); v4 → v5
         // adds an empty `recency` to each workspace.
-        3 | 4 => convert::image_in(migrate::image_v4_to_v5(codec::decode::<
-            v4::Image<convert::ProfilesIn>,
-        >(bytes)?)),
+        3 | 4 => convert::image_in(v6_to_v7(migrate::image_v4_to_v5(codec::decode::<
+            v4::Image<ProfilesIn>,
+        >(bytes)?))),
         2 => {
             // v2 → v3 adds `limits: None`; v3 → v4 re-spells the segments.
-            let v3 =
-                migrate::image_v2_to_v3(codec::decode::<v2::Image<convert::ProfilesIn>>(bytes)?);
-            convert::image_in(migrate::image_v4_to_v5(migrate::profiles_image_v3_to_v4(
-                v3,
-            )?))
+            let v3 = migrate::image_v2_to_v3(codec::decode::<v2::Image<ProfilesIn>>(bytes)?);
+            convert::image_in(v6_to_v7(migrate::image_v4_to_v5(
+                migrate::profiles_image_v3_to_v4(v3)?,
+            )))
         }
         // Version 1: owned version 5 profiles, unpacked as they are (not
         // packed into version 6 only to be unpacked again).
-        v => convert::image_in(decode_v5_image(v, bytes)?),
+        v => convert::image_in(v6_to_v7(decode_v5_image(v, bytes)?)),
     }
 }
 
@@ -158,10 +170,30 @@ pub fn inspect(path: &Path) -> Result<String> {
             Events::check(&d.events.0).map_err(Error::Codec)?;
         }
     }
+    // So is the stored column index, as a load would check it.
+    let mut indexed = Vec::new();
+    for w in &image.workspaces {
+        use index::IntoColumns;
+        let Some(columns) = w.index.clone().into_columns()? else {
+            indexed.push(serde_json::Value::Null);
+            continue;
+        };
+        let mut live = roaring::RoaringBitmap::new();
+        let mut gaps = v7::Gaps::default();
+        for (gap, _) in &w.profiles.list {
+            live.insert(gaps.id(*gap).map_err(Error::Codec)?);
+        }
+        columns.check_live(&live).map_err(Error::Codec)?;
+        indexed.push(serde_json::json!({
+            "attribute_paths": columns.attribute_columns().len(),
+            "events": columns.event_columns().len(),
+        }));
+    }
     let workspaces: Vec<_> = image
         .workspaces
         .iter()
-        .map(|w| {
+        .zip(indexed)
+        .map(|(w, column_index)| {
             serde_json::json!({
                 "workspace_id": crate::model::WorkspaceId(w.id).to_string(),
                 "name": w.name,
@@ -170,6 +202,8 @@ pub fn inspect(path: &Path) -> Result<String> {
                 "memberships": w.cohorts.iter().map(|c| c.members.len()).sum::<u64>(),
                 "segments": w.segments.len(),
                 "data_import_keys": w.import_keys.len(),
+                // `null`: not stored, rebuilt from the profiles at load.
+                "column_index": column_index,
             })
         })
         .collect();

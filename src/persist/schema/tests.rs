@@ -396,7 +396,7 @@ fn the_streaming_reader_and_the_owned_types_agree() {
     assert_eq!(encode_image(&streamed).expect("encode"), bytes);
     assert_eq!(encode_image(&owned).expect("encode"), bytes);
     // A gap past the id bound is refused by both, not built.
-    let mut bad: v6::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v7::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     bad.workspaces[0].profiles.id_bound = 1;
     let bad = codec::encode(&bad).expect("encode");
     assert!(decode_image(SNAPSHOT_VERSION, &bad).is_err());
@@ -446,6 +446,57 @@ fn images_round_trip_through_the_current_version() {
     assert_eq!((w.last_segment, back.next_workspace), (7, 4));
     assert_eq!(w.cohorts[0], image().workspaces[0].cohorts[0]);
     assert_eq!(back.limits, image().limits);
+    // The column index came from the snapshot, and is the one a rebuild
+    // from the profiles gives.
+    let stored = w.profiles.columns().expect("stored").triples();
+    assert!(stored.iter().any(|t| t.0 == "plan" && t.1 == "text gold"));
+    let rebuilt = ProfileStore::from_image(w.profiles.clone().without_columns());
+    assert_eq!(rebuilt.columns().triples(), stored);
+    assert_eq!(store.columns().triples(), stored);
+}
+
+/// A stored column index that breaks a rule is refused by the streaming
+/// reader, the owned types and `inspect` alike, with what is wrong.
+#[test]
+fn a_damaged_column_index_is_refused_at_load() {
+    let bytes = encode_image(&image()).expect("encode");
+    let good: v7::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let index = |img: &mut v7::Image| img.workspaces[0].index.as_mut().expect("stored").clone();
+    let plan = |i: &v7::Index| i.attributes.iter().position(|a| a.path == "plan").unwrap();
+    let cases: Vec<(v7::Index, &str)> = {
+        let mut g = good.clone();
+        let base = index(&mut g);
+        let p = plan(&base);
+        let mut gone = base.clone();
+        // A profile that is not live (id 1 was deleted).
+        gone.attributes[p].exists.insert(1);
+        gone.attributes[p].texts[0].1 = v7::Holders::Many([0, 1].into_iter().collect());
+        let mut twice = base.clone();
+        twice.attributes.push(twice.attributes[p].clone());
+        let mut order = base.clone();
+        let open = &mut order.events[0];
+        open.counts.push((0, v7::Holders::One(0)));
+        vec![
+            (gone, "holds a profile that is not live"),
+            (twice, "stored twice"),
+            (order, "counts: key 1 does not ascend"),
+        ]
+    };
+    for (bad_index, want) in cases {
+        let mut bad = good.clone();
+        bad.workspaces[0].index = Some(bad_index);
+        let bad = codec::encode(&bad).expect("encode");
+        let e = decode_image(SNAPSHOT_VERSION, &bad).expect_err("damaged");
+        assert!(e.to_string().contains(want), "{want}: {e}");
+        let owned = decode_schema_image(SNAPSHOT_VERSION, &bad).expect("decodes");
+        let e = convert::image_in(owned).expect_err("damaged");
+        assert!(e.to_string().contains(want), "{want}: {e}");
+        let d = tempfile::tempdir().expect("tempdir");
+        let snap =
+            crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &bad).expect("write");
+        let e = inspect(&snap.path).expect_err("damaged");
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    }
 }
 
 /// The bytes of the current version (5) are part of the contract: a change
@@ -523,8 +574,53 @@ fn current_version_bytes_are_pinned() {
     };
     assert_eq!(
         hex::encode(encode_image(&small).expect("encode")),
-        format!("010101017700{}01010001017500000000000000", "00".repeat(32))
+        // ... no import keys, segments, cohorts or recency; an index of no
+        // column and no event (01 00 00); no limits.
+        format!(
+            "010101017700{}0101000101750000000000000100 0000",
+            "00".repeat(32)
+        )
+        .replace(' ', "")
     );
+}
+
+/// A version 7 column index's bytes (`v7` documents the shape; changing
+/// it is a format version).
+#[test]
+fn index_bytes_are_pinned() {
+    let mut store = ProfileStore::new();
+    let u = store.upsert_external("u", true).expect("created");
+    for (name, v) in [
+        ("b", AttrValue::Bool(true)),
+        ("n", AttrValue::Num(3.0)),
+        ("s", AttrValue::Str("x".into())),
+        ("t", AttrValue::from_text("2024-05-01T10:00:00Z")),
+    ] {
+        store.update_attribute(u, name, AttrUpdate::Set(v));
+    }
+    store.record_event(u, "e", 9);
+    let index = index::IndexOut(store.columns().clone());
+    // A bitmap {0} in the portable format: 18 bytes, written as bytes.
+    let zero = "12 3a300000 01000000 0000 0000 10000000 0000";
+    let empty = "08 3a300000 00000000";
+    // Paths ascending. "b": not multi, exists {0}, no texts, items,
+    // numbers or times, falses {}, trues {0}, no locations, not dated.
+    let b = format!("0162 00 {zero} 00 00 00 00 {empty} {zero} {empty} {empty}");
+    // "n": 3.0 is key 0xC008000000000000: one run, the gap from 0 as a
+    // varint (fd + u64 LE), held by One(0).
+    let n = format!(
+        "016e 00 {zero} 00 00 01 fd000000000000 08c0 0000 00 {empty} {empty} {empty} {empty}"
+    );
+    // "s": the text "x" held by One(0).
+    let s = format!("0173 00 {zero} 01 0178 0000 00 00 00 {empty} {empty} {empty} {empty}");
+    // "t": time key of 1714557600000 ms (sign bit flipped), dated {0}.
+    let t = format!(
+        "0174 00 {zero} 00 00 00 01 fd 00 c1 98 33 8f 01 00 80 0000 {empty} {empty} {empty} {zero}"
+    );
+    // Event "e": did {0}, count 1, last 9.
+    let e = format!("0165 {zero} 01 01 0000 01 fd 0900000000000080 0000");
+    let want = format!("04 {b} {n} {s} {t} 01 {e}").replace(' ', "");
+    assert_eq!(hex::encode(codec::encode(&index).expect("encode")), want);
 }
 
 /// What version 4 added, pinned: nested values, locations and `within_km`
@@ -641,11 +737,11 @@ fn version_5_values_are_pinned() {
 fn newer_versions_are_refused_by_name() {
     let bytes = encode_record(&Command::DeleteSegment { ws: ws(), id: 1 }).expect("encode");
     let e = decode_record(LOG_VERSION + 1, &bytes).expect_err("newer");
-    assert!(e.to_string().contains("version 7"), "{e}");
-    assert!(e.to_string().contains("1 to 6"), "{e}");
+    assert!(e.to_string().contains("version 8"), "{e}");
+    assert!(e.to_string().contains("1 to 7"), "{e}");
     let e = decode_image(SNAPSHOT_VERSION + 1, &[]).expect_err("newer");
     assert!(
-        e.to_string().contains("snapshot of format version 7"),
+        e.to_string().contains("snapshot of format version 8"),
         "{e}"
     );
 }
@@ -718,6 +814,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v4-4191e56/restore", 4),
         ("v5-167a36a/rich", 5),
         ("v5-167a36a/restore", 5),
+        ("v6-b5c5beb/rich", 6),
+        ("v6-b5c5beb/restore", 6),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
@@ -772,9 +870,15 @@ fn inspect_reads_every_version() {
         crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
     let out: serde_json::Value =
         serde_json::from_str(&inspect(&v2.path).expect("inspect")).expect("json");
-    assert_eq!(out["format_version"], 6);
+    assert_eq!(out["format_version"], 7);
     assert_eq!(out["workspaces"][0]["profiles"], 4);
     assert_eq!(out["workspaces"][0]["memberships"], 2);
+    // `address` and the 8 paths below it, current_location, email, plan
+    // and tags.
+    assert_eq!(
+        out["workspaces"][0]["column_index"],
+        serde_json::json!({"attribute_paths": 13, "events": 1})
+    );
 }
 
 /// Version 6 keeps profiles' attributes packed: bytes that do not read
@@ -783,7 +887,7 @@ fn inspect_reads_every_version() {
 #[test]
 fn damaged_packed_attributes_are_refused_at_load() {
     let bytes = encode_image(&image()).expect("encode");
-    let mut bad: v6::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v7::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     let details = bad.workspaces[0]
         .profiles
         .list

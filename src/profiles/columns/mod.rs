@@ -74,6 +74,10 @@ use super::paths;
 use super::{AttrObject, AttrValue, Attrs, EventStats, Events};
 use crate::model::{Millis, Uid};
 
+mod image;
+
+pub use image::{ColumnImage, EventImage, Holders, Runs};
+
 type Map<K, V> = hashbrown::HashMap<K, V, RandomState>;
 
 /// Most `(key, profile)` pairs an ordered bucket of several keys holds
@@ -919,18 +923,90 @@ fn holders(pairs: &[(u64, Uid)]) -> RoaringBitmap {
     RoaringBitmap::from_sorted_iter(ids).expect("sorted")
 }
 
+/// One key's holders, as a bulk build ([`Ordered::from_runs`]) takes them.
+trait Run {
+    fn key(&self) -> u64;
+    /// How many profiles hold the key.
+    fn len(&self) -> u64;
+    /// Appends `(key, profile)` for each holder, ascending.
+    fn push_pairs(&self, out: &mut Vec<(u64, Uid)>);
+    fn into_set(self) -> RoaringBitmap;
+}
+
+/// A key's run of sorted pairs.
+impl Run for &[(u64, Uid)] {
+    fn key(&self) -> u64 {
+        self[0].0
+    }
+    fn len(&self) -> u64 {
+        <[_]>::len(self) as u64
+    }
+    fn push_pairs(&self, out: &mut Vec<(u64, Uid)>) {
+        out.extend_from_slice(self);
+    }
+    fn into_set(self) -> RoaringBitmap {
+        RoaringBitmap::from_sorted_iter(self.iter().map(|p| p.1)).expect("ascending within a key")
+    }
+}
+
+/// A span being gathered by a bulk build.
+#[derive(Default)]
+struct SpanBuild {
+    lo: u64,
+    /// Whether every pair so far has the key `lo`.
+    one_key: bool,
+    pairs: u64,
+    /// Holders of the small runs (pushed ascending within a run).
+    ids: Vec<Uid>,
+    /// Holders of the runs that became single-key buckets.
+    sets: RoaringBitmap,
+}
+
+impl SpanBuild {
+    fn add(&mut self, key: u64, n: u64) {
+        if self.pairs == 0 {
+            (self.lo, self.one_key) = (key, true);
+        } else if key != self.lo {
+            self.one_key = false;
+        }
+        self.pairs += n;
+    }
+
+    /// As [`Span::of`] the same pairs.
+    fn finish(mut self) -> Span {
+        self.ids.sort_unstable();
+        self.ids.dedup();
+        let mut members = RoaringBitmap::from_sorted_iter(self.ids).expect("sorted");
+        members |= self.sets;
+        Span {
+            pairs: self.pairs,
+            members,
+            split_at: split_at(self.one_key, self.pairs),
+        }
+    }
+}
+
 impl Span {
     /// The span of these pairs (sorted).
     fn of(pairs: &[(u64, Uid)]) -> Span {
         Span {
             pairs: pairs.len() as u64,
             members: holders(pairs),
-            split_at: if pairs.first().map(|p| p.0) == pairs.last().map(|p| p.0) {
-                SPAN_CAP.max(pairs.len() as u64 * 2)
-            } else {
-                SPAN_CAP
-            },
+            split_at: split_at(
+                pairs.first().map(|p| p.0) == pairs.last().map(|p| p.0),
+                pairs.len() as u64,
+            ),
         }
+    }
+}
+
+/// When a span of `pairs` pairs splits: at `SPAN_CAP`, or at twice its
+/// pairs if it has one key (it cannot split until another key comes).
+fn split_at(one_key: bool, pairs: u64) -> u64 {
+    if one_key {
+        SPAN_CAP.max(pairs * 2)
+    } else {
+        SPAN_CAP
     }
 }
 
@@ -951,48 +1027,61 @@ impl Ordered {
     fn from_pairs(mut pairs: Vec<(u64, Uid)>) -> Ordered {
         pairs.sort_unstable();
         pairs.dedup();
-        let mut buckets = BTreeMap::new();
+        let mut rest = &pairs[..];
+        Ordered::from_runs(std::iter::from_fn(|| {
+            if rest.is_empty() {
+                return None;
+            }
+            let run;
+            (run, rest) = rest.split_at(key_run(rest));
+            Some(run)
+        }))
+    }
+
+    /// From each key's holders, keys ascending (see [`from_pairs`]): the
+    /// one place a bulk build cuts buckets and spans, whether the runs
+    /// come from sorted pairs (a rebuild) or from a snapshot.
+    ///
+    /// [`from_pairs`]: Self::from_pairs
+    fn from_runs<R: Run>(runs: impl Iterator<Item = R>) -> Ordered {
+        let mut o = Ordered::default();
         let mut mixed: Vec<(u64, Uid)> = Vec::new();
-        let flush = |mixed: &mut Vec<(u64, Uid)>, buckets: &mut BTreeMap<u64, Arc<Bucket>>| {
-            if let Some(&(lo, _)) = mixed.first() {
-                buckets.insert(lo, Arc::new(Bucket::mixed(std::mem::take(mixed))));
+        let mut span = SpanBuild::default();
+        for run in runs {
+            let (key, n) = (run.key(), run.len());
+            if span.pairs > 0 && span.pairs + n > SPAN_CAP {
+                o.spans
+                    .insert(span.lo, Arc::new(std::mem::take(&mut span).finish()));
             }
-        };
-        let mut rest = &pairs[..];
-        while let Some(&(key, _)) = rest.first() {
-            let run = key_run(rest);
-            let (group, tail) = rest.split_at(run);
-            rest = tail;
-            if run >= BUCKET_CAP {
-                flush(&mut mixed, &mut buckets);
-                let members = RoaringBitmap::from_sorted_iter(group.iter().map(|p| p.1))
-                    .expect("ascending within a key");
-                buckets.insert(key, Arc::new(Bucket::Single { key, members }));
+            span.add(key, n);
+            if n >= BUCKET_CAP as u64 {
+                o.flush_mixed(&mut mixed);
+                let members = run.into_set();
+                span.sets |= &members;
+                o.buckets
+                    .insert(key, Arc::new(Bucket::Single { key, members }));
             } else {
-                if mixed.len() + run > BUCKET_CAP {
-                    flush(&mut mixed, &mut buckets);
+                if mixed.len() as u64 + n > BUCKET_CAP as u64 {
+                    o.flush_mixed(&mut mixed);
                 }
-                mixed.extend_from_slice(group);
+                let at = mixed.len();
+                run.push_pairs(&mut mixed);
+                span.ids.extend(mixed[at..].iter().map(|p| p.1));
             }
         }
-        flush(&mut mixed, &mut buckets);
-        let mut spans = BTreeMap::new();
-        let mut rest = &pairs[..];
-        while let Some(&(lo, _)) = rest.first() {
-            // Whole keys up to `SPAN_CAP` pairs, and at least one key.
-            let mut end = key_run(rest);
-            while end < rest.len() {
-                let next = end + key_run(&rest[end..]);
-                if next as u64 > SPAN_CAP {
-                    break;
-                }
-                end = next;
-            }
-            let (part, tail) = rest.split_at(end);
-            rest = tail;
-            spans.insert(lo, Arc::new(Span::of(part)));
+        o.flush_mixed(&mut mixed);
+        if span.pairs > 0 {
+            o.spans.insert(span.lo, Arc::new(span.finish()));
         }
-        Ordered { buckets, spans }
+        o
+    }
+
+    /// Puts the pairs gathered for a mixed bucket into one.
+    fn flush_mixed(&mut self, mixed: &mut Vec<(u64, Uid)>) {
+        if let Some(&(lo, _)) = mixed.first() {
+            let bucket = Bucket::mixed(std::mem::take(mixed));
+            self.buckets.insert(lo, Arc::new(bucket));
+        }
     }
 
     fn insert(&mut self, key: u64, uid: Uid) {
