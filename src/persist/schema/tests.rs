@@ -816,6 +816,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v5-167a36a/restore", 5),
         ("v6-b5c5beb/rich", 6),
         ("v6-b5c5beb/restore", 6),
+        ("v7-45ce0cb/rich", 7),
+        ("v7-45ce0cb/restore", 7),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");

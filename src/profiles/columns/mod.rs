@@ -4,8 +4,9 @@
 //! leaves from here instead of scanning profiles (`segment::eval`).
 //!
 //! The profile table stays the record of what each profile holds; this is
-//! derived from it, kept in step by `ProfileStore` (the one place profiles
-//! change) and rebuilt from the table when a store is loaded.
+//! derived from it and kept in step by `ProfileStore` (the one place
+//! profiles change). Snapshots store it (format 7, [`image`]); loading an
+//! older one rebuilds it from the table ([`ColumnsBuilder`]).
 //!
 //! # What is indexed
 //!
