@@ -4,6 +4,14 @@
 //! every core), then counts on the rebuilt store, each checked against a
 //! naive count over the same rows.
 //!
+//! Then a snapshot's payload, in process, both ways a restart can meet
+//! it, side by side on the same store: format 7 with the column index
+//! stored, and the same image with the index left out (what a snapshot
+//! of format 6 or older gives: loading rebuilds it). For each, the
+//! payload's size, the time to encode it, and the time to decode it and
+//! load the store (`schema::decode_image` + `ProfileStore::from_image`);
+//! the counts are asked again of the store loaded with the stored index.
+//!
 //! ```sh
 //! cargo bench --bench columns                                # 1M profiles, ~20 s
 //! cargo bench --bench columns -- --profiles 10000000         # ~3 min, ~8 GiB
@@ -18,9 +26,12 @@
 mod dataset;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cohortd::model::Uid;
+use cohortd::engine::state::{Image, WorkspaceImage};
+use cohortd::keys::KeyHash;
+use cohortd::model::{Uid, WorkspaceId};
+use cohortd::persist::schema;
 use cohortd::profiles::{
     AttrObject, AttrValue, Attrs, Details, EventStats, Events, Profile, ProfileImage, ProfileStore,
 };
@@ -197,7 +208,6 @@ fn main() {
     let store = ProfileStore::from_image(image);
     let rebuild = t.elapsed();
 
-    let cohorts: BTreeMap<cohortd::model::CohortKey, _> = BTreeMap::new();
     println!(
         "\n## The profile store's indexes in process, {n} profiles, {} reps\n",
         a.reps
@@ -207,16 +217,92 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |c| c.get().min(8)),
         rebuild.as_secs_f64()
     );
+    counts(&store, &cases, &expected, a.reps);
+
+    // A snapshot's payload with the index stored; the store goes before it
+    // is loaded again, so that two stores are never held at once.
+    let (with, encode_with) = encode(store.image());
+    drop(store);
+    let (loaded, load_with) = load(&with);
+    let with_len = with.len();
+    drop(with);
+    println!("\nThe same counts, on the store loaded with its stored index:\n");
+    counts(&loaded, &cases, &expected, a.reps);
+    let (without, encode_without) = encode(loaded.image().without_columns());
+    drop(loaded);
+    let (_, load_without) = load(&without);
+    println!("\n| snapshot payload | bytes | encode s | decode s | build the store s | decode + build s |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (what, len, enc, [dec, build]) in [
+        (
+            "format 7, column index stored",
+            with_len,
+            encode_with,
+            load_with,
+        ),
+        (
+            "format 7, index left out (as format 6 and older load)",
+            without.len(),
+            encode_without,
+            load_without,
+        ),
+    ] {
+        println!(
+            "| {what} | {len} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            enc.as_secs_f64(),
+            dec.as_secs_f64(),
+            build.as_secs_f64(),
+            (dec + build).as_secs_f64()
+        );
+    }
+}
+
+/// A one-workspace snapshot payload of `profiles`, and the time it took.
+fn encode(profiles: ProfileImage) -> (Vec<u8>, Duration) {
+    let image = Image {
+        next_workspace: 2,
+        workspaces: vec![WorkspaceImage {
+            id: WorkspaceId(1),
+            name: "bench".into(),
+            created_at: 0,
+            rest_key: KeyHash::of("bench"),
+            profiles,
+            import_keys: Vec::new(),
+            segments: Vec::new(),
+            last_segment: 0,
+            cohorts: Vec::new(),
+        }],
+        limits: None,
+    };
+    let t = Instant::now();
+    let bytes = schema::encode_image(&image).expect("encode");
+    (bytes, t.elapsed())
+}
+
+/// The store a payload describes, and the times decoding it and then
+/// building the store took.
+fn load(bytes: &[u8]) -> (ProfileStore, [Duration; 2]) {
+    let t = Instant::now();
+    let mut image = schema::decode_image(schema::SNAPSHOT_VERSION, bytes).expect("decode");
+    let decoded = t.elapsed();
+    let store = ProfileStore::from_image(image.workspaces.remove(0).profiles);
+    (store, [decoded, t.elapsed() - decoded])
+}
+
+/// Asks every case `reps` times, prints a table, and fails on a count
+/// that differs from the naive one.
+fn counts(store: &ProfileStore, cases: &[Case], expected: &[u64], reps: usize) {
+    let cohorts: BTreeMap<cohortd::model::CohortKey, _> = BTreeMap::new();
     println!("| filter | count | naive count | p50 µs | min µs |");
     println!("| --- | --- | --- | --- | --- |");
     let mut mismatches = 0;
-    for (c, want) in cases.iter().zip(&expected) {
+    for (c, want) in cases.iter().zip(expected) {
         let f = segment::parse(&c.filter, &|_| true).expect("a valid filter");
         let mut us = Vec::new();
         let mut got = 0;
-        for _ in 0..a.reps.max(1) {
+        for _ in 0..reps.max(1) {
             let t = Instant::now();
-            got = segment::count(&f, &store, &cohorts);
+            got = segment::count(&f, store, &cohorts);
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
         us.sort_by(f64::total_cmp);

@@ -555,6 +555,7 @@ pub fn image_out(image: &Image) -> cur::Image<ProfilesOut, Option<IndexOut>> {
                 name: w.name.clone(),
                 created_at: w.created_at,
                 rest_key: w.rest_key.0,
+                index: w.profiles.columns().cloned().map(IndexOut),
                 profiles: ProfilesOut(w.profiles.clone()),
                 import_keys: w.import_keys.iter().map(import_key_out).collect(),
                 segments: w
@@ -569,7 +570,6 @@ pub fn image_out(image: &Image) -> cur::Image<ProfilesOut, Option<IndexOut>> {
                 last_segment: w.last_segment,
                 cohorts: w.cohorts.iter().map(cohort_out).collect(),
                 recency: w.profiles.recency().to_vec(),
-                index: w.profiles.columns().cloned().map(IndexOut),
             })
             .collect(),
         limits: image.limits.as_ref().map(limits_out),

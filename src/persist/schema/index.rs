@@ -1,12 +1,13 @@
-//! A workspace's column index ⇄ `v7::Index` (see `v7`'s module docs for
-//! the shape).
+//! A workspace's column index ⇄ `v7::IndexBytes` (the bincode of a
+//! `v7::Index`; see `v7`'s module docs for the shape).
 //!
 //! Writing borrows the live index ([`IndexOut`]): each column's sets are
-//! serialised where they are, so a snapshot never holds a copy of the
-//! index. Reading ([`IndexIn`]) decodes one column at a time into its
-//! owned `v7` form, converts it and loads it into the domain index, which
-//! checks it (`profiles::columns::image`); a snapshot's index is never
-//! held twice either, only one column of it.
+//! serialised where they are, into the bytes the image then carries.
+//! Reading ([`IndexIn`]) copies those bytes and decodes them on a thread
+//! of their own while the reader goes on with the profiles that follow
+//! them; the thread decodes one column at a time into its owned `v7` form,
+//! converts it and loads it into the domain index, which checks it
+//! (`profiles::columns::image`), so only one column is ever held twice.
 
 use std::borrow::Cow;
 
@@ -16,13 +17,17 @@ use serde::{Serialize, Serializer};
 
 use super::convert::Seq;
 use super::v7 as cur;
-use super::{Error, Result};
+use super::{codec, Error, Result};
 use crate::profiles::columns::{Column, ColumnImage, Columns, EventColumn, EventImage, Holders};
 
 type SerResult<S> = std::result::Result<<S as Serializer>::Ok, <S as Serializer>::Error>;
 
-/// A workspace's column index, serialised as `v7::Index` from the live one.
+/// A workspace's column index, serialised as `v7::IndexBytes` from the
+/// live one.
 pub struct IndexOut(pub Columns);
+
+/// The live index in the shape of `v7::Index`.
+pub(super) struct IndexBody<'a>(pub(super) &'a Columns);
 
 struct HoldersOut<'a>(Holders<'a>);
 
@@ -105,6 +110,13 @@ impl Serialize for EventOut<'_> {
 
 impl Serialize for IndexOut {
     fn serialize<S: Serializer>(&self, ser: S) -> SerResult<S> {
+        let bytes = codec::encode(&IndexBody(&self.0)).map_err(serde::ser::Error::custom)?;
+        ser.serialize_bytes(&bytes)
+    }
+}
+
+impl Serialize for IndexBody<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> SerResult<S> {
         let attrs = self.0.attribute_columns();
         let events = self.0.event_columns();
         // Fields of `v7::Index`, in order.
@@ -176,34 +188,54 @@ pub trait IntoColumns {
     fn into_columns(self) -> Result<Option<Columns>>;
 }
 
-/// Owned (`inspect`, tests, and older images migrated up: `None`).
-impl IntoColumns for Option<cur::Index> {
+/// The bytes of a `v7::Index`, owned (`inspect`, tests, and older images
+/// migrated up: `None`).
+impl IntoColumns for Option<cur::IndexBytes> {
     fn into_columns(self) -> Result<Option<Columns>> {
-        let Some(index) = self else {
-            return Ok(None);
-        };
-        let mut c = Columns::default();
-        for a in index.attributes {
-            load_attr(&mut c, a).map_err(Error::Codec)?;
-        }
-        for e in index.events {
-            load_event(&mut c, e).map_err(Error::Codec)?;
-        }
-        Ok(Some(c))
+        self.map(|bytes| Ok(codec::decode::<IndexColumns>(&bytes.0)?.0))
+            .transpose()
     }
 }
 
-/// A `v7::Index` decoded straight into the domain index, one column at a
-/// time (the reader's fast path).
-pub struct IndexIn(Columns);
+/// The decoded `v7::Index` of a `v7::IndexBytes`, as owned values.
+#[cfg(test)]
+pub fn index_of(bytes: &cur::IndexBytes) -> Result<cur::Index> {
+    codec::decode(&bytes.0)
+}
+
+/// A `v7::IndexBytes` being decoded on a thread of its own (the reader's
+/// fast path), straight into the domain index, one column at a time.
+pub struct IndexIn(std::thread::JoinHandle<Result<Columns>>);
 
 impl IntoColumns for Option<IndexIn> {
     fn into_columns(self) -> Result<Option<Columns>> {
-        Ok(self.map(|i| i.0))
+        let Some(IndexIn(thread)) = self else {
+            return Ok(None);
+        };
+        let columns = thread
+            .join()
+            .map_err(|_| Error::Codec("the column index's decoding thread panicked".into()))??;
+        Ok(Some(columns))
     }
 }
 
 impl<'de> serde::Deserialize<'de> for IndexIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // Copied, so that the thread owns them: a tenth or so of what
+        // decoding them costs.
+        let cur::Packed(bytes) = serde::Deserialize::deserialize(d)?;
+        let thread = std::thread::Builder::new()
+            .name("index-load".into())
+            .spawn(move || Ok(codec::decode::<IndexColumns>(&bytes)?.0))
+            .map_err(serde::de::Error::custom)?;
+        Ok(IndexIn(thread))
+    }
+}
+
+/// A `v7::Index` decoded straight into the domain index.
+struct IndexColumns(Columns);
+
+impl<'de> serde::Deserialize<'de> for IndexColumns {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, SeqAccess, Visitor};
 
@@ -235,14 +267,14 @@ impl<'de> serde::Deserialize<'de> for IndexIn {
         }
         struct Fields;
         impl<'de> Visitor<'de> for Fields {
-            type Value = IndexIn;
+            type Value = IndexColumns;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("struct Index {attributes, events}")
             }
             fn visit_seq<A: SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> std::result::Result<IndexIn, A::Error> {
+            ) -> std::result::Result<IndexColumns, A::Error> {
                 let mut c = Columns::default();
                 let attrs = List {
                     into: &mut c,
@@ -256,7 +288,7 @@ impl<'de> serde::Deserialize<'de> for IndexIn {
                 };
                 seq.next_element_seed(events)?
                     .ok_or_else(|| A::Error::invalid_length(1, &self))?;
-                Ok(IndexIn(c))
+                Ok(IndexColumns(c))
             }
         }
         d.deserialize_struct("Index", &["attributes", "events"], Fields)

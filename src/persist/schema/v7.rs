@@ -1,10 +1,14 @@
 //! Format version 7.
 //!
 //! What changed from version 6: a workspace image keeps its profiles'
-//! column index (`profiles::columns`), as its last field `index`, so that
-//! a restart loads the index instead of rebuilding it from every profile.
-//! `None` means "not stored: rebuild it from the profiles", which is what
-//! every older image migrates to (`migrate::image_v6_to_v7`).
+//! column index (`profiles::columns`), so that a restart loads the index
+//! instead of rebuilding it from every profile. It is the field `index`,
+//! just before `profiles`: `None` means "not stored: rebuild it from the
+//! profiles", which is what every older image migrates to
+//! (`migrate::image_v6_to_v7`). `Some` holds [`IndexBytes`]: the bincode
+//! of an [`Index`] as a byte string (a varint length, then the bytes), so
+//! that a reader can hand it to another thread and decode the profiles
+//! meanwhile.
 //!
 //! The index is stored as what it holds, not as the server lays it out
 //! (dictionary shards, ordered buckets and spans are cut afresh at load):
@@ -75,13 +79,19 @@ pub struct Index {
     pub events: Vec<EventIndex>,
 }
 
-/// A workspace in a version 7 image: version 6's fields, then `index`.
+/// The bincode of an [`Index`], written as bytes (a varint length, then
+/// the bytes).
+pub type IndexBytes = Packed;
+
+/// A workspace in a version 7 image: version 6's fields, with `index`
+/// before `profiles`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WorkspaceImage<P = Profiles, X = Option<Index>> {
+pub struct WorkspaceImage<P = Profiles, X = Option<IndexBytes>> {
     pub id: WorkspaceId,
     pub name: String,
     pub created_at: Millis,
     pub rest_key: KeyHash,
+    pub index: X,
     pub profiles: P,
     pub import_keys: Vec<ImportKey>,
     pub segments: Vec<Segment>,
@@ -89,12 +99,11 @@ pub struct WorkspaceImage<P = Profiles, X = Option<Index>> {
     pub cohorts: Vec<CohortImage>,
     /// As in version 5.
     pub recency: Vec<(u32, u64)>,
-    pub index: X,
 }
 
 /// A snapshot payload of version 7.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Image<P = Profiles, X = Option<Index>> {
+pub struct Image<P = Profiles, X = Option<IndexBytes>> {
     pub next_workspace: u32,
     pub workspaces: Vec<WorkspaceImage<P, X>>,
     pub limits: Option<StateLimits>,

@@ -5,7 +5,7 @@
 //!
 //! The profile table stays the record of what each profile holds; this is
 //! derived from it and kept in step by `ProfileStore` (the one place
-//! profiles change). Snapshots store it (format 7, [`image`]); loading an
+//! profiles change). Snapshots store it (format 7, `image`); loading an
 //! older one rebuilds it from the table ([`ColumnsBuilder`]).
 //!
 //! # What is indexed
