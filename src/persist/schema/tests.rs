@@ -821,6 +821,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v5-167a36a/restore", 5),
         ("v6-b5c5beb/rich", 6),
         ("v6-b5c5beb/restore", 6),
+        ("v7-3648983/rich", 7),
+        ("v7-3648983/restore", 7),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
