@@ -43,7 +43,33 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default = "shipped_reads")]
     pub reads: ReadsConfig,
+    #[serde(default = "shipped_feed")]
+    pub feed: FeedSettings,
     pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+/// `[feed]`: every workspace's change feed (issue 12, `crate::feed`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSettings {
+    /// Bytes of events a workspace's feed keeps at most.
+    pub retention_bytes: u64,
+    /// Hours events are kept at most: a whole segment goes once its newest
+    /// event is older.
+    pub retention_hours: u64,
+    /// A feed segment rolls over at this size (retention drops whole
+    /// segments).
+    pub segment_bytes: u64,
+}
+
+impl FeedSettings {
+    pub fn feed_config(&self) -> crate::feed::FeedConfig {
+        crate::feed::FeedConfig {
+            retention_bytes: self.retention_bytes,
+            retention: std::time::Duration::from_secs(self.retention_hours.saturating_mul(3600)),
+            segment_bytes: self.segment_bytes,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,6 +186,10 @@ fn shipped_object_keys() -> usize {
 
 fn shipped_reads() -> ReadsConfig {
     ReadsConfig::default()
+}
+
+fn shipped_feed() -> FeedSettings {
+    Config::default().feed
 }
 
 fn shipped_sequencer_arbiters() -> usize {
@@ -286,6 +316,12 @@ impl Config {
         }
         if self.rate_limit.window_secs == 0 {
             return Err("rate_limit.window_secs must be at least 1".into());
+        }
+        if self.feed.segment_bytes < 4096 || self.feed.retention_hours == 0 {
+            return Err(
+                "feed.segment_bytes must be at least 4096 and feed.retention_hours at least 1"
+                    .into(),
+            );
         }
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());

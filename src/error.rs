@@ -67,6 +67,9 @@ pub enum Error {
     /// A read ran past `reads.budget_millis` and was stopped.
     #[error("the read was stopped at its time budget of {0} ms (reads.budget_millis in config.toml); narrow the filter, or retry when the server is less busy")]
     ReadBudgetExceeded(u64),
+    /// A feed cursor older than what the feed retains (SPEC §10).
+    #[error("the cursor is older than the feed's retention (the oldest event kept is number {oldest}); start again without `after`, or from a newer cursor")]
+    CursorExpired { oldest: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -156,6 +159,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::ReadPoolBusy | Error::ReadShareBusy(_) => "read_pool_busy",
             Error::ReadBudgetExceeded(_) => "read_budget_exceeded",
+            Error::CursorExpired { .. } => "cursor_expired",
             Error::Internal(_) => "internal",
         }
     }
@@ -199,6 +203,7 @@ impl ResponseError for Error {
             | Error::ReadPoolBusy
             | Error::ReadShareBusy(_)
             | Error::ReadBudgetExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::CursorExpired { .. } => StatusCode::GONE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

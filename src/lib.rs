@@ -36,6 +36,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod keys;
 pub mod limits;

@@ -25,13 +25,14 @@ use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use super::cohort::{
-    ApplyChanges, Cohort, CohortCell, CohortImage, CohortMeta, DeltaOutcome, MoveMembers, Rename,
-    TakeImage,
+    ApplyChanges, Cohort, CohortCell, CohortImage, CohortMeta, DeltaOutcome, FeedNote, MoveMembers,
+    Rename, TakeImage,
 };
 use super::command::{Command, Outcome, Pending};
 use super::state::{CohortEntry, Image, Segment, State, StateCell, Workspace};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
+use crate::feed::{self, Feeds};
 use crate::limits::StateLimits;
 use crate::model::{Change, CohortKey, Identifier, Millis, Uid, WorkspaceId};
 use crate::persist::schema;
@@ -49,6 +50,8 @@ struct InForce {
 
 pub struct Applier {
     cell: StateCell,
+    /// Where commands' events go (`crate::feed`).
+    feeds: Arc<Feeds>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     history_len: usize,
@@ -59,6 +62,7 @@ pub struct Applier {
 impl Applier {
     pub fn new(
         cell: StateCell,
+        feeds: Arc<Feeds>,
         arbiters: Vec<ArbiterHandle>,
         history_len: usize,
         configured: LimitsConfig,
@@ -70,6 +74,7 @@ impl Applier {
         );
         Applier {
             cell,
+            feeds,
             arbiters,
             next_arbiter: AtomicUsize::new(0),
             history_len,
@@ -118,17 +123,18 @@ impl Applier {
     }
 
     /// [`apply`](Self::apply), with a refusal as an answered future.
-    pub fn apply_or_fail(&self, cmd: Command) -> Pending {
-        match self.apply(cmd) {
+    pub fn apply_or_fail(&self, position: Option<u64>, cmd: Command) -> Pending {
+        match self.apply(position, cmd) {
             Ok(p) => p,
             Err(e) => future::ready(Err(e)).boxed(),
         }
     }
 
-    /// Applies one command (its record is durable, or it is being
-    /// replayed). The returned future resolves once its effect is visible
-    /// to every reader (the cohorts it told have applied it).
-    pub fn apply(&self, cmd: Command) -> Result<Pending> {
+    /// Applies one command (its record is durable at log `position`, or it
+    /// is being replayed from there; `None`: a command that is not logged,
+    /// which makes no event). The returned future resolves once its effect
+    /// is visible to every reader (the cohorts it told have applied it).
+    pub fn apply(&self, position: Option<u64>, cmd: Command) -> Result<Pending> {
         match cmd {
             Command::CreateWorkspace { name, rest_key, at } => {
                 let state = self.state();
@@ -178,7 +184,7 @@ impl Applier {
                 at,
             } => {
                 let ws = self.workspace(ws)?;
-                Ok(self.apply_delta(&ws, &key, &changes, at))
+                Ok(self.apply_delta(&ws, &key, &changes, at, position))
             }
             Command::Track { ws, track } => {
                 let ws = self.workspace(ws)?;
@@ -307,6 +313,7 @@ impl Applier {
         key: &CohortKey,
         changes: &[Change],
         at: Millis,
+        position: Option<u64>,
     ) -> Pending {
         let total: usize = changes.iter().map(Change::id_count).sum();
         if total == 0 {
@@ -320,10 +327,8 @@ impl Applier {
         }
         let mut ops: Vec<(Uid, bool)> = Vec::with_capacity(total);
         let mut unmatched: Vec<&Identifier> = Vec::new();
-        let resolved = ws
-            .profiles
-            .read()
-            .resolve_many(changes.iter().flat_map(|c| &c.ids));
+        let profiles = ws.profiles.read();
+        let resolved = profiles.resolve_many(changes.iter().flat_map(|c| &c.ids));
         let mut resolved = resolved.into_iter();
         for change in changes {
             for id in &change.ids {
@@ -338,11 +343,22 @@ impl Applier {
             Ok(entry) => entry,
             Err(e) => return future::ready(Err(e)).boxed(),
         };
+        // Who each profile is now: the actor makes the events later, and
+        // they must not depend on writes applied meanwhile.
+        let feed = self.ticket(ws.id, position, at).map(|ticket| FeedNote {
+            ticket,
+            users: ops
+                .iter()
+                .filter_map(|&(uid, _)| Some((uid, feed_user(uid, profiles.get(uid)?))))
+                .collect(),
+        });
+        drop(profiles);
         let (reply, rx) = oneshot::channel();
         entry.addr.do_send(ApplyChanges {
             ops,
             unmatched,
             at,
+            feed,
             reply,
         });
         rx.map(|r| r.map(Outcome::Delta).map_err(|_| lost("cohort")))
@@ -389,6 +405,33 @@ impl Applier {
             })
         }
         .boxed()
+    }
+}
+
+impl Applier {
+    /// The place in workspace `ws`'s feed of the command at `position`, if
+    /// it is logged and the feed does not hold its events yet. A feed that
+    /// cannot be opened loses its events (the error is logged), never the
+    /// write.
+    fn ticket(&self, ws: WorkspaceId, position: Option<u64>, at: Millis) -> Option<feed::Ticket> {
+        let position = position?;
+        match self.feeds.feed(ws) {
+            Ok(f) => f.reserve(position, at),
+            Err(e) => {
+                tracing::error!(workspace = %ws, error = %e, "the change feed cannot be opened; this write's events are missing from it");
+                None
+            }
+        }
+    }
+}
+
+/// A profile as a feed event names it: its braze_id, external_id and
+/// first device.
+fn feed_user(uid: Uid, p: &crate::profiles::Profile) -> feed::User {
+    feed::User {
+        uid,
+        external_id: p.external_id.clone(),
+        device_id: p.devices().first().cloned(),
     }
 }
 

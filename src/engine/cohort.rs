@@ -16,7 +16,7 @@
 //! the HTTP handler awaits, so a 2xx is sent only after the change is
 //! visible to every later read.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message};
@@ -24,7 +24,18 @@ use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 use tokio::sync::oneshot;
 
+use crate::feed;
 use crate::model::{CohortKey, Millis, Uid};
+
+/// A cohort event's `properties` (SPEC §10): its partner, id and name as
+/// of the change.
+fn cohort_properties(key: &CohortKey, name: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut p = serde_json::Map::new();
+    p.insert("partner".into(), key.partner.as_str().into());
+    p.insert("cohort_id".into(), key.cohort_id.as_str().into());
+    p.insert("name".into(), name.into());
+    p
+}
 
 /// What a cohort listing shows besides the size.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +134,16 @@ impl CohortCell {
 /// the net `(added, removed)`: a profile added and removed again in one
 /// request counts in neither.
 pub fn apply_ops(set: &mut RoaringBitmap, ops: &[(Uid, bool)]) -> (u64, u64) {
+    apply_ops_noting(set, ops, |_, _| {})
+}
+
+/// [`apply_ops`], telling `changed` of each profile that entered (`true`)
+/// or left the set, by ascending id.
+pub fn apply_ops_noting(
+    set: &mut RoaringBitmap,
+    ops: &[(Uid, bool)],
+    mut changed: impl FnMut(Uid, bool),
+) -> (u64, u64) {
     // Stable sort by uid keeps request order within one uid: the last of each
     // run is the operation that wins. Sorted ids also suit roaring.
     let mut sorted: Vec<(Uid, bool)> = ops.to_vec();
@@ -132,10 +153,18 @@ pub fn apply_ops(set: &mut RoaringBitmap, ops: &[(Uid, bool)]) -> (u64, u64) {
         if sorted.get(i + 1).is_some_and(|next| next.0 == uid) {
             continue;
         }
-        if add {
-            added += u64::from(set.insert(uid));
+        let moved = if add {
+            set.insert(uid)
         } else {
-            removed += u64::from(set.remove(uid));
+            set.remove(uid)
+        };
+        if moved {
+            changed(uid, add);
+        }
+        if add {
+            added += u64::from(moved);
+        } else {
+            removed += u64::from(moved);
         }
     }
     (added, removed)
@@ -233,7 +262,18 @@ pub struct ApplyChanges {
     pub ops: Vec<(Uid, bool)>,
     pub unmatched: u64,
     pub at: Millis,
+    /// Where the delta's `users.cohorts.Entered`/`Exited` events go, and
+    /// who its profiles were when it applied (`None`: a command the feed
+    /// has already, being replayed).
+    pub feed: Option<FeedNote>,
     pub reply: oneshot::Sender<DeltaOutcome>,
+}
+
+/// A delta's place in its workspace's feed, and its profiles' identifiers
+/// as of its apply.
+pub struct FeedNote {
+    pub ticket: feed::Ticket,
+    pub users: HashMap<Uid, feed::User>,
 }
 
 /// Profiles merged (`from` → `into`) or deleted (`into` = `None`).
@@ -249,10 +289,36 @@ impl Handler<ApplyChanges> for Cohort {
     type Result = ();
 
     fn handle(&mut self, msg: ApplyChanges, _: &mut Context<Self>) {
+        let mut changed = Vec::new();
+        let noting = msg.feed.is_some();
         let (added, removed, size) = self.cell.write_members(|set| {
-            let (a, r) = apply_ops(set, &msg.ops);
+            let (a, r) = apply_ops_noting(set, &msg.ops, |uid, entered| {
+                if noting {
+                    changed.push((uid, entered));
+                }
+            });
             (a, r, set.len())
         });
+        if let Some(note) = msg.feed {
+            let properties = cohort_properties(&self.cell.key, &self.cell.meta.read().name);
+            let events = changed
+                .into_iter()
+                .map(|(uid, entered)| feed::Event {
+                    event_type: if entered {
+                        feed::EventType::CohortEntered
+                    } else {
+                        feed::EventType::CohortExited
+                    },
+                    user: note.users.get(&uid).cloned().unwrap_or(feed::User {
+                        uid,
+                        external_id: None,
+                        device_id: None,
+                    }),
+                    properties: properties.clone(),
+                })
+                .collect();
+            note.ticket.complete(events);
+        }
         let record = ImportRecord {
             at: msg.at,
             added,
@@ -369,6 +435,7 @@ mod tests {
                 ops: vec![(1, true)],
                 unmatched: 0,
                 at: 100,
+                feed: None,
                 reply: delta,
             });
             let (renamed, rename_rx) = oneshot::channel();

@@ -230,7 +230,7 @@ impl Lane {
         };
         match admission {
             Admission::Log => None,
-            Admission::ApplyUnlogged => Some(self.applier.apply_or_fail(cmd.clone())),
+            Admission::ApplyUnlogged => Some(self.applier.apply_or_fail(None, cmd.clone())),
             Admission::AlreadyDone => Some(done(super::command::Outcome::Done)),
         }
     }
@@ -276,8 +276,8 @@ impl Lane {
     /// next one.
     fn apply_due(&mut self, ctx: &mut Context<Self>) {
         while let Some(settled) = self.due.pop_front() {
-            let item = match settled {
-                Settled::Apply { item, .. } => item,
+            let (position, item) = match settled {
+                Settled::Apply { position, item } => (position, item),
                 Settled::Failed { item, error } => {
                     tracing::error!(error = %error, "write-ahead log append failed; command not applied");
                     let failed = future::ready(Err(Error::Unavailable(LOG_FAILED.into())));
@@ -286,7 +286,9 @@ impl Lane {
                 }
             };
             if !is_profile_command(&item.cmd) {
-                let _ = item.reply.send(self.applier.apply_or_fail(item.cmd));
+                let _ = item
+                    .reply
+                    .send(self.applier.apply_or_fail(Some(position), item.cmd));
                 continue;
             }
             let applier = self.applier.clone();
@@ -296,7 +298,7 @@ impl Lane {
                 pool.run(move || {
                     #[cfg(debug_assertions)]
                     test_hold(&cmd);
-                    applier.apply_or_fail(cmd)
+                    applier.apply_or_fail(Some(position), cmd)
                 })
                 .await
             };

@@ -61,6 +61,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::Config;
 use crate::error::{Error, Result, StartError};
+use crate::feed::{EventType, Feeds};
 use crate::keys::{self, KeyHash};
 use crate::limits::{Exceeded, Limit};
 use crate::metrics::Metrics;
@@ -112,6 +113,7 @@ struct Core {
     lanes: Arc<Lanes>,
     snapshotter: Addr<Snapshotter>,
     wal: Arc<Wal>,
+    feeds: Arc<Feeds>,
     _lock: recovery::DirLock,
     _arbiters: Vec<Arbiter>,
 }
@@ -150,8 +152,10 @@ impl Engine {
         let lane_arbiters = named_arbiters("cohortd-lane", config.engine.sequencer_arbiters.max(1));
         let router_arbiter = named_arbiters("cohortd-router", 1).remove(0);
         let cell: StateCell = self.inner.state.clone();
+        let feeds = Arc::new(Feeds::new(&config.data_dir, config.feed.feed_config()));
         let applier = Arc::new(apply::Applier::new(
             cell,
+            feeds.clone(),
             arbiters.iter().map(Arbiter::handle).collect(),
             config.engine.import_history_len,
             config.limits.clone(),
@@ -200,6 +204,7 @@ impl Engine {
         let snapshotter = Snapshotter::new(
             router.clone(),
             recovered.wal.clone(),
+            feeds.clone(),
             config.data_dir.clone(),
             config.snapshot.retain,
             config.snapshot.interval_secs,
@@ -213,6 +218,7 @@ impl Engine {
             lanes,
             snapshotter,
             wal: recovered.wal,
+            feeds,
             _lock: recovered.lock,
             _arbiters: all,
         };
@@ -223,6 +229,47 @@ impl Engine {
     }
 
     /// The recovered engine, or 503 while it recovers.
+    /// Up to `limit` events of workspace `ws`'s feed after seq `after`, of
+    /// the given types (`None`: all), and the cursor to go on from; when
+    /// there are none yet, waits up to `wait` for one (a long poll). A
+    /// cursor older than retention is [`Error::CursorExpired`].
+    pub async fn read_feed(
+        &self,
+        ws: WorkspaceId,
+        after: u64,
+        limit: usize,
+        types: Option<Vec<EventType>>,
+        wait: std::time::Duration,
+    ) -> Result<(Vec<crate::persist::feed::Stored>, u64)> {
+        use crate::persist::feed::Read;
+        let feed = self
+            .core()?
+            .feeds
+            .feed(ws)
+            .map_err(|e| Error::Internal(format!("opening the feed of {ws}: {e}")))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut after = after;
+        loop {
+            // The files are read off the async workers.
+            let (f, t) = (feed.clone(), types.clone());
+            let read = tokio::task::spawn_blocking(move || f.read(after, limit, t.as_deref()))
+                .await
+                .map_err(|e| Error::Internal(format!("reading the feed: {e}")))?
+                .map_err(|e| Error::Internal(format!("reading the feed of {ws}: {e}")))?;
+            let (events, through) = match read {
+                Read::Expired { oldest } => return Err(Error::CursorExpired { oldest }),
+                Read::Events { events, through } => (events, through),
+            };
+            let now = tokio::time::Instant::now();
+            if !events.is_empty() || now >= deadline {
+                return Ok((events, through));
+            }
+            // Nothing (the filter may have passed some by): wait for more.
+            after = through;
+            feed.wait_after(after, deadline - now).await;
+        }
+    }
+
     fn core(&self) -> Result<&Core> {
         self.inner.core.get().ok_or_else(|| {
             Error::Unavailable(

@@ -133,7 +133,8 @@ impl Router {
                         },
                         Some(image),
                     ) => applier.restore(&snapshot_id, image, keep_counters),
-                    (cmd, _) => applier.apply_or_fail(cmd),
+                    // Router commands make no feed event.
+                    (cmd, _) => applier.apply_or_fail(None, cmd),
                 },
             };
             if barrier {
@@ -240,7 +241,7 @@ impl Handler<Replay> for Router {
                 Command::Restore { snapshot_id, .. } => Some(snapshot_id.clone()),
                 _ => None,
             };
-            match (self.applier.apply(cmd), restore) {
+            match (self.applier.apply(Some(position), cmd), restore) {
                 (Ok(pending), _) => all.push(pending),
                 // Logged restores all succeeded once (see `run`): one that
                 // fails now cannot be skipped without losing state.

@@ -51,6 +51,8 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use tokio::sync::oneshot;
 
+use crate::feed::Feeds;
+
 use super::router::{Checkpoint, Router};
 use crate::error::{Error, Result};
 use crate::persist::snapshot::{self, SnapshotInfo};
@@ -66,6 +68,9 @@ type Reply = oneshot::Sender<Result<SnapshotInfo>>;
 pub struct Snapshotter {
     router: Addr<Router>,
     wal: Arc<Wal>,
+    /// Synced before a snapshot is written: replay after it cannot make
+    /// their events again (`persist::feed`).
+    feeds: Arc<Feeds>,
     dir: PathBuf,
     retain: usize,
     interval: Option<Duration>,
@@ -83,6 +88,7 @@ impl Snapshotter {
     pub fn new(
         router: Addr<Router>,
         wal: Arc<Wal>,
+        feeds: Arc<Feeds>,
         dir: PathBuf,
         retain: usize,
         interval_secs: u64,
@@ -90,6 +96,7 @@ impl Snapshotter {
         Snapshotter {
             router,
             wal,
+            feeds,
             dir,
             retain: retain.max(1),
             interval: (interval_secs > 0).then(|| Duration::from_secs(interval_secs)),
@@ -114,6 +121,7 @@ impl Snapshotter {
     fn run(&self) -> impl Future<Output = Result<SnapshotInfo>> + 'static {
         let router = self.router.clone();
         let (wal, dir, retain) = (self.wal.clone(), self.dir.clone(), self.retain);
+        let feeds = self.feeds.clone();
         let last = self.last.clone();
         async move {
             let (tx, rx) = oneshot::channel();
@@ -127,7 +135,7 @@ impl Snapshotter {
             if let Some(last) = last.filter(|l| l.log_position == position && l.path.exists()) {
                 return Ok(last);
             }
-            tokio::task::spawn_blocking(move || write(&dir, &wal, retain, position, &image))
+            tokio::task::spawn_blocking(move || write(&dir, &wal, &feeds, retain, position, &image))
                 .await
                 .map_err(|e| Error::Internal(format!("snapshot task: {e}")))?
         }
@@ -224,6 +232,7 @@ async fn test_hold() {
 fn write(
     dir: &std::path::Path,
     wal: &Wal,
+    feeds: &Feeds,
     retain: usize,
     position: u64,
     image: &super::state::Image,
@@ -237,6 +246,12 @@ fn write(
         // Only a chance to save work was lost: write a new one.
         Err(e) => tracing::warn!(error = %e, "cannot look for an existing snapshot"),
     }
+    // The feeds hold every event up to the cut (it was taken between
+    // commands); on disk before the snapshot that replay would start from.
+    feeds.sync().map_err(|e| {
+        tracing::error!(error = %e, "the change feed could not be synced; no snapshot written");
+        Error::Unavailable(WRITE_FAILED.into())
+    })?;
     let payload = schema::encode_image(image)
         .map_err(|e| Error::Internal(format!("encoding the snapshot image: {e}")))?;
     let info = snapshot::write(

@@ -14,6 +14,7 @@
 mod admin;
 pub mod body;
 mod cohorts;
+mod feed;
 mod ops;
 mod partner;
 mod segments;
@@ -110,6 +111,7 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/admin/snapshots", web::post().to(admin::take_snapshot))
             .route("/admin/snapshots", web::get().to(admin::list_snapshots))
             .route("/admin/restore", web::post().to(admin::restore))
+            .route("/feed", web::get().to(feed::read))
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))

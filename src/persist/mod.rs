@@ -41,6 +41,7 @@
 //! segments back to the second-newest snapshot ([`snapshot::wal_keep_from`]).
 
 pub mod codec;
+pub mod feed;
 pub mod schema;
 pub mod snapshot;
 pub mod wal;

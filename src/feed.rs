@@ -1,0 +1,445 @@
+//! The change feed (issue 12; SPEC §10): what each workspace's writes did,
+//! as Currents-style events, in log order, durable, kept for a bounded
+//! size and age.
+//!
+//! This module owns the events' shapes ([`Event`], rendered once as the
+//! JSON that is stored and served) and the workspaces' feeds ([`Feeds`]).
+//! The engine's `apply` is the one place that makes events: as each
+//! command applies, in log order (live or replayed), it hands the
+//! command's events to its workspace's feed with the command's log
+//! position; a position the feed already covers is skipped, so replaying
+//! the log after a crash makes exactly the events that were not yet on
+//! disk, with the same ids and seqs (`persist::feed`).
+//!
+//! Ids are stable: a UUID-shaped rendering of (workspace, log position,
+//! index within the command), so the same write always has the same
+//! event ids, whoever reads them and however often. Times are the
+//! command's time, in whole seconds.
+//!
+//! A restore does not touch the feed: it is a record of what happened,
+//! and a restore is one more thing that happened (it makes no events;
+//! events of later writes continue from the next seq).
+//!
+//! Consumers must tolerate fields they do not know: new ones may appear in
+//! events and in `properties`, as Braze says of Currents.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use compact_str::CompactString;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+
+use crate::model::{BrazeId, Millis, Uid, WorkspaceId};
+use crate::persist::feed::{FeedOptions, FeedStore, NewEvent, Read};
+use crate::persist::Result;
+
+/// The event types, with their codes on disk (`persist::feed`'s `kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    CustomEvent = 0,
+    Purchase = 1,
+    UserOrphan = 2,
+    UserDeleteRequest = 3,
+    CohortEntered = 4,
+    CohortExited = 5,
+    SegmentEntered = 6,
+    SegmentExited = 7,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 8] = [
+        EventType::CustomEvent,
+        EventType::Purchase,
+        EventType::UserOrphan,
+        EventType::UserDeleteRequest,
+        EventType::CohortEntered,
+        EventType::CohortExited,
+        EventType::SegmentEntered,
+        EventType::SegmentExited,
+    ];
+
+    /// The name consumers see (`event_type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::CustomEvent => "users.behaviors.CustomEvent",
+            EventType::Purchase => "users.behaviors.Purchase",
+            EventType::UserOrphan => "users.UserOrphan",
+            EventType::UserDeleteRequest => "users.UserDeleteRequest",
+            EventType::CohortEntered => "users.cohorts.Entered",
+            EventType::CohortExited => "users.cohorts.Exited",
+            EventType::SegmentEntered => "users.segments.Entered",
+            EventType::SegmentExited => "users.segments.Exited",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EventType> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Who an event is about, as of the command that made it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub uid: Uid,
+    pub external_id: Option<CompactString>,
+    pub device_id: Option<CompactString>,
+}
+
+/// One event, before it has its place in the feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub event_type: EventType,
+    pub user: User,
+    /// The type's `properties` (an object).
+    pub properties: Map<String, Value>,
+}
+
+/// The stable id of the `index`-th event of the command at log `position`
+/// in workspace `ws` (see the module docs).
+pub fn event_id(ws: WorkspaceId, position: u64, index: u32) -> String {
+    let p = position;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        ws.0,
+        (p >> 48) & 0xffff,
+        (p >> 32) & 0xffff,
+        (p >> 16) & 0xffff,
+        ((p & 0xffff) << 32) | u64::from(index)
+    )
+}
+
+impl Event {
+    /// The JSON stored and served (SPEC §10): absent identifiers are left
+    /// out.
+    fn render(&self, ws: WorkspaceId, position: u64, index: u32, at: Millis) -> Vec<u8> {
+        let mut user = Map::new();
+        user.insert(
+            "user_id".into(),
+            BrazeId(ws, self.user.uid).to_string().into(),
+        );
+        if let Some(e) = &self.user.external_id {
+            user.insert("external_user_id".into(), e.as_str().into());
+        }
+        if let Some(d) = &self.user.device_id {
+            user.insert("device_id".into(), d.as_str().into());
+        }
+        let event = json!({
+            "id": event_id(ws, position, index),
+            "event_type": self.event_type.name(),
+            "time": at.div_euclid(1000),
+            "user": user,
+            "properties": self.properties,
+        });
+        serde_json::to_vec(&event).expect("a JSON value renders")
+    }
+}
+
+/// Retention and layout of every workspace's feed (`[feed]` in
+/// config.toml).
+#[derive(Clone, Copy, Debug)]
+pub struct FeedConfig {
+    pub retention_bytes: u64,
+    pub retention: Duration,
+    pub segment_bytes: u64,
+}
+
+/// A command's time and events, once made.
+type Made = (Millis, Vec<Event>);
+
+/// One workspace's feed.
+pub struct Feed {
+    ws: WorkspaceId,
+    cfg: FeedConfig,
+    /// Commands applied whose events are not all made yet (a cohort delta
+    /// waits for its actor), by log position, with their events once made:
+    /// a command's events are written once every earlier one's are, so
+    /// the feed is in log order. Locked before `store`.
+    pending: Mutex<BTreeMap<u64, Option<Made>>>,
+    store: Mutex<FeedStore>,
+    /// The newest seq, for long polls.
+    newest: tokio::sync::watch::Sender<u64>,
+}
+
+/// A command's place in its workspace's feed (see [`Feed::reserve`]).
+/// Dropped without [`complete`](Ticket::complete), the command made no
+/// event.
+pub struct Ticket {
+    feed: Arc<Feed>,
+    position: u64,
+    at: Millis,
+    done: bool,
+}
+
+impl Ticket {
+    /// The command's events, in order.
+    pub fn complete(mut self, events: Vec<Event>) {
+        self.done = true;
+        self.feed.complete(self.position, self.at, events);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            self.feed.complete(self.position, self.at, Vec::new());
+        }
+    }
+}
+
+impl Feed {
+    /// Takes the place of the command at log `position` (time `at`) in the
+    /// feed; commands must take theirs in log order. `None` if the feed
+    /// holds its events already (a replay after a crash).
+    pub fn reserve(self: &Arc<Self>, position: u64, at: Millis) -> Option<Ticket> {
+        let mut pending = self.pending.lock();
+        if position <= self.store.lock().covered() || pending.contains_key(&position) {
+            return None;
+        }
+        pending.insert(position, None);
+        Some(Ticket {
+            feed: self.clone(),
+            position,
+            at,
+            done: false,
+        })
+    }
+
+    /// [`reserve`](Self::reserve) and complete at once (a command whose
+    /// events are made as it applies).
+    pub fn record(self: &Arc<Self>, position: u64, at: Millis, events: Vec<Event>) {
+        if let Some(t) = self.reserve(position, at) {
+            t.complete(events);
+        }
+    }
+
+    fn complete(&self, position: u64, at: Millis, events: Vec<Event>) {
+        let mut pending = self.pending.lock();
+        pending.insert(position, Some((at, events)));
+        let mut store = self.store.lock();
+        let mut wrote = false;
+        while let Some(mut entry) = pending.first_entry() {
+            let Some((at, events)) = entry.get_mut().take() else {
+                break;
+            };
+            let position = *entry.key();
+            entry.remove();
+            let rendered: Vec<NewEvent> = events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| NewEvent {
+                    kind: e.event_type.code(),
+                    payload: e.render(self.ws, position, i as u32, at),
+                })
+                .collect();
+            let oldest_ms = at.saturating_sub(self.cfg.retention.as_millis() as i64);
+            let written = store
+                .append(position, at, &rendered)
+                .and_then(|_| store.retain(self.cfg.retention_bytes, oldest_ms));
+            if let Err(e) = written {
+                tracing::error!(workspace = %self.ws, position, error = %e,
+                    "the change feed could not be written; these events are missing from it");
+            }
+            wrote |= !rendered.is_empty();
+        }
+        if wrote {
+            let newest = store.bounds().1;
+            drop(store);
+            self.newest.send_replace(newest);
+        }
+    }
+
+    /// Up to `limit` events after seq `after`, of the given types (`None`:
+    /// all).
+    pub fn read(&self, after: u64, limit: usize, types: Option<&[EventType]>) -> Result<Read> {
+        let codes: Option<Vec<u8>> = types.map(|t| t.iter().map(|t| t.code()).collect());
+        // The store only while the segments are listed; the files are read
+        // without it, so a read never holds up an append.
+        let reader = self.store.lock().reader(after);
+        reader.read(after, limit, |k| {
+            codes.as_ref().is_none_or(|c| c.contains(&k))
+        })
+    }
+
+    /// Waits until the feed has an event after seq `after`, or `timeout`.
+    pub async fn wait_after(&self, after: u64, timeout: Duration) {
+        let mut rx = self.newest.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|n| *n > after)).await;
+    }
+}
+
+/// Every workspace's feed, under `<data_dir>/feed/<workspace id>/`.
+pub struct Feeds {
+    dir: PathBuf,
+    cfg: FeedConfig,
+    feeds: Mutex<HashMap<WorkspaceId, Arc<Feed>>>,
+}
+
+impl Feeds {
+    pub fn new(data_dir: &Path, cfg: FeedConfig) -> Feeds {
+        Feeds {
+            dir: data_dir.join("feed"),
+            cfg,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &FeedConfig {
+        &self.cfg
+    }
+
+    /// The feed of `ws`, opened on first use.
+    pub fn feed(&self, ws: WorkspaceId) -> Result<Arc<Feed>> {
+        let mut feeds = self.feeds.lock();
+        if let Some(f) = feeds.get(&ws) {
+            return Ok(f.clone());
+        }
+        let opts = FeedOptions {
+            segment_bytes: self.cfg.segment_bytes,
+        };
+        let store = FeedStore::open(&self.dir.join(ws.to_string()), opts)?;
+        let newest = store.bounds().1;
+        let feed = Arc::new(Feed {
+            ws,
+            cfg: self.cfg,
+            pending: Mutex::new(BTreeMap::new()),
+            store: Mutex::new(store),
+            newest: tokio::sync::watch::Sender::new(newest),
+        });
+        feeds.insert(ws, feed.clone());
+        Ok(feed)
+    }
+
+    /// Makes every feed's events durable (before a snapshot is written:
+    /// replay after it cannot make them again).
+    pub fn sync(&self) -> Result<()> {
+        let feeds: Vec<_> = self.feeds.lock().values().cloned().collect();
+        for f in feeds {
+            f.store.lock().sync()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinct_per_workspace_position_and_index() {
+        let a = event_id(WorkspaceId(1), 7, 0);
+        assert_eq!(a, "00000001-0000-0000-0000-000700000000");
+        assert_eq!(a, event_id(WorkspaceId(1), 7, 0));
+        assert_ne!(a, event_id(WorkspaceId(2), 7, 0));
+        assert_ne!(a, event_id(WorkspaceId(1), 7, 1));
+        assert_ne!(a, event_id(WorkspaceId(1), 8, 0));
+        assert_eq!(
+            event_id(WorkspaceId(u32::MAX), u64::MAX, u32::MAX),
+            "ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
+    }
+
+    #[test]
+    fn names_round_trip_and_codes_are_pinned() {
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(EventType::from_name(t.name()), Some(t));
+            assert_eq!(t.code() as usize, i, "codes are on disk");
+        }
+        assert_eq!(EventType::from_name("users.Nope"), None);
+    }
+
+    #[test]
+    fn a_replayed_command_is_not_recorded_twice_and_reads_filter_by_type() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = FeedConfig {
+            retention_bytes: u64::MAX,
+            retention: Duration::from_secs(3600),
+            segment_bytes: 1 << 20,
+        };
+        let feeds = Feeds::new(d.path(), cfg);
+        let f = feeds.feed(WorkspaceId(3)).unwrap();
+        let user = User {
+            uid: 5,
+            external_id: Some("u5".into()),
+            device_id: None,
+        };
+        let gone = Event {
+            event_type: EventType::UserDeleteRequest,
+            user: user.clone(),
+            properties: Map::new(),
+        };
+        f.record(9, 12_345, vec![gone.clone()]);
+        f.record(9, 12_345, vec![gone]);
+        let Read::Events { events: all, .. } = f.read(0, 10, None).unwrap() else {
+            panic!("expired")
+        };
+        assert_eq!(all.len(), 1);
+        let v: Value = serde_json::from_slice(&all[0].payload).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": event_id(WorkspaceId(3), 9, 0), "event_type": "users.UserDeleteRequest",
+                   "time": 12, "user": {"user_id": BrazeId(WorkspaceId(3), 5).to_string(),
+                   "external_user_id": "u5"}, "properties": {}})
+        );
+        let none = f.read(0, 10, Some(&[EventType::CustomEvent])).unwrap();
+        assert_eq!(
+            none,
+            Read::Events {
+                events: Vec::new(),
+                through: 1
+            }
+        );
+    }
+
+    #[test]
+    fn events_are_written_in_log_order_whatever_order_commands_finish_in() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = FeedConfig {
+            retention_bytes: u64::MAX,
+            retention: Duration::from_secs(3600),
+            segment_bytes: 1 << 20,
+        };
+        let feeds = Feeds::new(d.path(), cfg);
+        let f = feeds.feed(WorkspaceId(1)).unwrap();
+        let ev = |uid| Event {
+            event_type: EventType::CohortEntered,
+            user: User {
+                uid,
+                external_id: None,
+                device_id: None,
+            },
+            properties: Map::new(),
+        };
+        let first = f.reserve(1, 0).unwrap();
+        let second = f.reserve(2, 0).unwrap();
+        let third = f.reserve(3, 0).unwrap();
+        third.complete(vec![ev(3)]);
+        drop(second);
+        let nothing = Read::Events {
+            events: Vec::new(),
+            through: 0,
+        };
+        assert_eq!(f.read(0, 10, None).unwrap(), nothing);
+        first.complete(vec![ev(1)]);
+        let Read::Events { events: all, .. } = f.read(0, 10, None).unwrap() else {
+            panic!("expired")
+        };
+        let users: Vec<Value> = all
+            .iter()
+            .map(|e| {
+                serde_json::from_slice::<Value>(&e.payload).unwrap()["user"]["user_id"].clone()
+            })
+            .collect();
+        assert_eq!(
+            users,
+            [1, 3].map(|u| Value::from(BrazeId(WorkspaceId(1), u).to_string()))
+        );
+        assert!(f.reserve(3, 0).is_none(), "written: a replay skips it");
+    }
+}

@@ -1,0 +1,251 @@
+//! The change feed through the HTTP API (SPEC §10, issue 12): cohort
+//! membership changes as `users.cohorts.Entered` / `Exited` events, in
+//! order, with stable ids and cursors, a long poll, bad input refused,
+//! retention's 410, and the same feed after `kill -9` and a restore.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::process::Home;
+use common::{delta, Server, ADMIN, PARTNER_KEY};
+use serde_json::{json, Value};
+
+fn push(server: &Server, secret: &str, cohort: &str, add: &[&str], remove: &[&str]) {
+    let mut changes = Vec::new();
+    if !add.is_empty() {
+        changes.push(json!({"user_ids": add}));
+    }
+    if !remove.is_empty() {
+        changes.push(json!({"user_ids": remove, "should_remove": true}));
+    }
+    let r = server.post_raw(
+        "/partners/segment/cohorts/users",
+        &serde_json::to_vec(&delta(secret, cohort, Value::Array(changes))).unwrap(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// `(event_type, external_user_id, cohort_id)` of each event.
+fn summary(events: &Value) -> Vec<(String, String, String)> {
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["user"]["external_user_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                e["properties"]["cohort_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn s(t: &str, u: &str, c: &str) -> (String, String, String) {
+    (t.into(), u.into(), c.into())
+}
+
+#[test]
+fn cohort_changes_come_out_in_order_with_stable_ids_and_cursors() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    ws.users(&["u1", "u2", "u3"]);
+    let secret = ws.import_key("segment");
+    assert_eq!(server.get("/feed", "nope").status, 401);
+    let empty = ws.get("/feed");
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_eq!(empty.body, json!({"events": [], "next_cursor": "0"}));
+
+    push(&server, &secret, "aud_1", &["u1", "u2", "ghost"], &[]);
+    // Renamed between two deltas: each event has the name as of its change.
+    let name = json!({"partner_api_key": PARTNER_KEY, "client_secret": secret,
+                      "cohort_id": "aud_1", "name": "Big spenders",
+                      "created_at": "2024-01-01T00:00:00Z"});
+    let r = server.post_raw(
+        "/partners/segment/cohorts",
+        &serde_json::to_vec(&name).unwrap(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    push(&server, &secret, "aud_1", &["u3"], &["u1"]);
+    // Adding a member twice, or removing a stranger, changes nothing.
+    push(&server, &secret, "aud_1", &["u2"], &["u1"]);
+
+    let all = ws.get("/feed");
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(
+        summary(&all.body["events"]),
+        [
+            s("users.cohorts.Entered", "u1", "aud_1"),
+            s("users.cohorts.Entered", "u2", "aud_1"),
+            s("users.cohorts.Exited", "u1", "aud_1"),
+            s("users.cohorts.Entered", "u3", "aud_1"),
+        ]
+    );
+    let first = &all.body["events"][0];
+    assert_eq!(first["properties"]["partner"], "segment");
+    assert_eq!(first["properties"]["name"], "aud_1", "not named yet");
+    assert_eq!(all.body["events"][3]["properties"]["name"], "Big spenders");
+    assert!(first["time"].as_i64().unwrap() > 1_700_000_000);
+    let braze = first["user"]["user_id"].as_str().unwrap();
+    assert_eq!(braze.len(), 24, "a braze_id: {braze}");
+    let ids: Vec<&str> = all.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "ids are unique: {ids:?}");
+    assert_eq!(all.body["next_cursor"], "4");
+
+    // Pages: a limit and a cursor; the same cursor gives the same events.
+    let p1 = ws.get("/feed?limit=3");
+    assert_eq!(p1.body["events"].as_array().unwrap().len(), 3);
+    let next = p1.body["next_cursor"].as_str().unwrap().to_string();
+    let p2 = ws.get(&format!("/feed?after={next}&limit=3"));
+    assert_eq!(p2.body["events"][0], all.body["events"][3]);
+    assert_eq!(ws.get(&format!("/feed?after={next}&limit=3")).body, p2.body);
+    // A type filter, and a cursor that moves past what it skipped.
+    let exits = ws.get("/feed?event_types=users.cohorts.Exited");
+    assert_eq!(
+        summary(&exits.body["events"]),
+        [s("users.cohorts.Exited", "u1", "aud_1")]
+    );
+    assert_eq!(exits.body["next_cursor"], "4");
+    // Nothing new: an empty page at the same cursor.
+    let none = ws.get("/feed?after=4&wait_ms=50");
+    assert_eq!(none.body, json!({"events": [], "next_cursor": "4"}));
+}
+
+#[test]
+fn bad_feed_requests_get_a_clear_400_and_change_nothing() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    for (query, code) in [
+        ("after=abc", "invalid_cursor"),
+        ("limit=0", "invalid_limit"),
+        ("limit=10001", "invalid_limit"),
+        ("wait_ms=30001", "invalid_wait_ms"),
+        ("event_types=users.Nope", "invalid_event_types"),
+    ] {
+        let r = ws.get(&format!("/feed?{query}"));
+        assert_eq!(r.status, 400, "{query}: {}", r.body);
+        assert_eq!(r.body["code"], code, "{query}");
+        assert!(!r.message().is_empty());
+    }
+    let r = ws.get("/feed?unknown=1");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(ws.get("/feed").body["events"], json!([]));
+}
+
+#[test]
+fn a_long_poll_returns_as_soon_as_an_event_comes() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    ws.users(&["u1"]);
+    let secret = ws.import_key("segment");
+    let (url, key) = (server.url.clone(), ws.key.clone());
+    let started = Instant::now();
+    let poll = std::thread::spawn(move || {
+        let r = ureq::get(&format!("{url}/feed?after=0&wait_ms=30000"))
+            .set("Authorization", &format!("Bearer {key}"))
+            .call()
+            .unwrap();
+        r.into_json::<Value>().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    push(&server, &secret, "aud_1", &["u1"], &[]);
+    let got = poll.join().unwrap();
+    assert_eq!(
+        summary(&got["events"]),
+        [s("users.cohorts.Entered", "u1", "aud_1")]
+    );
+    // Woken by the event, not by the end of its 30 s wait.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_cursor_older_than_retention_gets_410() {
+    let server = Server::start_with(|c| {
+        c.feed.retention_bytes = 1;
+        c.feed.segment_bytes = 4096;
+    });
+    let ws = server.workspace("acme");
+    let ids: Vec<String> = (0..200)
+        .map(|i| format!("user-with-a-longish-id-{i}"))
+        .collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    ws.users(&refs);
+    let secret = ws.import_key("segment");
+    for chunk in refs.chunks(50) {
+        push(&server, &secret, "aud_1", chunk, &[]);
+    }
+    let r = ws.get("/feed?after=1");
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(r.body["code"], "cursor_expired");
+    // From the oldest kept: the newest events are all there.
+    let kept = ws.get("/feed?limit=10000");
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.body["next_cursor"], "200");
+    let n = kept.body["events"].as_array().unwrap().len();
+    assert!(n > 0 && n < 200, "{n} events kept");
+}
+
+/// `kill -9` at any moment: after the restart, the feed has every event of
+/// every acknowledged write once, with the ids it had; a snapshot in the
+/// middle and a restore change nothing of it.
+#[test]
+fn the_feed_survives_kill_9_snapshots_and_restores_unchanged() {
+    let home = Home::new();
+    let d = home.start();
+    let ids: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+    let t = d.tenant("acme", &ids);
+    let feed = |d: &common::process::Daemon| {
+        let r = d.get("/feed?limit=10000", &t.key);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+    let mut midway = String::new();
+    for i in 0..10 {
+        let r = d.delta(&t, "aud_1", &ids[i * 4..i * 4 + 4], false).unwrap();
+        assert_eq!(r.status, 201, "{}", r.body);
+        if i == 4 {
+            let r = d.post("/admin/snapshots", ADMIN, json!({}));
+            assert_eq!(r.status, 201, "{}", r.body);
+            midway = r.body["snapshot_id"].as_str().unwrap().to_string();
+        }
+    }
+    let r = d.delta(&t, "aud_1", &ids[..10], true).unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let before = feed(&d);
+    assert_eq!(before["events"].as_array().unwrap().len(), 50);
+    d.kill9();
+
+    let d = home.start();
+    assert_eq!(
+        feed(&d),
+        before,
+        "same events, ids and cursor after kill -9"
+    );
+    // A restore of the snapshot taken midway: the feed is history, it
+    // stays; later writes go on after it.
+    let r = d.post("/admin/restore", ADMIN, json!({"snapshot_id": midway}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(feed(&d), before);
+    let r = d.delta(&t, "aud_1", &ids[..1], true).unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let after = feed(&d);
+    let events = after["events"].as_array().unwrap();
+    assert_eq!(events.len(), 51);
+    assert_eq!(events[50]["event_type"], "users.cohorts.Exited");
+    assert_eq!(after["next_cursor"], "51");
+    d.stop();
+    let d = home.start();
+    assert_eq!(feed(&d), after, "and after a graceful restart");
+}
