@@ -345,12 +345,15 @@ impl Applier {
         };
         // Who each profile is now: the actor makes the events later, and
         // they must not depend on writes applied meanwhile.
-        let feed = self.ticket(ws.id, position, at).map(|ticket| FeedNote {
-            ticket,
-            users: ops
-                .iter()
-                .filter_map(|&(uid, _)| Some((uid, feed_user(uid, profiles.get(uid)?))))
-                .collect(),
+        let feed = self.ticket(ws.id, position, at).map(|ticket| {
+            let mut uids: Vec<Uid> = ops.iter().map(|op| op.0).collect();
+            uids.sort_unstable();
+            uids.dedup();
+            let users = uids
+                .into_iter()
+                .filter_map(|uid| Some(feed_user(uid, profiles.get(uid)?)))
+                .collect();
+            FeedNote { ticket, users }
         });
         drop(profiles);
         let (reply, rx) = oneshot::channel();

@@ -16,7 +16,7 @@
 //! the HTTP handler awaits, so a 2xx is sent only after the change is
 //! visible to every later read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, Message};
@@ -29,12 +29,12 @@ use crate::model::{CohortKey, Millis, Uid};
 
 /// A cohort event's `properties` (SPEC §10): its partner, id and name as
 /// of the change.
-fn cohort_properties(key: &CohortKey, name: &str) -> serde_json::Map<String, serde_json::Value> {
+fn cohort_properties(key: &CohortKey, name: &str) -> Arc<str> {
     let mut p = serde_json::Map::new();
     p.insert("partner".into(), key.partner.as_str().into());
     p.insert("cohort_id".into(), key.cohort_id.as_str().into());
     p.insert("name".into(), name.into());
-    p
+    feed::properties(&p)
 }
 
 /// What a cohort listing shows besides the size.
@@ -273,7 +273,8 @@ pub struct ApplyChanges {
 /// as of its apply.
 pub struct FeedNote {
     pub ticket: feed::Ticket,
-    pub users: HashMap<Uid, feed::User>,
+    /// By ascending id, one each.
+    pub users: Vec<feed::User>,
 }
 
 /// Profiles merged (`from` → `into`) or deleted (`into` = `None`).
@@ -301,20 +302,26 @@ impl Handler<ApplyChanges> for Cohort {
         });
         if let Some(note) = msg.feed {
             let properties = cohort_properties(&self.cell.key, &self.cell.meta.read().name);
+            // Both ascending: walk the users along the changes.
+            let mut users = note.users.into_iter().peekable();
             let events = changed
                 .into_iter()
-                .map(|(uid, entered)| feed::Event {
-                    event_type: if entered {
-                        feed::EventType::CohortEntered
-                    } else {
-                        feed::EventType::CohortExited
-                    },
-                    user: note.users.get(&uid).cloned().unwrap_or(feed::User {
+                .map(|(uid, entered)| {
+                    while users.next_if(|u| u.uid < uid).is_some() {}
+                    let user = users.next_if(|u| u.uid == uid).unwrap_or(feed::User {
                         uid,
                         external_id: None,
                         device_id: None,
-                    }),
-                    properties: properties.clone(),
+                    });
+                    feed::Event {
+                        event_type: if entered {
+                            feed::EventType::CohortEntered
+                        } else {
+                            feed::EventType::CohortExited
+                        },
+                        user,
+                        properties: properties.clone(),
+                    }
                 })
                 .collect();
             note.ticket.complete(events);

@@ -63,12 +63,8 @@ const SPARSE_EVERY: u64 = 64;
 /// The largest payload a record may hold (an event's JSON).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
-/// One event to append.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewEvent {
-    pub kind: u8,
-    pub payload: Vec<u8>,
-}
+/// One event to append: its kind and payload.
+pub type NewEvent<'a> = (u8, &'a [u8]);
 
 /// One event as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -244,17 +240,19 @@ fn frame(b: &[u8; FRAME]) -> Frame {
     }
 }
 
-fn encode(out: &mut Vec<u8>, seq: u64, position: u64, time_ms: i64, e: &NewEvent, flags: u8) {
-    let mut rest = Vec::with_capacity(FRAME - 8 + e.payload.len());
-    rest.extend_from_slice(&seq.to_le_bytes());
-    rest.extend_from_slice(&position.to_le_bytes());
-    rest.extend_from_slice(&time_ms.to_le_bytes());
-    rest.push(e.kind);
-    rest.push(flags);
-    rest.extend_from_slice(&e.payload);
-    out.extend_from_slice(&(e.payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&rest).to_le_bytes());
-    out.extend_from_slice(&rest);
+fn encode(out: &mut Vec<u8>, seq: u64, position: u64, time_ms: i64, e: NewEvent, flags: u8) {
+    let (kind, payload) = e;
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&position.to_le_bytes());
+    out.extend_from_slice(&time_ms.to_le_bytes());
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out[crc_at + 4..]);
+    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Reads one whole, checked record at `offset`, or `None` at the end of
@@ -443,16 +441,16 @@ impl FeedStore {
     /// Appends the events of the command at log `position` (with one
     /// write); returns the seq of the first. A command with no events
     /// still moves [`covered`](Self::covered).
-    pub fn append(&mut self, position: u64, time_ms: i64, events: &[NewEvent]) -> Result<u64> {
+    pub fn append(&mut self, position: u64, time_ms: i64, events: &[NewEvent<'_>]) -> Result<u64> {
         let first = self.bounds().1 + 1;
         if events.is_empty() {
             self.covered = self.covered.max(position);
             return Ok(first);
         }
-        if let Some(big) = events.iter().find(|e| e.payload.len() > MAX_EVENT_BYTES) {
+        if let Some(big) = events.iter().find(|e| e.1.len() > MAX_EVENT_BYTES) {
             return Err(Error::Codec(format!(
                 "a feed event of {} bytes is over {MAX_EVENT_BYTES}",
-                big.payload.len()
+                big.1.len()
             )));
         }
         if self.newest().bytes >= self.opts.segment_bytes {
@@ -463,12 +461,13 @@ impl FeedStore {
                 .map_err(Error::io("open feed segment", &seg.path))?;
             self.segments.insert(first, seg);
         }
-        let mut buf = Vec::new();
+        let size: usize = events.iter().map(|e| FRAME + e.1.len()).sum();
+        let mut buf = Vec::with_capacity(size);
         let mut offsets = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
             offsets.push(buf.len() as u64);
             let flags = if i + 1 == events.len() { LAST } else { 0 };
-            encode(&mut buf, first + i as u64, position, time_ms, e, flags);
+            encode(&mut buf, first + i as u64, position, time_ms, *e, flags);
         }
         let seg = self
             .segments
@@ -575,11 +574,14 @@ mod tests {
 
     use super::*;
 
-    fn ev(kind: u8, text: &str) -> NewEvent {
-        NewEvent {
-            kind,
-            payload: text.as_bytes().to_vec(),
-        }
+    fn ev(kind: u8, text: &str) -> (u8, String) {
+        (kind, text.to_string())
+    }
+
+    /// Appends owned test events.
+    fn put(f: &mut FeedStore, position: u64, time_ms: i64, events: &[(u8, String)]) -> u64 {
+        let events: Vec<NewEvent> = events.iter().map(|(k, t)| (*k, t.as_bytes())).collect();
+        f.append(position, time_ms, &events).unwrap()
     }
 
     fn small() -> FeedOptions {
@@ -604,7 +606,7 @@ mod tests {
             let events: Vec<_> = (0..p % 3)
                 .map(|i| ev(i as u8, &format!("e{p}.{i}")))
                 .collect();
-            f.append(p, p as i64 * 1000, &events).unwrap();
+            put(&mut f, p, p as i64 * 1000, &events);
         }
         assert_eq!(f.covered(), 40);
         let all = texts(f.read(0, 1000, |_| true).unwrap());
@@ -638,8 +640,8 @@ mod tests {
     fn a_torn_or_partial_command_is_cut_away_at_open() {
         let d = tempfile::tempdir().unwrap();
         let mut f = FeedStore::open(d.path(), FeedOptions::default()).unwrap();
-        f.append(1, 1, &[ev(0, "a")]).unwrap();
-        f.append(2, 2, &[ev(0, "b"), ev(0, "c")]).unwrap();
+        put(&mut f, 1, 1, &[ev(0, "a")]);
+        put(&mut f, 2, 2, &[ev(0, "b"), ev(0, "c")]);
         let path = f.newest().path.clone();
         let whole = f.newest().bytes;
         drop(f);
@@ -650,7 +652,7 @@ mod tests {
         assert_eq!(f.covered(), 1);
         assert_eq!(texts(f.read(0, 10, |_| true).unwrap()), [(1, "a".into())]);
         // Replay makes them again, with the same seqs.
-        assert_eq!(f.append(2, 2, &[ev(0, "b"), ev(0, "c")]).unwrap(), 2);
+        assert_eq!(put(&mut f, 2, 2, &[ev(0, "b"), ev(0, "c")]), 2);
         assert_eq!(texts(f.read(1, 10, |_| true).unwrap()).len(), 2);
         // Garbage after the end is cut too.
         drop(f);
@@ -666,8 +668,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut f = FeedStore::open(d.path(), small()).unwrap();
         for p in 1..=60u64 {
-            f.append(p, p as i64, &[ev(0, &format!("event number {p}"))])
-                .unwrap();
+            put(&mut f, p, p as i64, &[ev(0, &format!("event number {p}"))]);
         }
         let segments = f.segments.len();
         // By age: everything before time 30 goes, whole segments only.
@@ -692,7 +693,7 @@ mod tests {
         // What is left still opens, and appends go on after it.
         drop(f);
         let mut f = FeedStore::open(d.path(), small()).unwrap();
-        assert_eq!(f.append(61, 61, &[ev(0, "after")]).unwrap(), 61);
+        assert_eq!(put(&mut f, 61, 61, &[ev(0, "after")]), 61);
     }
 
     proptest! {
@@ -706,7 +707,7 @@ mod tests {
             commands in proptest::collection::vec(proptest::collection::vec((0u8..4, 0usize..40), 0..4), 1..40),
             cut in any::<proptest::sample::Index>(),
         ) {
-            let made = |p: usize| -> Vec<NewEvent> {
+            let made = |p: usize| -> Vec<(u8, String)> {
                 commands[p].iter().map(|(k, n)| ev(*k, &"x".repeat(*n))).collect()
             };
             let d = tempfile::tempdir().unwrap();
@@ -714,8 +715,8 @@ mod tests {
             let mut f = FeedStore::open(d.path(), small()).unwrap();
             let mut g = FeedStore::open(clean.path(), small()).unwrap();
             for p in 0..commands.len() {
-                f.append(p as u64 + 1, p as i64, &made(p)).unwrap();
-                g.append(p as u64 + 1, p as i64, &made(p)).unwrap();
+                put(&mut f, p as u64 + 1, p as i64, &made(p));
+                put(&mut g, p as u64 + 1, p as i64, &made(p));
             }
             let path = f.newest().path.clone();
             drop(f);
@@ -724,7 +725,7 @@ mod tests {
                 .set_len(cut.index(len as usize + 1) as u64).unwrap();
             let mut f = FeedStore::open(d.path(), small()).unwrap();
             for p in f.covered() as usize..commands.len() {
-                f.append(p as u64 + 1, p as i64, &made(p)).unwrap();
+                put(&mut f, p as u64 + 1, p as i64, &made(p));
             }
             prop_assert_eq!(f.read(0, usize::MAX, |_| true).unwrap(), g.read(0, usize::MAX, |_| true).unwrap());
         }
