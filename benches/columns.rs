@@ -4,13 +4,15 @@
 //! every core), then counts on the rebuilt store, each checked against a
 //! naive count over the same rows.
 //!
-//! Then a snapshot's payload, in process, both ways a restart can meet
-//! it, side by side on the same store: format 7 with the column index
-//! stored, and the same image with the index left out (what a snapshot
-//! of format 6 or older gives: loading rebuilds it). For each, the
-//! payload's size, the time to encode it, and the time to decode it and
-//! load the store (`schema::decode_image` + `ProfileStore::from_image`);
-//! the counts are asked again of the store loaded with the stored index.
+//! Then a snapshot, both ways a restart can meet it, side by side on the
+//! same store: format 7 with the column index stored, and the same image
+//! with the index left out (what a snapshot of format 6 or older gives:
+//! loading rebuilds it). Each is written as the server writes one
+//! (`snapshot::write_streamed` into a temp dir: encoded as it goes,
+//! fsynced) and loaded as a restart does (`snapshot::load`, then
+//! `schema::decode_image` and `ProfileStore::from_image`), each step
+//! timed; the counts are asked again of the store loaded with the stored
+//! index.
 //!
 //! ```sh
 //! cargo bench --bench columns                                # 1M profiles, ~20 s
@@ -32,6 +34,7 @@ use cohortd::engine::state::{Image, WorkspaceImage};
 use cohortd::keys::KeyHash;
 use cohortd::model::{Uid, WorkspaceId};
 use cohortd::persist::schema;
+use cohortd::persist::snapshot::{self, SnapshotInfo};
 use cohortd::profiles::{
     AttrObject, AttrValue, Attrs, Details, EventStats, Events, Profile, ProfileImage, ProfileStore,
 };
@@ -219,46 +222,52 @@ fn main() {
     );
     counts(&store, &cases, &expected, a.reps);
 
-    // A snapshot's payload with the index stored; the store goes before it
-    // is loaded again, so that two stores are never held at once.
-    let (with, encode_with) = encode(store.image());
+    // A snapshot with the index stored, written and read back as the
+    // server does (streamed to a file in a temp dir, fsynced; read whole,
+    // checksummed, decoded); the store goes before it is loaded again, so
+    // that two stores are never held at once.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (with, write_with) = write(store.image(), dir.path(), 1);
     drop(store);
-    let (loaded, load_with) = load(&with);
-    let with_len = with.len();
-    drop(with);
+    let (loaded, load_with) = load(&with.path);
+    std::fs::remove_file(&with.path).expect("remove");
     println!("\nThe same counts, on the store loaded with its stored index:\n");
     counts(&loaded, &cases, &expected, a.reps);
-    let (without, encode_without) = encode(loaded.image().without_columns());
+    let (without, write_without) = write(loaded.image().without_columns(), dir.path(), 2);
     drop(loaded);
-    let (_, load_without) = load(&without);
-    println!("\n| snapshot payload | bytes | encode s | decode s | build the store s | decode + build s |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for (what, len, enc, [dec, build]) in [
+    let (_, load_without) = load(&without.path);
+    println!(
+        "\n| snapshot | bytes | write s (encode, disk, fsync) | read s | decode s | build the store s | read + decode + build s |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (what, len, w, [r, dec, build]) in [
         (
             "format 7, column index stored",
-            with_len,
-            encode_with,
+            with.bytes,
+            write_with,
             load_with,
         ),
         (
             "format 7, index left out (as format 6 and older load)",
-            without.len(),
-            encode_without,
+            without.bytes,
+            write_without,
             load_without,
         ),
     ] {
         println!(
-            "| {what} | {len} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            enc.as_secs_f64(),
+            "| {what} | {len} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            w.as_secs_f64(),
+            r.as_secs_f64(),
             dec.as_secs_f64(),
             build.as_secs_f64(),
-            (dec + build).as_secs_f64()
+            (r + dec + build).as_secs_f64()
         );
     }
 }
 
-/// A one-workspace snapshot payload of `profiles`, and the time it took.
-fn encode(profiles: ProfileImage) -> (Vec<u8>, Duration) {
+/// A one-workspace snapshot of `profiles` written to `dir` as the server
+/// writes one, and the time it took.
+fn write(profiles: ProfileImage, dir: &std::path::Path, position: u64) -> (SnapshotInfo, Duration) {
     let image = Image {
         next_workspace: 2,
         workspaces: vec![WorkspaceImage {
@@ -275,18 +284,24 @@ fn encode(profiles: ProfileImage) -> (Vec<u8>, Duration) {
         limits: None,
     };
     let t = Instant::now();
-    let bytes = schema::encode_image(&image).expect("encode");
-    (bytes, t.elapsed())
+    let info = snapshot::write_streamed(dir, position, 0, schema::SNAPSHOT_VERSION, |w| {
+        schema::encode_image_into(&image, w).map_err(std::io::Error::other)
+    })
+    .expect("write");
+    (info, t.elapsed())
 }
 
-/// The store a payload describes, and the times decoding it and then
-/// building the store took.
-fn load(bytes: &[u8]) -> (ProfileStore, [Duration; 2]) {
+/// The store a snapshot file describes, and the times reading it,
+/// decoding it and then building the store took.
+fn load(path: &std::path::Path) -> (ProfileStore, [Duration; 3]) {
     let t = Instant::now();
-    let mut image = schema::decode_image(schema::SNAPSHOT_VERSION, bytes).expect("decode");
-    let decoded = t.elapsed();
+    let (_, bytes) = snapshot::load(path).expect("read");
+    let read = t.elapsed();
+    let mut image = schema::decode_image(schema::SNAPSHOT_VERSION, &bytes).expect("decode");
+    drop(bytes);
+    let decoded = t.elapsed() - read;
     let store = ProfileStore::from_image(image.workspaces.remove(0).profiles);
-    (store, [decoded, t.elapsed() - decoded])
+    (store, [read, decoded, t.elapsed() - read - decoded])
 }
 
 /// Asks every case `reps` times, prints a table, and fails on a count

@@ -252,14 +252,12 @@ fn write(
         tracing::error!(error = %e, "the change feed could not be synced; no snapshot written");
         Error::Unavailable(WRITE_FAILED.into())
     })?;
-    let payload = schema::encode_image(image)
-        .map_err(|e| Error::Internal(format!("encoding the snapshot image: {e}")))?;
-    let info = snapshot::write(
+    let info = snapshot::write_streamed(
         dir,
         position,
         crate::time::now_millis(),
         schema::SNAPSHOT_VERSION,
-        &payload,
+        |w| schema::encode_image_into(image, w).map_err(std::io::Error::other),
     )
     .map_err(|e| {
         tracing::error!(error = %e, log_position = position, "the snapshot could not be written");

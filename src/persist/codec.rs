@@ -33,6 +33,14 @@ pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     bincode::serde::encode_to_vec(v, config()).map_err(|e| Error::Codec(e.to_string()))
 }
 
+/// Encode `v` into `w` as it goes (a snapshot's payload, never held whole).
+pub fn encode_into<T: serde::Serialize>(v: &T, w: &mut dyn std::io::Write) -> Result<()> {
+    let mut w = w;
+    bincode::serde::encode_into_std_write(v, &mut w, config())
+        .map(|_| ())
+        .map_err(|e| Error::Codec(e.to_string()))
+}
+
 /// Decode a `T` that must occupy all of `bytes`: trailing bytes mean the
 /// writer and reader disagree on the type, which we report rather than
 /// ignore.

@@ -27,7 +27,7 @@
 //! restore point out. [`find_at`] lets a writer reuse the file it has.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -135,6 +135,72 @@ pub fn write(
         format_version,
         path,
     })
+}
+
+/// Write a snapshot whose payload `encode` writes as it goes, durably, and
+/// return its info once it is published: the payload is never held in
+/// memory whole (a snapshot of 10M profiles is 4 GB). The header's length
+/// and checksum are filled in after the payload, at the start of the file,
+/// before the fsync and the rename; on failure nothing new is left in
+/// `dir`, as with [`write`].
+pub fn write_streamed(
+    dir: &Path,
+    log_position: u64,
+    created_at_millis: i64,
+    format_version: u32,
+    encode: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<SnapshotInfo> {
+    let id = snapshot_id(log_position, created_at_millis);
+    let mut payload_len = 0;
+    let path = publish(dir, &id, |out| {
+        out.write_all(&[0; HEADER_LEN])?;
+        let mut counted = Counted {
+            inner: &mut *out,
+            len: 0,
+            crc: crc32fast::Hasher::new(),
+        };
+        encode(&mut counted)?;
+        let (len, crc) = (counted.len, counted.crc.finalize());
+        payload_len = len;
+        let header = Header {
+            format_version,
+            log_position,
+            created_at_millis,
+            payload_len: len,
+            payload_crc: crc,
+        }
+        .to_bytes();
+        out.seek(io::SeekFrom::Start(0))?;
+        out.write_all(&header)
+    })?;
+    Ok(SnapshotInfo {
+        id,
+        created_at_millis,
+        bytes: HEADER_LEN as u64 + payload_len,
+        log_position,
+        format_version,
+        path,
+    })
+}
+
+/// Passes bytes on, counting them and checksumming them.
+struct Counted<'a, W: Write> {
+    inner: &'a mut W,
+    len: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.len += n as u64;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Temp files written by this process so far: with the process id, makes
@@ -399,6 +465,38 @@ mod tests {
         assert_eq!(loaded, info);
         assert_eq!(payload, b"image");
         assert_eq!(inspect(&info.path).expect("inspect"), info);
+    }
+
+    #[test]
+    fn a_streamed_payload_writes_the_same_file_and_a_failed_one_leaves_nothing() {
+        let (a, b) = (dir(), dir());
+        let payload: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let whole = write(a.path(), 7, 5, 7, &payload).expect("write");
+        let streamed = write_streamed(b.path(), 7, 5, 7, |w| {
+            for chunk in payload.chunks(333) {
+                w.write_all(chunk)?;
+            }
+            Ok(())
+        })
+        .expect("write");
+        assert_eq!(streamed.bytes, whole.bytes);
+        assert_eq!(
+            fs::read(&streamed.path).unwrap(),
+            fs::read(&whole.path).unwrap()
+        );
+        let (_, loaded) = load(&streamed.path).expect("load");
+        assert_eq!(loaded, payload);
+        let c = dir();
+        let failed = write_streamed(c.path(), 8, 5, 7, |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("the encoder failed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            fs::read_dir(c.path()).unwrap().count(),
+            0,
+            "no temp file left"
+        );
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub fn encode_image(image: &Image) -> Result<Vec<u8>> {
     codec::encode(&convert::image_out(image))
 }
 
+/// [`encode_image`], written into `w` as it goes.
+pub fn encode_image_into(image: &Image, w: &mut dyn std::io::Write) -> Result<()> {
+    codec::encode_into(&convert::image_out(image), w)
+}
+
 /// The image a snapshot payload of format `version` holds, migrated to the
 /// current version's types.
 fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v7::Image> {
