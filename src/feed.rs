@@ -4,12 +4,19 @@
 //!
 //! This module owns the events' shapes ([`Event`], rendered once as the
 //! JSON that is stored and served) and the workspaces' feeds ([`Feeds`]).
-//! The engine's `apply` is the one place that makes events: as each
-//! command applies, in log order (live or replayed), it hands the
-//! command's events to its workspace's feed with the command's log
-//! position; a position the feed already covers is skipped, so replaying
-//! the log after a crash makes exactly the events that were not yet on
-//! disk, with the same ids and seqs (`persist::feed`).
+//! As each command applies, in log order (live or replayed), the engine's
+//! `apply` takes its place in its workspace's feed ([`Feed::reserve`],
+//! with the command's log position) and fills it with the command's
+//! events, there or from the actor that makes them (a cohort delta's, once
+//! its actor knows which memberships changed); events are written in log
+//! order whatever order commands finish in. A position the feed already
+//! covers is skipped, so replaying the log after a crash makes exactly
+//! the events that were not yet on disk, with the same ids and seqs
+//! (`persist::feed`).
+//!
+//! What makes events so far: partner deltas (`users.cohorts.Entered` /
+//! `Exited`). The other types of [`EventType`] need the log to carry what
+//! they report and come with the next format version.
 //!
 //! Ids are stable: a UUID-shaped rendering of (workspace, log position,
 //! index within the command), so the same write always has the same
@@ -328,10 +335,6 @@ impl Feeds {
         }
     }
 
-    pub fn config(&self) -> &FeedConfig {
-        &self.cfg
-    }
-
     /// The feed of `ws`, opened on first use.
     pub fn feed(&self, ws: WorkspaceId) -> Result<Arc<Feed>> {
         let mut feeds = self.feeds.lock();
@@ -392,16 +395,20 @@ mod tests {
         assert_eq!(EventType::from_name("users.Nope"), None);
     }
 
-    #[test]
-    fn a_replayed_command_is_not_recorded_twice_and_reads_filter_by_type() {
-        let d = tempfile::tempdir().unwrap();
+    /// A feed of workspace `ws` in `dir`, keeping everything.
+    fn feed(dir: &Path, ws: u32) -> Arc<Feed> {
         let cfg = FeedConfig {
             retention_bytes: u64::MAX,
             retention: Duration::from_secs(3600),
             segment_bytes: 1 << 20,
         };
-        let feeds = Feeds::new(d.path(), cfg);
-        let f = feeds.feed(WorkspaceId(3)).unwrap();
+        Feeds::new(dir, cfg).feed(WorkspaceId(ws)).unwrap()
+    }
+
+    #[test]
+    fn a_replayed_command_is_not_recorded_twice_and_reads_filter_by_type() {
+        let d = tempfile::tempdir().unwrap();
+        let f = feed(d.path(), 3);
         let user = User {
             uid: 5,
             external_id: Some("u\"5".into()),
@@ -438,13 +445,7 @@ mod tests {
     #[test]
     fn events_are_written_in_log_order_whatever_order_commands_finish_in() {
         let d = tempfile::tempdir().unwrap();
-        let cfg = FeedConfig {
-            retention_bytes: u64::MAX,
-            retention: Duration::from_secs(3600),
-            segment_bytes: 1 << 20,
-        };
-        let feeds = Feeds::new(d.path(), cfg);
-        let f = feeds.feed(WorkspaceId(1)).unwrap();
+        let f = feed(d.path(), 1);
         let ev = |uid| Event {
             event_type: EventType::CohortEntered,
             user: User {

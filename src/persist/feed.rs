@@ -203,6 +203,20 @@ pub struct FeedStore {
     covered: u64,
 }
 
+impl Segment {
+    /// A segment with its header and no record yet.
+    fn empty(path: PathBuf, first_seq: u64) -> Segment {
+        Segment {
+            path,
+            first_seq,
+            last_seq: first_seq - 1,
+            bytes: HEADER,
+            newest_ms: i64::MIN,
+            sparse: Vec::new(),
+        }
+    }
+}
+
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("feed-{first_seq:020}.log"))
 }
@@ -338,14 +352,7 @@ impl FeedStore {
         f.write_all(&header())
             .map_err(Error::io("write feed segment header", &path))?;
         sync_dir(dir)?;
-        Ok(Segment {
-            path,
-            first_seq,
-            last_seq: first_seq - 1,
-            bytes: HEADER,
-            newest_ms: i64::MIN,
-            sparse: Vec::new(),
-        })
+        Ok(Segment::empty(path, first_seq))
     }
 
     /// Reads a segment's records; the newest is cut back to its last
@@ -369,25 +376,11 @@ impl FeedStore {
                     .map_err(Error::io("truncate feed segment", &path))?;
                 file.write_all(&header())
                     .map_err(Error::io("write feed segment header", &path))?;
-                return Ok(Segment {
-                    path,
-                    first_seq: first,
-                    last_seq: first - 1,
-                    bytes: HEADER,
-                    newest_ms: i64::MIN,
-                    sparse: Vec::new(),
-                });
+                return Ok(Segment::empty(path, first));
             }
             return Err(Error::corrupt(&path, "not a feed segment of version 1"));
         }
-        let mut seg = Segment {
-            path: path.clone(),
-            first_seq: first,
-            last_seq: first - 1,
-            bytes: HEADER,
-            newest_ms: i64::MIN,
-            sparse: Vec::new(),
-        };
+        let mut seg = Segment::empty(path.clone(), first);
         // The end of the last record that closes a command, and what the
         // segment holds up to there.
         let mut whole = (HEADER, first - 1, i64::MIN, seg.sparse.len());
