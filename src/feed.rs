@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,6 +195,7 @@ type Made = (Millis, Vec<Event>);
 pub struct Feed {
     ws: WorkspaceId,
     cfg: FeedConfig,
+    stats: Arc<Stats>,
     /// Commands applied whose events are not all made yet (a cohort delta
     /// waits for its actor), by log position, with their events once made:
     /// a command's events are written once every earlier one's are, so
@@ -287,9 +289,16 @@ impl Feed {
             let written = store
                 .append(position, at, &rendered)
                 .and_then(|_| store.retain(self.cfg.retention_bytes, oldest_ms));
-            if let Err(e) = written {
-                tracing::error!(workspace = %self.ws, position, error = %e,
-                    "the change feed could not be written; these events are missing from it");
+            match written {
+                Ok(_) => {
+                    let n = rendered.len() as u64;
+                    self.stats.events.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(workspace = %self.ws, position, error = %e,
+                        "the change feed could not be written; these events are missing from it");
+                }
             }
             wrote |= !rendered.is_empty();
         }
@@ -324,6 +333,17 @@ pub struct Feeds {
     dir: PathBuf,
     cfg: FeedConfig,
     feeds: Mutex<HashMap<WorkspaceId, Arc<Feed>>>,
+    stats: Arc<Stats>,
+}
+
+/// What every feed wrote since start (`/metrics`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events written.
+    pub events: AtomicU64,
+    /// Commands whose events could not be written (they are missing from
+    /// their feed; the error is in the server's log).
+    pub write_errors: AtomicU64,
 }
 
 impl Feeds {
@@ -332,7 +352,12 @@ impl Feeds {
             dir: data_dir.join("feed"),
             cfg,
             feeds: Mutex::new(HashMap::new()),
+            stats: Arc::default(),
         }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The feed of `ws`, opened on first use.
@@ -349,6 +374,7 @@ impl Feeds {
         let feed = Arc::new(Feed {
             ws,
             cfg: self.cfg,
+            stats: self.stats.clone(),
             pending: Mutex::new(BTreeMap::new()),
             store: Mutex::new(store),
             newest: tokio::sync::watch::Sender::new(newest),

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub wal_records: Gauge,
     pub wal_fsyncs: Gauge,
     pub wal_io_errors: Gauge,
+    pub feed_events: Gauge,
+    pub feed_write_errors: Gauge,
 }
 
 impl Default for Metrics {
@@ -105,6 +107,8 @@ impl Metrics {
             wal_records: Gauge::default(),
             wal_fsyncs: Gauge::default(),
             wal_io_errors: Gauge::default(),
+            feed_events: Gauge::default(),
+            feed_write_errors: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -170,6 +174,16 @@ impl Metrics {
             "wal_io_errors",
             "Write-ahead log IO errors since start",
             m.wal_io_errors.clone(),
+        );
+        registry.register(
+            "feed_events",
+            "Change feed events written since start (every workspace)",
+            m.feed_events.clone(),
+        );
+        registry.register(
+            "feed_write_errors",
+            "Commands whose change feed events could not be written since start (they are missing from the feed)",
+            m.feed_write_errors.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -26,6 +26,16 @@ fn push(server: &Server, secret: &str, cohort: &str, add: &[&str], remove: &[&st
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
+/// A `/metrics` gauge's value.
+fn metric(server: &Server, name: &str) -> u64 {
+    let text = server.call("GET", "/metrics", None, None).body;
+    let text = text.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
 /// `(event_type, external_user_id, cohort_id)` of each event.
 fn summary(events: &Value) -> Vec<(String, String, String)> {
     events
@@ -103,6 +113,8 @@ fn cohort_changes_come_out_in_order_with_stable_ids_and_cursors() {
     distinct.dedup();
     assert_eq!(distinct.len(), 4, "ids are unique: {ids:?}");
     assert_eq!(all.body["next_cursor"], "4");
+    assert_eq!(metric(&server, "cohortd_feed_events"), 4);
+    assert_eq!(metric(&server, "cohortd_feed_write_errors"), 0);
 
     // Pages: a limit and a cursor; the same cursor gives the same events.
     let p1 = ws.get("/feed?limit=3");

@@ -718,6 +718,13 @@ impl Engine {
         m.wal_records.set(wal.records as i64);
         m.wal_fsyncs.set(wal.fsyncs as i64);
         m.wal_io_errors.set(wal.io_errors as i64);
+        if let Some(c) = self.inner.core.get() {
+            let feed = c.feeds.stats();
+            m.feed_events
+                .set(feed.events.load(std::sync::atomic::Ordering::Relaxed) as i64);
+            m.feed_write_errors
+                .set(feed.write_errors.load(std::sync::atomic::Ordering::Relaxed) as i64);
+        }
         m.render()
     }
 }
