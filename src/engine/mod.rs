@@ -250,12 +250,18 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + wait;
         let mut after = after;
         loop {
-            // The files are read off the async workers.
+            // The files are read on the read pool, within the workspace's
+            // share of it, never on the async workers.
             let (f, t) = (feed.clone(), types.clone());
-            let read = tokio::task::spawn_blocking(move || f.read(after, limit, t.as_deref()))
-                .await
-                .map_err(|e| Error::Internal(format!("reading the feed: {e}")))?
-                .map_err(|e| Error::Internal(format!("reading the feed of {ws}: {e}")))?;
+            let read = self
+                .pooled(ws, move |_| {
+                    f.read(after, limit, t.as_deref()).map_err(|e| {
+                        readpool::Stop::Error(Error::Internal(format!(
+                            "reading the feed of {ws}: {e}"
+                        )))
+                    })
+                })
+                .await?;
             let (events, through) = match read {
                 Read::Expired { oldest } => return Err(Error::CursorExpired { oldest }),
                 Read::Events { events, through } => (events, through),
