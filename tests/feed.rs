@@ -26,6 +26,18 @@ fn push(server: &Server, secret: &str, cohort: &str, add: &[&str], remove: &[&st
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
+/// Checks every event against the event schema kept in the repo
+/// (`docs/schemas/currents-events.schema.json`).
+fn check_shapes(events: &Value) {
+    let schema: Value =
+        serde_json::from_str(include_str!("../docs/schemas/currents-events.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    for e in events.as_array().unwrap() {
+        let errors: Vec<String> = validator.iter_errors(e).map(|x| x.to_string()).collect();
+        assert!(errors.is_empty(), "{e}: {errors:?}");
+    }
+}
+
 /// A `/metrics` gauge's value.
 fn metric(server: &Server, name: &str) -> u64 {
     let text = server.call("GET", "/metrics", None, None).body;
@@ -113,6 +125,7 @@ fn cohort_changes_come_out_in_order_with_stable_ids_and_cursors() {
     distinct.dedup();
     assert_eq!(distinct.len(), 4, "ids are unique: {ids:?}");
     assert_eq!(all.body["next_cursor"], "4");
+    check_shapes(&all.body["events"]);
     assert_eq!(metric(&server, "cohortd_feed_events"), 4);
     assert_eq!(metric(&server, "cohortd_feed_write_errors"), 0);
 
@@ -133,6 +146,37 @@ fn cohort_changes_come_out_in_order_with_stable_ids_and_cursors() {
     // Nothing new: an empty page at the same cursor.
     let none = ws.get("/feed?after=4&wait_ms=50");
     assert_eq!(none.body, json!({"events": [], "next_cursor": "4"}));
+}
+
+/// The schema is strict enough to catch a wrong shape.
+#[test]
+fn the_event_schema_refuses_what_spec_does_not_allow() {
+    let schema: Value =
+        serde_json::from_str(include_str!("../docs/schemas/currents-events.schema.json")).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let good = json!({"id": "x", "event_type": "users.cohorts.Entered", "time": 1,
+                      "user": {"user_id": "000000010000000000000002", "new_field": 1},
+                      "properties": {"partner": "heap", "cohort_id": "c", "name": "C"},
+                      "also_new": true});
+    assert!(v.is_valid(&good), "unknown fields are allowed");
+    for bad in [
+        json!({"event_type": "users.cohorts.Entered"}),
+        json!({"id": "x", "event_type": "users.Nope", "time": 1,
+               "user": {"user_id": "000000010000000000000002"}, "properties": {}}),
+        json!({"id": "x", "event_type": "users.cohorts.Exited", "time": 1.5,
+               "user": {"user_id": "000000010000000000000002"},
+               "properties": {"partner": "heap", "cohort_id": "c", "name": "C"}}),
+        json!({"id": "x", "event_type": "users.cohorts.Exited", "time": 1,
+               "user": {"user_id": "u1"},
+               "properties": {"partner": "heap", "cohort_id": "c", "name": "C"}}),
+        json!({"id": "x", "event_type": "users.cohorts.Exited", "time": 1,
+               "user": {"user_id": "000000010000000000000002"}, "properties": {"partner": "heap"}}),
+        json!({"id": "x", "event_type": "users.behaviors.Purchase", "time": 1,
+               "user": {"user_id": "000000010000000000000002"},
+               "properties": {"product_id": "p", "currency": "USD", "price": "9"}}),
+    ] {
+        assert!(!v.is_valid(&bad), "{bad}");
+    }
 }
 
 #[test]
@@ -237,6 +281,7 @@ fn the_feed_survives_kill_9_snapshots_and_restores_unchanged() {
     assert_eq!(r.status, 201, "{}", r.body);
     let before = feed(&d);
     assert_eq!(before["events"].as_array().unwrap().len(), 50);
+    check_shapes(&before["events"]);
     d.kill9();
 
     let d = home.start();
