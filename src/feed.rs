@@ -118,17 +118,26 @@ pub fn properties(map: &Map<String, Value>) -> Arc<str> {
 }
 
 /// The stable id of the `index`-th event of the command at log `position`
-/// in workspace `ws` (see the module docs; events write it by hand).
+/// in workspace `ws` (see the module docs).
 pub fn event_id(ws: WorkspaceId, position: u64, index: u32) -> String {
+    let mut out = Vec::with_capacity(36);
+    write_id(&mut out, ws, position, index);
+    String::from_utf8(out).expect("hex digits and dashes")
+}
+
+/// Appends [`event_id`]: 8-4-4-4-12 hex digits of the workspace (32 bits),
+/// the position (64 bits) and the index (32 bits).
+fn write_id(out: &mut Vec<u8>, ws: WorkspaceId, position: u64, index: u32) {
     let p = position;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        ws.0,
-        (p >> 48) & 0xffff,
-        (p >> 32) & 0xffff,
-        (p >> 16) & 0xffff,
-        ((p & 0xffff) << 32) | u64::from(index)
-    )
+    hex(out, u64::from(ws.0), 8);
+    out.push(b'-');
+    hex(out, p >> 48, 4);
+    out.push(b'-');
+    hex(out, (p >> 32) & 0xffff, 4);
+    out.push(b'-');
+    hex(out, (p >> 16) & 0xffff, 4);
+    out.push(b'-');
+    hex(out, ((p & 0xffff) << 32) | u64::from(index), 12);
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -148,16 +157,7 @@ impl Event {
             serde_json::to_writer(&mut *out, s).expect("a string renders")
         };
         out.extend_from_slice(b"{\"id\":\"");
-        let p = position;
-        hex(out, u64::from(ws.0), 8);
-        out.push(b'-');
-        hex(out, p >> 48, 4);
-        out.push(b'-');
-        hex(out, (p >> 32) & 0xffff, 4);
-        out.push(b'-');
-        hex(out, (p >> 16) & 0xffff, 4);
-        out.push(b'-');
-        hex(out, ((p & 0xffff) << 32) | u64::from(index), 12);
+        write_id(out, ws, position, index);
         out.extend_from_slice(b"\",\"event_type\":\"");
         out.extend_from_slice(self.event_type.name().as_bytes());
         out.extend_from_slice(b"\",\"time\":");
@@ -248,14 +248,6 @@ impl Feed {
             at,
             done: false,
         })
-    }
-
-    /// [`reserve`](Self::reserve) and complete at once (a command whose
-    /// events are made as it applies).
-    pub fn record(self: &Arc<Self>, position: u64, at: Millis, events: Vec<Event>) {
-        if let Some(t) = self.reserve(position, at) {
-            t.complete(events);
-        }
     }
 
     fn complete(&self, position: u64, at: Millis, events: Vec<Event>) {
@@ -445,8 +437,11 @@ mod tests {
             user: user.clone(),
             properties: properties(&Map::new()),
         };
-        f.record(9, 12_345, vec![gone.clone()]);
-        f.record(9, 12_345, vec![gone]);
+        f.reserve(9, 12_345).unwrap().complete(vec![gone]);
+        assert!(
+            f.reserve(9, 12_345).is_none(),
+            "a replay of it makes nothing"
+        );
         let Read::Events { events: all, .. } = f.read(0, 10, None).unwrap() else {
             panic!("expired")
         };

@@ -228,7 +228,6 @@ impl Engine {
             .map_err(|_| StartError::Runtime("the engine recovered twice".into()))
     }
 
-    /// The recovered engine, or 503 while it recovers.
     /// Up to `limit` events of workspace `ws`'s feed after seq `after`, of
     /// the given types (`None`: all), and the cursor to go on from; when
     /// there are none yet, waits up to `wait` for one (a long poll). A
@@ -276,6 +275,7 @@ impl Engine {
         }
     }
 
+    /// The recovered engine, or 503 while it recovers.
     fn core(&self) -> Result<&Core> {
         self.inner.core.get().ok_or_else(|| {
             Error::Unavailable(

@@ -102,11 +102,8 @@ fn snapshot_id(log_position: u64, created_at_millis: i64) -> String {
     format!("snap-{log_position:020}-{created_at_millis}")
 }
 
-/// Write a snapshot durably and return its info once it is published.
-///
-/// The payload is written straight from the caller's slice (no copy); the
-/// only extra pass over it is the checksum. On failure nothing new is left
-/// in `dir` (see [`publish`]).
+/// Write a snapshot durably and return its info once it is published
+/// ([`write_streamed`] of a payload already in memory).
 pub fn write(
     dir: &Path,
     log_position: u64,
@@ -114,26 +111,8 @@ pub fn write(
     format_version: u32,
     payload: &[u8],
 ) -> Result<SnapshotInfo> {
-    let id = snapshot_id(log_position, created_at_millis);
-    let header = Header {
-        format_version,
-        log_position,
-        created_at_millis,
-        payload_len: payload.len() as u64,
-        payload_crc: crc32fast::hash(payload),
-    }
-    .to_bytes();
-    let path = publish(dir, &id, |out| {
-        out.write_all(&header)?;
-        out.write_all(payload)
-    })?;
-    Ok(SnapshotInfo {
-        id,
-        created_at_millis,
-        bytes: (HEADER_LEN + payload.len()) as u64,
-        log_position,
-        format_version,
-        path,
+    write_streamed(dir, log_position, created_at_millis, format_version, |w| {
+        w.write_all(payload)
     })
 }
 
@@ -142,7 +121,7 @@ pub fn write(
 /// memory whole (a snapshot of 10M profiles is 4 GB). The header's length
 /// and checksum are filled in after the payload, at the start of the file,
 /// before the fsync and the rename; on failure nothing new is left in
-/// `dir`, as with [`write`].
+/// `dir` (see [`publish`]).
 pub fn write_streamed(
     dir: &Path,
     log_position: u64,
