@@ -280,6 +280,7 @@ fn write(profiles: ProfileImage, dir: &std::path::Path, position: u64) -> (Snaps
             segments: Vec::new(),
             last_segment: 0,
             cohorts: Vec::new(),
+            connectors: Vec::new(),
         }],
         limits: None,
     };

@@ -14,14 +14,18 @@
 //! the events that were not yet on disk, with the same ids and seqs
 //! (`persist::feed`).
 //!
-//! What makes events so far: partner deltas (`users.cohorts.Entered` /
-//! `Exited`). The other types of [`EventType`] need the log to carry what
-//! they report and come with the next format version.
+//! What makes events: partner deltas (`users.cohorts.Entered` /
+//! `Exited`), `/users/track` (`users.behaviors.CustomEvent` and
+//! `Purchase`, at the event's own time), `/users/identify` merges
+//! (`users.UserOrphan`, then the cohort memberships the merge moved) and
+//! `/users/delete` (`users.UserDeleteRequest`, then the memberships the
+//! delete ended). Log records written before format version 8 carry no
+//! time for these and make none of them on replay.
 //!
 //! Ids are stable: a UUID-shaped rendering of (workspace, log position,
 //! index within the command), so the same write always has the same
 //! event ids, whoever reads them and however often. Times are the
-//! command's time, in whole seconds.
+//! command's time (a tracked event's own), in whole seconds.
 //!
 //! A restore does not touch the feed: it is a record of what happened,
 //! and a restore is one more thing that happened (it makes no events;
@@ -40,7 +44,7 @@ use compact_str::CompactString;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
-use crate::model::{BrazeId, Millis, Uid, WorkspaceId};
+use crate::model::{BrazeId, CohortKey, Millis, Uid, WorkspaceId};
 use crate::persist::feed::{FeedOptions, FeedStore, NewEvent, Read};
 use crate::persist::Result;
 
@@ -87,8 +91,13 @@ impl EventType {
         Self::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    fn code(self) -> u8 {
+    /// Its code on disk (the feed's records, connectors in the log).
+    pub fn code(self) -> u8 {
         self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<EventType> {
+        Self::ALL.get(usize::from(code)).copied()
     }
 }
 
@@ -108,6 +117,21 @@ pub struct Event {
     /// The type's `properties`: a JSON object, rendered once and shared
     /// by every event of a command that has the same ([`properties`]).
     pub properties: Arc<str>,
+    /// When it happened, if not when its command was accepted (a tracked
+    /// event's or purchase's own `time`).
+    pub time: Option<Millis>,
+}
+
+impl Event {
+    /// An event at its command's time.
+    pub fn new(event_type: EventType, user: User, properties: Arc<str>) -> Event {
+        Event {
+            event_type,
+            user,
+            properties,
+            time: None,
+        }
+    }
 }
 
 /// `properties` rendered for [`Event`].
@@ -115,6 +139,51 @@ pub fn properties(map: &Map<String, Value>) -> Arc<str> {
     serde_json::to_string(map)
         .expect("a JSON map renders")
         .into()
+}
+
+/// A custom event's `properties`: its `name` and the object's own
+/// `properties` as `custom_properties` (`{}` when it had none).
+pub fn custom_event_properties(name: &str, custom: Option<&str>) -> Arc<str> {
+    let mut out = String::with_capacity(40 + name.len() + custom.map_or(2, str::len));
+    out.push_str("{\"name\":");
+    out.push_str(&Value::from(name).to_string());
+    out.push_str(",\"custom_properties\":");
+    out.push_str(custom.unwrap_or("{}"));
+    out.push('}');
+    out.into()
+}
+
+/// A purchase's `properties`: `product_id`, `currency` and `price` (each
+/// left out when the purchase had none) and its own `properties` as
+/// `purchase_properties` (`{}` when it had none).
+pub fn purchase_properties(
+    product_id: &str,
+    currency: Option<&str>,
+    price: Option<f64>,
+    custom: Option<&str>,
+) -> Arc<str> {
+    let mut map = Map::new();
+    map.insert("product_id".into(), product_id.into());
+    if let Some(c) = currency {
+        map.insert("currency".into(), c.into());
+    }
+    if let Some(p) = price {
+        map.insert("price".into(), p.into());
+    }
+    let mut out = serde_json::to_string(&map).expect("a JSON map renders");
+    out.pop();
+    out.push_str(",\"purchase_properties\":");
+    out.push_str(custom.unwrap_or("{}"));
+    out.push('}');
+    out.into()
+}
+
+/// `users.UserOrphan`'s `properties`: the braze_id it was merged into.
+pub fn orphan_properties(ws: WorkspaceId, into: Uid) -> Arc<str> {
+    let mut out = b"{\"orphaned_by_id\":\"".to_vec();
+    out.extend_from_slice(&BrazeId(ws, into).digits());
+    out.extend_from_slice(b"\"}");
+    String::from_utf8(out).expect("digits").into()
 }
 
 /// The stable id of the `index`-th event of the command at log `position`
@@ -161,6 +230,7 @@ impl Event {
         out.extend_from_slice(b"\",\"event_type\":\"");
         out.extend_from_slice(self.event_type.name().as_bytes());
         out.extend_from_slice(b"\",\"time\":");
+        let at = self.time.unwrap_or(at);
         out.extend_from_slice(at.div_euclid(1000).to_string().as_bytes());
         out.extend_from_slice(b",\"user\":{\"user_id\":\"");
         out.extend_from_slice(&BrazeId(ws, self.user.uid).digits());
@@ -228,6 +298,58 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.done {
             self.feed.complete(self.position, self.at, Vec::new());
+        }
+    }
+}
+
+/// The events of a command that several actors make in parts: identify
+/// merges and deletes change members in every cohort of the workspace,
+/// each on its own actor. It holds the command's own events (`head`) and
+/// who its profiles were; each cohort adds its part; when the last holder
+/// lets go, the ticket completes with `head`, then the parts by cohort
+/// key, so the order (and so the ids) is the same on every replay.
+pub struct Gather {
+    ticket: Option<Ticket>,
+    head: Vec<Event>,
+    users: HashMap<Uid, User>,
+    parts: Mutex<Vec<(CohortKey, Vec<Event>)>>,
+}
+
+impl Gather {
+    pub fn new(ticket: Ticket, head: Vec<Event>, users: HashMap<Uid, User>) -> Arc<Gather> {
+        Arc::new(Gather {
+            ticket: Some(ticket),
+            head,
+            users,
+            parts: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Who `uid` was as the command applied.
+    pub fn user(&self, uid: Uid) -> User {
+        self.users.get(&uid).cloned().unwrap_or(User {
+            uid,
+            external_id: None,
+            device_id: None,
+        })
+    }
+
+    /// One cohort's events.
+    pub fn add(&self, key: CohortKey, events: Vec<Event>) {
+        if !events.is_empty() {
+            self.parts.lock().push((key, events));
+        }
+    }
+}
+
+impl Drop for Gather {
+    fn drop(&mut self) {
+        let mut parts = std::mem::take(self.parts.get_mut());
+        parts.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut events = std::mem::take(&mut self.head);
+        events.extend(parts.into_iter().flat_map(|(_, e)| e));
+        if let Some(ticket) = self.ticket.take() {
+            ticket.complete(events);
         }
     }
 }
@@ -433,6 +555,7 @@ mod tests {
             device_id: Some("d1".into()),
         };
         let gone = Event {
+            time: None,
             event_type: EventType::UserDeleteRequest,
             user: user.clone(),
             properties: properties(&Map::new()),
@@ -468,6 +591,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = feed(d.path(), 1);
         let ev = |uid| Event {
+            time: None,
             event_type: EventType::CohortEntered,
             user: User {
                 uid,

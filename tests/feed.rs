@@ -148,6 +148,111 @@ fn cohort_changes_come_out_in_order_with_stable_ids_and_cursors() {
     assert_eq!(none.body, json!({"events": [], "next_cursor": "4"}));
 }
 
+/// `/users/track` events and purchases, an identify that merges, and a
+/// delete come out as Currents events, with the cohort memberships the
+/// merge and the delete changed, in the order the writes applied.
+#[test]
+fn users_api_writes_come_out_as_currents_events() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    ws.users(&["u1", "u2"]);
+    let secret = ws.import_key("segment");
+    let anon = ws.post(
+        "/users/track",
+        json!({"attributes": [{"device_id": "d1", "plan": "x"}]}),
+    );
+    assert_eq!(anon.status, 201, "{}", anon.body);
+    push(&server, &secret, "aud_1", &["u1"], &[]);
+    let r = server.post_raw(
+        "/partners/segment/cohorts/users",
+        &serde_json::to_vec(&delta(&secret, "aud_1", json!([{"device_ids": ["d1"]}]))).unwrap(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let before = ws.get("/feed?limit=10000").body["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let r = ws.post(
+        "/users/track",
+        json!({
+            "events": [{"external_id": "u1", "name": "open", "time": "2024-05-01T10:00:00Z",
+                        "properties": {"k": [1, {"x": null}]}}],
+            "purchases": [{"external_id": "u2", "product_id": "sku", "currency": "USD",
+                           "price": 9.5, "time": "2024-05-02T00:00:00Z",
+                           "properties": {"color": "red"}},
+                          {"external_id": "ghost", "_update_existing_only": true,
+                           "product_id": "sku", "currency": "USD", "price": 1,
+                           "time": "2024-05-02T00:00:00Z"}],
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = ws.post(
+        "/users/identify",
+        json!({"devices_to_identify": [{"external_id": "u2", "device_id": "d1"}]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = ws.post("/users/delete", json!({"external_ids": ["u1"]}));
+    assert!(r.status < 300, "{}", r.body);
+
+    let page = ws.get(&format!("/feed?after={before}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let events = &page.body["events"];
+    check_shapes(events);
+    let e = events.as_array().unwrap();
+    let types: Vec<&str> = e
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "users.behaviors.CustomEvent",
+            "users.behaviors.Purchase",
+            "users.UserOrphan",
+            "users.cohorts.Exited",
+            "users.cohorts.Entered",
+            "users.UserDeleteRequest",
+            "users.cohorts.Exited",
+        ],
+        "{events}"
+    );
+    // The event's own time, its name and properties.
+    assert_eq!(e[0]["time"], 1714557600);
+    assert_eq!(e[0]["user"]["external_user_id"], "u1");
+    assert_eq!(
+        e[0]["properties"],
+        json!({"name": "open", "custom_properties": {"k": [1, {"x": null}]}})
+    );
+    assert_eq!(e[1]["time"], 1714608000);
+    assert_eq!(
+        e[1]["properties"],
+        json!({"product_id": "sku", "currency": "USD", "price": 9.5,
+               "purchase_properties": {"color": "red"}})
+    );
+    let u2 = e[1]["user"]["user_id"].clone();
+    // The anonymous profile, as it was, merged into u2; it leaves the
+    // cohort and u2 enters it.
+    let orphan = &e[2]["user"];
+    assert_eq!(orphan["device_id"], "d1");
+    assert!(orphan.get("external_user_id").is_none(), "{orphan}");
+    assert_ne!(orphan["user_id"], u2);
+    assert_eq!(e[2]["properties"], json!({"orphaned_by_id": u2}));
+    assert_eq!(e[3]["user"], *orphan);
+    assert_eq!(e[3]["properties"]["cohort_id"], "aud_1");
+    assert_eq!(e[4]["user"]["user_id"], u2);
+    assert_eq!(e[4]["user"]["external_user_id"], "u2");
+    // The deleted profile, as it was, and its membership.
+    assert_eq!(e[5]["user"]["external_user_id"], "u1");
+    assert_eq!(e[5]["properties"], json!({}));
+    assert_eq!(e[6]["user"], e[5]["user"]);
+    let ids: std::collections::HashSet<&str> =
+        e.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), e.len(), "ids are unique");
+    // Read again: the same events.
+    assert_eq!(ws.get(&format!("/feed?after={before}")).body, page.body);
+}
+
 /// The schema is strict enough to catch a wrong shape.
 #[test]
 fn the_event_schema_refuses_what_spec_does_not_allow() {

@@ -333,8 +333,8 @@ fn string_bytes_bound_every_string_written() {
         ),
         (
             "purchases",
-            json!({"external_id": "ok", "product_id": "p", "time": at}),
-            json!({"device_id": nine, "product_id": "p", "time": at}),
+            json!({"external_id": "ok", "product_id": "p", "currency": "USD", "price": 1, "time": at}),
+            json!({"device_id": nine, "product_id": "p", "currency": "USD", "price": 1, "time": at}),
             "device_id: 9 bytes",
         ),
     ] {

@@ -746,7 +746,7 @@ fn event_counts_treat_never_done_as_zero() {
     // A purchase is recorded as the event `purchase` too.
     track(
         &ws,
-        json!({"purchases": [{"external_id": "never", "product_id": "sku-1", "time": "2024-02-01T00:00:00Z"}]}),
+        json!({"purchases": [{"external_id": "never", "product_id": "sku-1", "currency": "USD", "price": 2.5, "time": "2024-02-01T00:00:00Z"}]}),
     );
     assert_eq!(ev("exactly", 1), labels(&["once", "never"]));
 }

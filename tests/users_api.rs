@@ -112,7 +112,7 @@ fn events_and_purchases_create_an_external_id_profile_too() {
     let s = setup(&server);
     let r = s.track(json!({
         "events": [{"external_id": "e1", "name": "open", "time": "2024-01-01T00:00:00Z"}],
-        "purchases": [{"external_id": "p1", "product_id": "sku", "time": "2024-01-01T00:00:00Z"}],
+        "purchases": [{"external_id": "p1", "product_id": "sku", "currency": "USD", "price": 1, "time": "2024-01-01T00:00:00Z"}],
     }));
     assert_eq!(
         (
@@ -296,10 +296,35 @@ fn a_malformed_object_is_skipped_and_reported_by_index_and_the_others_apply() {
             "time: is required, as an ISO-8601 string",
         ),
         (
-            json!({"purchases": [{"external_id": "a1", "product_id": "p", "time": "2024-01-01T00:00:00Z"},
+            json!({"purchases": [{"external_id": "a1", "product_id": "p", "currency": "USD", "price": 1, "time": "2024-01-01T00:00:00Z"},
                                  {"external_id": "a2", "time": "2024-01-01T00:00:00Z"}]}),
             "purchases",
             "product_id: must be a non-empty string",
+        ),
+        (
+            json!({"purchases": [{"external_id": "a1", "product_id": "p", "currency": "USD", "price": 1, "time": "2024-01-01T00:00:00Z"},
+                                 {"external_id": "a2", "product_id": "p", "price": 1, "time": "2024-01-01T00:00:00Z"}]}),
+            "purchases",
+            "currency: is required, as a three-letter ISO 4217 code",
+        ),
+        (
+            json!({"purchases": [{"external_id": "a1", "product_id": "p", "currency": "USD", "price": 1, "time": "2024-01-01T00:00:00Z"},
+                                 {"external_id": "a2", "product_id": "p", "currency": "USD", "price": "9", "time": "2024-01-01T00:00:00Z"}]}),
+            "purchases",
+            "price: is required, as a number",
+        ),
+        (
+            json!({"events": [{"external_id": "a1", "name": "open", "time": "2024-01-01T00:00:00Z", "properties": {"k": 1}},
+                              {"external_id": "a2", "name": "open", "time": "2024-01-01T00:00:00Z", "properties": [1]}]}),
+            "events",
+            "properties: must be an object",
+        ),
+        (
+            json!({"events": [{"external_id": "a1", "name": "open", "time": "2024-01-01T00:00:00Z"},
+                              {"external_id": "a2", "name": "open", "time": "2024-01-01T00:00:00Z",
+                               "properties": {"k": "x".repeat(51 * 1024)}}]}),
+            "events",
+            "properties: must be at most 51200 bytes of JSON",
         ),
     ];
     for (body, array, says) in cases {
@@ -344,7 +369,7 @@ fn a_partial_batch_applies_exactly_the_valid_objects_in_order() {
         ],
         "purchases": [
             {"external_id": "u1", "time": t(5)},
-            {"external_id": "u2", "product_id": "sku", "time": t(6)},
+            {"external_id": "u2", "product_id": "sku", "currency": "USD", "price": 1, "time": t(6)},
         ],
     }));
     assert_eq!(

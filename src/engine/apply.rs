@@ -16,6 +16,7 @@
 //! router; the cohort actors are spread over the arbiter pool by an atomic
 //! round robin, which decides where an actor runs, never what it holds.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -186,17 +187,50 @@ impl Applier {
                 let ws = self.workspace(ws)?;
                 Ok(self.apply_delta(&ws, &key, &changes, at, position))
             }
-            Command::Track { ws, track } => {
+            Command::Track { ws, track, at } => {
                 let ws = self.workspace(ws)?;
-                let report =
-                    commands::apply_track(&mut ws.profiles.write(), &track, &self.limits());
+                let mut profiles = ws.profiles.write();
+                let report = commands::apply_track(&mut profiles, &track, &self.limits());
+                if let Some(ticket) = at.and_then(|at| self.ticket(ws.id, position, at)) {
+                    let users: Vec<_> = (report.recorded.iter())
+                        .map(|r| profiles.get(r.uid).map(|p| feed_user(r.uid, p)))
+                        .collect();
+                    drop(profiles);
+                    ticket.complete(track_events(&track, &report.recorded, users));
+                }
                 Ok(done(Outcome::Tracked(report)))
             }
-            Command::Identify { ws, identify } => {
+            Command::Identify { ws, identify, at } => {
                 let ws = self.workspace(ws)?;
-                let report =
-                    commands::apply_identify(&mut ws.profiles.write(), &identify, &self.limits());
-                let moved = tell_cohorts(&ws, report.merges.clone(), Vec::new());
+                let mut profiles = ws.profiles.write();
+                let report = commands::apply_identify(&mut profiles, &identify, &self.limits());
+                let merges: Vec<(Uid, Uid)> =
+                    report.merges.iter().map(|m| (m.from, m.into)).collect();
+                let gather = at
+                    .and_then(|at| self.ticket(ws.id, position, at))
+                    .map(|ticket| {
+                        let mut users = HashMap::new();
+                        let mut head = Vec::with_capacity(report.merges.len());
+                        for m in &report.merges {
+                            let orphan = feed::User {
+                                uid: m.from,
+                                external_id: None,
+                                device_id: m.from_device.clone(),
+                            };
+                            head.push(feed::Event::new(
+                                feed::EventType::UserOrphan,
+                                orphan.clone(),
+                                feed::orphan_properties(ws.id, m.into),
+                            ));
+                            users.entry(m.from).or_insert(orphan);
+                            if let Some(p) = profiles.get(m.into) {
+                                users.entry(m.into).or_insert_with(|| feed_user(m.into, p));
+                            }
+                        }
+                        feed::Gather::new(ticket, head, users)
+                    });
+                drop(profiles);
+                let moved = tell_cohorts(&ws, merges, Vec::new(), gather);
                 let outcome = Outcome::Identified(report);
                 Ok(moved.map(move |r| r.map(|_| outcome)).boxed())
             }
@@ -205,11 +239,25 @@ impl Applier {
                 let report = commands::apply_new_aliases(&mut ws.profiles.write(), &aliases);
                 Ok(done(Outcome::Aliased(report)))
             }
-            Command::DeleteUsers { ws, ids } => {
+            Command::DeleteUsers { ws, ids, at } => {
                 let ws = self.workspace(ws)?;
-                let gone = commands::apply_delete(&mut ws.profiles.write(), &ids);
+                let ticket = at.and_then(|at| self.ticket(ws.id, position, at));
+                let mut users = HashMap::new();
+                let mut head = Vec::new();
+                let gone = commands::apply_delete(&mut ws.profiles.write(), &ids, |uid, p| {
+                    if ticket.is_some() {
+                        let user = feed_user(uid, p);
+                        head.push(feed::Event::new(
+                            feed::EventType::UserDeleteRequest,
+                            user.clone(),
+                            EMPTY.into(),
+                        ));
+                        users.insert(uid, user);
+                    }
+                });
                 let n = gone.len() as u32;
-                let moved = tell_cohorts(&ws, Vec::new(), gone);
+                let gather = ticket.map(|t| feed::Gather::new(t, head, users));
+                let moved = tell_cohorts(&ws, Vec::new(), gone, gather);
                 Ok(moved.map(move |r| r.map(|_| Outcome::Deleted(n))).boxed())
             }
             Command::PutSegment {
@@ -247,6 +295,19 @@ impl Applier {
             } => {
                 let image = decode_image(&snapshot_id, format, &image)?;
                 Ok(self.restore(&snapshot_id, image, keep_counters))
+            }
+            Command::PutConnector { ws, connector } => {
+                let ws = self.workspace(ws)?;
+                let id = connector.id.clone();
+                ws.connectors.write().insert(id, Arc::new(connector));
+                Ok(done(Outcome::Done))
+            }
+            Command::DeleteConnector { ws, id } => {
+                let ws = self.workspace(ws)?;
+                if ws.connectors.write().remove(&id).is_none() {
+                    return Err(Error::NotFound("connector"));
+                }
+                Ok(done(Outcome::Done))
             }
             Command::SetLimits(l) => {
                 *self.limits.write() = InForce {
@@ -460,12 +521,61 @@ fn count_distinct(mut ids: Vec<&Identifier>) -> u64 {
     ids.len() as u64
 }
 
+/// The feed events of a track's recorded events and purchases (`users`:
+/// who each was on, as the track applied; `None` for a profile gone
+/// since, which cannot happen within one track).
+fn track_events(
+    track: &commands::Track,
+    recorded: &[commands::Recorded],
+    users: Vec<Option<feed::User>>,
+) -> Vec<feed::Event> {
+    recorded
+        .iter()
+        .zip(users)
+        .filter_map(|(r, user)| {
+            let user = user?;
+            Some(if r.array == commands::InputArray::Purchases {
+                let o = &track.purchases[r.index];
+                feed::Event {
+                    time: Some(o.time),
+                    ..feed::Event::new(
+                        feed::EventType::Purchase,
+                        user,
+                        feed::purchase_properties(
+                            &o.name,
+                            o.currency.as_deref(),
+                            o.price,
+                            o.properties.as_deref(),
+                        ),
+                    )
+                }
+            } else {
+                let o = &track.events[r.index];
+                feed::Event {
+                    time: Some(o.time),
+                    ..feed::Event::new(
+                        feed::EventType::CustomEvent,
+                        user,
+                        feed::custom_event_properties(&o.name, o.properties.as_deref()),
+                    )
+                }
+            })
+        })
+        .collect()
+}
+
+/// An event's empty `properties`.
+const EMPTY: &str = "{}";
+
 /// Tells every cohort of the workspace about merged and deleted profiles;
-/// resolves when all of them have applied it.
+/// resolves when all of them have applied it. The memberships that changed
+/// go to `gather`'s events; it completes once every cohort has added its
+/// part (or at once, with no cohort to ask).
 fn tell_cohorts(
     ws: &Workspace,
     merges: Vec<(Uid, Uid)>,
     deletes: Vec<Uid>,
+    gather: Option<Arc<feed::Gather>>,
 ) -> BoxFuture<'static, Result<()>> {
     if merges.is_empty() && deletes.is_empty() {
         return future::ready(Ok(())).boxed();
@@ -479,6 +589,7 @@ fn tell_cohorts(
             addr.do_send(MoveMembers {
                 merges: merges.clone(),
                 deletes: deletes.clone(),
+                feed: gather.clone(),
                 reply,
             });
             rx

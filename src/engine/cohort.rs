@@ -174,10 +174,39 @@ pub fn apply_ops_noting(
 /// by its `into` (membership is the union of both profiles'). In order, so
 /// chains of merges compose.
 pub fn move_members(set: &mut RoaringBitmap, pairs: &[(Uid, Uid)]) {
+    move_members_noting(set, pairs, &[], |_, _| {});
+}
+
+/// Moves the members of merged profiles (`from` → `into`, in order) and
+/// drops deleted ones, calling `note(uid, entered)` for each membership
+/// that changed: the merged profile leaves, its target enters if it was
+/// not a member yet, a deleted member leaves.
+pub fn move_members_noting(
+    set: &mut RoaringBitmap,
+    pairs: &[(Uid, Uid)],
+    deletes: &[Uid],
+    mut note: impl FnMut(Uid, bool),
+) {
     for &(from, into) in pairs {
         if set.remove(from) {
-            set.insert(into);
+            note(from, false);
+            if set.insert(into) {
+                note(into, true);
+            }
         }
+    }
+    for &uid in deletes {
+        if set.remove(uid) {
+            note(uid, false);
+        }
+    }
+}
+
+fn membership_type(entered: bool) -> feed::EventType {
+    if entered {
+        feed::EventType::CohortEntered
+    } else {
+        feed::EventType::CohortExited
     }
 }
 
@@ -283,6 +312,9 @@ pub struct FeedNote {
 pub struct MoveMembers {
     pub merges: Arc<Vec<(Uid, Uid)>>,
     pub deletes: Arc<Vec<Uid>>,
+    /// Where the memberships that changed are reported, as
+    /// `users.cohorts.Entered`/`Exited` (`None`: no events).
+    pub feed: Option<Arc<feed::Gather>>,
     pub reply: oneshot::Sender<()>,
 }
 
@@ -313,15 +345,7 @@ impl Handler<ApplyChanges> for Cohort {
                         external_id: None,
                         device_id: None,
                     });
-                    feed::Event {
-                        event_type: if entered {
-                            feed::EventType::CohortEntered
-                        } else {
-                            feed::EventType::CohortExited
-                        },
-                        user,
-                        properties: properties.clone(),
-                    }
+                    feed::Event::new(membership_type(entered), user, properties.clone())
                 })
                 .collect();
             note.ticket.complete(events);
@@ -358,12 +382,26 @@ impl Handler<MoveMembers> for Cohort {
                 || msg.deletes.iter().any(|&uid| set.contains(uid))
         };
         if touches {
+            let mut changed = Vec::new();
             self.cell.write_members(|set| {
-                move_members(set, &msg.merges);
-                for &uid in msg.deletes.iter() {
-                    set.remove(uid);
-                }
+                move_members_noting(set, &msg.merges, &msg.deletes, |uid, entered| {
+                    changed.push((uid, entered))
+                });
             });
+            if let Some(gather) = &msg.feed {
+                let properties = cohort_properties(&self.cell.key, &self.cell.meta.read().name);
+                let events = changed
+                    .into_iter()
+                    .map(|(uid, entered)| {
+                        feed::Event::new(
+                            membership_type(entered),
+                            gather.user(uid),
+                            properties.clone(),
+                        )
+                    })
+                    .collect();
+                gather.add(self.cell.key.clone(), events);
+            }
         }
         let _ = msg.reply.send(());
     }

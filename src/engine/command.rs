@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::cohort::DeltaOutcome;
-use super::state::ImportKey;
+use super::state::{Connector, ImportKey};
 use crate::error::Result;
 use crate::keys::KeyHash;
 use crate::limits::StateLimits;
@@ -53,13 +53,18 @@ pub enum Command {
         changes: Vec<Change>,
         at: Millis,
     },
+    /// `at`, here and in `Identify` and `DeleteUsers`: when the write was
+    /// accepted, the time of its feed events; `None` only in records
+    /// written before the feed reported them, which make no events.
     Track {
         ws: WorkspaceId,
         track: Track,
+        at: Option<Millis>,
     },
     Identify {
         ws: WorkspaceId,
         identify: Identify,
+        at: Option<Millis>,
     },
     NewAliases {
         ws: WorkspaceId,
@@ -68,6 +73,7 @@ pub enum Command {
     DeleteUsers {
         ws: WorkspaceId,
         ids: Vec<Identifier>,
+        at: Option<Millis>,
     },
     /// Creates (`id: None`) or replaces a saved segment.
     PutSegment {
@@ -96,6 +102,15 @@ pub enum Command {
     /// From here on, these state-dependent limits are in force (logged at
     /// start-up when `config.toml` changed them; see `limits::StateLimits`).
     SetLimits(StateLimits),
+    /// Creates a connector (its id is made before it is logged).
+    PutConnector {
+        ws: WorkspaceId,
+        connector: Connector,
+    },
+    DeleteConnector {
+        ws: WorkspaceId,
+        id: String,
+    },
 }
 
 /// What a command did, for the response.
@@ -135,7 +150,9 @@ impl Command {
             | Command::NewAliases { ws, .. }
             | Command::DeleteUsers { ws, .. }
             | Command::PutSegment { ws, .. }
-            | Command::DeleteSegment { ws, .. } => Some(*ws),
+            | Command::DeleteSegment { ws, .. }
+            | Command::PutConnector { ws, .. }
+            | Command::DeleteConnector { ws, .. } => Some(*ws),
             Command::CreateWorkspace { .. } | Command::Restore { .. } | Command::SetLimits(_) => {
                 None
             }

@@ -548,8 +548,12 @@ impl Engine {
     /// the parser refused; the others apply.
     pub async fn track(&self, ws: &Workspace, mut batch: Batch<Track>) -> Result<TrackReport> {
         commands::check_track(&mut batch, &self.inner.config.limits);
-        self.submit_batch(batch, |track| Command::Track { ws: ws.id, track })
-            .await
+        self.submit_batch(batch, |track| Command::Track {
+            ws: ws.id,
+            track,
+            at: Some(now_millis()),
+        })
+        .await
     }
 
     /// `/users/identify`: aliases and devices to identify (may merge).
@@ -562,6 +566,7 @@ impl Engine {
         self.submit_batch(batch, |identify| Command::Identify {
             ws: ws.id,
             identify,
+            at: Some(now_millis()),
         })
         .await
     }
@@ -583,8 +588,12 @@ impl Engine {
         ws: &Workspace,
         batch: Batch<Vec<Identifier>>,
     ) -> Result<DeleteReport> {
-        self.submit_batch(batch, |ids| Command::DeleteUsers { ws: ws.id, ids })
-            .await
+        self.submit_batch(batch, |ids| Command::DeleteUsers {
+            ws: ws.id,
+            ids,
+            at: Some(now_millis()),
+        })
+        .await
     }
 
     /// The users API's one rule for partial batches: the objects left in

@@ -60,6 +60,21 @@ pub struct ImportKey {
     pub created_at: Millis,
 }
 
+/// A custom HTTP connector (SPEC §10): where the workspace's feed events
+/// are delivered (`crate::connector`). The token is kept to send, and
+/// never shown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Connector {
+    /// `conn_` and 32 hex digits, made when it is created.
+    pub id: String,
+    pub name: String,
+    pub url: String,
+    pub bearer_token: Option<String>,
+    /// `None`: every type.
+    pub event_types: Option<Vec<crate::feed::EventType>>,
+    pub created_at: Millis,
+}
+
 /// A cohort as the workspace holds it: its readable cell and its actor.
 #[derive(Clone)]
 pub struct CohortEntry {
@@ -83,6 +98,8 @@ pub struct Workspace {
     pub(super) last_segment: AtomicU64,
     /// Member sets kept for segment walks in progress (`walks`).
     pub(super) walks: super::walks::Walks,
+    /// By id.
+    pub(super) connectors: RwLock<BTreeMap<String, Arc<Connector>>>,
 }
 
 impl Workspace {
@@ -98,6 +115,7 @@ impl Workspace {
             segments: RwLock::new(BTreeMap::new()),
             last_segment: AtomicU64::new(0),
             walks: Default::default(),
+            connectors: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -154,6 +172,15 @@ impl Workspace {
         self.segments.read().values().cloned().collect()
     }
 
+    /// Every connector, by id.
+    pub fn connectors_sorted(&self) -> Vec<Arc<Connector>> {
+        self.connectors.read().values().cloned().collect()
+    }
+
+    pub fn connector(&self, id: &str) -> Option<Arc<Connector>> {
+        self.connectors.read().get(id).cloned()
+    }
+
     pub(super) fn cohort_addrs(&self) -> Vec<Addr<Cohort>> {
         self.cohorts.iter().map(|e| e.addr.clone()).collect()
     }
@@ -187,6 +214,8 @@ pub struct WorkspaceImage {
     pub segments: Vec<Segment>,
     pub last_segment: u64,
     pub cohorts: Vec<CohortImage>,
+    /// By id.
+    pub connectors: Vec<Connector>,
 }
 
 impl Workspace {
@@ -208,6 +237,12 @@ impl Workspace {
                 .collect(),
             last_segment: self.last_segment.load(Ordering::Relaxed),
             cohorts: Vec::new(),
+            connectors: self
+                .connectors
+                .read()
+                .values()
+                .map(|c| (**c).clone())
+                .collect(),
         }
     }
 }
@@ -248,6 +283,12 @@ impl State {
                         .collect(),
                 ),
                 last_segment: AtomicU64::new(w.last_segment),
+                connectors: RwLock::new(
+                    w.connectors
+                        .into_iter()
+                        .map(|c| (c.id.clone(), Arc::new(c)))
+                        .collect(),
+                ),
                 ..Workspace::new(w.id, w.name, w.rest_key, w.created_at)
             };
             for c in w.cohorts {

@@ -364,14 +364,60 @@ fn attributes_object(ws: WorkspaceId, v: &Value) -> Parsed<AttributesObject> {
     Ok(AttributesObject { target, changes })
 }
 
-/// An event (`name_key` "name") or a purchase ("product_id").
+/// An event (`name_key` "name") or a purchase ("product_id", with the
+/// `currency` and `price` Braze requires of one).
 fn event_object(ws: WorkspaceId, v: &Value, name_key: &str) -> Parsed<EventObject> {
     let obj = object(v)?;
+    let purchase = name_key == "product_id";
     Ok(EventObject {
         target: target(ws, obj)?,
         name: string(obj.get(name_key), name_key)?,
         time: event_time(obj)?,
+        properties: event_properties(obj)?,
+        currency: if purchase { Some(currency(obj)?) } else { None },
+        price: if purchase { Some(price(obj)?) } else { None },
     })
+}
+
+/// The largest `properties` object an event or purchase may carry, as
+/// JSON (Braze's 50 KB).
+const MAX_PROPERTIES_BYTES: usize = 50 * 1024;
+
+/// An event's or purchase's `properties` (kept as JSON text for the change
+/// feed): an object of at most 50 KB; absent or null is none.
+fn event_properties(obj: &Map<String, Value>) -> Parsed<Option<std::sync::Arc<str>>> {
+    match obj.get("properties") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => {
+            let text = v.to_string();
+            if text.len() > MAX_PROPERTIES_BYTES {
+                return Err(format!(
+                    "properties: must be at most {MAX_PROPERTIES_BYTES} bytes of JSON, not {}",
+                    text.len()
+                ));
+            }
+            Ok(Some(text.into()))
+        }
+        Some(_) => Err("properties: must be an object".into()),
+    }
+}
+
+/// A purchase's `currency`: a three-letter ISO 4217 code, as given.
+fn currency(obj: &Map<String, Value>) -> Parsed<CompactString> {
+    match obj.get("currency") {
+        Some(Value::String(c)) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Ok(c.as_str().into())
+        }
+        _ => Err("currency: is required, as a three-letter ISO 4217 code".into()),
+    }
+}
+
+/// A purchase's `price`: a number.
+fn price(obj: &Map<String, Value>) -> Parsed<f64> {
+    match obj.get("price").and_then(Value::as_f64) {
+        Some(p) => Ok(p),
+        None => Err("price: is required, as a number".into()),
+    }
 }
 
 fn parse_track(ws: WorkspaceId, body: &Value) -> Result<Batch<Track>> {

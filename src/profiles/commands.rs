@@ -95,8 +95,15 @@ pub struct AttributesObject {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventObject {
     pub target: Target,
+    /// An event's name, or a purchase's product_id.
     pub name: CompactString,
     pub time: Millis,
+    /// The object's `properties`, a JSON object as text (what the change
+    /// feed reports; profiles keep only counts and times).
+    pub properties: Option<std::sync::Arc<str>>,
+    /// A purchase's currency and price, as given.
+    pub currency: Option<CompactString>,
+    pub price: Option<f64>,
 }
 
 /// `/users/track`. Purchases are stored as events (see `PURCHASE_EVENT`).
@@ -118,6 +125,18 @@ pub struct TrackReport {
     pub events_processed: u32,
     pub purchases_processed: u32,
     pub errors: Vec<ObjectError>,
+    /// The events and purchases recorded, in order, and on whom (what the
+    /// change feed reports).
+    pub recorded: Vec<Recorded>,
+}
+
+/// One event or purchase a track recorded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Recorded {
+    pub array: InputArray,
+    /// Its place in the command's `events` or `purchases`.
+    pub index: usize,
+    pub uid: Uid,
 }
 
 /// Which profile `target` names now, or why the object is skipped
@@ -267,6 +286,11 @@ pub fn apply_track(store: &mut ProfileStore, t: &Track, limits: &LimitsConfig) -
                     store.record_event(uid, name_override.unwrap_or(&ev.name), ev.time);
                     store.touch(uid);
                     *counter += 1;
+                    report.recorded.push(Recorded {
+                        array,
+                        index: pos,
+                        uid,
+                    });
                 }
                 Err(e) => report.errors.push(ObjectError::new(array, pos, e)),
             }
@@ -292,8 +316,18 @@ pub struct IdentifyReport {
     pub aliases_processed: u32,
     pub devices_processed: u32,
     /// Profiles folded into others, in order: their memberships must move.
-    pub merges: Vec<(Uid, Uid)>,
+    pub merges: Vec<Merge>,
     pub errors: Vec<ObjectError>,
+}
+
+/// A profile folded into another by `/users/identify`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merge {
+    pub from: Uid,
+    pub into: Uid,
+    /// The merged profile's first device before the merge (it is
+    /// anonymous: this and its id are what named it).
+    pub from_device: Option<CompactString>,
 }
 
 /// An entry whose merge would take the identified profile over
@@ -305,10 +339,14 @@ pub fn apply_identify(
     limits: &LimitsConfig,
 ) -> IdentifyReport {
     let mut report = IdentifyReport::default();
-    let mut record = |r: Result<Identified, IdentifyError>, array, pos| match r {
+    let mut record = |r: Result<Identified, IdentifyError>, device, array, pos| match r {
         Ok(done) => {
             if let Identified::Merged { from, into } = done {
-                report.merges.push((from, into));
+                report.merges.push(Merge {
+                    from,
+                    into,
+                    from_device: device,
+                });
             }
             true
         }
@@ -320,16 +358,24 @@ pub fn apply_identify(
         }
     };
     let (mut aliases, mut devices) = (0, 0);
+    let first_device = |store: &ProfileStore, uid: Option<Uid>| {
+        uid.and_then(|u| store.get(u))
+            .and_then(|p| p.devices().first().cloned())
+    };
     for (pos, (ext, alias)) in req.aliases.iter().enumerate() {
+        let device = first_device(store, store.by_alias(alias));
         aliases += u32::from(record(
             store.identify_alias(ext, alias, limits),
+            device,
             InputArray::AliasesToIdentify,
             pos,
         ));
     }
     for (pos, (ext, device)) in req.devices.iter().enumerate() {
+        let first = first_device(store, store.by_device(device));
         devices += u32::from(record(
             store.identify_device(ext, device, limits),
+            first,
             InputArray::DevicesToIdentify,
             pos,
         ));
@@ -375,8 +421,13 @@ pub struct DeleteReport {
 /// `/users/delete`: removes the profiles these identifiers name (an external
 /// id, an alias, a device id of an anonymous profile, a braze_id, and
 /// *every* profile holding an email or phone). Returns the ids deleted, so
-/// that every cohort drops them.
-pub fn apply_delete(store: &mut ProfileStore, ids: &[Identifier]) -> Vec<Uid> {
+/// that every cohort drops them; `seen` is shown each profile just before
+/// it goes.
+pub fn apply_delete(
+    store: &mut ProfileStore,
+    ids: &[Identifier],
+    mut seen: impl FnMut(Uid, &super::Profile),
+) -> Vec<Uid> {
     let mut gone = Vec::new();
     for id in ids {
         let uids = match id {
@@ -385,6 +436,9 @@ pub fn apply_delete(store: &mut ProfileStore, ids: &[Identifier]) -> Vec<Uid> {
             other => store.resolve(other).into_iter().collect(),
         };
         for uid in uids {
+            if let Some(p) = store.get(uid) {
+                seen(uid, p);
+            }
             if store.delete(uid) {
                 gone.push(uid);
             }
@@ -825,11 +879,17 @@ mod tests {
                 target: ext("u1", true),
                 name: "open".into(),
                 time: 7,
+                properties: None,
+                currency: None,
+                price: None,
             }],
             purchases: vec![EventObject {
                 target: ext("u1", true),
                 name: "sku".into(),
                 time: 9,
+                properties: None,
+                currency: None,
+                price: None,
             }],
         };
         let r = apply_track(&mut s, &t, &LimitsConfig::default());
@@ -883,7 +943,8 @@ mod tests {
             },
             &LimitsConfig::default(),
         );
-        assert_eq!(r.merges, vec![(1, 0)]);
+        assert_eq!((r.merges[0].from, r.merges[0].into), (1, 0));
+        assert_eq!(r.merges.len(), 1);
         assert_eq!((r.aliases_processed, r.devices_processed), (1, 0));
         assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
     }
@@ -1041,6 +1102,9 @@ mod tests {
             target: Target::Device("d".into()),
             name: "opened".into(),
             time: 0,
+            properties: None,
+            currency: None,
+            price: None,
         };
         let e = check_event(&ev, "name", &limits).unwrap_err().to_string();
         assert!(e.starts_with("name: 6 bytes"), "{e}");
@@ -1116,13 +1180,20 @@ mod tests {
     fn delete_returns_what_it_removed() {
         let mut s = ProfileStore::new();
         s.upsert_external("u1", true);
+        let mut seen = Vec::new();
         let gone = apply_delete(
             &mut s,
             &[
                 Identifier::External("u1".into()),
                 Identifier::External("u1".into()),
             ],
+            |uid, p| seen.push((uid, p.external_id.clone())),
         );
         assert_eq!(gone, vec![0]);
+        assert_eq!(
+            seen,
+            vec![(0, Some("u1".into()))],
+            "shown once, before it went"
+        );
     }
 }

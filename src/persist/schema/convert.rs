@@ -12,10 +12,10 @@ use serde::{Serialize, Serializer};
 
 use super::index::{IndexOut, IntoColumns};
 use super::v5;
-use super::v7 as cur;
+use super::v8 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
-use crate::engine::state::{Image, ImportKey, Segment, WorkspaceImage};
+use crate::engine::state::{Connector, Image, ImportKey, Segment, WorkspaceImage};
 use crate::engine::Command;
 use crate::keys::KeyHash;
 use crate::limits::StateLimits;
@@ -243,6 +243,23 @@ fn event_out(e: &EventObject) -> cur::EventObject {
         target: target_out(&e.target),
         name: s(&e.name),
         time: e.time,
+        properties: e.properties.as_deref().map(str::to_string),
+        currency: e.currency.as_deref().map(s),
+        price: e.price,
+    }
+}
+
+fn connector_out(c: &Connector) -> cur::Connector {
+    cur::Connector {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        url: c.url.clone(),
+        bearer_token: c.bearer_token.clone(),
+        event_types: c
+            .event_types
+            .as_ref()
+            .map(|t| t.iter().map(|t| t.code()).collect()),
+        created_at: c.created_at,
     }
 }
 
@@ -468,11 +485,13 @@ pub fn record_out(cmd: &Command) -> cur::Record<ChangesOut<'_>> {
             changes: ChangesOut(changes),
             at: *at,
         },
-        Command::Track { ws, track } => R::Track {
+        Command::Track { ws, track, at } => R::Track {
             ws: ws.0,
             track: track_out(track),
+            at: *at,
         },
-        Command::Identify { ws, identify } => R::Identify {
+        Command::Identify { ws, identify, at } => R::Identify {
+            at: *at,
             ws: ws.0,
             identify: cur::Identify {
                 aliases: identify
@@ -493,9 +512,10 @@ pub fn record_out(cmd: &Command) -> cur::Record<ChangesOut<'_>> {
                     .collect(),
             ),
         },
-        Command::DeleteUsers { ws, ids } => R::DeleteUsers {
+        Command::DeleteUsers { ws, ids, at } => R::DeleteUsers {
             ws: ws.0,
             ids: ids.iter().map(identifier_out).collect(),
+            at: *at,
         },
         Command::PutSegment {
             ws,
@@ -521,6 +541,14 @@ pub fn record_out(cmd: &Command) -> cur::Record<ChangesOut<'_>> {
             keep_counters: *keep_counters,
         },
         Command::SetLimits(l) => R::SetLimits(limits_out(l)),
+        Command::PutConnector { ws, connector } => R::PutConnector {
+            ws: ws.0,
+            connector: connector_out(connector),
+        },
+        Command::DeleteConnector { ws, id } => R::DeleteConnector {
+            ws: ws.0,
+            id: id.clone(),
+        },
     }
 }
 
@@ -570,6 +598,7 @@ pub fn image_out(image: &Image) -> cur::Image<ProfilesOut, Option<IndexOut>> {
                 last_segment: w.last_segment,
                 cohorts: w.cohorts.iter().map(cohort_out).collect(),
                 recency: w.profiles.recency().to_vec(),
+                connectors: w.connectors.iter().map(connector_out).collect(),
             })
             .collect(),
         limits: image.limits.as_ref().map(limits_out),
@@ -689,7 +718,34 @@ fn event_in(e: cur::EventObject) -> EventObject {
         target: target_in(e.target),
         name: cs(e.name),
         time: e.time,
+        properties: e.properties.map(Into::into),
+        currency: e.currency.map(cs),
+        price: e.price,
     }
+}
+
+fn connector_in(c: cur::Connector) -> Result<Connector> {
+    let event_types = match c.event_types {
+        None => None,
+        Some(codes) => Some(
+            codes
+                .into_iter()
+                .map(|code| {
+                    crate::feed::EventType::from_code(code).ok_or_else(|| {
+                        Error::Codec(format!("connector {}: no event type {code}", c.id))
+                    })
+                })
+                .collect::<Result<_>>()?,
+        ),
+    };
+    Ok(Connector {
+        id: c.id,
+        name: c.name,
+        url: c.url,
+        bearer_token: c.bearer_token,
+        event_types,
+        created_at: c.created_at,
+    })
 }
 
 fn instant_in(i: cur::Instant) -> Instant {
@@ -874,7 +930,8 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
                 .collect(),
             at,
         },
-        R::Track { ws, track } => Command::Track {
+        R::Track { ws, track, at } => Command::Track {
+            at,
             ws: WorkspaceId(ws),
             track: Track {
                 attributes: track
@@ -893,7 +950,8 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
                 purchases: track.purchases.into_iter().map(event_in).collect(),
             },
         },
-        R::Identify { ws, identify } => Command::Identify {
+        R::Identify { ws, identify, at } => Command::Identify {
+            at,
             ws: WorkspaceId(ws),
             identify: Identify {
                 aliases: identify
@@ -918,7 +976,8 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
                     .collect(),
             ),
         },
-        R::DeleteUsers { ws, ids } => Command::DeleteUsers {
+        R::DeleteUsers { ws, ids, at } => Command::DeleteUsers {
+            at,
             ws: WorkspaceId(ws),
             ids: ids.into_iter().map(identifier_in).collect(),
         },
@@ -949,6 +1008,14 @@ pub fn command_in(r: cur::Record) -> Result<Command> {
             keep_counters,
         },
         R::SetLimits(l) => Command::SetLimits(limits_in(l)),
+        R::PutConnector { ws, connector } => Command::PutConnector {
+            ws: WorkspaceId(ws),
+            connector: connector_in(connector)?,
+        },
+        R::DeleteConnector { ws, id } => Command::DeleteConnector {
+            ws: WorkspaceId(ws),
+            id,
+        },
     })
 }
 
@@ -982,6 +1049,11 @@ pub fn image_in<P: IntoProfileImage, X: IntoColumns>(image: cur::Image<P, X>) ->
                     .collect::<Result<_>>()?,
                 last_segment: w.last_segment,
                 cohorts: w.cohorts.into_iter().map(cohort_in).collect(),
+                connectors: w
+                    .connectors
+                    .into_iter()
+                    .map(connector_in)
+                    .collect::<Result<_>>()?,
             })
         })
         .collect::<Result<_>>()?;

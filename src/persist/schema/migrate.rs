@@ -3,7 +3,7 @@
 //! version adds one function per changed type here and leaves the older
 //! ones alone.
 
-use super::{codec, v1, v2, v3, v4, v5, v6, v7, Result};
+use super::{codec, v1, v2, v3, v4, v5, v6, v7, v8, Result};
 
 /// v1 → v2: a restore record says its image is version 1, and that it
 /// rewinds the id counters (as version 1 restores did).
@@ -279,6 +279,127 @@ pub fn image_v6_to_v7<P>(image: v6::Image<P>) -> v7::Image<P> {
     }
 }
 
+/// v5 (= v7) → v8 for a log record: events and purchases gain no
+/// properties, currency or price, and `Track`, `Identify` and
+/// `DeleteUsers` no time (`at: None`: the record makes no feed events, as
+/// it made none when written). Every other variant is the same.
+pub fn record_v5_to_v8(r: v5::Record) -> v8::Record {
+    use v8::Record as R;
+    let event = |e: v5::EventObject| v8::EventObject {
+        target: e.target,
+        name: e.name,
+        time: e.time,
+        properties: None,
+        currency: None,
+        price: None,
+    };
+    match r {
+        v5::Record::CreateWorkspace { name, rest_key, at } => {
+            R::CreateWorkspace { name, rest_key, at }
+        }
+        v5::Record::CreateImportKey { ws, key } => R::CreateImportKey { ws, key },
+        v5::Record::RevokeImportKey {
+            ws,
+            partner,
+            key_id,
+        } => R::RevokeImportKey {
+            ws,
+            partner,
+            key_id,
+        },
+        v5::Record::NameCohort {
+            ws,
+            key,
+            name,
+            created_at,
+            at,
+        } => R::NameCohort {
+            ws,
+            key,
+            name,
+            created_at,
+            at,
+        },
+        v5::Record::ApplyDelta {
+            ws,
+            key,
+            changes,
+            at,
+        } => R::ApplyDelta {
+            ws,
+            key,
+            changes,
+            at,
+        },
+        v5::Record::Track { ws, track } => R::Track {
+            ws,
+            track: v8::Track {
+                attributes: track.attributes,
+                events: track.events.into_iter().map(event).collect(),
+                purchases: track.purchases.into_iter().map(event).collect(),
+            },
+            at: None,
+        },
+        v5::Record::Identify { ws, identify } => R::Identify {
+            ws,
+            identify,
+            at: None,
+        },
+        v5::Record::NewAliases { ws, aliases } => R::NewAliases { ws, aliases },
+        v5::Record::DeleteUsers { ws, ids } => R::DeleteUsers { ws, ids, at: None },
+        v5::Record::PutSegment {
+            ws,
+            id,
+            name,
+            filter,
+        } => R::PutSegment {
+            ws,
+            id,
+            name,
+            filter,
+        },
+        v5::Record::DeleteSegment { ws, id } => R::DeleteSegment { ws, id },
+        v5::Record::Restore {
+            snapshot_id,
+            format,
+            image,
+            keep_counters,
+        } => R::Restore {
+            snapshot_id,
+            format,
+            image,
+            keep_counters,
+        },
+        v5::Record::SetLimits(l) => R::SetLimits(l),
+    }
+}
+
+/// v7 → v8 for an image: no workspace has connectors.
+pub fn image_v7_to_v8<P, X>(image: v7::Image<P, X>) -> v8::Image<P, X> {
+    v8::Image {
+        next_workspace: image.next_workspace,
+        workspaces: image
+            .workspaces
+            .into_iter()
+            .map(|w| v8::WorkspaceImage {
+                id: w.id,
+                name: w.name,
+                created_at: w.created_at,
+                rest_key: w.rest_key,
+                index: w.index,
+                profiles: w.profiles,
+                import_keys: w.import_keys,
+                segments: w.segments,
+                last_segment: w.last_segment,
+                cohorts: w.cohorts,
+                recency: w.recency,
+                connectors: Vec::new(),
+            })
+            .collect(),
+        limits: image.limits,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,5 +645,71 @@ mod tests {
         );
         let d = record_v1_to_v2(v1::Command::DeleteSegment { ws: 2, id: 9 });
         assert_eq!(d, v2::Record::DeleteSegment { ws: 2, id: 9 });
+    }
+
+    #[test]
+    fn v7_records_gain_no_time_or_properties_and_v7_images_no_connectors() {
+        let event = |name: &str| v5::EventObject {
+            target: v5::Target::Device("d".into()),
+            name: name.into(),
+            time: 5,
+        };
+        let track = v5::Record::Track {
+            ws: 1,
+            track: v5::Track {
+                attributes: Vec::new(),
+                events: vec![event("open")],
+                purchases: vec![event("sku")],
+            },
+        };
+        let v8::Record::Track { ws, track, at } = record_v5_to_v8(track) else {
+            panic!("a track stays a track");
+        };
+        assert_eq!((ws, at), (1, None));
+        let moved = |name: &str| v8::EventObject {
+            target: v5::Target::Device("d".into()),
+            name: name.into(),
+            time: 5,
+            properties: None,
+            currency: None,
+            price: None,
+        };
+        assert_eq!(track.events, vec![moved("open")]);
+        assert_eq!(track.purchases, vec![moved("sku")]);
+        assert_eq!(
+            record_v5_to_v8(v5::Record::DeleteUsers {
+                ws: 2,
+                ids: Vec::new()
+            }),
+            v8::Record::DeleteUsers {
+                ws: 2,
+                ids: Vec::new(),
+                at: None
+            }
+        );
+        assert_eq!(
+            record_v5_to_v8(v5::Record::DeleteSegment { ws: 2, id: 9 }),
+            v8::Record::DeleteSegment { ws: 2, id: 9 }
+        );
+        let image = image_v7_to_v8(v7::Image::<(), ()> {
+            next_workspace: 2,
+            workspaces: vec![v7::WorkspaceImage {
+                id: 1,
+                name: "w".into(),
+                created_at: 0,
+                rest_key: [0; 32],
+                index: (),
+                profiles: (),
+                import_keys: Vec::new(),
+                segments: Vec::new(),
+                last_segment: 3,
+                cohorts: Vec::new(),
+                recency: vec![(1, 2)],
+            }],
+            limits: None,
+        });
+        assert!(image.workspaces[0].connectors.is_empty());
+        assert_eq!(image.workspaces[0].recency, vec![(1, 2)]);
+        assert_eq!(image.workspaces[0].last_segment, 3);
     }
 }

@@ -16,8 +16,11 @@
 //!   recently each email or phone holder was updated;
 //! - [`v6`]: snapshots store profiles' attributes and event stats packed,
 //!   as the server holds them;
-//! - [`v7`]: the current version (snapshots store each workspace's column
-//!   index, so a restart does not rebuild it).
+//! - [`v7`]: snapshots store each workspace's column index, so a restart
+//!   does not rebuild it;
+//! - [`v8`]: the current version (the log carries what the change feed
+//!   reports: events' properties, purchases' prices, the time of
+//!   identifies and deletes; workspaces keep their export connectors).
 //!
 //! Writing always uses the current version ([`LOG_VERSION`],
 //! [`SNAPSHOT_VERSION`]); `convert` maps the domain to it. Reading accepts
@@ -40,6 +43,7 @@ pub mod v4;
 pub mod v5;
 pub mod v6;
 pub mod v7;
+pub mod v8;
 
 use std::path::Path;
 
@@ -49,10 +53,10 @@ use crate::engine::Command;
 use crate::profiles::{Attrs, Events};
 
 /// The format version of the log records this build writes.
-pub const LOG_VERSION: u32 = 7;
+pub const LOG_VERSION: u32 = 8;
 /// The format version of the snapshot payloads this build writes (the
 /// same number: one version names the format of a whole data dir).
-pub const SNAPSHOT_VERSION: u32 = 7;
+pub const SNAPSHOT_VERSION: u32 = 8;
 /// The oldest version this build reads (every version ever released).
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -70,18 +74,19 @@ pub fn encode_record(cmd: &Command) -> Result<Vec<u8>> {
 
 /// A log record of format `version` as the command it replays as.
 pub fn decode_record(version: u32, bytes: &[u8]) -> Result<Command> {
-    let current: v5::Record = match version {
+    let current: v8::Record = match version {
         1 => {
             let v2 = migrate::record_v1_to_v2(codec::decode::<v1::Command>(bytes)?);
             // v3 only appends a variant: re-spell the v2 record as v3.
             let v3: v3::Record = codec::decode(&codec::encode(&v2)?)?;
-            migrate::record_v4_to_v5(&migrate::record_v3_to_v4(&v3)?)?
+            migrate::record_v5_to_v8(migrate::record_v4_to_v5(&migrate::record_v3_to_v4(&v3)?)?)
         }
         // A v2 record's bytes are the same v3 record's (see `v3`), a v3
         // record's the same v4 record's (see `v4`), a v4 record's the
         // same v5 record's (see `v5`), and v6 and v7 records are v5's (see
         // `v6`, `v7`).
-        2..=7 => codec::decode(bytes)?,
+        2..=7 => migrate::record_v5_to_v8(codec::decode(bytes)?),
+        8 => codec::decode(bytes)?,
         v => return Err(unsupported("log record", v, LOG_VERSION)),
     };
     convert::command_in(current)
@@ -99,11 +104,15 @@ pub fn encode_image_into(image: &Image, w: &mut dyn std::io::Write) -> Result<()
 
 /// The image a snapshot payload of format `version` holds, migrated to the
 /// current version's types.
-fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v7::Image> {
+fn decode_schema_image(version: u32, bytes: &[u8]) -> Result<v8::Image> {
+    use migrate::image_v7_to_v8 as v7_to_v8;
     Ok(match version {
-        7 => codec::decode(bytes)?,
-        6 => migrate::image_v6_to_v7(codec::decode::<v6::Image>(bytes)?),
-        v => migrate::image_v6_to_v7(migrate::image_v5_to_v6(decode_v5_image(v, bytes)?)),
+        8 => codec::decode(bytes)?,
+        7 => v7_to_v8(codec::decode(bytes)?),
+        6 => v7_to_v8(migrate::image_v6_to_v7(codec::decode::<v6::Image>(bytes)?)),
+        v => v7_to_v8(migrate::image_v6_to_v7(migrate::image_v5_to_v6(
+            decode_v5_image(v, bytes)?,
+        ))),
     })
 }
 
@@ -124,17 +133,24 @@ fn decode_v5_image(version: u32, bytes: &[u8]) -> Result<v5::Image> {
 }
 
 /// The state a snapshot payload of format `version` describes. Versions 6
-/// and 7 decode profiles straight into the store, and version 7 its column
-/// index too (one copy in memory); older ones go through their own types
-/// and the migrations. Every version before 7 migrates to an image without
-/// a column index, which loading then rebuilds.
+/// to 8 decode profiles straight into the store, and versions 7 and 8 their
+/// column index too (one copy in memory); older ones go through their own
+/// types and the migrations. Every version before 7 migrates to an image
+/// without a column index, which loading then rebuilds, and every version
+/// before 8 to workspaces without connectors.
 pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
     use convert::{PackedProfileIn, ProfilesIn};
-    use migrate::image_v6_to_v7 as v6_to_v7;
+    use migrate::image_v7_to_v8;
+    fn v6_to_v7<P>(image: v6::Image<P>) -> v8::Image<P> {
+        migrate::image_v7_to_v8(migrate::image_v6_to_v7(image))
+    }
     match version {
-        7 => convert::image_in(codec::decode::<
-            v7::Image<ProfilesIn<PackedProfileIn>, Option<index::IndexIn>>,
+        8 => convert::image_in(codec::decode::<
+            v8::Image<ProfilesIn<PackedProfileIn>, Option<index::IndexIn>>,
         >(bytes)?),
+        7 => convert::image_in(image_v7_to_v8(codec::decode::<
+            v7::Image<ProfilesIn<PackedProfileIn>, Option<index::IndexIn>>,
+        >(bytes)?)),
         6 => convert::image_in(v6_to_v7(codec::decode::<
             v6::Image<ProfilesIn<PackedProfileIn>>,
         >(bytes)?)),
@@ -206,6 +222,7 @@ pub fn inspect(path: &Path) -> Result<String> {
                 "cohorts": w.cohorts.len(),
                 "memberships": w.cohorts.iter().map(|c| c.members.len()).sum::<u64>(),
                 "segments": w.segments.len(),
+                "connectors": w.connectors.len(),
                 "data_import_keys": w.import_keys.len(),
                 // `null`: not stored, rebuilt from the profiles at load.
                 "column_index": column_index,

@@ -9,7 +9,7 @@ use roaring::RoaringBitmap;
 
 use super::*;
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
-use crate::engine::state::{ImportKey, Segment, WorkspaceImage};
+use crate::engine::state::{Connector, ImportKey, Segment, WorkspaceImage};
 use crate::keys::KeyHash;
 use crate::model::{Alias, Change, CohortKey, Identifier, WorkspaceId};
 use crate::persist::wal::{Wal, WalOptions};
@@ -180,13 +180,20 @@ fn every_command() -> Vec<Command> {
                     },
                     name: "open".into(),
                     time: 9,
+                    properties: Some(r#"{"k":[1,{"x":null}]}"#.into()),
+                    currency: None,
+                    price: None,
                 }],
                 purchases: vec![EventObject {
                     target: Target::Device("d9".into()),
                     name: "sku".into(),
                     time: 10,
+                    properties: None,
+                    currency: Some("USD".into()),
+                    price: Some(9.99),
                 }],
             },
+            at: Some(11),
         },
         Command::Identify {
             ws: ws(),
@@ -194,6 +201,7 @@ fn every_command() -> Vec<Command> {
                 aliases: vec![("u1".into(), alias.clone())],
                 devices: vec![("u1".into(), "d1".into())],
             },
+            at: Some(12),
         },
         Command::NewAliases {
             ws: ws(),
@@ -202,6 +210,7 @@ fn every_command() -> Vec<Command> {
         Command::DeleteUsers {
             ws: ws(),
             ids: vec![Identifier::External("u1".into())],
+            at: Some(13),
         },
         Command::DeleteUsers {
             ws: ws(),
@@ -210,6 +219,7 @@ fn every_command() -> Vec<Command> {
                 Identifier::Phone("+4712345678".into()),
                 Identifier::BrazeId(7),
             ],
+            at: None,
         },
         Command::Track {
             ws: ws(),
@@ -248,13 +258,20 @@ fn every_command() -> Vec<Command> {
                     },
                     name: "e".into(),
                     time: 1,
+                    properties: None,
+                    currency: None,
+                    price: None,
                 }],
                 purchases: vec![EventObject {
                     target: Target::BrazeId(0),
                     name: "purchase".into(),
                     time: 2,
+                    properties: Some("{}".into()),
+                    currency: Some("eur".into()),
+                    price: Some(-0.5),
                 }],
             },
+            at: None,
         },
         Command::PutSegment {
             ws: ws(),
@@ -287,7 +304,37 @@ fn every_command() -> Vec<Command> {
             cohorts_per_workspace: 3,
             segments_per_workspace: u64::MAX,
         }),
+        Command::PutConnector {
+            ws: ws(),
+            connector: connector(),
+        },
+        Command::PutConnector {
+            ws: ws(),
+            connector: Connector {
+                bearer_token: None,
+                event_types: None,
+                ..connector()
+            },
+        },
+        Command::DeleteConnector {
+            ws: ws(),
+            id: "conn_1".into(),
+        },
     ]
+}
+
+fn connector() -> Connector {
+    Connector {
+        id: "conn_1".into(),
+        name: "heap".into(),
+        url: "https://heapanalytics.com/api/integrations/braze".into(),
+        bearer_token: Some("t0k".into()),
+        event_types: Some(vec![
+            crate::feed::EventType::CustomEvent,
+            crate::feed::EventType::SegmentExited,
+        ]),
+        created_at: 5,
+    }
 }
 
 #[test]
@@ -381,6 +428,7 @@ fn image() -> Image {
                     size: 2,
                 }],
             }],
+            connectors: vec![connector()],
         }],
     }
 }
@@ -396,7 +444,7 @@ fn the_streaming_reader_and_the_owned_types_agree() {
     assert_eq!(encode_image(&streamed).expect("encode"), bytes);
     assert_eq!(encode_image(&owned).expect("encode"), bytes);
     // A gap past the id bound is refused by both, not built.
-    let mut bad: v7::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v8::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     bad.workspaces[0].profiles.id_bound = 1;
     let bad = codec::encode(&bad).expect("encode");
     assert!(decode_image(SNAPSHOT_VERSION, &bad).is_err());
@@ -460,7 +508,7 @@ fn images_round_trip_through_the_current_version() {
 #[test]
 fn a_damaged_column_index_is_refused_at_load() {
     let bytes = encode_image(&image()).expect("encode");
-    let good: v7::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let good: v8::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     let base = index::index_of(good.workspaces[0].index.as_ref().expect("stored")).expect("index");
     let p = base
         .attributes
@@ -568,15 +616,16 @@ fn current_version_bytes_are_pinned() {
             segments: Vec::new(),
             last_segment: 0,
             cohorts: Vec::new(),
+            connectors: Vec::new(),
         }],
     };
     assert_eq!(
         hex::encode(encode_image(&small).expect("encode")),
         // After the rest key: an index of no column and no event, as 2
         // bytes (01 02 0000); the profiles; no import keys, segments,
-        // cohorts or recency; no limits.
+        // cohorts, recency or connectors; no limits.
         format!(
-            "010101017700{}01020000 01010001017500 0000000000 00",
+            "010101017700{}01020000 01010001017500 0000000000 00 00",
             "00".repeat(32)
         )
         .replace(' ', "")
@@ -656,10 +705,17 @@ fn version_4_values_are_pinned() {
             events: Vec::new(),
             purchases: Vec::new(),
         },
+        at: None,
     };
+    let v4 = "0501010201640201610005010163060100016c0007000000000000e03f000000000000f0bf0000";
+    assert_eq!(
+        decode_record(4, &hex::decode(v4).expect("hex")).expect("decode"),
+        track
+    );
+    // Version 8 appends the track's time (none here).
     assert_eq!(
         hex::encode(encode_record(&track).expect("encode")),
-        "0501010201640201610005010163060100016c0007000000000000e03f000000000000f0bf0000"
+        format!("{v4}00")
     );
     let put = Command::PutSegment {
         ws: WorkspaceId(1),
@@ -680,7 +736,8 @@ fn version_4_values_are_pinned() {
 
 /// What version 5 added, pinned: the new identifiers and targets are the
 /// last variants of their enums, and an image's workspace ends with
-/// `recency`.
+/// `recency`. (Version 8 records spell these commands differently; the
+/// version 5 bytes still read as them, with no time.)
 #[test]
 fn version_5_values_are_pinned() {
     let delete = Command::DeleteUsers {
@@ -690,11 +747,10 @@ fn version_5_values_are_pinned() {
             Identifier::Phone("p".into()),
             Identifier::BrazeId(2),
         ],
+        at: None,
     };
-    assert_eq!(
-        hex::encode(encode_record(&delete).expect("encode")),
-        "0801030301650401700502"
-    );
+    let v5 = |h: &str| decode_record(5, &hex::decode(h).expect("hex")).expect("decode");
+    assert_eq!(v5("0801030301650401700502"), delete);
     let track = Command::Track {
         ws: WorkspaceId(1),
         track: Track {
@@ -714,6 +770,9 @@ fn version_5_values_are_pinned() {
                 },
                 name: "n".into(),
                 time: 0,
+                properties: None,
+                currency: None,
+                price: None,
             }],
             purchases: vec![
                 EventObject {
@@ -723,18 +782,25 @@ fn version_5_values_are_pinned() {
                     },
                     name: "n".into(),
                     time: 0,
+                    properties: None,
+                    currency: None,
+                    price: None,
                 },
                 EventObject {
                     target: Target::BrazeId(1),
                     name: "n".into(),
                     time: 0,
+                    properties: None,
+                    currency: None,
+                    price: None,
                 },
             ],
         },
+        at: None,
     };
     assert_eq!(
-        hex::encode(encode_record(&track).expect("encode")),
-        "05010106017501010201000165000103016500016e000204017001016e000501016e00"
+        v5("05010106017501010201000165000103016500016e000204017001016e000501016e00"),
+        track
     );
 }
 
@@ -742,11 +808,11 @@ fn version_5_values_are_pinned() {
 fn newer_versions_are_refused_by_name() {
     let bytes = encode_record(&Command::DeleteSegment { ws: ws(), id: 1 }).expect("encode");
     let e = decode_record(LOG_VERSION + 1, &bytes).expect_err("newer");
-    assert!(e.to_string().contains("version 8"), "{e}");
-    assert!(e.to_string().contains("1 to 7"), "{e}");
+    assert!(e.to_string().contains("version 9"), "{e}");
+    assert!(e.to_string().contains("1 to 8"), "{e}");
     let e = decode_image(SNAPSHOT_VERSION + 1, &[]).expect_err("newer");
     assert!(
-        e.to_string().contains("snapshot of format version 8"),
+        e.to_string().contains("snapshot of format version 9"),
         "{e}"
     );
 }
@@ -877,8 +943,9 @@ fn inspect_reads_every_version() {
         crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
     let out: serde_json::Value =
         serde_json::from_str(&inspect(&v2.path).expect("inspect")).expect("json");
-    assert_eq!(out["format_version"], 7);
+    assert_eq!(out["format_version"], SNAPSHOT_VERSION);
     assert_eq!(out["workspaces"][0]["profiles"], 4);
+    assert_eq!(out["workspaces"][0]["connectors"], 1);
     assert_eq!(out["workspaces"][0]["memberships"], 2);
     // `address` and the 8 paths below it, current_location, email, plan
     // and tags.
@@ -894,7 +961,7 @@ fn inspect_reads_every_version() {
 #[test]
 fn damaged_packed_attributes_are_refused_at_load() {
     let bytes = encode_image(&image()).expect("encode");
-    let mut bad: v7::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
+    let mut bad: v8::Image = decode_schema_image(SNAPSHOT_VERSION, &bytes).expect("owned");
     let details = bad.workspaces[0]
         .profiles
         .list
