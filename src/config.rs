@@ -45,6 +45,8 @@ pub struct Config {
     pub reads: ReadsConfig,
     #[serde(default = "shipped_feed")]
     pub feed: FeedSettings,
+    #[serde(default = "shipped_connectors")]
+    pub connectors: ConnectorSettings,
     pub partners: BTreeMap<String, PartnerConfig>,
 }
 
@@ -68,6 +70,37 @@ impl FeedSettings {
             retention_bytes: self.retention_bytes,
             retention: std::time::Duration::from_secs(self.retention_hours.saturating_mul(3600)),
             segment_bytes: self.segment_bytes,
+        }
+    }
+}
+
+/// `[connectors]`: delivery of the feed to custom HTTP connectors (issue
+/// 12, `crate::connector`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSettings {
+    /// Connectors one workspace may have.
+    pub max_per_workspace: usize,
+    /// How long one POST may take before it counts as failed.
+    pub timeout_ms: u64,
+    /// The first retry's backoff; each retry doubles it (with full
+    /// jitter), up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// A connector whose batch keeps failing this long is disabled (Braze:
+    /// 5 days).
+    pub disable_after_secs: u64,
+}
+
+impl ConnectorSettings {
+    pub fn delivery(&self) -> crate::connector::deliver::DeliveryConfig {
+        use std::time::Duration;
+        crate::connector::deliver::DeliveryConfig {
+            timeout: Duration::from_millis(self.timeout_ms),
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+            disable_after: Duration::from_secs(self.disable_after_secs),
+            batch_max: 100,
         }
     }
 }
@@ -190,6 +223,10 @@ fn shipped_reads() -> ReadsConfig {
 
 fn shipped_feed() -> FeedSettings {
     Config::default().feed
+}
+
+fn shipped_connectors() -> ConnectorSettings {
+    Config::default().connectors
 }
 
 fn shipped_sequencer_arbiters() -> usize {
@@ -322,6 +359,13 @@ impl Config {
                 "feed.segment_bytes must be at least 4096 and feed.retention_hours at least 1"
                     .into(),
             );
+        }
+        let c = &self.connectors;
+        if c.timeout_ms == 0 || c.initial_backoff_ms == 0 || c.max_backoff_ms < c.initial_backoff_ms
+        {
+            return Err("connectors.timeout_ms and connectors.initial_backoff_ms must be at least \
+                 1, and connectors.max_backoff_ms at least connectors.initial_backoff_ms"
+                .into());
         }
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());

@@ -274,6 +274,10 @@ pub struct Feed {
     store: Mutex<FeedStore>,
     /// The newest seq, for long polls.
     newest: tokio::sync::watch::Sender<u64>,
+    /// Wakes threads waiting for an event ([`Feed::wait_after_blocking`]:
+    /// connectors); notified under `woken` after `newest` moves.
+    woken: Mutex<()>,
+    wake: parking_lot::Condvar,
 }
 
 /// A command's place in its workspace's feed (see [`Feed::reserve`]).
@@ -420,6 +424,8 @@ impl Feed {
             let newest = store.bounds().1;
             drop(store);
             self.newest.send_replace(newest);
+            let _woken = self.woken.lock();
+            self.wake.notify_all();
         }
     }
 
@@ -439,6 +445,20 @@ impl Feed {
     pub async fn wait_after(&self, after: u64, timeout: Duration) {
         let mut rx = self.newest.subscribe();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|n| *n > after)).await;
+    }
+
+    /// [`wait_after`](Self::wait_after), blocking the calling thread (a
+    /// connector's).
+    pub fn wait_after_blocking(&self, after: u64, timeout: Duration) {
+        let mut woken = self.woken.lock();
+        if self.newest() <= after {
+            self.wake.wait_for(&mut woken, timeout);
+        }
+    }
+
+    /// The seq of the newest event (0: none yet).
+    pub fn newest(&self) -> u64 {
+        *self.newest.borrow()
     }
 }
 
@@ -492,6 +512,8 @@ impl Feeds {
             pending: Mutex::new(BTreeMap::new()),
             store: Mutex::new(store),
             newest: tokio::sync::watch::Sender::new(newest),
+            woken: Mutex::new(()),
+            wake: parking_lot::Condvar::new(),
         });
         feeds.insert(ws, feed.clone());
         Ok(feed)

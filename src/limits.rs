@@ -30,23 +30,25 @@ pub enum Limit {
     PartnerChangeObjects,
     CohortsPerWorkspace,
     SegmentsPerWorkspace,
+    ConnectorsPerWorkspace,
 }
 
 impl Limit {
-    /// The key in `config.toml`'s `[limits]` section.
+    /// The key in `config.toml` (in `[limits]`, but for connectors).
     pub fn key(self) -> &'static str {
         match self {
-            Limit::ArrayItems => "array_items",
-            Limit::NestingDepth => "nesting_depth",
-            Limit::ObjectKeys => "object_keys",
-            Limit::AttributesPerProfile => "attributes_per_profile",
-            Limit::StringBytes => "string_bytes",
-            Limit::FilterLeaves => "filter_leaves",
-            Limit::FilterRegexLeaves => "filter_regex_leaves",
-            Limit::FilterRegexBytes => "filter_regex_bytes",
-            Limit::PartnerChangeObjects => "partner_change_objects",
-            Limit::CohortsPerWorkspace => "cohorts_per_workspace",
-            Limit::SegmentsPerWorkspace => "segments_per_workspace",
+            Limit::ConnectorsPerWorkspace => "connectors.max_per_workspace",
+            Limit::ArrayItems => "limits.array_items",
+            Limit::NestingDepth => "limits.nesting_depth",
+            Limit::ObjectKeys => "limits.object_keys",
+            Limit::AttributesPerProfile => "limits.attributes_per_profile",
+            Limit::StringBytes => "limits.string_bytes",
+            Limit::FilterLeaves => "limits.filter_leaves",
+            Limit::FilterRegexLeaves => "limits.filter_regex_leaves",
+            Limit::FilterRegexBytes => "limits.filter_regex_bytes",
+            Limit::PartnerChangeObjects => "limits.partner_change_objects",
+            Limit::CohortsPerWorkspace => "limits.cohorts_per_workspace",
+            Limit::SegmentsPerWorkspace => "limits.segments_per_workspace",
         }
     }
 
@@ -64,6 +66,7 @@ impl Limit {
             Limit::PartnerChangeObjects => "change objects",
             Limit::CohortsPerWorkspace => "cohorts",
             Limit::SegmentsPerWorkspace => "segments",
+            Limit::ConnectorsPerWorkspace => "connectors",
         }
     }
 }
@@ -110,7 +113,7 @@ impl fmt::Display for Exceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {}{} {}, over the limit of {} (limits.{} in config.toml)",
+            "{}: {}{} {}, over the limit of {} ({} in config.toml)",
             self.what,
             if self.at_least { "at least " } else { "" },
             self.got,

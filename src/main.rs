@@ -46,6 +46,12 @@ enum Cmd {
     },
     /// Print a snapshot file's header and contents summary (offline).
     Inspect { file: PathBuf },
+    /// Show every workspace's connectors and how their delivery is going.
+    Connectors {
+        /// The server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,6 +85,16 @@ fn main() -> ExitCode {
                 let body = serde_json::json!({ "snapshot_id": id }).to_string();
                 admin_call(&config, "POST", "/admin/restore", &body).map(|out| println!("{out}"))
             }
+            Cmd::Connectors { json } => {
+                admin_call(&config, "GET", "/admin/connectors", "").and_then(|out| {
+                    if json {
+                        println!("{out}");
+                        Ok(())
+                    } else {
+                        connectors_table(&out).map(|t| print!("{t}"))
+                    }
+                })
+            }
             Cmd::Inspect { file } => cohortd::persist::schema::inspect(&file)
                 .map(|out| println!("{out}"))
                 .map_err(|e| e.to_string()),
@@ -102,6 +118,49 @@ fn load_config(path: &std::path::Path) -> Result<Config, String> {
             Ok(config)
         })
         .map_err(|e| cohortd::error::StartError::Config(e).to_string())
+}
+
+/// `GET /admin/connectors`' answer as a table, one connector a line.
+fn connectors_table(answer: &str) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(answer).map_err(|e| format!("unreadable answer: {e}"))?;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let columns = [
+        "workspace_id",
+        "connector_id",
+        "name",
+        "state",
+        "sent",
+        "failed",
+        "lag_events",
+        "lag_seconds",
+        "last_error",
+    ];
+    let mut rows = vec![columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
+    for c in v["connectors"].as_array().into_iter().flatten() {
+        rows.push(columns.iter().map(|k| text(&c[*k])).collect());
+    }
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.len() == 1 {
+        out.push_str("(no connectors)\n");
+    }
+    Ok(out)
 }
 
 /// How long the operator commands wait for the server: connecting is

@@ -53,8 +53,63 @@ pub struct UsersRouteLabels {
     pub route: &'static str,
 }
 
+/// A connector's series: its workspace and id. Not from a request: from
+/// the state, which holds at most `connectors.max_per_workspace` per
+/// workspace, and a deleted connector's series go at the next scrape.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorLabels {
+    pub workspace: String,
+    pub connector: String,
+}
+
+/// Per-connector gauges, set from each connector's status at scrape time.
+#[derive(Default)]
+pub struct ConnectorFamilies {
+    pub sent: Family<ConnectorLabels, Gauge>,
+    pub failed: Family<ConnectorLabels, Gauge>,
+    pub lag_events: Family<ConnectorLabels, Gauge>,
+    pub lag_seconds: Family<ConnectorLabels, Gauge>,
+    pub disabled: Family<ConnectorLabels, Gauge>,
+}
+
+/// One connector's figures at a scrape.
+pub struct ConnectorFigures {
+    pub sent: u64,
+    pub failed: u64,
+    pub lag_events: u64,
+    pub lag_seconds: u64,
+    pub disabled: bool,
+}
+
+impl ConnectorFamilies {
+    /// Sets one connector's series.
+    pub fn set(&self, labels: &ConnectorLabels, f: ConnectorFigures) {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.sent.get_or_create(labels).set(n(f.sent));
+        self.failed.get_or_create(labels).set(n(f.failed));
+        self.lag_events.get_or_create(labels).set(n(f.lag_events));
+        self.lag_seconds.get_or_create(labels).set(n(f.lag_seconds));
+        self.disabled.get_or_create(labels).set(i64::from(f.disabled));
+    }
+
+    /// Forgets every series (before they are set again, so deleted
+    /// connectors' go).
+    pub fn clear(&self) {
+        for f in [
+            &self.sent,
+            &self.failed,
+            &self.lag_events,
+            &self.lag_seconds,
+            &self.disabled,
+        ] {
+            f.clear();
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub connectors: ConnectorFamilies,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub rejected: Family<ReasonLabels, Counter>,
@@ -109,6 +164,7 @@ impl Metrics {
             wal_io_errors: Gauge::default(),
             feed_events: Gauge::default(),
             feed_write_errors: Gauge::default(),
+            connectors: ConnectorFamilies::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -185,6 +241,36 @@ impl Metrics {
             "Commands whose change feed events could not be written since start (they are missing from the feed)",
             m.feed_write_errors.clone(),
         );
+        let c = &m.connectors;
+        for (name, help, family) in [
+            (
+                "connector_sent_events",
+                "Events a connector's endpoint acknowledged since start",
+                &c.sent,
+            ),
+            (
+                "connector_failed_attempts",
+                "A connector's delivery attempts that failed since start (each is retried)",
+                &c.failed,
+            ),
+            (
+                "connector_lag_events",
+                "Feed events after a connector's last acknowledged one",
+                &c.lag_events,
+            ),
+            (
+                "connector_lag_seconds",
+                "Age of the oldest event a connector has not delivered (0: caught up)",
+                &c.lag_seconds,
+            ),
+            (
+                "connector_disabled",
+                "1 when a connector was disabled for failing too long",
+                &c.disabled,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
         Metrics { registry, ..m }
     }
 

@@ -85,7 +85,9 @@ use ratelimit::{RateLimiter, RateStatus};
 use readpool::ReadPool;
 use router::Router;
 use snapshotter::{Snapshotter, TakeSnapshot, Wanted};
-use state::{ImportKey, State, StateCell, Workspace};
+pub use crate::connector::manager::Report as ConnectorReport;
+use crate::connector::manager::{Connectors, Report};
+use state::{Connector, ImportKey, State, StateCell, Workspace};
 
 #[derive(Clone)]
 pub struct Engine {
@@ -114,6 +116,7 @@ struct Core {
     snapshotter: Addr<Snapshotter>,
     wal: Arc<Wal>,
     feeds: Arc<Feeds>,
+    connectors: Arc<Connectors>,
     _lock: recovery::DirLock,
     _arbiters: Vec<Arbiter>,
 }
@@ -201,6 +204,12 @@ impl Engine {
             .map_err(|_| limits_failed("the router stopped".into()))?
             .await
             .map_err(|e| limits_failed(e.to_string()))?;
+        let connectors = Arc::new(Connectors::new(
+            &config.data_dir,
+            config.connectors.delivery(),
+            feeds.clone(),
+        ));
+        connectors.reconcile(|| self.state());
         let snapshotter = Snapshotter::new(
             router.clone(),
             recovered.wal.clone(),
@@ -219,6 +228,7 @@ impl Engine {
             snapshotter,
             wal: recovered.wal,
             feeds,
+            connectors,
             _lock: recovered.lock,
             _arbiters: all,
         };
@@ -320,6 +330,8 @@ impl Engine {
             keep_counters: true,
         })
         .await?;
+        // The restored state has its own connectors.
+        self.core()?.connectors.reconcile(|| self.state());
         // The new starting point must contain the restore itself.
         self.take_snapshot(Wanted::AfterRequest).await
     }
@@ -331,6 +343,10 @@ impl Engine {
         };
         // It must cover every write acknowledged before the stop.
         self.take_snapshot(Wanted::AfterRequest)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connectors = core.connectors.clone();
+        tokio::task::spawn_blocking(move || connectors.stop_all())
             .await
             .map_err(|e| e.to_string())?;
         let wal = core.wal.clone();
@@ -643,6 +659,74 @@ impl Engine {
             .await
     }
 
+    /// `POST /connectors`: a custom HTTP connector (its id is made here),
+    /// delivering from the workspace's next feed event on. At most
+    /// `connectors.max_per_workspace` per workspace (checked as the
+    /// request comes: two at once may both pass, by one).
+    pub async fn create_connector(
+        &self,
+        ws: &Workspace,
+        new: NewConnector,
+    ) -> Result<Arc<Connector>> {
+        self.check_string(&new.name, "name")?;
+        let max = self.inner.config.connectors.max_per_workspace;
+        Exceeded::check(
+            Limit::ConnectorsPerWorkspace,
+            max,
+            ws.connectors_sorted().len() + 1,
+            || "creating a connector".to_string(),
+        )?;
+        let core = self.core()?;
+        let start_after = core
+            .feeds
+            .feed(ws.id)
+            .map_err(|e| Error::Internal(format!("opening the feed of {}: {e}", ws.id)))?
+            .newest();
+        let connector = Connector {
+            id: format!("conn_{}", hex::encode(rand::random::<[u8; 16]>())),
+            name: new.name,
+            url: new.url,
+            bearer_token: new.bearer_token,
+            event_types: new.event_types,
+            created_at: now_millis(),
+            start_after,
+        };
+        let id = connector.id.clone();
+        self.submit_as::<()>(Command::PutConnector {
+            ws: ws.id,
+            connector,
+        })
+        .await?;
+        core.connectors.reconcile(|| self.state());
+        ws.connector(&id)
+            .ok_or_else(|| Error::Internal("a created connector is missing".into()))
+    }
+
+    /// `DELETE /connectors/{id}`: stops its delivery and forgets it (its
+    /// events stay in the feed).
+    pub async fn delete_connector(&self, ws: &Workspace, id: &str) -> Result<()> {
+        if ws.connector(id).is_none() {
+            return Err(Error::NotFound("connector"));
+        }
+        self.submit_as::<()>(Command::DeleteConnector {
+            ws: ws.id,
+            id: id.to_string(),
+        })
+        .await?;
+        self.core()?.connectors.reconcile(|| self.state());
+        Ok(())
+    }
+
+    /// A connector's delivery figures (`None`: no such connector).
+    pub fn connector_report(&self, ws: &Workspace, id: &str) -> Result<Option<Report>> {
+        Ok(self.core()?.connectors.report(ws.id, id))
+    }
+
+    /// Every connector's figures, by workspace and id (operators).
+    pub fn connector_reports(&self) -> Result<Vec<Report>> {
+        Ok(self.core()?.connectors.reports())
+    }
+
     /// Writes admitted and not yet answered.
     pub fn inflight_writes(&self) -> usize {
         self.inner.config.engine.max_inflight_writes - self.inner.slots.available_permits()
@@ -739,6 +823,23 @@ impl Engine {
                 .set(feed.events.load(std::sync::atomic::Ordering::Relaxed) as i64);
             m.feed_write_errors
                 .set(feed.write_errors.load(std::sync::atomic::Ordering::Relaxed) as i64);
+            m.connectors.clear();
+            for r in c.connectors.reports() {
+                let labels = crate::metrics::ConnectorLabels {
+                    workspace: r.workspace.to_string(),
+                    connector: r.connector.id.clone(),
+                };
+                m.connectors.set(
+                    &labels,
+                    crate::metrics::ConnectorFigures {
+                        sent: r.status.sent,
+                        failed: r.status.failed,
+                        lag_events: r.lag_events,
+                        lag_seconds: r.lag_seconds,
+                        disabled: r.status.state == crate::connector::deliver::State::Disabled,
+                    },
+                );
+            }
         }
         m.render()
     }
@@ -760,6 +861,18 @@ fn named_arbiters(name: &'static str, n: usize) -> Vec<Arbiter> {
 pub struct NewWorkspace {
     pub id: WorkspaceId,
     pub rest_key: String,
+}
+
+/// A connector to create (`POST /connectors`), as the HTTP layer parsed
+/// and checked it.
+#[derive(Clone, Debug)]
+pub struct NewConnector {
+    pub name: String,
+    /// An absolute `http` or `https` URL.
+    pub url: String,
+    pub bearer_token: Option<String>,
+    /// `None`: every type.
+    pub event_types: Option<Vec<EventType>>,
 }
 
 /// A new data import key and its secret (shown this once).

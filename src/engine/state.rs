@@ -73,6 +73,9 @@ pub struct Connector {
     /// `None`: every type.
     pub event_types: Option<Vec<crate::feed::EventType>>,
     pub created_at: Millis,
+    /// It delivers the feed's events after this seq: the newest when it
+    /// was created, so a new connector starts with what happens next.
+    pub start_after: u64,
 }
 
 /// A cohort as the workspace holds it: its readable cell and its actor.

@@ -14,6 +14,7 @@
 mod admin;
 pub mod body;
 mod cohorts;
+mod connectors;
 mod feed;
 mod ops;
 mod partner;
@@ -112,6 +113,14 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/admin/snapshots", web::get().to(admin::list_snapshots))
             .route("/admin/restore", web::post().to(admin::restore))
             .route("/feed", web::get().to(feed::read))
+            .route("/connectors", web::post().to(connectors::create))
+            .route("/connectors", web::get().to(connectors::list))
+            .route("/connectors/{id}", web::get().to(connectors::get))
+            .route("/connectors/{id}", web::delete().to(connectors::delete))
+            .route(
+                "/admin/connectors",
+                web::get().to(connectors::admin_list),
+            )
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))

@@ -108,6 +108,10 @@ impl Workspace<'_> {
         self.server.post(path, &self.key, body)
     }
 
+    pub fn delete(&self, path: &str) -> Resp {
+        self.server.call("DELETE", path, Some(&self.key), None)
+    }
+
     /// A live data import key (client_secret) for `partner`.
     pub fn import_key(&self, partner: &str) -> String {
         let r = self.server.call(

@@ -260,6 +260,7 @@ fn connector_out(c: &Connector) -> cur::Connector {
             .as_ref()
             .map(|t| t.iter().map(|t| t.code()).collect()),
         created_at: c.created_at,
+        start_after: c.start_after,
     }
 }
 
@@ -745,6 +746,7 @@ fn connector_in(c: cur::Connector) -> Result<Connector> {
         bearer_token: c.bearer_token,
         event_types,
         created_at: c.created_at,
+        start_after: c.start_after,
     })
 }
 

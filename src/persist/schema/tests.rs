@@ -334,6 +334,7 @@ fn connector() -> Connector {
             crate::feed::EventType::SegmentExited,
         ]),
         created_at: 5,
+        start_after: 17,
     }
 }
 

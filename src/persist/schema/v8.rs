@@ -54,6 +54,9 @@ pub struct Connector {
     /// Feed event type codes (`feed::EventType::code`); `None`: all.
     pub event_types: Option<Vec<u8>>,
     pub created_at: Millis,
+    /// It delivers the workspace's feed events after this seq (the newest
+    /// when it was created).
+    pub start_after: u64,
 }
 
 /// A log record of version 8.
