@@ -864,6 +864,7 @@ mod tests {
 
         let acked = rx.acknowledged_events();
         assert_eq!(seqs(&acked), (1..=280).collect::<Vec<_>>());
+        assert_eq!(rx.acknowledged_count(), 280);
         let requests = rx.requests();
         assert!(requests.len() >= 3, "{} requests", requests.len());
         let mut keys = HashSet::new();

@@ -7,7 +7,8 @@
 //! needs: keep-alive, `Content-Length` bodies (no chunked bodies: those
 //! are answered 501). Each connection has its own thread, so a hanging
 //! answer holds up nobody else and the receiver keeps up with a benchmark
-//! (about a thousand requests a second of 100 events).
+//! (about a thousand requests a second of 100 events). Every request is
+//! kept in memory, raw and parsed.
 //!
 //! Used by `connector::deliver`'s unit tests (through `#[path]`) and by
 //! integration tests.
@@ -70,12 +71,20 @@ impl Request {
 
     /// The body's `events` (none if it has no such array).
     pub fn events(&self) -> Vec<Value> {
+        self.events_slice().to_vec()
+    }
+
+    /// How many `events` the body has.
+    pub fn event_count(&self) -> usize {
+        self.events_slice().len()
+    }
+
+    fn events_slice(&self) -> &[Value] {
         self.json
             .as_ref()
             .and_then(|j| j.get("events"))
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn acknowledged(&self) -> bool {
@@ -87,6 +96,9 @@ impl Request {
 struct State {
     script: VecDeque<Behaviour>,
     requests: Vec<Request>,
+    /// Events in requests answered 2xx (kept, so that waiting for a count
+    /// does not walk every request each time one arrives).
+    acknowledged: usize,
 }
 
 struct Shared {
@@ -173,13 +185,22 @@ impl Receiver {
             .collect()
     }
 
+    /// How many events were in requests answered 2xx.
+    pub fn acknowledged_count(&self) -> usize {
+        self.shared.lock().acknowledged
+    }
+
     /// Waits until `done` holds of the requests so far, or `timeout`;
     /// whether it held.
     pub fn wait_until(&self, timeout: Duration, done: impl Fn(&[Request]) -> bool) -> bool {
+        self.wait_state(timeout, |s| done(&s.requests))
+    }
+
+    fn wait_state(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
         loop {
-            if done(&state.requests) {
+            if done(&state) {
                 return true;
             }
             let now = Instant::now();
@@ -197,13 +218,7 @@ impl Receiver {
 
     /// Waits until at least `n` events were acknowledged, or `timeout`.
     pub fn wait_for_events(&self, n: usize, timeout: Duration) -> bool {
-        self.wait_until(timeout, |rs| {
-            rs.iter()
-                .filter(|r| r.acknowledged())
-                .map(|r| r.events().len())
-                .sum::<usize>()
-                >= n
-        })
+        self.wait_state(timeout, |s| s.acknowledged >= n)
     }
 
     /// Waits until at least `n` requests arrived, or `timeout`.
@@ -263,14 +278,18 @@ fn serve(conn: TcpStream, shared: &Shared) {
                 Behaviour::Status(c) => Some(c),
                 Behaviour::Hang(_) | Behaviour::Close => None,
             };
-            state.requests.push(Request {
+            let request = Request {
                 json: serde_json::from_slice(&req.body).ok(),
                 method: req.method,
                 path: req.path,
                 headers: req.headers,
                 body: req.body,
                 answered,
-            });
+            };
+            if request.acknowledged() {
+                state.acknowledged += request.event_count();
+            }
+            state.requests.push(request);
             shared.recorded.notify_all();
             b
         };
