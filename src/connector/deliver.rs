@@ -1012,6 +1012,14 @@ mod tests {
         let e = sender.post(body, "k").unwrap_err();
         assert!(e.starts_with("HTTP 302"), "a redirect is not followed: {e}");
         sender.post(body, "k").unwrap();
+        // https is built in (the tls feature): against a plain HTTP port
+        // it fails in the handshake, not as an unknown scheme.
+        let tls = Sender::new(
+            &spec("x", &rx.url().replace("http:", "https:")),
+            Duration::from_millis(150),
+        );
+        let e = tls.post(body, "k").unwrap_err();
+        assert!(!e.to_lowercase().contains("scheme"), "{e}");
         // Nothing listening.
         let port = rx.addr().port();
         drop(rx);
