@@ -13,7 +13,7 @@
 //! slot: b"COHCONP\0" | u32 version (1) | u64 generation | u64 acked
 //!       | u64 inflight_through | u8 flags (bit 0: disabled) | u8 0
 //!       | u16 error_len | error (error_len bytes of UTF-8, zero-padded to
-//!       1024) | u32 crc32(everything before it)                (1072 bytes)
+//!       1024) | u32 crc32(everything before it)                (1068 bytes)
 //! ```
 //!
 //! Each [`ProgressFile::write`] is one `pwrite` of a whole slot, the one
@@ -278,6 +278,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (mut f, p) = ProgressFile::open(d.path(), "c1").unwrap();
         assert_eq!(p, Progress::default());
+        // The format in the module docs: two slots of 1068 bytes.
+        assert_eq!(std::fs::metadata(f.path()).unwrap().len(), 2 * 1068);
         let long = "é".repeat(700); // 1400 bytes: cut at a character boundary
         for i in 1..=5u64 {
             let p = Progress {
