@@ -363,9 +363,11 @@ impl Config {
         let c = &self.connectors;
         if c.timeout_ms == 0 || c.initial_backoff_ms == 0 || c.max_backoff_ms < c.initial_backoff_ms
         {
-            return Err("connectors.timeout_ms and connectors.initial_backoff_ms must be at least \
+            return Err(
+                "connectors.timeout_ms and connectors.initial_backoff_ms must be at least \
                  1, and connectors.max_backoff_ms at least connectors.initial_backoff_ms"
-                .into());
+                    .into(),
+            );
         }
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());

@@ -29,11 +29,15 @@
 //!   and converts to and from the domain types, which carry no persistence
 //!   derives (docs/format.md), and `persist::codec` is the only place that
 //!   names bincode; `model` is the
-//!   shared vocabulary; `config`, `secrets`, `keys`, `metrics`, `time` are
-//!   what their names say; `limits` names the `[limits]` a request can run
-//!   into (each is checked by the module that owns what it bounds).
+//!   shared vocabulary; `connector` pushes the change feed to partners'
+//!   HTTP endpoints (`connector::deliver`, one thread per connector, with
+//!   its progress in `connector::progress`); `config`, `secrets`, `keys`,
+//!   `metrics`, `time` are what their names say; `limits` names the
+//!   `[limits]` a request can run into (each is checked by the module
+//!   that owns what it bounds).
 pub mod app;
 pub mod config;
+pub mod connector;
 pub mod engine;
 pub mod error;
 pub mod feed;

@@ -85,16 +85,15 @@ fn main() -> ExitCode {
                 let body = serde_json::json!({ "snapshot_id": id }).to_string();
                 admin_call(&config, "POST", "/admin/restore", &body).map(|out| println!("{out}"))
             }
-            Cmd::Connectors { json } => {
-                admin_call(&config, "GET", "/admin/connectors", "").and_then(|out| {
+            Cmd::Connectors { json } => admin_call(&config, "GET", "/admin/connectors", "")
+                .and_then(|out| {
                     if json {
                         println!("{out}");
                         Ok(())
                     } else {
                         connectors_table(&out).map(|t| print!("{t}"))
                     }
-                })
-            }
+                }),
             Cmd::Inspect { file } => cohortd::persist::schema::inspect(&file)
                 .map(|out| println!("{out}"))
                 .map_err(|e| e.to_string()),

@@ -89,7 +89,9 @@ impl ConnectorFamilies {
         self.failed.get_or_create(labels).set(n(f.failed));
         self.lag_events.get_or_create(labels).set(n(f.lag_events));
         self.lag_seconds.get_or_create(labels).set(n(f.lag_seconds));
-        self.disabled.get_or_create(labels).set(i64::from(f.disabled));
+        self.disabled
+            .get_or_create(labels)
+            .set(i64::from(f.disabled));
     }
 
     /// Forgets every series (before they are set again, so deleted

@@ -174,13 +174,7 @@ impl Connectors {
                     .as_ref()
                     .map(|t| t.iter().map(|t| t.code()).collect()),
             };
-            deliver::start(
-                spec,
-                feed.clone(),
-                &dir,
-                self.cfg.clone(),
-                status.clone(),
-            )
+            deliver::start(spec, feed.clone(), &dir, self.cfg.clone(), status.clone())
         });
         let handle = match handle {
             Ok(h) => Some(h),

@@ -60,6 +60,8 @@ use parking_lot::RwLock;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::config::Config;
+use crate::connector::manager::Connectors;
+pub use crate::connector::manager::Report as ConnectorReport;
 use crate::error::{Error, Result, StartError};
 use crate::feed::{EventType, Feeds};
 use crate::keys::{self, KeyHash};
@@ -85,8 +87,6 @@ use ratelimit::{RateLimiter, RateStatus};
 use readpool::ReadPool;
 use router::Router;
 use snapshotter::{Snapshotter, TakeSnapshot, Wanted};
-pub use crate::connector::manager::Report as ConnectorReport;
-use crate::connector::manager::{Connectors, Report};
 use state::{Connector, ImportKey, State, StateCell, Workspace};
 
 #[derive(Clone)]
@@ -718,12 +718,12 @@ impl Engine {
     }
 
     /// A connector's delivery figures (`None`: no such connector).
-    pub fn connector_report(&self, ws: &Workspace, id: &str) -> Result<Option<Report>> {
+    pub fn connector_report(&self, ws: &Workspace, id: &str) -> Result<Option<ConnectorReport>> {
         Ok(self.core()?.connectors.report(ws.id, id))
     }
 
     /// Every connector's figures, by workspace and id (operators).
-    pub fn connector_reports(&self) -> Result<Vec<Report>> {
+    pub fn connector_reports(&self) -> Result<Vec<ConnectorReport>> {
         Ok(self.core()?.connectors.reports())
     }
 

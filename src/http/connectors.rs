@@ -46,7 +46,11 @@ fn parse(body: ConnectorBody) -> Result<NewConnector> {
     }
     match url::Url::parse(&body.url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-        Ok(_) => return Err(invalid("url: must be an http or https URL with a host".into())),
+        Ok(_) => {
+            return Err(invalid(
+                "url: must be an http or https URL with a host".into(),
+            ))
+        }
         Err(e) => return Err(invalid(format!("url: {e}"))),
     }
     if let Some(t) = &body.bearer_token {

@@ -117,10 +117,7 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/connectors", web::get().to(connectors::list))
             .route("/connectors/{id}", web::get().to(connectors::get))
             .route("/connectors/{id}", web::delete().to(connectors::delete))
-            .route(
-                "/admin/connectors",
-                web::get().to(connectors::admin_list),
-            )
+            .route("/admin/connectors", web::get().to(connectors::admin_list))
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
