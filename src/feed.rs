@@ -306,17 +306,26 @@ impl Drop for Ticket {
     }
 }
 
-/// The events of a command that several actors make in parts: identify
-/// merges and deletes change members in every cohort of the workspace,
-/// each on its own actor. It holds the command's own events (`head`) and
-/// who its profiles were; each cohort adds its part; when the last holder
-/// lets go, the ticket completes with `head`, then the parts by cohort
-/// key, so the order (and so the ids) is the same on every replay.
+/// The events of a command, made in parts: its own (`head`), each
+/// cohort's whose members it changed (a delta's cohort; every cohort an
+/// identify merge or a delete touched, each on its own actor), and the
+/// saved segments' (once all of that is done). It holds who the command's
+/// profiles were; when the last holder lets go, the ticket completes with
+/// `head`, then the parts in [`Part`] order, so the order (and so the ids)
+/// is the same on every replay.
 pub struct Gather {
     ticket: Option<Ticket>,
     head: Vec<Event>,
     users: HashMap<Uid, User>,
-    parts: Mutex<Vec<(CohortKey, Vec<Event>)>>,
+    parts: Mutex<Vec<(Part, Vec<Event>)>>,
+}
+
+/// Where a part of a command's events goes: the cohorts' in their order,
+/// then the saved segments'.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Part {
+    Cohort(CohortKey),
+    Segments,
 }
 
 impl Gather {
@@ -338,10 +347,10 @@ impl Gather {
         })
     }
 
-    /// One cohort's events.
-    pub fn add(&self, key: CohortKey, events: Vec<Event>) {
+    /// One part's events.
+    pub fn add(&self, part: Part, events: Vec<Event>) {
         if !events.is_empty() {
-            self.parts.lock().push((key, events));
+            self.parts.lock().push((part, events));
         }
     }
 }

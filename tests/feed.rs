@@ -253,6 +253,197 @@ fn users_api_writes_come_out_as_currents_events() {
     assert_eq!(ws.get(&format!("/feed?after={before}")).body, page.body);
 }
 
+/// `(event_type, external_user_id, segment_id)` of each segment event.
+fn segment_summary(events: &Value) -> Vec<(String, String, String)> {
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["event_type"]
+                .as_str()
+                .unwrap()
+                .starts_with("users.segments.")
+        })
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["user"]["external_user_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                e["properties"]["segment_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn save_segment(post: impl Fn(&str, Value) -> common::Resp, name: &str, filter: Value) -> String {
+    let r = post("/segments", json!({"name": name, "filter": filter}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["segment_id"].as_str().unwrap().to_string()
+}
+
+/// Saved segments report who enters and leaves them, whatever write
+/// moved them (a delta, a track of an attribute or an event, a delete),
+/// only for the segments that read what changed; saving a segment makes
+/// no events.
+#[test]
+fn saved_segments_report_who_enters_and_exits() {
+    let server = Server::start();
+    let ws = server.workspace("acme");
+    ws.users(&["u1", "u2", "u3", "u4"]);
+    let secret = ws.import_key("segment");
+    let track = |body: Value| {
+        let r = ws.post("/users/track", body);
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    track(json!({"attributes": [{"external_id": "u4", "plan": "gold"}]}));
+    // Segments name cohorts that exist: a delta naming nobody known makes
+    // them.
+    push(&server, &secret, "aud_1", &["ghost"], &[]);
+    push(&server, &secret, "aud_2", &["ghost"], &[]);
+    let gold = save_segment(
+        |p, b| ws.post(p, b),
+        "gold members",
+        json!({"and": [{"cohort": {"partner": "segment", "cohort_id": "aud_1"}},
+                       {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}]}),
+    );
+    let openers = save_segment(
+        |p, b| ws.post(p, b),
+        "openers",
+        json!({"event": {"name": "open", "op": "more_than", "count": 0}}),
+    );
+    let anyone = save_segment(
+        |p, b| ws.post(p, b),
+        "not in aud_2",
+        json!({"not": {"cohort": {"partner": "segment", "cohort_id": "aud_2"}}}),
+    );
+    let start = ws.get("/feed?limit=10000").body["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    track(json!({"attributes": [{"external_id": "u1", "plan": "gold"}]}));
+    push(&server, &secret, "aud_1", &["u1", "u2"], &[]);
+    track(json!({"attributes": [{"external_id": "u2", "plan": "gold"}]}));
+    track(
+        json!({"events": [{"external_id": "u3", "name": "open", "time": "2024-05-01T10:00:00Z"}]}),
+    );
+    push(&server, &secret, "aud_1", &[], &["u1"]);
+    // A new profile matches "not in aud_2" at once.
+    track(json!({"attributes": [{"external_id": "u5", "city": "Lisbon"}]}));
+    push(&server, &secret, "aud_2", &["u3"], &[]);
+    let r = ws.post("/users/delete", json!({"external_ids": ["u2"]}));
+    assert!(r.status < 300, "{}", r.body);
+    // Saved now: no events for who matches it already.
+    save_segment(
+        |p, b| ws.post(p, b),
+        "late",
+        json!({"attribute": {"name": "plan", "op": "exists"}}),
+    );
+
+    let page = ws.get(&format!("/feed?after={start}&limit=10000"));
+    check_shapes(&page.body["events"]);
+    let seg =
+        |t: &str, u: &str, id: &str| (format!("users.segments.{t}"), u.to_string(), id.to_string());
+    assert_eq!(
+        segment_summary(&page.body["events"]),
+        [
+            seg("Entered", "u1", &gold),
+            seg("Entered", "u2", &gold),
+            seg("Entered", "u3", &openers),
+            seg("Exited", "u1", &gold),
+            seg("Entered", "u5", &anyone),
+            seg("Exited", "u3", &anyone),
+            seg("Exited", "u2", &gold),
+            seg("Exited", "u2", &anyone),
+        ]
+    );
+    let e = page.body["events"].as_array().unwrap();
+    let first = e
+        .iter()
+        .find(|e| e["event_type"] == "users.segments.Entered")
+        .unwrap();
+    assert_eq!(
+        first["properties"],
+        json!({"segment_id": gold, "name": "gold members"})
+    );
+    // The segments' own answers agree with the events.
+    let count = |id: &str| {
+        ws.get(&format!("/segments/{id}/count")).body["count"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count(&gold), 0);
+    assert_eq!(count(&openers), 1);
+    // u1, u4 and u5 (u2 deleted, u3 in aud_2).
+    assert_eq!(count(&anyone), 3);
+    // With the event type filter, only these.
+    let only = ws.get(&format!(
+        "/feed?after={start}&limit=10000&event_types=users.segments.Entered,users.segments.Exited"
+    ));
+    assert_eq!(only.body["events"].as_array().unwrap().len(), 8);
+}
+
+/// Segment events after `kill -9`: the members the segment had are
+/// rebuilt with the rest (snapshot, then replay), so the next writes make
+/// exactly the events they should, none twice.
+#[test]
+fn segment_events_go_on_right_after_kill_9() {
+    let home = Home::new();
+    let d = home.start();
+    let ids: Vec<String> = (0..12).map(|i| format!("u{i}")).collect();
+    let t = d.tenant("acme", &ids);
+    let gold: Vec<Value> = ids
+        .iter()
+        .step_by(2)
+        .map(|id| json!({"external_id": id, "plan": "gold"}))
+        .collect();
+    let r = d.post("/users/track", &t.key, json!({ "attributes": gold }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Removing a stranger makes the cohort, with no member.
+    let r = d.delta(&t, "aud_1", &ids[11..], true).unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let segment = save_segment(
+        |p, b| d.post(p, &t.key, b),
+        "gold members",
+        json!({"and": [{"cohort": {"partner": "segment", "cohort_id": "aud_1"}},
+                       {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}]}),
+    );
+    for i in 0..3 {
+        let r = d.delta(&t, "aud_1", &ids[i * 4..i * 4 + 4], false).unwrap();
+        assert_eq!(r.status, 201, "{}", r.body);
+        if i == 1 {
+            let r = d.post("/admin/snapshots", ADMIN, json!({}));
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
+    }
+    let feed = |d: &common::process::Daemon| d.get("/feed?limit=10000", &t.key).body;
+    let before = feed(&d);
+    assert_eq!(segment_summary(&before["events"]).len(), 6, "u0, u2, … u10");
+    d.kill9();
+
+    let d = home.start();
+    assert_eq!(feed(&d), before);
+    let r = d.delta(&t, "aud_1", &ids[..6], true).unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let after = feed(&d);
+    let exits: Vec<_> = segment_summary(&after["events"])
+        .into_iter()
+        .filter(|e| e.0 == "users.segments.Exited")
+        .collect();
+    let exit = |u: &str| {
+        (
+            "users.segments.Exited".to_string(),
+            u.to_string(),
+            segment.clone(),
+        )
+    };
+    assert_eq!(exits, [exit("u0"), exit("u2"), exit("u4")]);
+    assert_eq!(segment_summary(&after["events"]).len(), 9);
+}
+
 /// The schema is strict enough to catch a wrong shape.
 #[test]
 fn the_event_schema_refuses_what_spec_does_not_allow() {

@@ -31,6 +31,7 @@ use super::cohort::{
 };
 use super::command::{Command, Outcome, Pending};
 use super::state::{CohortEntry, Image, Segment, State, StateCell, Workspace};
+use super::tracking::{self, Touched};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::feed::{self, Feeds};
@@ -93,6 +94,21 @@ impl Applier {
 
     fn limits(&self) -> Arc<LimitsConfig> {
         self.limits.read().effective.clone()
+    }
+
+    /// Whether `cmd` may only apply once every earlier command of its
+    /// workspace is done (its cohort actors and saved segments included):
+    /// saving a segment evaluates it over the whole workspace, and while a
+    /// workspace has saved segments each write brings them up to date
+    /// after it (`tracking`); both must see exactly the state the earlier
+    /// commands left. The lanes and replay both keep this rule.
+    pub fn needs_quiet(&self, cmd: &Command) -> bool {
+        matches!(cmd, Command::PutSegment { .. })
+            || cmd.workspace().is_some_and(|ws| {
+                self.state()
+                    .workspace(ws)
+                    .is_some_and(|w| w.tracks_segments())
+            })
     }
 
     /// The state-dependent limits the log has put in force.
@@ -185,20 +201,31 @@ impl Applier {
                 at,
             } => {
                 let ws = self.workspace(ws)?;
-                Ok(self.apply_delta(&ws, &key, &changes, at, position))
+                Ok(self.apply_delta(&ws, key, &changes, at, position))
             }
             Command::Track { ws, track, at } => {
                 let ws = self.workspace(ws)?;
+                let tracking = ws.tracks_segments();
                 let mut profiles = ws.profiles.write();
+                let new_from = profiles.id_bound();
                 let report = commands::apply_track(&mut profiles, &track, &self.limits());
-                if let Some(ticket) = at.and_then(|at| self.ticket(ws.id, position, at)) {
-                    let users: Vec<_> = (report.recorded.iter())
-                        .map(|r| profiles.get(r.uid).map(|p| feed_user(r.uid, p)))
-                        .collect();
-                    drop(profiles);
-                    ticket.complete(track_events(&track, &report.recorded, users));
-                }
-                Ok(done(Outcome::Tracked(report)))
+                let gather = at
+                    .and_then(|at| self.ticket(ws.id, position, at))
+                    .map(|ticket| {
+                        let users: Vec<_> = (report.recorded.iter())
+                            .map(|r| profiles.get(r.uid).map(|p| feed_user(r.uid, p)))
+                            .collect();
+                        let events = track_events(&track, &report.recorded, users);
+                        feed::Gather::new(ticket, events, HashMap::new())
+                    });
+                drop(profiles);
+                let touched = tracking.then(|| track_touched(&track, &report, new_from));
+                Ok(track_segments(
+                    &ws,
+                    done(Outcome::Tracked(report)),
+                    touched,
+                    gather,
+                ))
             }
             Command::Identify { ws, identify, at } => {
                 let ws = self.workspace(ws)?;
@@ -230,14 +257,36 @@ impl Applier {
                         feed::Gather::new(ticket, head, users)
                     });
                 drop(profiles);
-                let moved = tell_cohorts(&ws, merges, Vec::new(), gather);
+                let touched =
+                    (ws.tracks_segments() && !merges.is_empty()).then(|| Touched::Anything {
+                        uids: merges
+                            .iter()
+                            .flat_map(|&(from, into)| [from, into])
+                            .collect(),
+                    });
+                let moved = tell_cohorts(&ws, merges, Vec::new(), gather.clone());
                 let outcome = Outcome::Identified(report);
-                Ok(moved.map(move |r| r.map(|_| outcome)).boxed())
+                let moved = moved.map(move |r| r.map(|_| outcome)).boxed();
+                Ok(track_segments(&ws, moved, touched, gather))
             }
             Command::NewAliases { ws, aliases } => {
                 let ws = self.workspace(ws)?;
-                let report = commands::apply_new_aliases(&mut ws.profiles.write(), &aliases);
-                Ok(done(Outcome::Aliased(report)))
+                let mut profiles = ws.profiles.write();
+                let new_from = profiles.id_bound();
+                let report = commands::apply_new_aliases(&mut profiles, &aliases);
+                // Alias-only profiles it created may match a segment.
+                let touched = ws.tracks_segments().then(|| Touched::Anything {
+                    uids: (new_from..profiles.id_bound())
+                        .filter(|&u| profiles.get(u).is_some())
+                        .collect(),
+                });
+                drop(profiles);
+                Ok(track_segments(
+                    &ws,
+                    done(Outcome::Aliased(report)),
+                    touched,
+                    None,
+                ))
             }
             Command::DeleteUsers { ws, ids, at } => {
                 let ws = self.workspace(ws)?;
@@ -257,8 +306,11 @@ impl Applier {
                 });
                 let n = gone.len() as u32;
                 let gather = ticket.map(|t| feed::Gather::new(t, head, users));
-                let moved = tell_cohorts(&ws, Vec::new(), gone, gather);
-                Ok(moved.map(move |r| r.map(|_| Outcome::Deleted(n))).boxed())
+                let touched = (ws.tracks_segments() && !gone.is_empty())
+                    .then(|| Touched::Anything { uids: gone.clone() });
+                let moved = tell_cohorts(&ws, Vec::new(), gone, gather.clone());
+                let moved = moved.map(move |r| r.map(|_| Outcome::Deleted(n))).boxed();
+                Ok(track_segments(&ws, moved, touched, gather))
             }
             Command::PutSegment {
                 ws,
@@ -267,17 +319,24 @@ impl Applier {
                 filter,
             } => {
                 let ws = self.workspace(ws)?;
-                let mut segments = ws.segments.write();
-                let id = match id {
-                    Some(id) if segments.contains_key(&id) => id,
-                    Some(_) => return Err(Error::NotFound("segment")),
-                    None => {
-                        let max = self.limits().segments_per_workspace;
-                        ws.check_new_segment(segments.len(), max)?;
-                        ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1
+                let id = {
+                    let segments = ws.segments.read();
+                    match id {
+                        Some(id) if segments.contains_key(&id) => id,
+                        Some(_) => return Err(Error::NotFound("segment")),
+                        None => {
+                            let max = self.limits().segments_per_workspace;
+                            ws.check_new_segment(segments.len(), max)?;
+                            ws.last_segment.fetch_add(1, Ordering::Relaxed) + 1
+                        }
                     }
                 };
-                segments.insert(id, Arc::new(Segment { id, name, filter }));
+                // Who matches it now (the lane applies this once every
+                // earlier write of the workspace is done): its events start
+                // from there.
+                let members = tracking::baseline(&ws, &filter);
+                let segment = Segment::new(id, name, filter, members);
+                ws.segments.write().insert(id, Arc::new(segment));
                 Ok(done(Outcome::Segment(id)))
             }
             Command::DeleteSegment { ws, id } => {
@@ -370,12 +429,13 @@ impl Applier {
     /// even if none of them matched.
     fn apply_delta(
         &self,
-        ws: &Workspace,
-        key: &CohortKey,
+        ws: &Arc<Workspace>,
+        key: CohortKey,
         changes: &[Change],
         at: Millis,
         position: Option<u64>,
     ) -> Pending {
+        let key = &key;
         let total: usize = changes.iter().map(Change::id_count).sum();
         if total == 0 {
             let size = ws.cohort(key).map_or(0, |c| c.size());
@@ -406,7 +466,10 @@ impl Applier {
         };
         // Who each profile is now: the actor makes the events later, and
         // they must not depend on writes applied meanwhile.
-        let feed = self.ticket(ws.id, position, at).map(|ticket| {
+        let gather = self
+            .ticket(ws.id, position, at)
+            .map(|ticket| feed::Gather::new(ticket, Vec::new(), HashMap::new()));
+        let feed = gather.as_ref().map(|gather| {
             let mut uids: Vec<Uid> = ops.iter().map(|op| op.0).collect();
             uids.sort_unstable();
             uids.dedup();
@@ -414,19 +477,32 @@ impl Applier {
                 .into_iter()
                 .filter_map(|uid| Some(feed_user(uid, profiles.get(uid)?)))
                 .collect();
-            FeedNote { ticket, users }
+            FeedNote {
+                gather: gather.clone(),
+                users,
+            }
         });
         drop(profiles);
+        let tracking = ws.tracks_segments();
         let (reply, rx) = oneshot::channel();
         entry.addr.do_send(ApplyChanges {
             ops,
             unmatched,
             at,
             feed,
+            changed: tracking,
             reply,
         });
-        rx.map(|r| r.map(Outcome::Delta).map_err(|_| lost("cohort")))
-            .boxed()
+        let (ws, key) = (ws.clone(), key.clone());
+        rx.map(move |r| {
+            let (outcome, changed) = r.map_err(|_| lost("cohort"))?;
+            if tracking {
+                let touched = Touched::Cohort { key, uids: changed };
+                segment_events(&ws, &touched, gather.as_deref());
+            }
+            Ok(Outcome::Delta(outcome))
+        })
+        .boxed()
     }
 
     /// The image of the live state, taken between two commands of every
@@ -491,7 +567,7 @@ impl Applier {
 
 /// A profile as a feed event names it: its braze_id, external_id and
 /// first device.
-fn feed_user(uid: Uid, p: &crate::profiles::Profile) -> feed::User {
+pub(super) fn feed_user(uid: Uid, p: &crate::profiles::Profile) -> feed::User {
     feed::User {
         uid,
         external_id: p.external_id.clone(),
@@ -562,6 +638,75 @@ fn track_events(
             })
         })
         .collect()
+}
+
+/// What a track wrote, for the saved segments: the profiles it wrote to,
+/// the attribute names and events it wrote, and the first profile id it
+/// may have created (`new_from`, the id bound before it).
+fn track_touched(
+    track: &commands::Track,
+    report: &commands::TrackReport,
+    new_from: Uid,
+) -> Touched {
+    let mut events: std::collections::BTreeSet<_> =
+        track.events.iter().map(|e| e.name.clone()).collect();
+    if !track.purchases.is_empty() {
+        events.insert(commands::PURCHASE_EVENT.into());
+    }
+    Touched::Profiles {
+        uids: report
+            .updated
+            .iter()
+            .copied()
+            .chain(report.recorded.iter().map(|r| r.uid))
+            .collect(),
+        paths: track
+            .attributes
+            .iter()
+            .flat_map(|o| o.changes.iter().map(|(k, _)| k.clone()))
+            .collect(),
+        events,
+        new_from,
+    }
+}
+
+/// `pending`, then the saved segments brought up to date for what the
+/// write touched (`None`: the workspace has none, or nothing a filter
+/// reads changed), their events joining the command's.
+fn track_segments(
+    ws: &Arc<Workspace>,
+    pending: Pending,
+    touched: Option<Touched>,
+    gather: Option<Arc<feed::Gather>>,
+) -> Pending {
+    let Some(touched) = touched else {
+        return pending;
+    };
+    let ws = ws.clone();
+    pending
+        .map(move |r| {
+            if r.is_ok() {
+                segment_events(&ws, &touched, gather.as_deref());
+            }
+            r
+        })
+        .boxed()
+}
+
+/// [`tracking::track`], its events added to the command's (if it makes
+/// any).
+fn segment_events(ws: &Workspace, touched: &Touched, gather: Option<&feed::Gather>) {
+    let bare = |uid| feed::User {
+        uid,
+        external_id: None,
+        device_id: None,
+    };
+    let events = tracking::track(ws, touched, &|uid| {
+        gather.map_or_else(|| bare(uid), |g| g.user(uid))
+    });
+    if let Some(g) = gather {
+        g.add(feed::Part::Segments, events);
+    }
 }
 
 /// An event's empty `properties`.

@@ -295,13 +295,18 @@ pub struct ApplyChanges {
     /// who its profiles were when it applied (`None`: a command the feed
     /// has already, being replayed).
     pub feed: Option<FeedNote>,
-    pub reply: oneshot::Sender<DeltaOutcome>,
+    /// Whether to answer with the profiles whose membership changed (the
+    /// saved segments need them).
+    pub changed: bool,
+    /// The outcome, and the profiles whose membership changed (if asked),
+    /// in the order they changed.
+    pub reply: oneshot::Sender<(DeltaOutcome, Vec<Uid>)>,
 }
 
 /// A delta's place in its workspace's feed, and its profiles' identifiers
 /// as of its apply.
 pub struct FeedNote {
-    pub ticket: feed::Ticket,
+    pub gather: Arc<feed::Gather>,
     /// By ascending id, one each.
     pub users: Vec<feed::User>,
 }
@@ -323,7 +328,7 @@ impl Handler<ApplyChanges> for Cohort {
 
     fn handle(&mut self, msg: ApplyChanges, _: &mut Context<Self>) {
         let mut changed = Vec::new();
-        let noting = msg.feed.is_some();
+        let noting = msg.feed.is_some() || msg.changed;
         let (added, removed, size) = self.cell.write_members(|set| {
             let (a, r) = apply_ops_noting(set, &msg.ops, |uid, entered| {
                 if noting {
@@ -337,8 +342,8 @@ impl Handler<ApplyChanges> for Cohort {
             // Both ascending: walk the users along the changes.
             let mut users = note.users.into_iter().peekable();
             let events = changed
-                .into_iter()
-                .map(|(uid, entered)| {
+                .iter()
+                .map(|&(uid, entered)| {
                     while users.next_if(|u| u.uid < uid).is_some() {}
                     let user = users.next_if(|u| u.uid == uid).unwrap_or(feed::User {
                         uid,
@@ -348,7 +353,8 @@ impl Handler<ApplyChanges> for Cohort {
                     feed::Event::new(membership_type(entered), user, properties.clone())
                 })
                 .collect();
-            note.ticket.complete(events);
+            note.gather
+                .add(feed::Part::Cohort(self.cell.key.clone()), events);
         }
         let record = ImportRecord {
             at: msg.at,
@@ -363,12 +369,18 @@ impl Handler<ApplyChanges> for Cohort {
             h.truncate(self.cell.history_len);
         }
         self.cell.meta.write().updated_at = msg.at;
-        let _ = msg.reply.send(DeltaOutcome {
+        let changed = if msg.changed {
+            changed.into_iter().map(|(uid, _)| uid).collect()
+        } else {
+            Vec::new()
+        };
+        let outcome = DeltaOutcome {
             added,
             removed,
             unmatched: msg.unmatched,
             size,
-        });
+        };
+        let _ = msg.reply.send((outcome, changed));
     }
 }
 
@@ -400,7 +412,7 @@ impl Handler<MoveMembers> for Cohort {
                         )
                     })
                     .collect();
-                gather.add(self.cell.key.clone(), events);
+                gather.add(feed::Part::Cohort(self.cell.key.clone()), events);
             }
         }
         let _ = msg.reply.send(());
@@ -481,6 +493,7 @@ mod tests {
                 unmatched: 0,
                 at: 100,
                 feed: None,
+                changed: true,
                 reply: delta,
             });
             let (renamed, rename_rx) = oneshot::channel();
@@ -490,7 +503,8 @@ mod tests {
                 at: 50,
                 reply: renamed,
             });
-            delta_rx.await.expect("delta applied");
+            let (_, changed) = delta_rx.await.expect("delta applied");
+            assert_eq!(changed, vec![1], "the profiles whose membership changed");
             rename_rx.await.expect("renamed");
             let m = cell.meta();
             assert_eq!(

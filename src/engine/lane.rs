@@ -138,6 +138,7 @@ impl Lanes {
             seq: Sequencer::new(),
             due: VecDeque::new(),
             held: held.then(Held::default),
+            outstanding: 0,
         });
         let handle = LaneHandle {
             addr,
@@ -203,12 +204,38 @@ pub struct Lane {
     /// applying on the blocking pool.
     due: VecDeque<Settled<Waiting, LogError>>,
     held: Option<Held>,
+    /// Commands applied whose effects are not all done yet (their cohort
+    /// actors, the saved segments after them).
+    outstanding: usize,
 }
 
 impl Lane {
-    /// Nothing appended is unapplied: the workspace's state is the log's.
+    /// Nothing appended is unapplied or unfinished: the workspace's state
+    /// is the log's.
     fn is_idle(&self) -> bool {
-        self.seq.is_idle() && self.due.is_empty()
+        self.seq.is_idle() && self.due.is_empty() && self.outstanding == 0
+    }
+
+    /// Answers `reply` with `pending`'s outcome, polling it here: the lane
+    /// knows when each command is done, whether or not its client waits.
+    fn finish(
+        &mut self,
+        pending: Pending,
+        reply: oneshot::Sender<Pending>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (tx, rx) = oneshot::channel();
+        let answer =
+            rx.map(|r| r.unwrap_or_else(|_| Err(Error::Internal("the lane stopped".into()))));
+        let _ = reply.send(answer.boxed());
+        self.outstanding += 1;
+        ctx.spawn(wrap_future(pending).map(move |r, act: &mut Lane, ctx| {
+            let _ = tx.send(r);
+            act.outstanding -= 1;
+            if act.outstanding == 0 {
+                act.apply_due(ctx);
+            }
+        }));
     }
 
     /// Commands answered without a log record (and so without an fsync),
@@ -285,10 +312,14 @@ impl Lane {
                     continue;
                 }
             };
+            if self.outstanding > 0 && self.applier.needs_quiet(&item.cmd) {
+                // Resumed once the last outstanding command is done.
+                self.due.push_front(Settled::Apply { position, item });
+                return;
+            }
             if !is_profile_command(&item.cmd) {
-                let _ = item
-                    .reply
-                    .send(self.applier.apply_or_fail(Some(position), item.cmd));
+                let pending = self.applier.apply_or_fail(Some(position), item.cmd);
+                self.finish(pending, item.reply, ctx);
                 continue;
             }
             let applier = self.applier.clone();
@@ -306,7 +337,7 @@ impl Lane {
                 let pending = r.unwrap_or_else(|| {
                     future::ready(Err(Error::Internal("a profile write failed".into()))).boxed()
                 });
-                let _ = reply.send(pending);
+                act.finish(pending, reply, ctx);
                 act.apply_due(ctx);
             }));
             return;
@@ -327,11 +358,15 @@ impl Lane {
     }
 }
 
-/// The commands whose apply may touch many profiles.
+/// The commands whose apply may touch many profiles (saving a segment
+/// evaluates it over all of them).
 fn is_profile_command(cmd: &Command) -> bool {
     matches!(
         cmd,
-        Command::Track { .. } | Command::Identify { .. } | Command::DeleteUsers { .. }
+        Command::Track { .. }
+            | Command::Identify { .. }
+            | Command::DeleteUsers { .. }
+            | Command::PutSegment { .. }
     )
 }
 

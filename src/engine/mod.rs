@@ -50,6 +50,7 @@ mod router;
 pub mod sequencer;
 pub mod snapshotter;
 pub mod state;
+pub mod tracking;
 mod walks;
 
 use std::sync::atomic::{AtomicBool, Ordering};

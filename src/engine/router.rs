@@ -235,37 +235,49 @@ impl Handler<Replay> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Replay, _: &mut Context<Self>) {
-        let mut all = Vec::with_capacity(msg.records.len());
-        for (position, cmd) in msg.records {
-            let restore = match &cmd {
-                Command::Restore { snapshot_id, .. } => Some(snapshot_id.clone()),
-                _ => None,
-            };
-            match (self.applier.apply(Some(position), cmd), restore) {
-                (Ok(pending), _) => all.push(pending),
-                // Logged restores all succeeded once (see `run`): one that
-                // fails now cannot be skipped without losing state.
-                (Err(e), Some(id)) => {
-                    let refused = Error::Internal(format!(
-                        "the log restores snapshot {id} at position {position}, and the image \
-                         it carries cannot be decoded ({e}); the acknowledged state after it \
-                         cannot be rebuilt, refusing to start"
-                    ));
-                    let _ = msg.reply.send(future::ready(Err(refused)).boxed());
-                    return;
+        // Applied in order as the returned future runs (recovery awaits it
+        // before the next batch); a command that needs its workspace quiet
+        // (`Applier::needs_quiet`) waits for every earlier one, as in the
+        // lanes.
+        let applier = self.applier.clone();
+        let run = async move {
+            let mut all = Vec::with_capacity(msg.records.len());
+            let mut failed = 0usize;
+            let count = |r: Result<Outcome>, failed: &mut usize| *failed += usize::from(r.is_err());
+            for (position, cmd) in msg.records {
+                let quiet = applier.needs_quiet(&cmd);
+                if quiet {
+                    for r in future::join_all(all.drain(..)).await {
+                        count(r, &mut failed);
+                    }
                 }
-                (Err(e), None) => all.push(future::ready(Err(e)).boxed()),
+                let restore = match &cmd {
+                    Command::Restore { snapshot_id, .. } => Some(snapshot_id.clone()),
+                    _ => None,
+                };
+                match (applier.apply(Some(position), cmd), restore) {
+                    (Ok(pending), _) if quiet => count(pending.await, &mut failed),
+                    (Ok(pending), _) => all.push(pending),
+                    // Logged restores all succeeded once (see `run`): one
+                    // that fails now cannot be skipped without losing state.
+                    (Err(e), Some(id)) => {
+                        return Err(Error::Internal(format!(
+                            "the log restores snapshot {id} at position {position}, and the \
+                             image it carries cannot be decoded ({e}); the acknowledged state \
+                             after it cannot be rebuilt, refusing to start"
+                        )));
+                    }
+                    (Err(_), None) => failed += 1,
+                }
             }
-        }
-        let joined = future::join_all(all)
-            .map(|results| {
-                let failed = results.iter().filter(|r| r.is_err()).count();
-                if failed > 0 {
-                    tracing::debug!(failed, "replayed commands that failed then too");
-                }
-                Ok(Outcome::Done)
-            })
-            .boxed();
-        let _ = msg.reply.send(joined);
+            for r in future::join_all(all).await {
+                count(r, &mut failed);
+            }
+            if failed > 0 {
+                tracing::debug!(failed, "replayed commands that failed then too");
+            }
+            Ok(Outcome::Done)
+        };
+        let _ = msg.reply.send(run.boxed());
     }
 }

@@ -18,22 +18,48 @@ use compact_str::CompactString;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
+use roaring::RoaringBitmap;
+
 use super::cohort::{Cohort, CohortCell, CohortImage};
+use super::tracking::Members;
 use crate::keys::KeyHash;
 use crate::limits::{Exceeded, Limit};
 use crate::model::{CohortKey, Millis, WorkspaceId};
 use crate::profiles::{ProfileImage, ProfileStore};
 use crate::segment::{CohortSets, Filter};
 
-/// A saved segment: a name and a validated filter.
+/// A saved segment: a name and a validated filter, what the filter reads,
+/// and who matched it after the last write (`tracking`).
 #[derive(Clone, Debug)]
 pub struct Segment {
     pub id: u64,
     pub name: String,
     pub filter: Filter,
+    pub reads: crate::segment::Reads,
+    pub members: Members,
+}
+
+/// A saved segment as a snapshot keeps it: `members` is `None` in data
+/// written before segments kept them (they are evaluated at load).
+#[derive(Clone, Debug)]
+pub struct SegmentImage {
+    pub id: u64,
+    pub name: String,
+    pub filter: Filter,
+    pub members: Option<Arc<roaring::RoaringBitmap>>,
 }
 
 impl Segment {
+    pub fn new(id: u64, name: String, filter: Filter, members: RoaringBitmap) -> Segment {
+        Segment {
+            id,
+            name,
+            reads: filter.reads(),
+            filter,
+            members: Members::new(members),
+        }
+    }
+
     pub fn format_id(id: u64) -> String {
         format!("seg_{id}")
     }
@@ -175,6 +201,12 @@ impl Workspace {
         self.segments.read().values().cloned().collect()
     }
 
+    /// Whether its writes keep saved segments' members (it has one; see
+    /// `tracking`).
+    pub(super) fn tracks_segments(&self) -> bool {
+        !self.segments.read().is_empty()
+    }
+
     /// Every connector, by id.
     pub fn connectors_sorted(&self) -> Vec<Arc<Connector>> {
         self.connectors.read().values().cloned().collect()
@@ -214,7 +246,7 @@ pub struct WorkspaceImage {
     pub rest_key: KeyHash,
     pub profiles: ProfileImage,
     pub import_keys: Vec<ImportKey>,
-    pub segments: Vec<Segment>,
+    pub segments: Vec<SegmentImage>,
     pub last_segment: u64,
     pub cohorts: Vec<CohortImage>,
     /// By id.
@@ -236,7 +268,12 @@ impl Workspace {
                 .segments
                 .read()
                 .values()
-                .map(|s| (**s).clone())
+                .map(|s| SegmentImage {
+                    id: s.id,
+                    name: s.name.clone(),
+                    filter: s.filter.clone(),
+                    members: Some(s.members.current()),
+                })
                 .collect(),
             last_segment: self.last_segment.load(Ordering::Relaxed),
             cohorts: Vec::new(),
@@ -279,12 +316,6 @@ impl State {
         for w in image.workspaces {
             let ws = Workspace {
                 profiles: RwLock::new(ProfileStore::from_image(w.profiles)),
-                segments: RwLock::new(
-                    w.segments
-                        .into_iter()
-                        .map(|s| (s.id, Arc::new(s)))
-                        .collect(),
-                ),
                 last_segment: AtomicU64::new(w.last_segment),
                 connectors: RwLock::new(
                     w.connectors
@@ -298,6 +329,21 @@ impl State {
                 let key = c.key.clone();
                 ws.cohorts.insert(key, spawn(c));
             }
+            // Members not stored (older data) are evaluated now, once the
+            // profiles and cohorts are in place.
+            let segments = w
+                .segments
+                .into_iter()
+                .map(|s| {
+                    let members = s
+                        .members
+                        .unwrap_or_else(|| Arc::new(super::tracking::baseline(&ws, &s.filter)));
+                    let mut segment = Segment::new(s.id, s.name, s.filter, RoaringBitmap::new());
+                    segment.members = Members::shared(members);
+                    (segment.id, Arc::new(segment))
+                })
+                .collect();
+            *ws.segments.write() = segments;
             for k in w.import_keys {
                 state.insert_import_key(&ws, k);
             }

@@ -117,11 +117,12 @@ mod tests {
     use crate::segment::Filter;
 
     fn segment(id: u64) -> Arc<Segment> {
-        Arc::new(Segment {
+        Arc::new(Segment::new(
             id,
-            name: format!("s{id}"),
-            filter: Filter::All,
-        })
+            format!("s{id}"),
+            Filter::All,
+            Default::default(),
+        ))
     }
 
     #[test]

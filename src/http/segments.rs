@@ -172,7 +172,11 @@ async fn segment_off_worker(
 }
 
 fn segment_json(s: &Segment) -> Value {
-    json!({ "segment_id": s.id_string(), "name": s.name, "filter": s.filter.to_json() })
+    saved_json(s.id, &s.name, &s.filter)
+}
+
+fn saved_json(id: u64, name: &str, filter: &crate::segment::Filter) -> Value {
+    json!({ "segment_id": Segment::format_id(id), "name": name, "filter": filter.to_json() })
 }
 
 fn find(ws: &Workspace, id: &str) -> Result<Arc<Segment>> {
@@ -217,14 +221,9 @@ pub async fn replace(
     let (name, filter) = segment_off_worker(&engine, &auth.0, body).await?;
     // Answer with what this request wrote, not a re-read that a concurrent
     // DELETE could turn into a 404 after the write was applied.
-    let saved = Segment {
-        id: existing.id,
-        name,
-        filter,
-    };
-    let body = segment_json(&saved);
+    let body = saved_json(existing.id, &name, &filter);
     engine
-        .put_segment(&auth.0, Some(saved.id), saved.name, saved.filter)
+        .put_segment(&auth.0, Some(existing.id), name, filter)
         .await?;
     Ok(HttpResponse::Ok().json(body))
 }

@@ -128,6 +128,8 @@ pub struct TrackReport {
     /// The events and purchases recorded, in order, and on whom (what the
     /// change feed reports).
     pub recorded: Vec<Recorded>,
+    /// The profiles whose attributes an object wrote, in order.
+    pub updated: Vec<Uid>,
 }
 
 /// One event or purchase a track recorded.
@@ -264,6 +266,7 @@ pub fn apply_track(store: &mut ProfileStore, t: &Track, limits: &LimitsConfig) -
         store.update_attributes(uid, &obj.changes);
         store.touch(uid);
         report.attributes_processed += 1;
+        report.updated.push(uid);
     }
     for (array, list, name_override, counter) in [
         (

@@ -160,6 +160,15 @@ pub enum Filter {
     },
 }
 
+/// What a filter reads ([`Filter::reads`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reads {
+    pub cohorts: std::collections::BTreeSet<CohortKey>,
+    /// Top-level attribute names (`address` for `address.city`).
+    pub attributes: std::collections::BTreeSet<CompactString>,
+    pub events: std::collections::BTreeSet<CompactString>,
+}
+
 /// A condition on one custom attribute.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrCond {

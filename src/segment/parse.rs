@@ -731,6 +731,33 @@ impl Filter {
         walk(self, &mut out);
         out
     }
+
+    /// What the filter reads (its cohorts, the top-level attribute names
+    /// of its paths, its event names): a write that changes none of them
+    /// for a profile cannot change whether that profile matches
+    /// (`engine::tracking` relies on it).
+    pub fn reads(&self) -> super::Reads {
+        fn walk(f: &Filter, out: &mut super::Reads) {
+            match f {
+                Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| walk(f, out)),
+                Filter::Not(f) => walk(f, out),
+                Filter::Cohort(k) => {
+                    out.cohorts.insert(k.clone());
+                }
+                Filter::Attribute { name, .. } => {
+                    let top = name.split('.').next().unwrap_or(name);
+                    out.attributes.insert(top.into());
+                }
+                Filter::Event { name, .. } => {
+                    out.events.insert(name.clone());
+                }
+                Filter::All => {}
+            }
+        }
+        let mut out = super::Reads::default();
+        walk(self, &mut out);
+        out
+    }
 }
 
 fn num_json(n: f64) -> Value {

@@ -15,7 +15,7 @@ use super::v5;
 use super::v8 as cur;
 use super::{Error, Result};
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
-use crate::engine::state::{Connector, Image, ImportKey, Segment, WorkspaceImage};
+use crate::engine::state::{Connector, Image, ImportKey, SegmentImage, WorkspaceImage};
 use crate::engine::Command;
 use crate::keys::KeyHash;
 use crate::limits::StateLimits;
@@ -594,6 +594,7 @@ pub fn image_out(image: &Image) -> cur::Image<ProfilesOut, Option<IndexOut>> {
                         id: sg.id,
                         name: sg.name.clone(),
                         filter: filter_out(&sg.filter),
+                        members: sg.members.as_deref().cloned(),
                     })
                     .collect(),
                 last_segment: w.last_segment,
@@ -1042,10 +1043,11 @@ pub fn image_in<P: IntoProfileImage, X: IntoColumns>(image: cur::Image<P, X>) ->
                     .segments
                     .into_iter()
                     .map(|sg| {
-                        Ok(Segment {
+                        Ok(SegmentImage {
                             id: sg.id,
                             name: sg.name,
                             filter: filter_in(sg.filter)?,
+                            members: sg.members.map(std::sync::Arc::new),
                         })
                     })
                     .collect::<Result<_>>()?,

@@ -374,7 +374,8 @@ pub fn record_v5_to_v8(r: v5::Record) -> v8::Record {
     }
 }
 
-/// v7 → v8 for an image: no workspace has connectors.
+/// v7 → v8 for an image: no workspace has connectors, and no segment its
+/// members (they are evaluated at load).
 pub fn image_v7_to_v8<P, X>(image: v7::Image<P, X>) -> v8::Image<P, X> {
     v8::Image {
         next_workspace: image.next_workspace,
@@ -389,7 +390,16 @@ pub fn image_v7_to_v8<P, X>(image: v7::Image<P, X>) -> v8::Image<P, X> {
                 index: w.index,
                 profiles: w.profiles,
                 import_keys: w.import_keys,
-                segments: w.segments,
+                segments: w
+                    .segments
+                    .into_iter()
+                    .map(|s| v8::Segment {
+                        id: s.id,
+                        name: s.name,
+                        filter: s.filter,
+                        members: None,
+                    })
+                    .collect(),
                 last_segment: w.last_segment,
                 cohorts: w.cohorts,
                 recency: w.recency,

@@ -9,7 +9,7 @@ use roaring::RoaringBitmap;
 
 use super::*;
 use crate::engine::cohort::{CohortImage, CohortMeta, ImportRecord};
-use crate::engine::state::{Connector, ImportKey, Segment, WorkspaceImage};
+use crate::engine::state::{Connector, ImportKey, SegmentImage, WorkspaceImage};
 use crate::keys::KeyHash;
 use crate::model::{Alias, Change, CohortKey, Identifier, WorkspaceId};
 use crate::persist::wal::{Wal, WalOptions};
@@ -406,10 +406,11 @@ fn image() -> Image {
                 masked: "m".into(),
                 created_at: 2,
             }],
-            segments: vec![Segment {
+            segments: vec![SegmentImage {
                 id: 2,
                 name: "s".into(),
                 filter: filter(),
+                members: Some(Arc::new(RoaringBitmap::from_iter([0u32, 2]))),
             }],
             last_segment: 7,
             cohorts: vec![CohortImage {

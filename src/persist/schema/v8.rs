@@ -13,7 +13,9 @@
 //! - Two record kinds, last: `PutConnector` (creates a connector; its id
 //!   travels inside, so replays and restores never reuse one) and
 //!   `DeleteConnector`.
-//! - A workspace image gains `connectors`, as its last field.
+//! - A workspace image gains `connectors`, as its last field, and each
+//!   saved segment its members (who matched it at the cut: the base the
+//!   feed's `users.segments.Entered`/`Exited` events are computed from).
 //!
 //! Every other type is version 7's. A version 7 record whose variant
 //! changed is migrated (`migrate::record_v5_to_v8`); images migrate with
@@ -21,6 +23,7 @@
 //! progress is not in the image or the log: it is in the connector's own
 //! file (`connector::progress`), next to the feed it reads.
 
+use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
 pub use super::v7::*;
@@ -57,6 +60,17 @@ pub struct Connector {
     /// It delivers the workspace's feed events after this seq (the newest
     /// when it was created).
     pub start_after: u64,
+}
+
+/// A saved segment in a version 8 image: version 4's fields, then who
+/// matched it at the cut (`None` only in images migrated from older
+/// versions: evaluated at load).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub id: u64,
+    pub name: String,
+    pub filter: Filter,
+    pub members: Option<RoaringBitmap>,
 }
 
 /// A log record of version 8.

@@ -1,0 +1,230 @@
+//! Saved segments' members, kept up to date as writes apply, and the
+//! `users.segments.Entered` / `Exited` events of the change feed (issue
+//! 12).
+//!
+//! Each saved segment keeps the set of profiles that matched it after the
+//! last write ([`Members`]): computed whole once, when the segment is saved
+//! (or loaded without it), then only ever updated for the profiles a write
+//! touched, in the segments that write can affect ([`Touched`]): a partner
+//! delta affects the segments that read its cohort; a track, those that
+//! read an attribute or event it wrote, plus every segment for the
+//! profiles it created; merges, deletes and new alias profiles, every
+//! segment, for those profiles. A filter cannot change its answer for a
+//! profile unless something it reads changed for that profile
+//! (`segment::Filter::reads`), so nothing else is evaluated.
+//!
+//! Evaluating after a write must see exactly the state that write left:
+//! the workspace's lane applies the next command only once the previous
+//! one (its cohort actors included) is done, whenever the workspace has a
+//! saved segment (`lane`), and replay does the same (`router`). Filters
+//! hold no relative times, so an evaluation depends on the state alone and
+//! a replay makes the same events.
+//!
+//! Saving a segment (or replacing its filter) sets its members without
+//! events: a new segment starts from who matches it. Deleting one ends its
+//! events. Snapshots store the members (format 8), so a restart does not
+//! evaluate every segment again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use parking_lot::Mutex;
+use roaring::RoaringBitmap;
+
+use super::state::{Segment, Workspace};
+use crate::feed;
+use crate::model::{CohortKey, Uid};
+use crate::segment::{self, Filter};
+
+/// The profiles a saved segment matched after the last write. Cloning
+/// copies the set as it is (a snapshot's image); the live set is shared
+/// with such copies until it changes (copy on write).
+pub struct Members(Mutex<Arc<RoaringBitmap>>);
+
+impl Members {
+    pub fn new(set: RoaringBitmap) -> Members {
+        Members::shared(Arc::new(set))
+    }
+
+    pub fn shared(set: Arc<RoaringBitmap>) -> Members {
+        Members(Mutex::new(set))
+    }
+
+    pub fn current(&self) -> Arc<RoaringBitmap> {
+        self.0.lock().clone()
+    }
+}
+
+impl Clone for Members {
+    fn clone(&self) -> Members {
+        Members(Mutex::new(self.current()))
+    }
+}
+
+impl std::fmt::Debug for Members {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Members({} profiles)", self.0.lock().len())
+    }
+}
+
+/// What a write touched, for [`track`].
+#[derive(Clone, Debug)]
+pub enum Touched {
+    /// A partner delta: the profiles whose membership of `key` changed.
+    Cohort { key: CohortKey, uids: Vec<Uid> },
+    /// A track: the profiles it wrote (attribute names `paths`, events
+    /// `events`), of which those from `new_from` on are profiles it
+    /// created.
+    Profiles {
+        uids: Vec<Uid>,
+        paths: BTreeSet<CompactString>,
+        events: BTreeSet<CompactString>,
+        new_from: Uid,
+    },
+    /// Anything about these profiles may have changed (merged, deleted,
+    /// created by a new alias).
+    Anything { uids: Vec<Uid> },
+}
+
+impl Touched {
+    /// The profiles among the touched ones whose membership of a segment
+    /// reading `reads` may have changed.
+    fn candidates(&self, reads: &segment::Reads) -> Vec<Uid> {
+        let mut uids: Vec<Uid> = match self {
+            Touched::Cohort { key, uids } if reads.cohorts.contains(key) => uids.clone(),
+            Touched::Cohort { .. } => Vec::new(),
+            Touched::Profiles {
+                uids,
+                paths,
+                events,
+                new_from,
+            } => {
+                let wrote = paths.iter().any(|p| reads.attributes.contains(p))
+                    || events.iter().any(|e| reads.events.contains(e));
+                uids.iter()
+                    .copied()
+                    .filter(|&u| wrote || u >= *new_from)
+                    .collect()
+            }
+            Touched::Anything { uids } => uids.clone(),
+        };
+        uids.sort_unstable();
+        uids.dedup();
+        uids
+    }
+}
+
+/// Who matches `filter` now: a segment's members when it is saved.
+pub fn baseline(ws: &Workspace, filter: &Filter) -> RoaringBitmap {
+    segment::evaluate(filter, &*ws.profiles.read(), ws)
+}
+
+/// Brings every saved segment of `ws` that the write can affect up to date
+/// for the profiles it touched, and returns the events of the changes:
+/// by segment id, then profile id. `user` names a profile that is gone
+/// (merged or deleted) as it was.
+pub fn track(
+    ws: &Workspace,
+    touched: &Touched,
+    user: &dyn Fn(Uid) -> feed::User,
+) -> Vec<feed::Event> {
+    let segments: Vec<Arc<Segment>> = ws.segments_sorted();
+    if segments.is_empty() {
+        return Vec::new();
+    }
+    let profiles = ws.profiles.read();
+    let mut events = Vec::new();
+    for s in segments {
+        let uids = touched.candidates(&s.reads);
+        if uids.is_empty() {
+            continue;
+        }
+        let now = segment::contains_many(&s.filter, &*profiles, ws, &uids);
+        let mut members = s.members.0.lock();
+        let changed: Vec<(Uid, bool)> = uids
+            .iter()
+            .zip(now)
+            .filter(|(u, is)| members.contains(**u) != *is)
+            .map(|(u, is)| (*u, is))
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        let set = Arc::make_mut(&mut members);
+        let properties = segment_properties(s.as_ref());
+        for (uid, entered) in changed {
+            if entered {
+                set.insert(uid);
+            } else {
+                set.remove(uid);
+            }
+            let who = match profiles.get(uid) {
+                Some(p) => super::apply::feed_user(uid, p),
+                None => user(uid),
+            };
+            events.push(feed::Event::new(
+                if entered {
+                    feed::EventType::SegmentEntered
+                } else {
+                    feed::EventType::SegmentExited
+                },
+                who,
+                properties.clone(),
+            ));
+        }
+    }
+    events
+}
+
+/// A segment event's `properties`: `{segment_id, name}`.
+fn segment_properties(s: &Segment) -> Arc<str> {
+    let mut p = serde_json::Map::new();
+    p.insert("segment_id".into(), s.id_string().into());
+    p.insert("name".into(), s.name.clone().into());
+    feed::properties(&p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reads(json: serde_json::Value) -> segment::Reads {
+        segment::parse(&json, &|_: &CohortKey| true)
+            .expect("valid")
+            .reads()
+    }
+
+    #[test]
+    fn a_write_touches_only_the_segments_that_read_what_it_wrote() {
+        let key = CohortKey::new("heap", "c1");
+        let on_cohort =
+            reads(serde_json::json!({"cohort": {"partner": "heap", "cohort_id": "c1"}}));
+        let on_plan = reads(
+            serde_json::json!({"attribute": {"name": "plan.tier", "op": "equals", "value": "gold"}}),
+        );
+        let on_open =
+            reads(serde_json::json!({"event": {"name": "open", "op": "more_than", "count": 1}}));
+        let delta = Touched::Cohort {
+            key: key.clone(),
+            uids: vec![3, 1, 3],
+        };
+        assert_eq!(delta.candidates(&on_cohort), vec![1, 3]);
+        assert!(delta.candidates(&on_plan).is_empty());
+        let track = Touched::Profiles {
+            uids: vec![1, 2, 7, 9],
+            paths: ["plan".into()].into(),
+            events: ["click".into()].into(),
+            new_from: 7,
+        };
+        assert_eq!(track.candidates(&on_plan), vec![1, 2, 7, 9], "reads plan");
+        assert_eq!(
+            track.candidates(&on_open),
+            vec![7, 9],
+            "only the new profiles"
+        );
+        assert_eq!(track.candidates(&on_cohort), vec![7, 9]);
+        let merge = Touched::Anything { uids: vec![5, 4] };
+        assert_eq!(merge.candidates(&on_open), vec![4, 5]);
+    }
+}
