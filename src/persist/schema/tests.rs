@@ -891,6 +891,8 @@ fn the_fixtures_decode_as_their_versions() {
         ("v6-b5c5beb/restore", 6),
         ("v7-3648983/rich", 7),
         ("v7-3648983/restore", 7),
+        ("v8-291ac78/rich", 8),
+        ("v8-291ac78/restore", 8),
     ] {
         let data = fixture(name);
         let snaps = crate::persist::snapshot::list(&data).expect("list");
@@ -925,6 +927,19 @@ fn the_fixtures_decode_as_their_versions() {
         .expect("replay");
         if name.ends_with("rich") {
             assert!(kinds.len() >= 10, "{name}: {} kinds of record", kinds.len());
+            if v >= 8 {
+                // Connectors in the log, and segments' members in the image.
+                let put = Command::PutConnector {
+                    ws: ws(),
+                    connector: connector(),
+                };
+                assert!(kinds.contains(&std::mem::discriminant(&put)), "{name}");
+                let (_, bytes) = crate::persist::snapshot::load(&snaps[0].path).expect("load");
+                let image = decode_schema_image(v, &bytes).expect("owned");
+                let w1 = &image.workspaces[0];
+                assert!(!w1.connectors.is_empty(), "{name}");
+                assert!(w1.segments.iter().all(|s| s.members.is_some()), "{name}");
+            }
         } else {
             assert_eq!(restores, 1, "{name}");
         }
