@@ -19,8 +19,10 @@
 //! `Purchase`, at the event's own time), `/users/identify` merges
 //! (`users.UserOrphan`, then the cohort memberships the merge moved) and
 //! `/users/delete` (`users.UserDeleteRequest`, then the memberships the
-//! delete ended). Log records written before format version 8 carry no
-//! time for these and make none of them on replay.
+//! delete ended), and saved segments (`users.segments.Entered` /
+//! `Exited`, from `engine::tracking`, after the rest of the command's).
+//! Log records written before format version 8 carry no time for these
+//! and make none of them on replay.
 //!
 //! Ids are stable: a UUID-shaped rendering of (workspace, log position,
 //! index within the command), so the same write always has the same
