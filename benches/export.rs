@@ -7,6 +7,7 @@
 //! cargo bench --bench export                                # defaults below
 //! cargo bench --bench export -- --profiles 200000 --seconds 10 --connections 4 \
 //!     --fsync always --events 1000000 --deltas 400
+//! cargo bench --bench export -- --only 3                    # one scenario (1, 2 or 3)
 //! ```
 //!
 //! Each target is measured next to its baseline, in the same run, on the
@@ -65,6 +66,8 @@ struct Args {
     fsync: String,
     events: u64,
     deltas: usize,
+    /// Only this scenario (1, 2 or 3); `None`: all.
+    only: Option<u32>,
 }
 
 fn args() -> Args {
@@ -75,6 +78,7 @@ fn args() -> Args {
         fsync: "always".into(),
         events: 1_000_000,
         deltas: 400,
+        only: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -87,6 +91,7 @@ fn args() -> Args {
             "--fsync" => a.fsync = val(),
             "--events" => a.events = val().parse().expect("--events N"),
             "--deltas" => a.deltas = val().parse().expect("--deltas N"),
+            "--only" => a.only = Some(val().parse().expect("--only 1|2|3")),
             _ => {} // cargo passes --bench
         }
     }
@@ -1139,7 +1144,14 @@ fn main() {
          --connections {} --fsync {} --events {} --deltas {}`",
         a.profiles, a.seconds, a.connections, a.fsync, a.events, a.deltas
     );
-    ingest(&a);
-    delivery(&a);
-    tracking(&a);
+    let run = |n: u32| a.only.is_none_or(|o| o == n);
+    if run(1) {
+        ingest(&a);
+    }
+    if run(2) {
+        delivery(&a);
+    }
+    if run(3) {
+        tracking(&a);
+    }
 }

@@ -381,6 +381,7 @@ fn kill_9_during_delivery_resumes_from_the_last_acknowledged_batch() {
         ids(&custom),
         "once each, in order"
     );
+    check_shapes(&rx.acknowledged_events());
     let requests = rx.requests();
     let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, q) in requests.iter().enumerate() {

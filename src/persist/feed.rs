@@ -161,8 +161,9 @@ impl Reader {
                 .find(|(seq, _)| *seq <= from)
                 .map_or(HEADER, |(_, off)| *off);
             let mut offset = start;
+            let mut records = Records::new(&file, seg.bytes);
             while out.len() < limit && offset < seg.bytes {
-                let Some((f, payload)) = read_at(&file, offset, seg.bytes) else {
+                let Some((f, payload)) = records.at(offset) else {
                     return Err(Error::corrupt(
                         &seg.path,
                         format!("feed record at byte {offset} is not whole"),
@@ -271,23 +272,61 @@ fn encode(out: &mut Vec<u8>, seq: u64, position: u64, time_ms: i64, e: NewEvent,
 
 /// Reads one whole, checked record at `offset`, or `None` at the end of
 /// what is whole (a torn or damaged tail).
-fn read_at(file: &File, offset: u64, file_len: u64) -> Option<(Frame, Vec<u8>)> {
-    if offset + FRAME as u64 > file_len {
-        return None;
+/// Reads a segment's records in order from an offset, a chunk of the file
+/// at a time: one `pread` per [`CHUNK`] bytes, not two per record.
+struct Records<'a> {
+    file: &'a File,
+    /// The segment's length (records past it are not read).
+    len: u64,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    at: u64,
+}
+
+/// Bytes a [`Records`] reads at a time (more for a larger record).
+const CHUNK: usize = 256 << 10;
+
+impl<'a> Records<'a> {
+    fn new(file: &'a File, len: u64) -> Records<'a> {
+        Records {
+            file,
+            len,
+            buf: Vec::new(),
+            at: 0,
+        }
     }
-    let mut fixed = [0u8; FRAME];
-    file.read_exact_at(&mut fixed, offset).ok()?;
-    let f = frame(&fixed);
-    if f.len > MAX_EVENT_BYTES || offset + (FRAME + f.len) as u64 > file_len {
-        return None;
+
+    /// `n` bytes at `offset`, read from the file if the chunk in hand does
+    /// not hold them.
+    fn bytes(&mut self, offset: u64, n: usize) -> Option<&[u8]> {
+        if offset + n as u64 > self.len {
+            return None;
+        }
+        let held = offset >= self.at && offset + n as u64 <= self.at + self.buf.len() as u64;
+        if !held {
+            let want = (self.len - offset).min(CHUNK.max(n) as u64) as usize;
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, offset).ok()?;
+            self.at = offset;
+        }
+        let from = (offset - self.at) as usize;
+        Some(&self.buf[from..from + n])
     }
-    let mut payload = vec![0u8; f.len];
-    file.read_exact_at(&mut payload, offset + FRAME as u64)
-        .ok()?;
-    let mut h = crc32fast::Hasher::new();
-    h.update(&fixed[8..]);
-    h.update(&payload);
-    (h.finalize() == f.crc).then_some((f, payload))
+
+    /// The record at `offset` and its payload, if it is whole and its
+    /// checksum holds.
+    fn at(&mut self, offset: u64) -> Option<(Frame, Vec<u8>)> {
+        let fixed: [u8; FRAME] = self.bytes(offset, FRAME)?.try_into().ok()?;
+        let f = frame(&fixed);
+        if f.len > MAX_EVENT_BYTES {
+            return None;
+        }
+        let payload = self.bytes(offset + FRAME as u64, f.len)?.to_vec();
+        let mut h = crc32fast::Hasher::new();
+        h.update(&fixed[8..]);
+        h.update(&payload);
+        (h.finalize() == f.crc).then_some((f, payload))
+    }
 }
 
 impl FeedStore {
@@ -385,7 +424,8 @@ impl FeedStore {
         // segment holds up to there.
         let mut whole = (HEADER, first - 1, i64::MIN, seg.sparse.len());
         let mut offset = HEADER;
-        while let Some((f, _)) = read_at(&file, offset, len) {
+        let mut records = Records::new(&file, len);
+        while let Some((f, _)) = records.at(offset) {
             if f.seq != seg.last_seq + 1 {
                 break;
             }
