@@ -19,4 +19,5 @@ run cargo bench --bench load -- --connections 16 --seconds 5 --no-peer --fsync o
 run cargo bench --bench load -- --profiles 10000000 --cohort-size 1000000 --extra-cohorts 97 --seconds 3
 run cargo bench --bench isolation
 run cargo bench --bench segments
+run cargo bench --bench export
 echo "all figures in $log"
