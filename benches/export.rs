@@ -973,6 +973,26 @@ fn segment_filters() -> Vec<Value> {
     on_x
 }
 
+/// Phase (d)'s 50 filters: 5 read `pushed`, each with a selective
+/// attribute or event (the way a campaign narrows a partner cohort); 45
+/// read attributes and events only (the 25 of [`segment_filters`], and 20
+/// score thresholds).
+fn few_on_pushed() -> Vec<Value> {
+    let x = json!({"cohort": {"partner": "segment", "cohort_id": "pushed"}});
+    let opened = json!({"event": {"name": "open", "op": "more_than", "count": 0}});
+    let mut out = vec![
+        and(&[x.clone(), attr("plan", "equals", json!("gold"))]),
+        and(&[x.clone(), attr("country", "equals", json!("US"))]),
+        and(&[x.clone(), attr("vip", "equals", json!(true))]),
+        and(&[x.clone(), attr("score", "greater_than", json!(75))]),
+        and(&[x, opened]),
+    ];
+    out.extend(segment_filters().split_off(25));
+    out.extend((1..=20).map(|i| attr("score", "greater_than", json!(i * 5 - 1))));
+    assert_eq!(out.len(), 50);
+    out
+}
+
 /// Sends `bodies` one at a time, each after the previous answer; the
 /// latencies of all but the first `warm`, sorted.
 fn one_at_a_time(addr: SocketAddr, bodies: &[Vec<u8>], warm: usize) -> Vec<Duration> {
@@ -1077,6 +1097,22 @@ fn tracking(a: &Args) {
     let e6 = feed_events();
     let again = one_at_a_time(addr, &bodies, WARM);
     let e7 = feed_events();
+    // (d): 50 again, 5 of them on `pushed`, narrowed.
+    for (i, f) in few_on_pushed().iter().enumerate() {
+        let r = c.json(
+            "POST",
+            "/segments",
+            Some(&ws.key),
+            &json!({"name": format!("narrow {i}"), "filter": f}),
+        );
+        assert!(r["segment_id"].is_string(), "{r}");
+    }
+    let (cursor_d, _) = feed_end(&mut c, &ws.key, "0", None);
+    let e8 = feed_events();
+    let narrow = one_at_a_time(addr, &bodies, WARM);
+    let e9 = feed_events();
+    let (_, entered_d) = feed_end(&mut c, &ws.key, &cursor_d, Some("users.segments.Entered"));
+    let (_, exited_d) = feed_end(&mut c, &ws.key, &cursor_d, Some("users.segments.Exited"));
 
     println!(
         "\n### 3. Segment entered/exited tracking (target: p50 at most +20 % with 50 saved segments)\n\n\
@@ -1086,7 +1122,9 @@ fn tracking(a: &Args) {
          and removing the same 1000 non-members of `pushed`, the same deltas in each phase. \
          (b): 50 saved segments (25 reading `pushed`, 25 on attributes and events only), saved \
          in {:.2} s. (c): the same once the 25 reading `pushed` are deleted. (a'): once all are \
-         deleted (a control for drift).\n",
+         deleted (a control for drift). (d): 50 saved segments again, only 5 of them reading \
+         `pushed`, each narrowed by an attribute or event (plan, country, vip, score, `open`), \
+         45 on attributes and events only.\n",
         a.fsync,
         a.deltas,
         saving.as_secs_f64()
@@ -1105,6 +1143,11 @@ fn tracking(a: &Args) {
             e5 - e4,
         ),
         ("(a') segments deleted", &again, e7 - e6),
+        (
+            "(d) 50 saved segments, 5 narrow ones on `pushed`",
+            &narrow,
+            e9 - e8,
+        ),
     ] {
         println!(
             "| {name} | {} | {} | {} | {:.3} | {events} |",
@@ -1128,10 +1171,22 @@ fn tracking(a: &Args) {
         quantile_ms(&unaffected, 0.99) / quantile_ms(&bare, 0.99),
         mean(&unaffected) / mean(&bare)
     );
+    let d50 = quantile_ms(&narrow, 0.5) / quantile_ms(&bare, 0.5);
+    println!(
+        "| **(d) ÷ (a)** | | **{d50:.3}** ({:+.1} %) | {:.3} | {:.3} | |",
+        (d50 - 1.0) * 100.0,
+        quantile_ms(&narrow, 0.99) / quantile_ms(&bare, 0.99),
+        mean(&narrow) / mean(&bare)
+    );
     println!(
         "\nfeed during (b): {entered} users.segments.Entered and {exited} users.segments.Exited \
          events ({:.0} a delta), besides the cohort events",
         (entered + exited) as f64 / (WARM + a.deltas) as f64
+    );
+    println!(
+        "feed during (d): {entered_d} users.segments.Entered and {exited_d} \
+         users.segments.Exited events ({:.0} a delta)",
+        (entered_d + exited_d) as f64 / (WARM + a.deltas) as f64
     );
     drop(server);
 }

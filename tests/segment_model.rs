@@ -1,4 +1,4 @@
-//! Property test: `segment::{evaluate, count, contains, contains_many}`
+//! Property test: `segment::{evaluate, evaluate_among, count, contains, contains_many}`
 //! against a naive model — a `Vec` of plain profiles, a `BTreeSet` per cohort,
 //! and the filter JSON interpreted directly by the rules of SPEC §4, one
 //! profile at a time.
@@ -456,6 +456,14 @@ proptest! {
             want,
             "contains_many {}", f
         );
+        // Among a part of the profiles (every other one, and one past the
+        // last): the members of that part.
+        let among: roaring::RoaringBitmap = uids.iter().copied().step_by(2).collect();
+        let got: Vec<Uid> = segment::evaluate_among(&parsed, &store, &cohorts, &among)
+            .iter()
+            .collect();
+        let part: Vec<Uid> = expected.iter().copied().filter(|u| among.contains(*u)).collect();
+        prop_assert_eq!(&got, &part, "evaluate_among {}", f);
 
         // The canonical JSON parses back to the same filter (how a saved
         // filter is persisted is `persist::schema`'s, tested there).

@@ -140,13 +140,13 @@ pub fn track(
         if uids.is_empty() {
             continue;
         }
-        let now = segment::contains_many(&s.filter, &*profiles, ws, &uids);
+        let among: RoaringBitmap = uids.iter().copied().collect();
+        let now = segment::evaluate_among(&s.filter, &*profiles, ws, &among);
         let mut members = s.members.0.lock();
         let changed: Vec<(Uid, bool)> = uids
             .iter()
-            .zip(now)
-            .filter(|(u, is)| members.contains(**u) != *is)
-            .map(|(u, is)| (*u, is))
+            .map(|&u| (u, now.contains(u)))
+            .filter(|&(u, is)| members.contains(u) != is)
             .collect();
         if changed.is_empty() {
             continue;

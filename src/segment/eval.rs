@@ -145,6 +145,23 @@ pub fn evaluate_within<P: Profiles + ?Sized>(
     e.finish(set)
 }
 
+/// The members among `among`: [`evaluate`] with `among`'s live profiles
+/// as the universe. Each cohort leaf is one bitmap intersection for all
+/// of them, and an `and` narrows the candidates before its costlier
+/// children; for checking many profiles at once after a write
+/// (`engine::tracking`).
+pub fn evaluate_among<P: Profiles + ?Sized>(
+    f: &Filter,
+    profiles: &P,
+    cohorts: &dyn CohortSets,
+    among: &RoaringBitmap,
+) -> RoaringBitmap {
+    let never = Deadline::never();
+    let e = Eval::new(profiles, cohorts, &never);
+    let set = e.eval(f, &(among & profiles.live()));
+    e.finish(set).expect("no deadline")
+}
+
 /// `evaluate(..).len()`, materialising as little as possible: pure cohort
 /// algebra (`A and B and not C`) intersects the smallest sets first and
 /// counts the last step without building it.

@@ -133,7 +133,8 @@ use crate::model::{CohortKey, Millis};
 
 pub use eval::{
     contains, contains_many, contains_many_within, count, count_within, counts_in_constant_time,
-    evaluate, evaluate_within, CohortSets, Deadline, OutOfTime, Profiles, SCAN_BELOW,
+    evaluate, evaluate_among, evaluate_within, CohortSets, Deadline, OutOfTime, Profiles,
+    SCAN_BELOW,
 };
 pub use parse::{parse, parse_limited, FilterError, FilterLimits, ParseError, MAX_DEPTH};
 pub use pattern::Pattern;
