@@ -50,18 +50,23 @@ fn metric(server: &Server, name: &str) -> u64 {
 
 /// `(event_type, external_user_id, cohort_id)` of each event.
 fn summary(events: &Value) -> Vec<(String, String, String)> {
+    triples(events, "", "cohort_id")
+}
+
+/// `(event_type, external_user_id, properties[property])` of each event
+/// whose type starts with `types`.
+fn triples(events: &Value, types: &str, property: &str) -> Vec<(String, String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     events
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["event_type"].as_str().unwrap().starts_with(types))
         .map(|e| {
             (
-                e["event_type"].as_str().unwrap().to_string(),
-                e["user"]["external_user_id"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                e["properties"]["cohort_id"].as_str().unwrap().to_string(),
+                text(&e["event_type"]),
+                text(&e["user"]["external_user_id"]),
+                text(&e["properties"][property]),
             )
         })
         .collect()
@@ -255,27 +260,7 @@ fn users_api_writes_come_out_as_currents_events() {
 
 /// `(event_type, external_user_id, segment_id)` of each segment event.
 fn segment_summary(events: &Value) -> Vec<(String, String, String)> {
-    events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| {
-            e["event_type"]
-                .as_str()
-                .unwrap()
-                .starts_with("users.segments.")
-        })
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap().to_string(),
-                e["user"]["external_user_id"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                e["properties"]["segment_id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    triples(events, "users.segments.", "segment_id")
 }
 
 fn save_segment(post: impl Fn(&str, Value) -> common::Resp, name: &str, filter: Value) -> String {

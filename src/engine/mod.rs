@@ -332,7 +332,7 @@ impl Engine {
         })
         .await?;
         // The restored state has its own connectors.
-        self.core()?.connectors.reconcile(|| self.state());
+        self.reconcile_connectors().await?;
         // The new starting point must contain the restore itself.
         self.take_snapshot(Wanted::AfterRequest).await
     }
@@ -698,7 +698,7 @@ impl Engine {
             connector,
         })
         .await?;
-        core.connectors.reconcile(|| self.state());
+        self.reconcile_connectors().await?;
         ws.connector(&id)
             .ok_or_else(|| Error::Internal("a created connector is missing".into()))
     }
@@ -714,8 +714,18 @@ impl Engine {
             id: id.to_string(),
         })
         .await?;
-        self.core()?.connectors.reconcile(|| self.state());
-        Ok(())
+        self.reconcile_connectors().await
+    }
+
+    /// Runs and stops connectors to match the state
+    /// (`connector::manager`), off the async workers: starting one writes
+    /// its progress file.
+    async fn reconcile_connectors(&self) -> Result<()> {
+        let connectors = self.core()?.connectors.clone();
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || connectors.reconcile(|| engine.state()))
+            .await
+            .map_err(|e| Error::Internal(format!("starting or stopping connectors: {e}")))
     }
 
     /// A connector's delivery figures (`None`: no such connector).
