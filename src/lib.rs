@@ -29,9 +29,12 @@
 //!   and converts to and from the domain types, which carry no persistence
 //!   derives (docs/format.md), and `persist::codec` is the only place that
 //!   names bincode; `model` is the
-//!   shared vocabulary; `connector` pushes the change feed to partners'
-//!   HTTP endpoints (`connector::deliver`, one thread per connector, with
-//!   its progress in `connector::progress`); `config`, `secrets`, `keys`,
+//!   shared vocabulary; `feed` owns the change feed's events (made as
+//!   commands apply, in log order; saved segments' entries and exits come
+//!   from `engine::tracking`); `connector` pushes the feed to partners'
+//!   HTTP endpoints (`connector::manager` runs one `connector::deliver`
+//!   thread per connector the state holds, with its progress in
+//!   `connector::progress`); `config`, `secrets`, `keys`,
 //!   `metrics`, `time` are what their names say; `limits` names the
 //!   `[limits]` a request can run into (each is checked by the module
 //!   that owns what it bounds).
