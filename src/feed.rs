@@ -444,12 +444,15 @@ impl Feed {
     /// all).
     pub fn read(&self, after: u64, limit: usize, types: Option<&[EventType]>) -> Result<Read> {
         let codes: Option<Vec<u8>> = types.map(|t| t.iter().map(|t| t.code()).collect());
+        self.read_kinds(after, limit, codes.as_deref())
+    }
+
+    /// [`read`](Self::read) with the types as their codes (`None`: all).
+    pub fn read_kinds(&self, after: u64, limit: usize, kinds: Option<&[u8]>) -> Result<Read> {
         // The store only while the segments are listed; the files are read
         // without it, so a read never holds up an append.
         let reader = self.store.lock().reader(after);
-        reader.read(after, limit, |k| {
-            codes.as_ref().is_none_or(|c| c.contains(&k))
-        })
+        reader.read(after, limit, |k| kinds.is_none_or(|c| c.contains(&k)))
     }
 
     /// Waits until the feed has an event after seq `after`, or `timeout`.

@@ -51,17 +51,6 @@ fn ids(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Checks every event against the event schema kept in the repo.
-fn check_shapes(events: &[Value]) {
-    let schema: Value =
-        serde_json::from_str(include_str!("../docs/schemas/currents-events.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
-    for e in events {
-        let errors: Vec<String> = validator.iter_errors(e).map(|x| x.to_string()).collect();
-        assert!(errors.is_empty(), "{e}: {errors:?}");
-    }
-}
-
 /// `/users/track` bodies of `n` custom events in all on `users`, in turn
 /// (75 a request, Braze's most).
 fn events_bodies(users: &[&str], n: usize, tag: &str) -> Vec<Value> {
@@ -231,7 +220,7 @@ fn a_connector_delivers_the_feed_in_order_through_failures() {
     let delivered = rx.acknowledged_events();
     assert_eq!(ids(&delivered), ids(&feed), "each once, in feed order");
     assert_eq!(delivered, feed, "as the feed serves them");
-    check_shapes(&delivered);
+    common::check_event_shapes(&delivered);
 
     let requests = rx.requests();
     for q in &requests {
@@ -381,7 +370,7 @@ fn kill_9_during_delivery_resumes_from_the_last_acknowledged_batch() {
         ids(&custom),
         "once each, in order"
     );
-    check_shapes(&rx.acknowledged_events());
+    common::check_event_shapes(&rx.acknowledged_events());
     let requests = rx.requests();
     let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, q) in requests.iter().enumerate() {

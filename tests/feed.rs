@@ -29,13 +29,7 @@ fn push(server: &Server, secret: &str, cohort: &str, add: &[&str], remove: &[&st
 /// Checks every event against the event schema kept in the repo
 /// (`docs/schemas/currents-events.schema.json`).
 fn check_shapes(events: &Value) {
-    let schema: Value =
-        serde_json::from_str(include_str!("../docs/schemas/currents-events.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
-    for e in events.as_array().unwrap() {
-        let errors: Vec<String> = validator.iter_errors(e).map(|x| x.to_string()).collect();
-        assert!(errors.is_empty(), "{e}: {errors:?}");
-    }
+    common::check_event_shapes(events.as_array().unwrap());
 }
 
 /// A `/metrics` gauge's value.
@@ -606,9 +600,7 @@ fn segment_events_go_on_right_after_kill_9() {
 /// The schema is strict enough to catch a wrong shape.
 #[test]
 fn the_event_schema_refuses_what_spec_does_not_allow() {
-    let schema: Value =
-        serde_json::from_str(include_str!("../docs/schemas/currents-events.schema.json")).unwrap();
-    let v = jsonschema::validator_for(&schema).unwrap();
+    let v = common::event_schema();
     let good = json!({"id": "x", "event_type": "users.cohorts.Entered", "time": 1,
                       "user": {"user_id": "000000010000000000000002", "new_field": 1},
                       "properties": {"partner": "heap", "cohort_id": "c", "name": "C"},

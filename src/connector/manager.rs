@@ -28,16 +28,14 @@ use parking_lot::Mutex;
 use super::deliver::{self, DeliveryConfig, Handle, Source, Spec, Status, StatusSnapshot};
 use super::progress::{self, Progress, ProgressFile};
 use crate::engine::state::{Connector, State};
-use crate::feed::{EventType, Feed, Feeds};
+use crate::feed::{Feed, Feeds};
 use crate::model::WorkspaceId;
 use crate::persist::feed::Read;
 
 /// The workspace's feed, as a connector reads it.
 impl Source for Feed {
     fn read(&self, after: u64, limit: usize, kinds: Option<&[u8]>) -> crate::persist::Result<Read> {
-        let types: Option<Vec<EventType>> =
-            kinds.map(|k| k.iter().filter_map(|&c| EventType::from_code(c)).collect());
-        Feed::read(self, after, limit, types.as_deref())
+        self.read_kinds(after, limit, kinds)
     }
 
     fn wait_after(&self, after: u64, timeout: Duration) {

@@ -286,3 +286,22 @@ pub fn without_braze_id(mut m: Value) -> Value {
     );
     m
 }
+
+/// The change feed's event schema kept in the repo
+/// (`docs/schemas/currents-events.schema.json`).
+pub fn event_schema() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(include_str!(
+        "../../docs/schemas/currents-events.schema.json"
+    ))
+    .unwrap();
+    jsonschema::validator_for(&schema).expect("a valid schema")
+}
+
+/// Checks every event against [`event_schema`], naming what is wrong.
+pub fn check_event_shapes(events: &[Value]) {
+    let validator = event_schema();
+    for e in events {
+        let errors: Vec<String> = validator.iter_errors(e).map(|x| x.to_string()).collect();
+        assert!(errors.is_empty(), "{e}: {errors:?}");
+    }
+}
