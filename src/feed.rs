@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
 use crate::model::{BrazeId, CohortKey, Millis, Uid, WorkspaceId};
-use crate::persist::feed::{FeedOptions, FeedStore, NewEvent, Read};
+use crate::persist::feed::{FeedOptions, FeedStore, NewEvent, Read, Stored};
 use crate::persist::Result;
 
 /// The event types, with their codes on disk (`persist::feed`'s `kind`).
@@ -220,35 +220,118 @@ fn hex(out: &mut Vec<u8>, v: u64, digits: u32) {
     }
 }
 
-impl Event {
-    /// Appends the JSON stored and served (SPEC §10), written by hand: a
-    /// busy delta makes thousands. Absent identifiers are left out.
-    fn render(&self, out: &mut Vec<u8>, ws: WorkspaceId, position: u64, index: u32, at: Millis) {
-        let string = |out: &mut Vec<u8>, s: &str| {
-            serde_json::to_writer(&mut *out, s).expect("a string renders")
-        };
-        out.extend_from_slice(b"{\"id\":\"");
-        write_id(out, ws, position, index);
-        out.extend_from_slice(b"\",\"event_type\":\"");
-        out.extend_from_slice(self.event_type.name().as_bytes());
-        out.extend_from_slice(b"\",\"time\":");
-        let at = self.time.unwrap_or(at);
-        out.extend_from_slice(at.div_euclid(1000).to_string().as_bytes());
-        out.extend_from_slice(b",\"user\":{\"user_id\":\"");
-        out.extend_from_slice(&BrazeId(ws, self.user.uid).digits());
-        out.push(b'"');
-        if let Some(e) = &self.user.external_id {
-            out.extend_from_slice(b",\"external_user_id\":");
-            string(out, e);
-        }
-        if let Some(d) = &self.user.device_id {
-            out.extend_from_slice(b",\"device_id\":");
-            string(out, d);
-        }
-        out.extend_from_slice(b"},\"properties\":");
-        out.extend_from_slice(self.properties.as_bytes());
-        out.push(b'}');
+/// The own part of an event's record (`persist::feed`, version 2): what
+/// is not its `properties` (the shared part). LEB128 varints:
+///
+/// ```text
+/// index | uid | u8 has (1: external_id, 2: device_id, 4: own time)
+///       | [len | external_id] | [len | device_id] | [zigzag time_ms]
+/// ```
+///
+/// The JSON served is made from it and the frame (seq, position, time,
+/// kind) when the event is read ([`render`]), so the same record always
+/// reads as the same bytes.
+fn encode_own(out: &mut Vec<u8>, e: &Event, index: u32) {
+    put_varint(out, u64::from(index));
+    put_varint(out, u64::from(e.user.uid));
+    let has = u8::from(e.user.external_id.is_some())
+        | (u8::from(e.user.device_id.is_some()) << 1)
+        | (u8::from(e.time.is_some()) << 2);
+    out.push(has);
+    for s in [&e.user.external_id, &e.user.device_id]
+        .into_iter()
+        .flatten()
+    {
+        put_varint(out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
     }
+    if let Some(t) = e.time {
+        put_varint(out, ((t << 1) ^ (t >> 63)) as u64);
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads [`encode_own`]'s fields in order.
+struct Own<'a>(&'a [u8]);
+
+impl<'a> Own<'a> {
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let n = usize::try_from(self.varint()?).ok()?;
+        let s = self.0.get(..n)?;
+        self.0 = &self.0[n..];
+        std::str::from_utf8(s).ok()
+    }
+}
+
+/// The JSON of a stored event (SPEC §10), from its record: its own part
+/// (`own`, [`encode_own`]) and `properties` (`shared`). `None` if the own
+/// part does not decode.
+fn render(out: &mut Vec<u8>, ws: WorkspaceId, s: &Stored, shared: &[u8]) -> Option<()> {
+    let event_type = EventType::from_code(s.kind)?;
+    let mut own = Own(&s.payload);
+    let index = u32::try_from(own.varint()?).ok()?;
+    let uid = Uid::try_from(own.varint()?).ok()?;
+    let has = own.byte()?;
+    let external_id = if has & 1 != 0 { Some(own.str()?) } else { None };
+    let device_id = if has & 2 != 0 { Some(own.str()?) } else { None };
+    let at = if has & 4 != 0 {
+        let z = own.varint()?;
+        ((z >> 1) as i64) ^ -((z & 1) as i64)
+    } else {
+        s.time_ms
+    };
+    if !own.0.is_empty() {
+        return None;
+    }
+    let string =
+        |out: &mut Vec<u8>, s: &str| serde_json::to_writer(&mut *out, s).expect("a string renders");
+    out.extend_from_slice(b"{\"id\":\"");
+    write_id(out, ws, s.position, index);
+    out.extend_from_slice(b"\",\"event_type\":\"");
+    out.extend_from_slice(event_type.name().as_bytes());
+    out.extend_from_slice(b"\",\"time\":");
+    out.extend_from_slice(at.div_euclid(1000).to_string().as_bytes());
+    out.extend_from_slice(b",\"user\":{\"user_id\":\"");
+    out.extend_from_slice(&BrazeId(ws, uid).digits());
+    out.push(b'"');
+    if let Some(e) = external_id {
+        out.extend_from_slice(b",\"external_user_id\":");
+        string(out, e);
+    }
+    if let Some(d) = device_id {
+        out.extend_from_slice(b",\"device_id\":");
+        string(out, d);
+    }
+    out.extend_from_slice(b"},\"properties\":");
+    out.extend_from_slice(shared);
+    out.push(b'}');
+    Some(())
 }
 
 /// Retention and layout of every workspace's feed (`[feed]` in
@@ -398,20 +481,25 @@ impl Feed {
             };
             let position = *entry.key();
             entry.remove();
-            // Every event of the command into one buffer, then slices of it.
-            let mut text = Vec::with_capacity(events.len() * 256);
+            // Every event's own part into one buffer, then slices of it;
+            // `properties` are shared (stored once for a run of equal ones).
+            let mut own = Vec::with_capacity(events.len() * 16);
             let mut ends = Vec::with_capacity(events.len());
             for (i, e) in events.iter().enumerate() {
-                e.render(&mut text, self.ws, position, i as u32, at);
-                ends.push(text.len());
+                encode_own(&mut own, e, i as u32);
+                ends.push(own.len());
             }
             let rendered: Vec<NewEvent> = events
                 .iter()
                 .zip(&ends)
                 .scan(0, |start, (e, &end)| {
-                    let payload = &text[*start..end];
+                    let part = &own[*start..end];
                     *start = end;
-                    Some((e.event_type.code(), payload))
+                    Some(NewEvent {
+                        kind: e.event_type.code(),
+                        shared: e.properties.as_bytes(),
+                        own: part,
+                    })
                 })
                 .collect();
             let oldest_ms = at.saturating_sub(self.cfg.retention.as_millis() as i64);
@@ -452,7 +540,24 @@ impl Feed {
         // The store only while the segments are listed; the files are read
         // without it, so a read never holds up an append.
         let reader = self.store.lock().reader(after);
-        reader.read(after, limit, |k| kinds.is_none_or(|c| c.contains(&k)))
+        let mut read = reader.read(after, limit, |k| kinds.is_none_or(|c| c.contains(&k)))?;
+        if let Read::Events { events, .. } = &mut read {
+            // Compact records become the JSON served; older ones are it.
+            for e in events.iter_mut() {
+                let Some(shared) = e.shared.take() else {
+                    continue;
+                };
+                let mut json = Vec::with_capacity(160 + shared.len() + e.payload.len());
+                render(&mut json, self.ws, e, &shared).ok_or_else(|| {
+                    crate::persist::Error::Codec(format!(
+                        "feed event {} of workspace {} does not decode",
+                        e.seq, self.ws
+                    ))
+                })?;
+                e.payload = json;
+            }
+        }
+        Ok(read)
     }
 
     /// Waits until the feed has an event after seq `after`, or `timeout`.
@@ -620,6 +725,76 @@ mod tests {
                 through: 1
             }
         );
+    }
+
+    /// The compact record reads back as the JSON served, byte for byte:
+    /// identifiers present or not, an event's own time (before 1970 too),
+    /// and runs of events sharing `properties`.
+    #[test]
+    fn compact_records_read_back_as_the_json_served() {
+        let d = tempfile::tempdir().unwrap();
+        let f = feed(d.path(), 2);
+        let who = |uid, ext: Option<&str>, dev: Option<&str>| User {
+            uid,
+            external_id: ext.map(Into::into),
+            device_id: dev.map(Into::into),
+        };
+        let cohort: Arc<str> = r#"{"partner":"heap","cohort_id":"c","name":"C\u00e9"}"#.into();
+        let mut events = vec![
+            Event {
+                time: Some(-1500),
+                ..Event::new(
+                    EventType::CustomEvent,
+                    who(0, None, None),
+                    custom_event_properties("open", Some(r#"{"a":[1,2]}"#)),
+                )
+            },
+            Event::new(
+                EventType::Purchase,
+                who(u32::MAX, Some("\u{1F600}\n"), None),
+                purchase_properties("p1", Some("USD"), Some(9.5), None),
+            ),
+        ];
+        events.extend((0..200).map(|i| {
+            Event::new(
+                EventType::CohortEntered,
+                who(i, Some(&format!("u{i}")), Some("dev")),
+                cohort.clone(),
+            )
+        }));
+        f.reserve(300, 1_700_000_000_999).unwrap().complete(events);
+        let Read::Events { events: all, .. } = f.read(0, 1000, None).unwrap() else {
+            panic!("expired")
+        };
+        assert_eq!(all.len(), 202);
+        let text = |i: usize| String::from_utf8(all[i].payload.clone()).unwrap();
+        assert_eq!(
+            text(0),
+            format!(
+                r#"{{"id":"{}","event_type":"users.behaviors.CustomEvent","time":-2,"user":{{"user_id":"{}"}},"properties":{{"name":"open","custom_properties":{{"a":[1,2]}}}}}}"#,
+                event_id(WorkspaceId(2), 300, 0),
+                BrazeId(WorkspaceId(2), 0)
+            )
+        );
+        let purchase: Value = serde_json::from_slice(&all[1].payload).unwrap();
+        assert_eq!(purchase["time"], 1_700_000_000);
+        assert_eq!(
+            purchase["user"],
+            serde_json::json!({"user_id": BrazeId(WorkspaceId(2), u32::MAX).to_string(),
+                               "external_user_id": "\u{1F600}\n"})
+        );
+        assert_eq!(purchase["properties"]["price"], 9.5);
+        for (i, e) in all[2..].iter().enumerate() {
+            let v: Value = serde_json::from_slice(&e.payload).unwrap();
+            assert_eq!(v["id"], event_id(WorkspaceId(2), 300, i as u32 + 2));
+            assert_eq!(v["user"]["external_user_id"], format!("u{i}"));
+            assert_eq!(v["properties"]["name"], "Cé", "event {i}");
+        }
+        // A read from the middle of a run sees the same bytes.
+        let Read::Events { events: tail, .. } = f.read(150, 1000, None).unwrap() else {
+            panic!("expired")
+        };
+        assert_eq!(tail, all[150..]);
     }
 
     #[test]

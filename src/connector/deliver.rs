@@ -753,6 +753,7 @@ mod tests {
                     time_ms: seq as i64 * 1000,
                     kind,
                     payload: format!("{{\"seq\":{seq},\"kind\":{kind}}}").into_bytes(),
+                    shared: None,
                 });
             }
             self.grew.notify_all();

@@ -25,6 +25,7 @@
 //! events. Snapshots store the members (format 8), so a restart does not
 //! evaluate every segment again.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -88,30 +89,43 @@ pub enum Touched {
 }
 
 impl Touched {
-    /// The profiles among the touched ones whose membership of a segment
-    /// reading `reads` may have changed.
-    fn candidates(&self, reads: &segment::Reads) -> Vec<Uid> {
-        let mut uids: Vec<Uid> = match self {
-            Touched::Cohort { key, uids } if reads.cohorts.contains(key) => uids.clone(),
-            Touched::Cohort { .. } => Vec::new(),
+    /// Every profile the write touched.
+    fn all(&self) -> RoaringBitmap {
+        match self {
+            Touched::Cohort { uids, .. }
+            | Touched::Profiles { uids, .. }
+            | Touched::Anything { uids } => uids.iter().copied().collect(),
+        }
+    }
+
+    /// The profiles among the touched ones (`all`) whose membership of a
+    /// segment reading `reads` may have changed.
+    fn candidates<'a>(
+        &self,
+        reads: &segment::Reads,
+        all: &'a RoaringBitmap,
+    ) -> Cow<'a, RoaringBitmap> {
+        match self {
+            Touched::Cohort { key, .. } if reads.cohorts.contains(key) => Cow::Borrowed(all),
+            Touched::Cohort { .. } => Cow::Owned(RoaringBitmap::new()),
             Touched::Profiles {
-                uids,
                 paths,
                 events,
                 new_from,
+                ..
             } => {
                 let wrote = paths.iter().any(|p| reads.attributes.contains(p))
                     || events.iter().any(|e| reads.events.contains(e));
-                uids.iter()
-                    .copied()
-                    .filter(|&u| wrote || u >= *new_from)
-                    .collect()
+                if wrote {
+                    Cow::Borrowed(all)
+                } else {
+                    let mut created = all.clone();
+                    created.remove_range(..*new_from);
+                    Cow::Owned(created)
+                }
             }
-            Touched::Anything { uids } => uids.clone(),
-        };
-        uids.sort_unstable();
-        uids.dedup();
-        uids
+            Touched::Anything { .. } => Cow::Borrowed(all),
+        }
     }
 }
 
@@ -134,44 +148,39 @@ pub fn track(
         return Vec::new();
     }
     let profiles = ws.profiles.read();
+    let all = touched.all();
     let mut events = Vec::new();
     for s in segments {
-        let uids = touched.candidates(&s.reads);
-        if uids.is_empty() {
+        let among = touched.candidates(&s.reads, &all);
+        if among.is_empty() {
             continue;
         }
-        let among: RoaringBitmap = uids.iter().copied().collect();
         let now = segment::evaluate_among(&s.filter, &*profiles, ws, &among);
         let mut members = s.members.0.lock();
-        let changed: Vec<(Uid, bool)> = uids
-            .iter()
-            .map(|&u| (u, now.contains(u)))
-            .filter(|&(u, is)| members.contains(u) != is)
-            .collect();
-        if changed.is_empty() {
+        // Who entered (matches now, was not a member) and who left (was a
+        // member among the candidates, matches no longer).
+        let entered = &now - &**members;
+        let exited = (&*among & &**members) - &now;
+        if entered.is_empty() && exited.is_empty() {
             continue;
         }
         let set = Arc::make_mut(&mut members);
+        *set |= &entered;
+        *set -= &exited;
         let properties = segment_properties(s.as_ref());
-        for (uid, entered) in changed {
-            if entered {
-                set.insert(uid);
-            } else {
-                set.remove(uid);
-            }
+        events.reserve((entered.len() + exited.len()) as usize);
+        // By profile id, entered and exited interleaved.
+        for uid in &(&entered | &exited) {
             let who = match profiles.get(uid) {
                 Some(p) => super::apply::feed_user(uid, p),
                 None => user(uid),
             };
-            events.push(feed::Event::new(
-                if entered {
-                    feed::EventType::SegmentEntered
-                } else {
-                    feed::EventType::SegmentExited
-                },
-                who,
-                properties.clone(),
-            ));
+            let kind = if entered.contains(uid) {
+                feed::EventType::SegmentEntered
+            } else {
+                feed::EventType::SegmentExited
+            };
+            events.push(feed::Event::new(kind, who, properties.clone()));
         }
     }
     events
@@ -205,26 +214,25 @@ mod tests {
         );
         let on_open =
             reads(serde_json::json!({"event": {"name": "open", "op": "more_than", "count": 1}}));
+        let cands = |t: &Touched, r: &segment::Reads| -> Vec<Uid> {
+            t.candidates(r, &t.all()).iter().collect()
+        };
         let delta = Touched::Cohort {
             key: key.clone(),
             uids: vec![3, 1, 3],
         };
-        assert_eq!(delta.candidates(&on_cohort), vec![1, 3]);
-        assert!(delta.candidates(&on_plan).is_empty());
+        assert_eq!(cands(&delta, &on_cohort), vec![1, 3]);
+        assert!(cands(&delta, &on_plan).is_empty());
         let track = Touched::Profiles {
             uids: vec![1, 2, 7, 9],
             paths: ["plan".into()].into(),
             events: ["click".into()].into(),
             new_from: 7,
         };
-        assert_eq!(track.candidates(&on_plan), vec![1, 2, 7, 9], "reads plan");
-        assert_eq!(
-            track.candidates(&on_open),
-            vec![7, 9],
-            "only the new profiles"
-        );
-        assert_eq!(track.candidates(&on_cohort), vec![7, 9]);
+        assert_eq!(cands(&track, &on_plan), vec![1, 2, 7, 9], "reads plan");
+        assert_eq!(cands(&track, &on_open), vec![7, 9], "only the new profiles");
+        assert_eq!(cands(&track, &on_cohort), vec![7, 9]);
         let merge = Touched::Anything { uids: vec![5, 4] };
-        assert_eq!(merge.candidates(&on_open), vec![4, 5]);
+        assert_eq!(cands(&merge, &on_open), vec![4, 5]);
     }
 }

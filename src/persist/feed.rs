@@ -8,7 +8,7 @@
 //! and then whole records, back to back, little-endian:
 //!
 //! ```text
-//! header: b"COHFEED\0" | u32 version (1) | u32 crc32(magic ‖ version)   (16 bytes)
+//! header: b"COHFEED\0" | u32 version (1 or 2) | u32 crc32(magic ‖ version)   (16 bytes)
 //! record: u32 len | u32 crc32(rest) | u64 seq | u64 position | i64 time_ms
 //!         | u8 kind | u8 flags | payload (len bytes)
 //! ```
@@ -18,8 +18,25 @@
 //! the write-ahead log position of the command the event came from, and
 //! `time_ms` the command's time. `kind` is the caller's event type code
 //! (filters read it without parsing the payload). `flags` bit 0 marks the
-//! last event of its command. The payload is opaque here (the event's
-//! JSON, as served).
+//! last event of its command.
+//!
+//! The payload is opaque here, in two forms:
+//! - **Version 1** segments (written before the compact form): the
+//!   payload is one thing, the event's JSON as served.
+//! - **Version 2**: an event is a part it shares with its neighbours (its
+//!   `properties`: every event of a cohort delta or of one segment's
+//!   changes has the same) and a part of its own (who, which event of its
+//!   command). A record whose flags bit 1 is clear holds `u32 shared_len
+//!   | shared | own`; one whose bit 1 is set holds `own` only, and shares
+//!   the record before it. The first record of each append and every
+//!   record a read may start from (each `SPARSE_EVERY`-th of a segment)
+//!   hold their shared part, so a read starting at any of those knows
+//!   every record's. A busy delta's thousands of events are then tens of
+//!   bytes each rather than a few hundred (issue 12: the page-cache copy
+//!   of the rendered JSON was a third of a tracked delta's time).
+//!
+//! Opening a feed whose newest segment is version 1 starts a version 2
+//! segment at the next append; older segments are read as they are.
 //!
 //! # What a crash leaves, and replay
 //!
@@ -48,23 +65,34 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{sync_dir, Error, Result};
 
 const MAGIC: &[u8; 8] = b"COHFEED\0";
-const VERSION: u32 = 1;
+/// The version new segments are written in (1 is still read).
+const VERSION: u32 = 2;
 const HEADER: u64 = 16;
 /// `len`, `crc`, `seq`, `position`, `time_ms`, `kind`, `flags`.
 const FRAME: usize = 4 + 4 + 8 + 8 + 8 + 1 + 1;
 /// The last event of its command.
 const LAST: u8 = 1;
+/// Version 2: the payload is the own part only; the shared part is the
+/// record before's.
+const SAME_SHARED: u8 = 2;
 /// Every how many records a segment keeps its offset in memory.
 const SPARSE_EVERY: u64 = 64;
 /// The largest payload a record may hold (an event's JSON).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
-/// One event to append: its kind and payload.
-pub type NewEvent<'a> = (u8, &'a [u8]);
+/// One event to append: its kind, the part it shares with the events
+/// around it (stored once for a run of equal ones), and its own part.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEvent<'a> {
+    pub kind: u8,
+    pub shared: &'a [u8],
+    pub own: &'a [u8],
+}
 
 /// One event as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,7 +101,10 @@ pub struct Stored {
     pub position: u64,
     pub time_ms: i64,
     pub kind: u8,
+    /// The own part (version 2), or the whole payload (version 1).
     pub payload: Vec<u8>,
+    /// The shared part (version 2); `None` for a version 1 record.
+    pub shared: Option<Arc<[u8]>>,
 }
 
 /// What a read after a cursor found.
@@ -105,6 +136,8 @@ impl Default for FeedOptions {
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
+    /// The form of its payloads (see the module docs).
+    version: u32,
     first_seq: u64,
     /// Seq of its last record (`first_seq - 1` when empty).
     last_seq: u64,
@@ -161,9 +194,9 @@ impl Reader {
                 .find(|(seq, _)| *seq <= from)
                 .map_or(HEADER, |(_, off)| *off);
             let mut offset = start;
-            let mut records = Records::new(&file, seg.bytes);
+            let mut records = Records::new(&file, seg.bytes, seg.version);
             while out.len() < limit && offset < seg.bytes {
-                let Some((f, payload)) = records.at(offset) else {
+                let Some((f, payload, shared)) = records.at(offset) else {
                     return Err(Error::corrupt(
                         &seg.path,
                         format!("feed record at byte {offset} is not whole"),
@@ -179,6 +212,7 @@ impl Reader {
                             time_ms: f.time_ms,
                             kind: f.kind,
                             payload,
+                            shared,
                         });
                     }
                 }
@@ -206,9 +240,10 @@ pub struct FeedStore {
 
 impl Segment {
     /// A segment with its header and no record yet.
-    fn empty(path: PathBuf, first_seq: u64) -> Segment {
+    fn empty(path: PathBuf, version: u32, first_seq: u64) -> Segment {
         Segment {
             path,
+            version,
             first_seq,
             last_seq: first_seq - 1,
             bytes: HEADER,
@@ -222,14 +257,17 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("feed-{first_seq:020}.log"))
 }
 
-fn header() -> [u8; HEADER as usize] {
+fn header(version: u32) -> [u8; HEADER as usize] {
     let mut h = [0u8; HEADER as usize];
     h[..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     let crc = crc32fast::hash(&h[..12]);
     h[12..16].copy_from_slice(&crc.to_le_bytes());
     h
 }
+
+/// A record read back: its frame, its payload (own part) and shared part.
+type Record = (Frame, Vec<u8>, Option<Arc<[u8]>>);
 
 /// A record's fixed part, decoded.
 struct Frame {
@@ -255,19 +293,25 @@ fn frame(b: &[u8; FRAME]) -> Frame {
     }
 }
 
+/// Appends a version 2 record; its shared part is written unless `flags`
+/// has [`SAME_SHARED`].
 fn encode(out: &mut Vec<u8>, seq: u64, position: u64, time_ms: i64, e: NewEvent, flags: u8) {
-    let (kind, payload) = e;
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let crc_at = out.len();
-    out.extend_from_slice(&[0; 4]);
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&position.to_le_bytes());
     out.extend_from_slice(&time_ms.to_le_bytes());
-    out.push(kind);
+    out.push(e.kind);
     out.push(flags);
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out[crc_at + 4..]);
-    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    if flags & SAME_SHARED == 0 {
+        out.extend_from_slice(&(e.shared.len() as u32).to_le_bytes());
+        out.extend_from_slice(e.shared);
+    }
+    out.extend_from_slice(e.own);
+    let len = (out.len() - start - FRAME) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Reads one whole, checked record at `offset`, or `None` at the end of
@@ -278,21 +322,29 @@ struct Records<'a> {
     file: &'a File,
     /// The segment's length (records past it are not read).
     len: u64,
+    /// The segment's version: how payloads are split (module docs).
+    version: u32,
     buf: Vec<u8>,
     /// The file offset of `buf[0]`.
     at: u64,
+    /// The shared part of the record read last (version 2).
+    shared: Option<Arc<[u8]>>,
 }
 
 /// Bytes a [`Records`] reads at a time (more for a larger record).
 const CHUNK: usize = 256 << 10;
 
 impl<'a> Records<'a> {
-    fn new(file: &'a File, len: u64) -> Records<'a> {
+    /// Reads from the start of a segment or a sparse offset (where a
+    /// version 2 record holds its shared part).
+    fn new(file: &'a File, len: u64, version: u32) -> Records<'a> {
         Records {
             file,
             len,
+            version,
             buf: Vec::new(),
             at: 0,
+            shared: None,
         }
     }
 
@@ -313,19 +365,35 @@ impl<'a> Records<'a> {
         Some(&self.buf[from..from + n])
     }
 
-    /// The record at `offset` and its payload, if it is whole and its
-    /// checksum holds.
-    fn at(&mut self, offset: u64) -> Option<(Frame, Vec<u8>)> {
+    /// The record at `offset`, its payload (the own part, in version 2)
+    /// and its shared part (version 2), if it is whole, its checksum holds
+    /// and its shared part is known. Records must be read in order from
+    /// where [`new`](Records::new) says.
+    fn at(&mut self, offset: u64) -> Option<Record> {
         let fixed: [u8; FRAME] = self.bytes(offset, FRAME)?.try_into().ok()?;
         let f = frame(&fixed);
-        if f.len > MAX_EVENT_BYTES {
+        if f.len > MAX_EVENT_BYTES + 4 + MAX_EVENT_BYTES {
             return None;
         }
         let payload = self.bytes(offset + FRAME as u64, f.len)?.to_vec();
         let mut h = crc32fast::Hasher::new();
         h.update(&fixed[8..]);
         h.update(&payload);
-        (h.finalize() == f.crc).then_some((f, payload))
+        if h.finalize() != f.crc {
+            return None;
+        }
+        if self.version == 1 {
+            return Some((f, payload, None));
+        }
+        let own = if f.flags & SAME_SHARED != 0 {
+            payload
+        } else {
+            let n = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+            self.shared = Some(Arc::from(payload.get(4..4 + n)?));
+            payload[4 + n..].to_vec()
+        };
+        let shared = self.shared.clone()?;
+        Some((f, own, Some(shared)))
     }
 }
 
@@ -388,10 +456,10 @@ impl FeedStore {
     fn create(dir: &Path, first_seq: u64) -> Result<Segment> {
         let path = segment_path(dir, first_seq);
         let mut f = File::create(&path).map_err(Error::io("create feed segment", &path))?;
-        f.write_all(&header())
+        f.write_all(&header(VERSION))
             .map_err(Error::io("write feed segment header", &path))?;
         sync_dir(dir)?;
-        Ok(Segment::empty(path, first_seq))
+        Ok(Segment::empty(path, VERSION, first_seq))
     }
 
     /// Reads a segment's records; the newest is cut back to its last
@@ -408,24 +476,40 @@ impl FeedStore {
             .map_err(Error::io("stat feed segment", &path))?
             .len();
         let mut head = [0u8; HEADER as usize];
-        if len < HEADER || file.read_exact(&mut head).is_err() || head != header() {
-            if newest && len < HEADER {
-                // Cut short while it was being created: give it its header.
-                file.set_len(0)
-                    .map_err(Error::io("truncate feed segment", &path))?;
-                file.write_all(&header())
-                    .map_err(Error::io("write feed segment header", &path))?;
-                return Ok(Segment::empty(path, first));
+        let read = len >= HEADER && file.read_exact(&mut head).is_ok();
+        let version = [1, VERSION]
+            .into_iter()
+            .find(|&v| read && head == header(v));
+        let version = match version {
+            // Empty, of the old version, and the one appends go to: start it
+            // again in the current one.
+            Some(1) if newest && len == HEADER => None,
+            Some(v) => Some(v),
+            None if newest && len < HEADER => None,
+            None => {
+                return Err(Error::corrupt(
+                    &path,
+                    format!("not a feed segment of version 1 to {VERSION}"),
+                ))
             }
-            return Err(Error::corrupt(&path, "not a feed segment of version 1"));
-        }
-        let mut seg = Segment::empty(path.clone(), first);
+        };
+        let Some(version) = version else {
+            // Cut short while it was being created: give it its header.
+            file.set_len(0)
+                .map_err(Error::io("truncate feed segment", &path))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(Error::io("seek feed segment", &path))?;
+            file.write_all(&header(VERSION))
+                .map_err(Error::io("write feed segment header", &path))?;
+            return Ok(Segment::empty(path, VERSION, first));
+        };
+        let mut seg = Segment::empty(path.clone(), version, first);
         // The end of the last record that closes a command, and what the
         // segment holds up to there.
         let mut whole = (HEADER, first - 1, i64::MIN, seg.sparse.len());
         let mut offset = HEADER;
-        let mut records = Records::new(&file, len);
-        while let Some((f, _)) = records.at(offset) {
+        let mut records = Records::new(&file, len, version);
+        while let Some((f, _, _)) = records.at(offset) {
             if f.seq != seg.last_seq + 1 {
                 break;
             }
@@ -480,13 +564,17 @@ impl FeedStore {
             self.covered = self.covered.max(position);
             return Ok(first);
         }
-        if let Some(big) = events.iter().find(|e| e.1.len() > MAX_EVENT_BYTES) {
+        if let Some(big) = events
+            .iter()
+            .find(|e| e.shared.len().max(e.own.len()) > MAX_EVENT_BYTES)
+        {
             return Err(Error::Codec(format!(
                 "a feed event of {} bytes is over {MAX_EVENT_BYTES}",
-                big.1.len()
+                big.shared.len().max(big.own.len())
             )));
         }
-        if self.newest().bytes >= self.opts.segment_bytes {
+        let old = self.newest().version != VERSION;
+        if old || self.newest().bytes >= self.opts.segment_bytes {
             let seg = Self::create(&self.dir, first)?;
             self.file = OpenOptions::new()
                 .append(true)
@@ -494,13 +582,23 @@ impl FeedStore {
                 .map_err(Error::io("open feed segment", &seg.path))?;
             self.segments.insert(first, seg);
         }
-        let size: usize = events.iter().map(|e| FRAME + e.1.len()).sum();
+        let seg_first = self.newest().first_seq;
+        let size: usize = events.iter().map(|e| FRAME + e.own.len()).sum();
         let mut buf = Vec::with_capacity(size);
         let mut offsets = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
             offsets.push(buf.len() as u64);
-            let flags = if i + 1 == events.len() { LAST } else { 0 };
-            encode(&mut buf, first + i as u64, position, time_ms, *e, flags);
+            let seq = first + i as u64;
+            let mut flags = if i + 1 == events.len() { LAST } else { 0 };
+            // A read may start at the first of an append or at a sparse
+            // offset: those hold their shared part (module docs).
+            if i > 0
+                && !(seq - seg_first).is_multiple_of(SPARSE_EVERY)
+                && events[i - 1].shared == e.shared
+            {
+                flags |= SAME_SHARED;
+            }
+            encode(&mut buf, seq, position, time_ms, *e, flags);
         }
         let seg = self
             .segments
@@ -560,6 +658,7 @@ impl FeedStore {
                 .range(start..)
                 .map(|(_, s)| Segment {
                     path: s.path.clone(),
+                    version: s.version,
                     first_seq: s.first_seq,
                     last_seq: s.last_seq,
                     bytes: s.bytes,
@@ -611,9 +710,16 @@ mod tests {
         (kind, text.to_string())
     }
 
-    /// Appends owned test events.
+    /// Appends owned test events (all sharing one empty part).
     fn put(f: &mut FeedStore, position: u64, time_ms: i64, events: &[(u8, String)]) -> u64 {
-        let events: Vec<NewEvent> = events.iter().map(|(k, t)| (*k, t.as_bytes())).collect();
+        let events: Vec<NewEvent> = events
+            .iter()
+            .map(|(k, t)| NewEvent {
+                kind: *k,
+                shared: b"",
+                own: t.as_bytes(),
+            })
+            .collect();
         f.append(position, time_ms, &events).unwrap()
     }
 
@@ -727,6 +833,115 @@ mod tests {
         drop(f);
         let mut f = FeedStore::open(d.path(), small()).unwrap();
         assert_eq!(put(&mut f, 61, 61, &[ev(0, "after")]), 61);
+    }
+
+    /// Each event's shared part, read from every cursor: runs of equal
+    /// ones across sparse offsets, appends and segments.
+    #[test]
+    fn shared_parts_read_back_from_any_cursor() {
+        let d = tempfile::tempdir().unwrap();
+        let opts = FeedOptions {
+            segment_bytes: 4000,
+        };
+        let mut f = FeedStore::open(d.path(), opts).unwrap();
+        let mut want = Vec::new();
+        for p in 1..=30u64 {
+            // Runs of 1 to 90 events sharing a part, several runs a command.
+            let texts: Vec<(Vec<u8>, Vec<u8>)> = (0..(p * 7 % 150))
+                .map(|i| {
+                    let run = i / (1 + p % 90);
+                    (
+                        format!("props {p}.{run}").into_bytes(),
+                        format!("{p}.{i}").into_bytes(),
+                    )
+                })
+                .collect();
+            let events: Vec<NewEvent> = texts
+                .iter()
+                .map(|(s, o)| NewEvent {
+                    kind: 0,
+                    shared: s,
+                    own: o,
+                })
+                .collect();
+            f.append(p, 0, &events).unwrap();
+            want.extend(texts);
+        }
+        assert!(f.segments.len() > 3, "{} segments", f.segments.len());
+        let read = |f: &FeedStore, after: u64| -> Vec<(Vec<u8>, Vec<u8>)> {
+            let Read::Events { events, .. } = f.read(after, usize::MAX, |_| true).unwrap() else {
+                panic!("expired")
+            };
+            events
+                .into_iter()
+                .map(|s| (s.shared.expect("version 2").to_vec(), s.payload))
+                .collect()
+        };
+        for after in 0..want.len() as u64 {
+            assert_eq!(read(&f, after), want[after as usize..], "after {after}");
+        }
+        drop(f);
+        let f = FeedStore::open(d.path(), opts).unwrap();
+        assert_eq!(read(&f, 0), want);
+        assert_eq!(read(&f, 100), want[100..]);
+    }
+
+    /// A feed written before the compact form: its records read as they
+    /// were (one payload, no shared part), and appends go to a new
+    /// segment of the current version.
+    #[test]
+    fn version_1_segments_read_as_written_and_appends_start_a_new_one() {
+        let d = tempfile::tempdir().unwrap();
+        let path = segment_path(d.path(), 1);
+        let mut bytes = header(1).to_vec();
+        for seq in 1..=3u64 {
+            // Version 1 frames are version 2's, and never share.
+            let text = format!("{{\"seq\":{seq}}}");
+            let e = NewEvent {
+                kind: 4,
+                shared: b"",
+                own: text.as_bytes(),
+            };
+            let mut rec = Vec::new();
+            encode(&mut rec, seq, seq, 1000, e, LAST);
+            // Without the shared part's length.
+            rec.drain(FRAME..FRAME + 4);
+            let len = (rec.len() - FRAME) as u32;
+            rec[..4].copy_from_slice(&len.to_le_bytes());
+            let crc = crc32fast::hash(&rec[8..]);
+            rec[4..8].copy_from_slice(&crc.to_le_bytes());
+            bytes.extend(rec);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let mut f = FeedStore::open(d.path(), FeedOptions::default()).unwrap();
+        assert_eq!((f.covered(), f.bounds()), (3, (1, 3)));
+        let Read::Events { events, .. } = f.read(1, 10, |_| true).unwrap() else {
+            panic!("expired")
+        };
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| (e.seq, e.payload.as_slice(), e.shared.is_none()))
+                .collect::<Vec<_>>(),
+            [
+                (2, &b"{\"seq\":2}"[..], true),
+                (3, &b"{\"seq\":3}"[..], true)
+            ]
+        );
+        put(&mut f, 4, 2000, &[ev(0, "new")]);
+        assert_eq!(f.segments.len(), 2, "a new segment for the new form");
+        assert_eq!(f.newest().version, VERSION);
+        drop(f);
+        let f = FeedStore::open(d.path(), FeedOptions::default()).unwrap();
+        assert_eq!(
+            texts(f.read(2, 10, |_| true).unwrap()),
+            [(3, "{\"seq\":3}".into()), (4, "new".into())]
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "the old segment as it was"
+        );
     }
 
     proptest! {

@@ -439,6 +439,9 @@ fn indexed<'c, P: Profiles + ?Sized>(
                 return Some((none(), negated));
             };
             Some(match cond {
+                // Did it at all: one set rather than a union of counts.
+                EventCond::MoreThan(0) => (Cow::Borrowed(col.did()), false),
+                EventCond::LessThan(1) => (Cow::Borrowed(col.did()), true),
                 EventCond::MoreThan(n) => (set(above(*n), &|r| col.counts(r)), false),
                 EventCond::LessThan(0) => (none(), false),
                 EventCond::LessThan(n) => (col.counts(*n..=u64::MAX), true),
@@ -453,6 +456,31 @@ fn indexed<'c, P: Profiles + ?Sized>(
             })
         }
         _ => None,
+    }
+}
+
+/// Whether a leaf's index answer is one stored set, so that intersecting
+/// it with any candidates, however few, costs less than looking at their
+/// profiles (a saved segment's update after a write evaluates a few
+/// hundred: `engine::tracking`): `exists`, `equals` of a string that
+/// names no instant or of a boolean, `includes_value`, their negations,
+/// and whether an event was done at all.
+fn one_set(f: &Filter) -> bool {
+    match f {
+        Filter::Attribute { cond, .. } => match cond {
+            AttrCond::Exists | AttrCond::DoesNotExist | AttrCond::IncludesValue(_) => true,
+            AttrCond::Equals(s) | AttrCond::NotEquals(s) => match s {
+                Scalar::Str(t) => !matches!(AttrValue::from_text(t), AttrValue::Time { .. }),
+                Scalar::Bool(_) => true,
+                Scalar::Num(_) => false,
+            },
+            _ => false,
+        },
+        Filter::Event { cond, .. } => matches!(
+            cond,
+            EventCond::MoreThan(0) | EventCond::LessThan(1) | EventCond::Exactly(0)
+        ),
+        _ => false,
     }
 }
 
@@ -641,7 +669,8 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             return RoaringBitmap::new();
         }
         let cols = self.profiles.columns();
-        if cand.len() >= self.scan_below && !self.regex_cheaper_by_scan(f, cand) {
+        let by_index = cand.len() >= self.scan_below || one_set(f);
+        if by_index && !self.regex_cheaper_by_scan(f, cand) {
             match indexed(self.profiles, f, &|| self.out_of_time()) {
                 Some((set, false)) => return cand & &*set,
                 Some((set, true)) => return cand - &*set,
@@ -1314,8 +1343,9 @@ mod tests {
             let uid = s.upsert_external(&format!("u{i}"), true).unwrap();
             s.update_attribute(uid, "plan", AttrUpdate::Set(AttrValue::Str("gold".into())));
         }
+        // A leaf that scans its candidates (an `equals` is one index set).
         let f = parse(
-            &json!({"attribute": {"name": "plan", "op": "equals", "value": "gold"}}),
+            &json!({"attribute": {"name": "plan", "op": "matches_regex", "value": "^g"}}),
             &|_| true,
         )
         .unwrap();
