@@ -8,6 +8,7 @@
 //! cargo bench --bench export -- --profiles 200000 --seconds 10 --connections 4 \
 //!     --fsync always --events 1000000 --deltas 400
 //! cargo bench --bench export -- --only 3                    # one scenario (1, 2 or 3)
+//! cargo bench --bench export -- --only 3 --phases d         # scenario 3's phase (d) alone
 //! ```
 //!
 //! Each target is measured next to its baseline, in the same run, on the
@@ -68,6 +69,9 @@ struct Args {
     deltas: usize,
     /// Only this scenario (1, 2 or 3); `None`: all.
     only: Option<u32>,
+    /// Scenario 3's phases to time (`a`, `b`, `c`, `A` for (a'), `d`):
+    /// fewer for profiling one.
+    phases: String,
 }
 
 fn args() -> Args {
@@ -79,6 +83,7 @@ fn args() -> Args {
         events: 1_000_000,
         deltas: 400,
         only: None,
+        phases: "abcAd".into(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -92,6 +97,7 @@ fn args() -> Args {
             "--events" => a.events = val().parse().expect("--events N"),
             "--deltas" => a.deltas = val().parse().expect("--deltas N"),
             "--only" => a.only = Some(val().parse().expect("--only 1|2|3")),
+            "--phases" => a.phases = val(),
             _ => {} // cargo passes --bench
         }
     }
@@ -1051,9 +1057,17 @@ fn tracking(a: &Args) {
         })
         .collect();
     let feed_events = || metric(addr, "cohortd_feed_events");
+    // A phase not asked for (`--phases`) sends nothing.
+    let timed = |phase: char| {
+        if a.phases.contains(phase) {
+            one_at_a_time(addr, &bodies, WARM)
+        } else {
+            Vec::new()
+        }
+    };
 
     let e0 = feed_events();
-    let bare = one_at_a_time(addr, &bodies, WARM);
+    let bare = timed('a');
     let e1 = feed_events();
 
     let mut c = Conn::open(addr);
@@ -1076,7 +1090,7 @@ fn tracking(a: &Args) {
     let (cursor, _) = feed_end(&mut c, &ws.key, "0", None);
 
     let e2 = feed_events();
-    let tracked = one_at_a_time(addr, &bodies, WARM);
+    let tracked = timed('b');
     let e3 = feed_events();
     let mut c = Conn::open(addr);
     let (_, entered) = feed_end(&mut c, &ws.key, &cursor, Some("users.segments.Entered"));
@@ -1091,11 +1105,11 @@ fn tracking(a: &Args) {
     // (c): only the 25 that do not read `pushed` are left.
     delete(&ids[..25]);
     let e4 = feed_events();
-    let unaffected = one_at_a_time(addr, &bodies, WARM);
+    let unaffected = timed('c');
     let e5 = feed_events();
     delete(&ids[25..]);
     let e6 = feed_events();
-    let again = one_at_a_time(addr, &bodies, WARM);
+    let again = timed('A');
     let e7 = feed_events();
     // (d): 50 again, 5 of them on `pushed`, narrowed.
     for (i, f) in few_on_pushed().iter().enumerate() {
@@ -1109,7 +1123,7 @@ fn tracking(a: &Args) {
     }
     let (cursor_d, _) = feed_end(&mut c, &ws.key, "0", None);
     let e8 = feed_events();
-    let narrow = one_at_a_time(addr, &bodies, WARM);
+    let narrow = timed('d');
     let e9 = feed_events();
     let (_, entered_d) = feed_end(&mut c, &ws.key, &cursor_d, Some("users.segments.Entered"));
     let (_, exited_d) = feed_end(&mut c, &ws.key, &cursor_d, Some("users.segments.Exited"));

@@ -294,8 +294,17 @@ fn frame(b: &[u8; FRAME]) -> Frame {
 }
 
 /// Appends a version 2 record; its shared part is written unless `flags`
-/// has [`SAME_SHARED`].
-fn encode(out: &mut Vec<u8>, seq: u64, position: u64, time_ms: i64, e: NewEvent, flags: u8) {
+/// has [`SAME_SHARED`]. `crc` is a fresh hasher to clone (making one
+/// looks up the CPU's features: a busy delta writes thousands of records).
+fn encode(
+    out: &mut Vec<u8>,
+    crc: &crc32fast::Hasher,
+    seq: u64,
+    position: u64,
+    time_ms: i64,
+    e: NewEvent,
+    flags: u8,
+) {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_le_bytes());
@@ -310,7 +319,9 @@ fn encode(out: &mut Vec<u8>, seq: u64, position: u64, time_ms: i64, e: NewEvent,
     out.extend_from_slice(e.own);
     let len = (out.len() - start - FRAME) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32fast::hash(&out[start + 8..]);
+    let mut crc = crc.clone();
+    crc.update(&out[start + 8..]);
+    let crc = crc.finalize();
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -329,6 +340,8 @@ struct Records<'a> {
     at: u64,
     /// The shared part of the record read last (version 2).
     shared: Option<Arc<[u8]>>,
+    /// A fresh hasher, cloned for each record (see [`encode`]).
+    crc: crc32fast::Hasher,
 }
 
 /// Bytes a [`Records`] reads at a time (more for a larger record).
@@ -345,6 +358,7 @@ impl<'a> Records<'a> {
             buf: Vec::new(),
             at: 0,
             shared: None,
+            crc: crc32fast::Hasher::new(),
         }
     }
 
@@ -376,7 +390,7 @@ impl<'a> Records<'a> {
             return None;
         }
         let payload = self.bytes(offset + FRAME as u64, f.len)?.to_vec();
-        let mut h = crc32fast::Hasher::new();
+        let mut h = self.crc.clone();
         h.update(&fixed[8..]);
         h.update(&payload);
         if h.finalize() != f.crc {
@@ -583,6 +597,7 @@ impl FeedStore {
             self.segments.insert(first, seg);
         }
         let seg_first = self.newest().first_seq;
+        let crc = crc32fast::Hasher::new();
         let size: usize = events.iter().map(|e| FRAME + e.own.len()).sum();
         let mut buf = Vec::with_capacity(size);
         let mut offsets = Vec::with_capacity(events.len());
@@ -592,13 +607,13 @@ impl FeedStore {
             let mut flags = if i + 1 == events.len() { LAST } else { 0 };
             // A read may start at the first of an append or at a sparse
             // offset: those hold their shared part (module docs).
-            if i > 0
-                && !(seq - seg_first).is_multiple_of(SPARSE_EVERY)
-                && events[i - 1].shared == e.shared
-            {
+            if i > 0 && !(seq - seg_first).is_multiple_of(SPARSE_EVERY) && {
+                let before = events[i - 1].shared;
+                std::ptr::eq(before, e.shared) || before == e.shared
+            } {
                 flags |= SAME_SHARED;
             }
-            encode(&mut buf, seq, position, time_ms, *e, flags);
+            encode(&mut buf, &crc, seq, position, time_ms, *e, flags);
         }
         let seg = self
             .segments
@@ -903,7 +918,7 @@ mod tests {
                 own: text.as_bytes(),
             };
             let mut rec = Vec::new();
-            encode(&mut rec, seq, seq, 1000, e, LAST);
+            encode(&mut rec, &crc32fast::Hasher::new(), seq, seq, 1000, e, LAST);
             // Without the shared part's length.
             rec.drain(FRAME..FRAME + 4);
             let len = (rec.len() - FRAME) as u32;
