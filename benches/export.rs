@@ -30,10 +30,13 @@
 //!    (the receivers' own ceilings), and the same events pulled through
 //!    `GET /feed?limit=10000` pages.
 //! 3. Segment tracking: one delta at a time (1000 ids, adds and removes of
-//!    the same ids in turn on a cohort) with no saved segment, then the
-//!    very same deltas with 50 saved segments, with only the 25 that do
-//!    not read the cohort, and with none again (a control for drift):
-//!    p50/p99, and how many `users.segments.*` events the segments made.
+//!    the same ids in turn on a cohort) with no saved segment, with 50
+//!    saved segments of which 25 read the cohort, with only the 25 that do
+//!    not, and with 50 of which 5 read it, each narrowed by an attribute
+//!    or event: p50/p99, and how many `users.segments.*` events the
+//!    segments made. The phases take turns, a slice of the same deltas
+//!    each, round after round, so that the machine's drift over the run
+//!    falls on all of them alike.
 //!
 //! The servers run the shipped `config.toml` with `fsync` as asked, no
 //! periodic snapshots, connector retries backing off from 5 ms to at most
@@ -1046,7 +1049,10 @@ fn tracking(a: &Args) {
     // every phase starts from the same state and sends the same deltas.
     let outside: Vec<String> = (0..n).filter(|i| i % 10 >= 3).map(uid_name).collect();
     let blocks: Vec<&[String]> = outside.chunks_exact(1000).collect();
-    const WARM: usize = 20;
+    // The phases take turns in rounds (below), each phase's slice of a
+    // round starting with two untimed deltas.
+    const ROUNDS: usize = 10;
+    const WARM: usize = 2 * ROUNDS;
     let bodies: Vec<Vec<u8>> = (0..(WARM + a.deltas) / 2)
         .flat_map(|p| {
             let ids = blocks[p % blocks.len()];
@@ -1057,151 +1063,140 @@ fn tracking(a: &Args) {
         })
         .collect();
     let feed_events = || metric(addr, "cohortd_feed_events");
-    // A phase not asked for (`--phases`) sends nothing.
-    let timed = |phase: char| {
-        if a.phases.contains(phase) {
-            one_at_a_time(addr, &bodies, WARM)
-        } else {
-            Vec::new()
-        }
+    // The phases run in turn, a slice of the deltas each, round after
+    // round: the machine's drift (the same build's p50 moves by a third
+    // over a minute here) falls on every phase alike. Each phase's slice
+    // starts with two untimed deltas (after its segments were saved).
+    let per = (bodies.len() / ROUNDS) & !1;
+    let mut c = Conn::open(addr);
+    let save = |c: &mut Conn, filters: &[Value], name: &str| -> Vec<String> {
+        filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let r = c.json(
+                    "POST",
+                    "/segments",
+                    Some(&ws.key),
+                    &json!({"name": format!("{name} {i}"), "filter": f}),
+                );
+                r["segment_id"].as_str().expect("saved").to_string()
+            })
+            .collect()
     };
-
-    let e0 = feed_events();
-    let bare = timed('a');
-    let e1 = feed_events();
-
-    let mut c = Conn::open(addr);
-    let filters = segment_filters();
-    let t0 = Instant::now();
-    let ids: Vec<String> = filters
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let r = c.json(
-                "POST",
-                "/segments",
-                Some(&ws.key),
-                &json!({"name": format!("segment {i}"), "filter": f}),
-            );
-            r["segment_id"].as_str().unwrap().to_string()
-        })
-        .collect();
-    let saving = t0.elapsed();
-    let (cursor, _) = feed_end(&mut c, &ws.key, "0", None);
-
-    let e2 = feed_events();
-    let tracked = timed('b');
-    let e3 = feed_events();
-    let mut c = Conn::open(addr);
-    let (_, entered) = feed_end(&mut c, &ws.key, &cursor, Some("users.segments.Entered"));
-    let (_, exited) = feed_end(&mut c, &ws.key, &cursor, Some("users.segments.Exited"));
-
-    let mut delete = |ids: &[String]| {
+    let delete = |c: &mut Conn, ids: &[String]| {
         for id in ids {
             let (st, body) = c.call("DELETE", &format!("/segments/{id}"), Some(&ws.key), b"");
             assert!(st < 300, "{}", String::from_utf8_lossy(&body));
         }
     };
-    // (c): only the 25 that do not read `pushed` are left.
-    delete(&ids[..25]);
-    let e4 = feed_events();
-    let unaffected = timed('c');
-    let e5 = feed_events();
-    delete(&ids[25..]);
-    let e6 = feed_events();
-    let again = timed('A');
-    let e7 = feed_events();
-    // (d): 50 again, 5 of them on `pushed`, narrowed.
-    for (i, f) in few_on_pushed().iter().enumerate() {
-        let r = c.json(
-            "POST",
-            "/segments",
-            Some(&ws.key),
-            &json!({"name": format!("narrow {i}"), "filter": f}),
-        );
-        assert!(r["segment_id"].is_string(), "{r}");
+    #[derive(Default)]
+    struct Timed {
+        lat: Vec<Duration>,
+        events: u64,
+        entered: u64,
+        exited: u64,
     }
-    let (cursor_d, _) = feed_end(&mut c, &ws.key, "0", None);
-    let e8 = feed_events();
-    let narrow = timed('d');
-    let e9 = feed_events();
-    let (_, entered_d) = feed_end(&mut c, &ws.key, &cursor_d, Some("users.segments.Entered"));
-    let (_, exited_d) = feed_end(&mut c, &ws.key, &cursor_d, Some("users.segments.Exited"));
+    let mut saving = Duration::ZERO;
+    // The end of the feed, so that each phase counts only its own events.
+    let mut cursor = feed_end(&mut c, &ws.key, "0", None).0;
+    let mut run = |c: &mut Conn, phase: char, slice: &[Vec<u8>], into: &mut Timed| {
+        if !a.phases.contains(phase) {
+            return;
+        }
+        let e0 = feed_events();
+        into.lat.extend(one_at_a_time(addr, slice, 2));
+        into.events += feed_events() - e0;
+        into.entered += feed_end(c, &ws.key, &cursor, Some("users.segments.Entered")).1;
+        into.exited += feed_end(c, &ws.key, &cursor, Some("users.segments.Exited")).1;
+        cursor = feed_end(c, &ws.key, &cursor, None).0;
+    };
+    // Each phase saves its own segments and deletes them after, and the
+    // order of the phases turns by one each round, so that every phase
+    // follows each other (and the writeback of (b)'s ten times larger
+    // feed) as often.
+    let filters: [Vec<Value>; 4] = [
+        Vec::new(),
+        segment_filters(),
+        segment_filters().split_off(25),
+        few_on_pushed(),
+    ];
+    let mut timed: [Timed; 4] = [(); 4].map(|_| Timed::default());
+    for r in 0..ROUNDS {
+        let slice = &bodies[r * per..(r + 1) * per];
+        for i in 0..4 {
+            let p = (i + r) % 4;
+            let t0 = Instant::now();
+            let ids = save(&mut c, &filters[p], "segment");
+            if p == 1 {
+                saving += t0.elapsed();
+            }
+            run(&mut c, ['a', 'b', 'c', 'd'][p], slice, &mut timed[p]);
+            delete(&mut c, &ids);
+        }
+    }
+    let [bare, tracked, unaffected, narrow] = timed;
 
     println!(
         "\n### 3. Segment entered/exited tracking (target: p50 at most +20 % with 50 saved segments)\n\n\
          {n} profiles (plan, score, vip, country; `open` events for one in three, `purchase` for \
          one in seven); cohort `pushed` starts with 30 % of them, `loyal` with 20 %. One delta at \
-         a time on one connection, fsync = {}: {} deltas (after {WARM} untimed), alternately adding \
-         and removing the same 1000 non-members of `pushed`, the same deltas in each phase. \
-         (b): 50 saved segments (25 reading `pushed`, 25 on attributes and events only), saved \
-         in {:.2} s. (c): the same once the 25 reading `pushed` are deleted. (a'): once all are \
-         deleted (a control for drift). (d): 50 saved segments again, only 5 of them reading \
+         a time on one connection, fsync = {}, alternately adding and removing the same 1000 \
+         non-members of `pushed`. The phases take turns, {ROUNDS} rounds, their order turning by \
+         one each round; each saves its segments, sends the round's same {per} deltas (the first \
+         2 untimed) and deletes them: (a) no saved segment, (b) 50 saved segments (25 reading \
+         `pushed`, 25 on attributes and events only; saving all 50 took {:.3} s on average), (c) \
+         only the 25 not reading `pushed`, (d) 50 saved segments, only 5 of them reading \
          `pushed`, each narrowed by an attribute or event (plan, country, vip, score, `open`), \
          45 on attributes and events only.\n",
         a.fsync,
-        a.deltas,
-        saving.as_secs_f64()
+        saving.as_secs_f64() / ROUNDS as f64
     );
-    println!("| phase | deltas | p50 ms | p99 ms | mean ms | feed events written |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| phase | deltas | p50 ms | p99 ms | mean ms | feed events a delta | of which segment events |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     let mean = |l: &[Duration]| {
         l.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / l.len().max(1) as f64
     };
-    for (name, l, events) in [
-        ("(a) no saved segment", &bare, e1 - e0),
-        ("(b) 50 saved segments", &tracked, e3 - e2),
-        (
-            "(c) only the 25 segments not reading `pushed`",
-            &unaffected,
-            e5 - e4,
-        ),
-        ("(a') segments deleted", &again, e7 - e6),
-        (
-            "(d) 50 saved segments, 5 narrow ones on `pushed`",
-            &narrow,
-            e9 - e8,
-        ),
+    for (name, t) in [
+        ("(a) no saved segment", &bare),
+        ("(b) 50 saved segments", &tracked),
+        ("(c) only the 25 segments not reading `pushed`", &unaffected),
+        ("(d) 50 saved segments, 5 narrow ones on `pushed`", &narrow),
     ] {
+        let sent = (t.lat.len() + 2 * ROUNDS).max(1) as f64;
+        let mut l = t.lat.clone();
+        l.sort_unstable();
         println!(
-            "| {name} | {} | {} | {} | {:.3} | {events} |",
+            "| {name} | {} | {} | {} | {:.3} | {:.0} | {:.0} |",
             l.len(),
-            pct(l, 0.50),
-            pct(l, 0.99),
-            mean(l)
+            pct(&l, 0.50),
+            pct(&l, 0.99),
+            mean(&l),
+            t.events as f64 / sent,
+            (t.entered + t.exited) as f64 / sent
         );
     }
-    let r50 = quantile_ms(&tracked, 0.5) / quantile_ms(&bare, 0.5);
-    let r99 = quantile_ms(&tracked, 0.99) / quantile_ms(&bare, 0.99);
-    println!(
-        "| **(b) ÷ (a)** | | **{r50:.3}** ({:+.1} %) | {r99:.3} | {:.3} | |",
-        (r50 - 1.0) * 100.0,
-        mean(&tracked) / mean(&bare)
-    );
-    let c50 = quantile_ms(&unaffected, 0.5) / quantile_ms(&bare, 0.5);
-    println!(
-        "| (c) ÷ (a) | | {c50:.3} ({:+.1} %) | {:.3} | {:.3} | |",
-        (c50 - 1.0) * 100.0,
-        quantile_ms(&unaffected, 0.99) / quantile_ms(&bare, 0.99),
-        mean(&unaffected) / mean(&bare)
-    );
-    let d50 = quantile_ms(&narrow, 0.5) / quantile_ms(&bare, 0.5);
-    println!(
-        "| **(d) ÷ (a)** | | **{d50:.3}** ({:+.1} %) | {:.3} | {:.3} | |",
-        (d50 - 1.0) * 100.0,
-        quantile_ms(&narrow, 0.99) / quantile_ms(&bare, 0.99),
-        mean(&narrow) / mean(&bare)
-    );
-    println!(
-        "\nfeed during (b): {entered} users.segments.Entered and {exited} users.segments.Exited \
-         events ({:.0} a delta), besides the cohort events",
-        (entered + exited) as f64 / (WARM + a.deltas) as f64
-    );
-    println!(
-        "feed during (d): {entered_d} users.segments.Entered and {exited_d} \
-         users.segments.Exited events ({:.0} a delta)",
-        (entered_d + exited_d) as f64 / (WARM + a.deltas) as f64
-    );
+    let sorted = |t: &Timed| {
+        let mut l = t.lat.clone();
+        l.sort_unstable();
+        l
+    };
+    let base = sorted(&bare);
+    for (name, t) in [
+        ("**(b)", &tracked),
+        ("(c)", &unaffected),
+        ("**(d)", &narrow),
+    ] {
+        let l = sorted(t);
+        let r50 = quantile_ms(&l, 0.5) / quantile_ms(&base, 0.5);
+        let bold = if name.starts_with("**") { "**" } else { "" };
+        println!(
+            "| {name} ÷ (a){bold} | | {bold}{r50:.3}{bold} ({:+.1} %) | {:.3} | {:.3} | | |",
+            (r50 - 1.0) * 100.0,
+            quantile_ms(&l, 0.99) / quantile_ms(&base, 0.99),
+            mean(&l) / mean(&base)
+        );
+    }
     drop(server);
 }
 

@@ -479,9 +479,10 @@ impl Applier {
                 .collect();
             FeedNote {
                 gather: gather.clone(),
-                users,
+                users: Arc::new(users),
             }
         });
+        let known = feed.as_ref().map(|n| n.users.clone());
         drop(profiles);
         let tracking = ws.tracks_segments();
         let (reply, rx) = oneshot::channel();
@@ -498,7 +499,8 @@ impl Applier {
             let (outcome, changed) = r.map_err(|_| lost("cohort"))?;
             if tracking {
                 let touched = Touched::Cohort { key, uids: changed };
-                segment_events(&ws, &touched, gather.as_deref());
+                let known = known.as_deref().map_or(&[][..], Vec::as_slice);
+                segment_events(&ws, &touched, gather.as_deref(), known);
             }
             Ok(Outcome::Delta(outcome))
         })
@@ -686,7 +688,7 @@ fn track_segments(
     pending
         .map(move |r| {
             if r.is_ok() {
-                segment_events(&ws, &touched, gather.as_deref());
+                segment_events(&ws, &touched, gather.as_deref(), &[]);
             }
             r
         })
@@ -694,14 +696,20 @@ fn track_segments(
 }
 
 /// [`tracking::track`], its events added to the command's (if it makes
-/// any).
-fn segment_events(ws: &Workspace, touched: &Touched, gather: Option<&feed::Gather>) {
+/// any). `known`: who the command's profiles are, by ascending id, when it
+/// already looked them up (a delta's).
+fn segment_events(
+    ws: &Workspace,
+    touched: &Touched,
+    gather: Option<&feed::Gather>,
+    known: &[feed::User],
+) {
     let bare = |uid| feed::User {
         uid,
         external_id: None,
         device_id: None,
     };
-    let events = tracking::track(ws, touched, &|uid| {
+    let events = tracking::track(ws, touched, known, &|uid| {
         gather.map_or_else(|| bare(uid), |g| g.user(uid))
     });
     if let Some(g) = gather {

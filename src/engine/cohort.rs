@@ -307,8 +307,9 @@ pub struct ApplyChanges {
 /// as of its apply.
 pub struct FeedNote {
     pub gather: Arc<feed::Gather>,
-    /// By ascending id, one each.
-    pub users: Vec<feed::User>,
+    /// By ascending id, one each (shared with the segments' tracking,
+    /// which names the same profiles).
+    pub users: Arc<Vec<feed::User>>,
 }
 
 /// Profiles merged (`from` → `into`) or deleted (`into` = `None`).
@@ -340,16 +341,19 @@ impl Handler<ApplyChanges> for Cohort {
         if let Some(note) = msg.feed {
             let properties = cohort_properties(&self.cell.key, &self.cell.meta.read().name);
             // Both ascending: walk the users along the changes.
-            let mut users = note.users.into_iter().peekable();
+            let mut users = note.users.iter().peekable();
             let events = changed
                 .iter()
                 .map(|&(uid, entered)| {
                     while users.next_if(|u| u.uid < uid).is_some() {}
-                    let user = users.next_if(|u| u.uid == uid).unwrap_or(feed::User {
-                        uid,
-                        external_id: None,
-                        device_id: None,
-                    });
+                    let user = users
+                        .next_if(|u| u.uid == uid)
+                        .cloned()
+                        .unwrap_or(feed::User {
+                            uid,
+                            external_id: None,
+                            device_id: None,
+                        });
                     feed::Event::new(membership_type(entered), user, properties.clone())
                 })
                 .collect();

@@ -98,15 +98,15 @@ impl Touched {
         }
     }
 
-    /// The profiles among the touched ones (`all`) whose membership of a
-    /// segment reading `reads` may have changed.
+    /// The profiles among the touched ones (`all`, made only if needed)
+    /// whose membership of a segment reading `reads` may have changed.
     fn candidates<'a>(
         &self,
         reads: &segment::Reads,
-        all: &'a RoaringBitmap,
+        all: impl FnOnce() -> &'a RoaringBitmap,
     ) -> Cow<'a, RoaringBitmap> {
         match self {
-            Touched::Cohort { key, .. } if reads.cohorts.contains(key) => Cow::Borrowed(all),
+            Touched::Cohort { key, .. } if reads.cohorts.contains(key) => Cow::Borrowed(all()),
             Touched::Cohort { .. } => Cow::Owned(RoaringBitmap::new()),
             Touched::Profiles {
                 paths,
@@ -117,14 +117,14 @@ impl Touched {
                 let wrote = paths.iter().any(|p| reads.attributes.contains(p))
                     || events.iter().any(|e| reads.events.contains(e));
                 if wrote {
-                    Cow::Borrowed(all)
+                    Cow::Borrowed(all())
                 } else {
-                    let mut created = all.clone();
+                    let mut created = all().clone();
                     created.remove_range(..*new_from);
                     Cow::Owned(created)
                 }
             }
-            Touched::Anything { .. } => Cow::Borrowed(all),
+            Touched::Anything { .. } => Cow::Borrowed(all()),
         }
     }
 }
@@ -136,11 +136,14 @@ pub fn baseline(ws: &Workspace, filter: &Filter) -> RoaringBitmap {
 
 /// Brings every saved segment of `ws` that the write can affect up to date
 /// for the profiles it touched, and returns the events of the changes:
-/// by segment id, then profile id. `user` names a profile that is gone
-/// (merged or deleted) as it was.
+/// by segment id, then profile id. `known` names profiles as the write
+/// found them, by ascending id (a delta's, which it looked up already: a
+/// busy delta's segment events then read no profile); `user` names a
+/// profile that is gone (merged or deleted) as it was.
 pub fn track(
     ws: &Workspace,
     touched: &Touched,
+    known: &[feed::User],
     user: &dyn Fn(Uid) -> feed::User,
 ) -> Vec<feed::Event> {
     let segments: Vec<Arc<Segment>> = ws.segments_sorted();
@@ -148,10 +151,10 @@ pub fn track(
         return Vec::new();
     }
     let profiles = ws.profiles.read();
-    let all = touched.all();
+    let all = std::cell::OnceCell::new();
     let mut events = Vec::new();
     for s in segments {
-        let among = touched.candidates(&s.reads, &all);
+        let among = touched.candidates(&s.reads, || all.get_or_init(|| touched.all()));
         if among.is_empty() {
             continue;
         }
@@ -171,9 +174,12 @@ pub fn track(
         events.reserve((entered.len() + exited.len()) as usize);
         // By profile id, entered and exited interleaved.
         for uid in &(&entered | &exited) {
-            let who = match profiles.get(uid) {
-                Some(p) => super::apply::feed_user(uid, p),
-                None => user(uid),
+            let who = match known.binary_search_by_key(&uid, |u| u.uid) {
+                Ok(i) => known[i].clone(),
+                Err(_) => match profiles.get(uid) {
+                    Some(p) => super::apply::feed_user(uid, p),
+                    None => user(uid),
+                },
             };
             let kind = if entered.contains(uid) {
                 feed::EventType::SegmentEntered
@@ -215,7 +221,8 @@ mod tests {
         let on_open =
             reads(serde_json::json!({"event": {"name": "open", "op": "more_than", "count": 1}}));
         let cands = |t: &Touched, r: &segment::Reads| -> Vec<Uid> {
-            t.candidates(r, &t.all()).iter().collect()
+            let all = t.all();
+            t.candidates(r, || &all).iter().collect()
         };
         let delta = Touched::Cohort {
             key: key.clone(),

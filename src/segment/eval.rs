@@ -344,6 +344,7 @@ fn event_holds(cond: &EventCond, stats: Option<&EventStats>) -> bool {
 fn indexed<'c, P: Profiles + ?Sized>(
     profiles: &'c P,
     f: &Filter,
+    among: Option<&RoaringBitmap>,
     stop: &dyn Fn() -> bool,
 ) -> Option<(Cow<'c, RoaringBitmap>, bool)> {
     let cols = profiles.columns();
@@ -414,10 +415,17 @@ fn indexed<'c, P: Profiles + ?Sized>(
                 );
                 with_times(strings, col.dated(), &AttrCond::MatchesRegex(p.clone()))
             };
-            let range = |b: &Bound, r: fn(u64) -> Option<std::ops::RangeInclusive<u64>>| match b {
-                Bound::Num(n) => set(r(num_key(*n)), &|k| col.nums(k)),
-                Bound::Time(t) => set(r(time_key(t.at)), &|k| col.times(k)),
-            };
+            let range =
+                |b: &Bound, r: fn(u64) -> Option<std::ops::RangeInclusive<u64>>| match (b, among) {
+                    (Bound::Num(n), None) => set(r(num_key(*n)), &|k| col.nums(k)),
+                    (Bound::Time(t), None) => set(r(time_key(t.at)), &|k| col.times(k)),
+                    (Bound::Num(n), Some(a)) => {
+                        set(r(num_key(*n)), &|k| Cow::Owned(col.nums_among(k, a)))
+                    }
+                    (Bound::Time(t), Some(a)) => {
+                        set(r(time_key(t.at)), &|k| Cow::Owned(col.times_among(k, a)))
+                    }
+                };
             Some(match cond {
                 AttrCond::Exists => (Cow::Borrowed(col.exists()), false),
                 AttrCond::DoesNotExist => (Cow::Borrowed(col.exists()), true),
@@ -438,21 +446,25 @@ fn indexed<'c, P: Profiles + ?Sized>(
                     || matches!(cond, EventCond::Exactly(0));
                 return Some((none(), negated));
             };
+            let counts = |r: std::ops::RangeInclusive<u64>| match among {
+                Some(a) => Cow::Owned(col.counts_among(r, a)),
+                None => col.counts(r),
+            };
+            let last = |r: std::ops::RangeInclusive<u64>| match among {
+                Some(a) => Cow::Owned(col.last_among(r, a)),
+                None => col.last(r),
+            };
             Some(match cond {
                 // Did it at all: one set rather than a union of counts.
                 EventCond::MoreThan(0) => (Cow::Borrowed(col.did()), false),
                 EventCond::LessThan(1) => (Cow::Borrowed(col.did()), true),
-                EventCond::MoreThan(n) => (set(above(*n), &|r| col.counts(r)), false),
+                EventCond::MoreThan(n) => (set(above(*n), &counts), false),
                 EventCond::LessThan(0) => (none(), false),
-                EventCond::LessThan(n) => (col.counts(*n..=u64::MAX), true),
+                EventCond::LessThan(n) => (counts(*n..=u64::MAX), true),
                 EventCond::Exactly(0) => (Cow::Borrowed(col.did()), true),
-                EventCond::Exactly(n) => (col.counts(*n..=*n), false),
-                EventCond::LastPerformedAfter(t) => {
-                    (set(above(time_key(t.at)), &|r| col.last(r)), false)
-                }
-                EventCond::LastPerformedBefore(t) => {
-                    (set(below(time_key(t.at)), &|r| col.last(r)), false)
-                }
+                EventCond::Exactly(n) => (counts(*n..=*n), false),
+                EventCond::LastPerformedAfter(t) => (set(above(time_key(t.at)), &last), false),
+                EventCond::LastPerformedBefore(t) => (set(below(time_key(t.at)), &last), false),
             })
         }
         _ => None,
@@ -480,6 +492,20 @@ fn one_set(f: &Filter) -> bool {
             cond,
             EventCond::MoreThan(0) | EventCond::LessThan(1) | EventCond::Exactly(0)
         ),
+        _ => false,
+    }
+}
+
+/// Whether a leaf's index answer is a range of keys (`greater_than`,
+/// `less_than`, event counts and last times), which the index answers
+/// among a few candidates with a probe per span and bucket in the range
+/// (`Column::nums_among` and the like) rather than a look at each.
+fn ranged(f: &Filter) -> bool {
+    match f {
+        Filter::Attribute { cond, .. } => {
+            matches!(cond, AttrCond::GreaterThan(_) | AttrCond::LessThan(_))
+        }
+        Filter::Event { .. } => true,
         _ => false,
     }
 }
@@ -669,9 +695,12 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
             return RoaringBitmap::new();
         }
         let cols = self.profiles.columns();
-        let by_index = cand.len() >= self.scan_below || one_set(f);
+        // Few candidates: a range is taken among them only (`*_among`).
+        let few = cand.len() < self.scan_below;
+        let by_index = !few || one_set(f) || ranged(f);
         if by_index && !self.regex_cheaper_by_scan(f, cand) {
-            match indexed(self.profiles, f, &|| self.out_of_time()) {
+            let among = few.then_some(cand);
+            match indexed(self.profiles, f, among, &|| self.out_of_time()) {
                 Some((set, false)) => return cand & &*set,
                 Some((set, true)) => return cand - &*set,
                 None => {}
@@ -730,7 +759,7 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
                 }
             }
         }
-        let (set, negated) = indexed(self.profiles, f, &|| self.out_of_time())?;
+        let (set, negated) = indexed(self.profiles, f, None, &|| self.out_of_time())?;
         if self.stopped.get() {
             return None;
         }
