@@ -445,7 +445,10 @@ impl Drop for Gather {
         let mut parts = std::mem::take(self.parts.get_mut());
         parts.sort_by(|a, b| a.0.cmp(&b.0));
         let mut events = std::mem::take(&mut self.head);
-        events.extend(parts.into_iter().flat_map(|(_, e)| e));
+        events.reserve(parts.iter().map(|p| p.1.len()).sum());
+        for (_, part) in parts {
+            events.extend(part);
+        }
         if let Some(ticket) = self.ticket.take() {
             ticket.complete(events);
         }

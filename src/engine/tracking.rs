@@ -172,19 +172,32 @@ pub fn track(
         *set -= &exited;
         let properties = segment_properties(s.as_ref());
         events.reserve((entered.len() + exited.len()) as usize);
-        // By profile id, entered and exited interleaved.
-        for uid in &(&entered | &exited) {
-            let who = match known.binary_search_by_key(&uid, |u| u.uid) {
-                Ok(i) => known[i].clone(),
-                Err(_) => match profiles.get(uid) {
+        // By profile id, entered and exited interleaved (the two are
+        // disjoint), walking `known` along (all three ascend).
+        let (mut ins, mut outs) = (entered.iter(), exited.iter());
+        let (mut next_in, mut next_out) = (ins.next(), outs.next());
+        let mut k = 0;
+        loop {
+            let (uid, kind) = match (next_in, next_out) {
+                (Some(a), b) if b.is_none_or(|b| a < b) => {
+                    next_in = ins.next();
+                    (a, feed::EventType::SegmentEntered)
+                }
+                (_, Some(b)) => {
+                    next_out = outs.next();
+                    (b, feed::EventType::SegmentExited)
+                }
+                _ => break,
+            };
+            while known.get(k).is_some_and(|u| u.uid < uid) {
+                k += 1;
+            }
+            let who = match known.get(k) {
+                Some(u) if u.uid == uid => u.clone(),
+                _ => match profiles.get(uid) {
                     Some(p) => super::apply::feed_user(uid, p),
                     None => user(uid),
                 },
-            };
-            let kind = if entered.contains(uid) {
-                feed::EventType::SegmentEntered
-            } else {
-                feed::EventType::SegmentExited
             };
             events.push(feed::Event::new(kind, who, properties.clone()));
         }
