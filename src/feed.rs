@@ -316,7 +316,7 @@ fn render(out: &mut Vec<u8>, ws: WorkspaceId, s: &Stored, shared: &[u8]) -> Opti
     out.extend_from_slice(b"\",\"event_type\":\"");
     out.extend_from_slice(event_type.name().as_bytes());
     out.extend_from_slice(b"\",\"time\":");
-    out.extend_from_slice(at.div_euclid(1000).to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(at.div_euclid(1000)).as_bytes());
     out.extend_from_slice(b",\"user\":{\"user_id\":\"");
     out.extend_from_slice(&BrazeId(ws, uid).digits());
     out.push(b'"');
@@ -545,19 +545,36 @@ impl Feed {
         let reader = self.store.lock().reader(after);
         let mut read = reader.read(after, limit, |k| kinds.is_none_or(|c| c.contains(&k)))?;
         if let Read::Events { events, .. } = &mut read {
-            // Compact records become the JSON served; older ones are it.
-            for e in events.iter_mut() {
-                let Some(shared) = e.shared.take() else {
-                    continue;
-                };
-                let mut json = Vec::with_capacity(160 + shared.len() + e.payload.len());
-                render(&mut json, self.ws, e, &shared).ok_or_else(|| {
-                    crate::persist::Error::Codec(format!(
-                        "feed event {} of workspace {} does not decode",
-                        e.seq, self.ws
-                    ))
-                })?;
-                e.payload = json;
+            // Compact records become the JSON served (older ones are it),
+            // rendered into one buffer that each event then shares.
+            let size: usize = events
+                .iter()
+                .map(|e| {
+                    e.shared
+                        .as_ref()
+                        .map_or(0, |s| 200 + s.len() + e.payload.len())
+                })
+                .sum();
+            let mut out = Vec::with_capacity(size);
+            let mut ends = Vec::with_capacity(events.len());
+            for e in events.iter() {
+                if let Some(shared) = &e.shared {
+                    render(&mut out, self.ws, e, shared).ok_or_else(|| {
+                        crate::persist::Error::Codec(format!(
+                            "feed event {} of workspace {} does not decode",
+                            e.seq, self.ws
+                        ))
+                    })?;
+                }
+                ends.push(out.len());
+            }
+            let out = bytes::Bytes::from(out);
+            let mut start = 0;
+            for (e, end) in events.iter_mut().zip(ends) {
+                if e.shared.take().is_some() {
+                    e.payload = out.slice(start..end);
+                }
+                start = end;
             }
         }
         Ok(read)
@@ -770,7 +787,7 @@ mod tests {
             panic!("expired")
         };
         assert_eq!(all.len(), 202);
-        let text = |i: usize| String::from_utf8(all[i].payload.clone()).unwrap();
+        let text = |i: usize| String::from_utf8(all[i].payload.to_vec()).unwrap();
         assert_eq!(
             text(0),
             format!(

@@ -752,7 +752,9 @@ mod tests {
                     position: seq,
                     time_ms: seq as i64 * 1000,
                     kind,
-                    payload: format!("{{\"seq\":{seq},\"kind\":{kind}}}").into_bytes(),
+                    payload: format!("{{\"seq\":{seq},\"kind\":{kind}}}")
+                        .into_bytes()
+                        .into(),
                     shared: None,
                 });
             }
@@ -882,7 +884,7 @@ mod tests {
             // The body: {"events":[payloads as stored, joined by commas]}.
             let payloads: Vec<String> = seqs(&events)
                 .iter()
-                .map(|&n| String::from_utf8(feed.events.lock()[n as usize - 1].payload.clone()))
+                .map(|&n| String::from_utf8(feed.events.lock()[n as usize - 1].payload.to_vec()))
                 .collect::<std::result::Result<_, _>>()
                 .unwrap();
             let expected = format!("{{\"events\":[{}]}}", payloads.join(","));

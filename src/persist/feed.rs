@@ -60,12 +60,12 @@
 //! oldest segment's newest event is older than the age bound. A read
 //! after a cursor that retention dropped is [`Read::Expired`].
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::{sync_dir, Error, Result};
 
@@ -101,10 +101,11 @@ pub struct Stored {
     pub position: u64,
     pub time_ms: i64,
     pub kind: u8,
-    /// The own part (version 2), or the whole payload (version 1).
-    pub payload: Vec<u8>,
+    /// The own part (version 2), or the whole payload (version 1): a
+    /// slice of the chunk of the file it was read with.
+    pub payload: Bytes,
     /// The shared part (version 2); `None` for a version 1 record.
-    pub shared: Option<Arc<[u8]>>,
+    pub shared: Option<Bytes>,
 }
 
 /// What a read after a cursor found.
@@ -267,7 +268,7 @@ fn header(version: u32) -> [u8; HEADER as usize] {
 }
 
 /// A record read back: its frame, its payload (own part) and shared part.
-type Record = (Frame, Vec<u8>, Option<Arc<[u8]>>);
+type Record = (Frame, Bytes, Option<Bytes>);
 
 /// A record's fixed part, decoded.
 struct Frame {
@@ -335,11 +336,12 @@ struct Records<'a> {
     len: u64,
     /// The segment's version: how payloads are split (module docs).
     version: u32,
-    buf: Vec<u8>,
+    /// The chunk in hand; records' payloads are slices of it.
+    buf: Bytes,
     /// The file offset of `buf[0]`.
     at: u64,
     /// The shared part of the record read last (version 2).
-    shared: Option<Arc<[u8]>>,
+    shared: Option<Bytes>,
     /// A fresh hasher, cloned for each record (see [`encode`]).
     crc: crc32fast::Hasher,
 }
@@ -355,7 +357,7 @@ impl<'a> Records<'a> {
             file,
             len,
             version,
-            buf: Vec::new(),
+            buf: Bytes::new(),
             at: 0,
             shared: None,
             crc: crc32fast::Hasher::new(),
@@ -363,20 +365,21 @@ impl<'a> Records<'a> {
     }
 
     /// `n` bytes at `offset`, read from the file if the chunk in hand does
-    /// not hold them.
-    fn bytes(&mut self, offset: u64, n: usize) -> Option<&[u8]> {
+    /// not hold them (a new chunk: slices of the old one stay valid).
+    fn bytes(&mut self, offset: u64, n: usize) -> Option<Bytes> {
         if offset + n as u64 > self.len {
             return None;
         }
         let held = offset >= self.at && offset + n as u64 <= self.at + self.buf.len() as u64;
         if !held {
             let want = (self.len - offset).min(CHUNK.max(n) as u64) as usize;
-            self.buf.resize(want, 0);
-            self.file.read_exact_at(&mut self.buf, offset).ok()?;
+            let mut buf = vec![0; want];
+            self.file.read_exact_at(&mut buf, offset).ok()?;
+            self.buf = Bytes::from(buf);
             self.at = offset;
         }
         let from = (offset - self.at) as usize;
-        Some(&self.buf[from..from + n])
+        Some(self.buf.slice(from..from + n))
     }
 
     /// The record at `offset`, its payload (the own part, in version 2)
@@ -384,12 +387,12 @@ impl<'a> Records<'a> {
     /// and its shared part is known. Records must be read in order from
     /// where [`new`](Records::new) says.
     fn at(&mut self, offset: u64) -> Option<Record> {
-        let fixed: [u8; FRAME] = self.bytes(offset, FRAME)?.try_into().ok()?;
+        let fixed: [u8; FRAME] = self.bytes(offset, FRAME)?[..].try_into().ok()?;
         let f = frame(&fixed);
         if f.len > MAX_EVENT_BYTES + 4 + MAX_EVENT_BYTES {
             return None;
         }
-        let payload = self.bytes(offset + FRAME as u64, f.len)?.to_vec();
+        let payload = self.bytes(offset + FRAME as u64, f.len)?;
         let mut h = self.crc.clone();
         h.update(&fixed[8..]);
         h.update(&payload);
@@ -403,8 +406,11 @@ impl<'a> Records<'a> {
             payload
         } else {
             let n = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
-            self.shared = Some(Arc::from(payload.get(4..4 + n)?));
-            payload[4 + n..].to_vec()
+            if payload.len() < 4 + n {
+                return None;
+            }
+            self.shared = Some(payload.slice(4..4 + n));
+            payload.slice(4 + n..)
         };
         let shared = self.shared.clone()?;
         Some((f, own, Some(shared)))
@@ -746,7 +752,7 @@ mod tests {
         match r {
             Read::Events { events, .. } => events
                 .into_iter()
-                .map(|s| (s.seq, String::from_utf8(s.payload).unwrap()))
+                .map(|s| (s.seq, String::from_utf8(s.payload.to_vec()).unwrap()))
                 .collect(),
             Read::Expired { oldest } => panic!("expired, oldest {oldest}"),
         }
@@ -889,7 +895,7 @@ mod tests {
             };
             events
                 .into_iter()
-                .map(|s| (s.shared.expect("version 2").to_vec(), s.payload))
+                .map(|s| (s.shared.expect("version 2").to_vec(), s.payload.to_vec()))
                 .collect()
         };
         for after in 0..want.len() as u64 {
@@ -936,7 +942,7 @@ mod tests {
         assert_eq!(
             events
                 .iter()
-                .map(|e| (e.seq, e.payload.as_slice(), e.shared.is_none()))
+                .map(|e| (e.seq, &e.payload[..], e.shared.is_none()))
                 .collect::<Vec<_>>(),
             [
                 (2, &b"{\"seq\":2}"[..], true),
