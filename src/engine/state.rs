@@ -37,6 +37,8 @@ pub struct Segment {
     pub filter: Filter,
     pub reads: crate::segment::Reads,
     pub members: Members,
+    /// Its events' `properties` (`{segment_id, name}`), rendered once.
+    pub properties: Arc<str>,
 }
 
 /// A saved segment as a snapshot keeps it: `members` is `None` in data
@@ -52,6 +54,7 @@ pub struct SegmentImage {
 impl Segment {
     pub fn new(id: u64, name: String, filter: Filter, members: RoaringBitmap) -> Segment {
         Segment {
+            properties: super::tracking::segment_properties(id, &name),
             id,
             name,
             reads: filter.reads(),

@@ -170,7 +170,7 @@ pub fn track(
         let set = Arc::make_mut(&mut members);
         *set |= &entered;
         *set -= &exited;
-        let properties = segment_properties(s.as_ref());
+        let properties = &s.properties;
         events.reserve((entered.len() + exited.len()) as usize);
         // By profile id, entered and exited interleaved (the two are
         // disjoint), walking `known` along (all three ascend).
@@ -205,11 +205,12 @@ pub fn track(
     events
 }
 
-/// A segment event's `properties`: `{segment_id, name}`.
-fn segment_properties(s: &Segment) -> Arc<str> {
+/// A segment event's `properties`: `{segment_id, name}` (kept by each
+/// [`Segment`]).
+pub(super) fn segment_properties(id: u64, name: &str) -> Arc<str> {
     let mut p = serde_json::Map::new();
-    p.insert("segment_id".into(), s.id_string().into());
-    p.insert("name".into(), s.name.clone().into());
+    p.insert("segment_id".into(), Segment::format_id(id).into());
+    p.insert("name".into(), name.into());
     feed::properties(&p)
 }
 
