@@ -1062,7 +1062,6 @@ fn tracking(a: &Args) {
             ]
         })
         .collect();
-    let feed_events = || metric(addr, "cohortd_feed_events");
     // The phases run in turn, a slice of the deltas each, round after
     // round: the machine's drift (the same build's p50 moves by a third
     // over a minute here) falls on every phase alike. Each phase's slice
@@ -1104,12 +1103,14 @@ fn tracking(a: &Args) {
         if !a.phases.contains(phase) {
             return;
         }
-        let e0 = feed_events();
         into.lat.extend(one_at_a_time(addr, slice, 2));
-        into.events += feed_events() - e0;
+        // Reading the feed waits for every answered command's events (a
+        // delta's segments are brought up to date after its answer).
+        let (end, events) = feed_end(c, &ws.key, &cursor, None);
+        into.events += events;
         into.entered += feed_end(c, &ws.key, &cursor, Some("users.segments.Entered")).1;
         into.exited += feed_end(c, &ws.key, &cursor, Some("users.segments.Exited")).1;
-        cursor = feed_end(c, &ws.key, &cursor, None).0;
+        cursor = end;
     };
     // Each phase saves its own segments and deletes them after, and the
     // order of the phases turns by one each round, so that every phase

@@ -359,6 +359,9 @@ pub struct Feed {
     store: Mutex<FeedStore>,
     /// The newest seq, for long polls.
     newest: tokio::sync::watch::Sender<u64>,
+    /// The highest log position whose command's events are all written
+    /// ([`Feed::settled`]).
+    written: tokio::sync::watch::Sender<u64>,
     /// Wakes threads waiting for an event ([`Feed::wait_after_blocking`]:
     /// connectors); notified under `woken` after `newest` moves.
     woken: Mutex<()>,
@@ -522,6 +525,7 @@ impl Feed {
             }
             wrote |= !rendered.is_empty();
         }
+        self.written.send_replace(store.covered());
         if wrote {
             let newest = store.bounds().1;
             drop(store);
@@ -578,6 +582,18 @@ impl Feed {
             }
         }
         Ok(read)
+    }
+
+    /// Waits (up to `timeout`) until every command applied so far has its
+    /// events written: a read after a write was answered then sees its
+    /// events, even those made after the answer (a delta's saved
+    /// segments', `apply::After`).
+    pub async fn settled(&self, timeout: Duration) {
+        let Some(target) = self.pending.lock().keys().next_back().copied() else {
+            return;
+        };
+        let mut rx = self.written.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|w| *w >= target)).await;
     }
 
     /// Waits until the feed has an event after seq `after`, or `timeout`.
@@ -644,6 +660,7 @@ impl Feeds {
         };
         let store = FeedStore::open(&self.dir.join(ws.to_string()), opts)?;
         let newest = store.bounds().1;
+        let written = store.covered();
         let feed = Arc::new(Feed {
             ws,
             cfg: self.cfg,
@@ -651,6 +668,7 @@ impl Feeds {
             pending: Mutex::new(BTreeMap::new()),
             store: Mutex::new(store),
             newest: tokio::sync::watch::Sender::new(newest),
+            written: tokio::sync::watch::Sender::new(written),
             woken: Mutex::new(()),
             wake: parking_lot::Condvar::new(),
         });

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use actix::{Actor, ArbiterHandle};
 use futures_util::future::{self, BoxFuture, FutureExt};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use super::cohort::{
@@ -59,7 +59,17 @@ pub struct Applier {
     history_len: usize,
     configured: LimitsConfig,
     limits: RwLock<InForce>,
+    /// Work a logged command leaves to do once it is answered, by log
+    /// position ([`Applier::after`]).
+    after: Arc<Mutex<HashMap<u64, After>>>,
 }
+
+/// What a command leaves to do after its answer: a partner delta's saved
+/// segments (`tracking`). The lane runs it before the workspace's next
+/// command that needs quiet, and replay right after the command, so it
+/// sees exactly the state the command left; the partner's answer does not
+/// wait for it.
+pub type After = Box<dyn FnOnce() + Send>;
 
 impl Applier {
     pub fn new(
@@ -85,7 +95,15 @@ impl Applier {
                 logged,
             }),
             configured,
+            after: Arc::default(),
         }
+    }
+
+    /// Takes what the command at log `position` left to do after its
+    /// answer, if anything; the caller runs it before the workspace's next
+    /// command (see [`After`]).
+    pub fn after(&self, position: u64) -> Option<After> {
+        self.after.lock().remove(&position)
     }
 
     pub fn state(&self) -> Arc<State> {
@@ -495,12 +513,24 @@ impl Applier {
             reply,
         });
         let (ws, key) = (ws.clone(), key.clone());
+        let after = self.after.clone();
         rx.map(move |r| {
             let (outcome, changed) = r.map_err(|_| lost("cohort"))?;
             if tracking {
-                let touched = Touched::Cohort { key, uids: changed };
-                let known = known.as_deref().map_or(&[][..], Vec::as_slice);
-                segment_events(&ws, &touched, gather.as_deref(), known);
+                let track = move || {
+                    let touched = Touched::Cohort { key, uids: changed };
+                    let known = known.as_deref().map_or(&[][..], Vec::as_slice);
+                    segment_events(&ws, &touched, gather.as_deref(), known);
+                };
+                // A logged delta's segments are brought up to date once it
+                // is answered (`After`); an unlogged one's (it changed
+                // nothing) at once.
+                match position {
+                    Some(p) => {
+                        after.lock().insert(p, Box::new(track));
+                    }
+                    None => track(),
+                }
             }
             Ok(Outcome::Delta(outcome))
         })

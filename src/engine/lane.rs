@@ -218,8 +218,12 @@ impl Lane {
 
     /// Answers `reply` with `pending`'s outcome, polling it here: the lane
     /// knows when each command is done, whether or not its client waits.
+    /// The command is done once what it left to do after its answer
+    /// (`apply::After`, by its log `position`) has run too: after the
+    /// answer is sent, here.
     fn finish(
         &mut self,
+        position: Option<u64>,
         pending: Pending,
         reply: oneshot::Sender<Pending>,
         ctx: &mut Context<Self>,
@@ -231,6 +235,9 @@ impl Lane {
         self.outstanding += 1;
         ctx.spawn(wrap_future(pending).map(move |r, act: &mut Lane, ctx| {
             let _ = tx.send(r);
+            if let Some(after) = position.and_then(|p| act.applier.after(p)) {
+                after();
+            }
             act.outstanding -= 1;
             if act.outstanding == 0 {
                 act.apply_due(ctx);
@@ -319,7 +326,7 @@ impl Lane {
             }
             if !is_profile_command(&item.cmd) {
                 let pending = self.applier.apply_or_fail(Some(position), item.cmd);
-                self.finish(pending, item.reply, ctx);
+                self.finish(Some(position), pending, item.reply, ctx);
                 continue;
             }
             let applier = self.applier.clone();
@@ -337,7 +344,7 @@ impl Lane {
                 let pending = r.unwrap_or_else(|| {
                     future::ready(Err(Error::Internal("a profile write failed".into()))).boxed()
                 });
-                act.finish(pending, reply, ctx);
+                act.finish(Some(position), pending, reply, ctx);
                 act.apply_due(ctx);
             }));
             return;

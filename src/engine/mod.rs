@@ -257,6 +257,9 @@ impl Engine {
             .feeds
             .feed(ws)
             .map_err(|e| Error::Internal(format!("opening the feed of {ws}: {e}")))?;
+        // What was answered before this read is in it (up to a bound: a
+        // feed that cannot be written does not hold reads forever).
+        feed.settled(std::time::Duration::from_secs(5)).await;
         let deadline = tokio::time::Instant::now() + wait;
         let mut after = after;
         loop {

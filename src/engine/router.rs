@@ -244,11 +244,19 @@ impl Handler<Replay> for Router {
             let mut all = Vec::with_capacity(msg.records.len());
             let mut failed = 0usize;
             let count = |r: Result<Outcome>, failed: &mut usize| *failed += usize::from(r.is_err());
+            // What a command left to do after its answer runs as soon as
+            // it is done (`apply::After`).
+            let done = |r: Result<Outcome>, position: u64, failed: &mut usize| {
+                count(r, failed);
+                if let Some(after) = applier.after(position) {
+                    after();
+                }
+            };
             for (position, cmd) in msg.records {
                 let quiet = applier.needs_quiet(&cmd);
                 if quiet {
-                    for r in future::join_all(all.drain(..)).await {
-                        count(r, &mut failed);
+                    for (p, r) in future::join_all(all.drain(..)).await {
+                        done(r, p, &mut failed);
                     }
                 }
                 let restore = match &cmd {
@@ -256,8 +264,8 @@ impl Handler<Replay> for Router {
                     _ => None,
                 };
                 match (applier.apply(Some(position), cmd), restore) {
-                    (Ok(pending), _) if quiet => count(pending.await, &mut failed),
-                    (Ok(pending), _) => all.push(pending),
+                    (Ok(pending), _) if quiet => done(pending.await, position, &mut failed),
+                    (Ok(pending), _) => all.push(pending.map(move |r| (position, r))),
                     // Logged restores all succeeded once (see `run`): one
                     // that fails now cannot be skipped without losing state.
                     (Err(e), Some(id)) => {
@@ -270,8 +278,8 @@ impl Handler<Replay> for Router {
                     (Err(_), None) => failed += 1,
                 }
             }
-            for r in future::join_all(all).await {
-                count(r, &mut failed);
+            for (p, r) in future::join_all(all).await {
+                done(r, p, &mut failed);
             }
             if failed > 0 {
                 tracing::debug!(failed, "replayed commands that failed then too");
