@@ -2,8 +2,10 @@
 //! as Currents-style events, in log order, durable, kept for a bounded
 //! size and age.
 //!
-//! This module owns the events' shapes ([`Event`], rendered once as the
-//! JSON that is stored and served) and the workspaces' feeds ([`Feeds`]).
+//! This module owns the events' shapes ([`Event`]: stored compactly, its
+//! own part and its `properties` (`persist::feed`, version 2), and
+//! rendered as the JSON served when read) and the workspaces' feeds
+//! ([`Feeds`]).
 //! As each command applies, in log order (live or replayed), the engine's
 //! `apply` takes its place in its workspace's feed ([`Feed::reserve`],
 //! with the command's log position) and fills it with the command's

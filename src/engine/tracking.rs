@@ -16,9 +16,11 @@
 //! Evaluating after a write must see exactly the state that write left:
 //! the workspace's lane applies the next command only once the previous
 //! one (its cohort actors included) is done, whenever the workspace has a
-//! saved segment (`lane`), and replay does the same (`router`). Filters
-//! hold no relative times, so an evaluation depends on the state alone and
-//! a replay makes the same events.
+//! saved segment (`lane`), and replay does the same (`router`). A partner
+//! delta's update runs after its answer (`apply::After`), still before the
+//! workspace's next command. Filters hold no relative times, so an
+//! evaluation depends on the state alone and a replay makes the same
+//! events.
 //!
 //! Saving a segment (or replacing its filter) sets its members without
 //! events: a new segment starts from who matches it. Deleting one ends its
