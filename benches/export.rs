@@ -9,6 +9,7 @@
 //!     --fsync always --events 1000000 --deltas 400
 //! cargo bench --bench export -- --only 3                    # one scenario (1, 2 or 3)
 //! cargo bench --bench export -- --only 3 --phases d         # scenario 3's phase (d) alone
+//! cargo bench --bench export -- --only 1 --rounds 3         # scenario 1's phases, 3 rounds
 //! ```
 //!
 //! Each target is measured next to its baseline, in the same run, on the
@@ -20,8 +21,10 @@
 //!    the test receiver (answering 200), then to a minimal sink (`Sink`,
 //!    which parses nothing). Each phase runs on a fresh server given
 //!    exactly the same profiles, so none inherits another's feed, cohorts
-//!    or warm caches; the requests are the same too (same seeds). Then how
-//!    far behind the connector was, and how long it took to catch up.
+//!    or warm caches; the requests are the same too (same seeds). The
+//!    three run in `--rounds` rounds, their order turning by one each
+//!    round. Then how far behind the connector was, and how long it took
+//!    to catch up.
 //! 2. Delivery: two connectors created before `--events` cohort events
 //!    are written are held (their receivers answer 503 meanwhile), then
 //!    released one after the other; events/s from a release until every
@@ -72,6 +75,8 @@ struct Args {
     deltas: usize,
     /// Only this scenario (1, 2 or 3); `None`: all.
     only: Option<u32>,
+    /// Scenario 1's rounds of its three phases.
+    rounds: usize,
     /// Scenario 3's phases to time (`a`, `b`, `c`, `A` for (a'), `d`):
     /// fewer for profiling one.
     phases: String,
@@ -87,6 +92,7 @@ fn args() -> Args {
         deltas: 400,
         only: None,
         phases: "abcAd".into(),
+        rounds: 2,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -101,11 +107,13 @@ fn args() -> Args {
             "--deltas" => a.deltas = val().parse().expect("--deltas N"),
             "--only" => a.only = Some(val().parse().expect("--only 1|2|3")),
             "--phases" => a.phases = val(),
+            "--rounds" => a.rounds = val().parse().expect("--rounds N"),
             _ => {} // cargo passes --bench
         }
     }
     assert!(a.profiles >= 10_000, "--profiles must be at least 10000");
     a.connections = a.connections.max(1);
+    a.rounds = a.rounds.max(1);
     a.deltas = a.deltas.max(2) / 2 * 2; // whole add/remove pairs
     a
 }
@@ -637,43 +645,69 @@ fn ingest_phase(a: &Args, name: &'static str, target: Target) -> (Phase, Option<
 }
 
 fn ingest(a: &Args) {
-    let phases = [
+    let targets = [
         ("(a) no connector", Target::None),
         ("(b) one connector → test receiver", Target::TestReceiver),
         ("(b') one connector → minimal sink", Target::Sink),
-    ]
-    .map(|(name, target)| ingest_phase(a, name, target));
+    ];
+    // Rounds of the three phases, their order turning by one each round,
+    // so that the machine's drift falls on each alike.
+    let mut runs: Vec<Vec<(Phase, Option<String>)>> = targets.iter().map(|_| Vec::new()).collect();
+    for r in 0..a.rounds {
+        for i in 0..targets.len() {
+            let t = (i + r) % targets.len();
+            let (name, target) = targets[t];
+            runs[t].push(ingest_phase(a, name, target));
+        }
+    }
     println!(
         "\n### 1. Ingest with one connector (target: loses at most 15 %)\n\n\
          {} profiles; 1000-id deltas (750 random adds, 250 random removes, 8 cohorts), \
          {} connections, {} s, fsync = {}. Each phase on a fresh server given the same \
          profiles, then the same requests, one phase after the other (so that no phase \
          inherits another's feed, cohorts or page cache, and none shares the cores with \
-         another). The connector takes every event type; its receiver runs in the bench \
-         process, sharing the 2 cores with the server and the client: the test receiver \
-         (parses and keeps every body), or a minimal sink (parses and keeps nothing).\n",
-        a.profiles, a.connections, a.seconds, a.fsync
+         another); {} rounds of the three, their order turning by one each round. The \
+         connector takes every event type; its receiver runs in the bench process, sharing \
+         the 2 cores with the server and the client: the test receiver (parses and keeps \
+         every body), or a minimal sink (parses and keeps nothing).\n",
+        a.profiles, a.connections, a.seconds, a.fsync, a.rounds
     );
-    println!("| phase | deltas | ids/s | ÷ (a) | p50 ms | p99 ms | feed events | server CPU s | bench process CPU s |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    let base = phases[0].0.load.per_second(1000);
-    for (p, _) in &phases {
-        let r = p.load.per_second(1000) / base;
+    println!("| phase | round | deltas | ids/s | ÷ (a) of the round | p50 ms | p99 ms | feed events | server CPU s | bench process CPU s |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mean = |t: usize| {
+        runs[t]
+            .iter()
+            .map(|(p, _)| p.load.per_second(1000))
+            .sum::<f64>()
+            / runs[t].len() as f64
+    };
+    for (t, phases) in runs.iter().enumerate() {
+        for (r, (p, _)) in phases.iter().enumerate() {
+            let base = runs[0][r].0.load.per_second(1000);
+            let ratio = p.load.per_second(1000) / base;
+            println!(
+                "| {} | {} | {} | {:.0} | {ratio:.3} | {} | {} | {} | {:.1} | {:.1} |",
+                p.name,
+                r + 1,
+                p.load.requests,
+                p.load.per_second(1000),
+                pct(&p.load.latencies, 0.50),
+                pct(&p.load.latencies, 0.99),
+                p.feed_events,
+                p.server_cpu,
+                p.bench_cpu,
+            );
+        }
+        let r = mean(t) / mean(0);
         println!(
-            "| {} | {} | {:.0} | **{r:.3}** ({:+.1} %) | {} | {} | {} | {:.1} | {:.1} |",
-            p.name,
-            p.load.requests,
-            p.load.per_second(1000),
-            (r - 1.0) * 100.0,
-            pct(&p.load.latencies, 0.50),
-            pct(&p.load.latencies, 0.99),
-            p.feed_events,
-            p.server_cpu,
-            p.bench_cpu,
+            "| **{}, mean of the rounds** | | | {:.0} | **{r:.3}** ({:+.1} %) | | | | | |",
+            targets[t].0,
+            mean(t),
+            (r - 1.0) * 100.0
         );
     }
     println!();
-    for (_, note) in &phases {
+    for (_, note) in runs.iter().flatten() {
         if let Some(note) = note {
             println!("{note}");
         }
