@@ -491,9 +491,18 @@ impl Applier {
             let mut uids: Vec<Uid> = ops.iter().map(|op| op.0).collect();
             uids.sort_unstable();
             uids.dedup();
-            let users = uids
+            // A thousand profiles at random: their details' cache misses
+            // overlap when all are asked for first.
+            let found: Vec<(Uid, &crate::profiles::Profile)> = uids
                 .into_iter()
-                .filter_map(|uid| Some(feed_user(uid, profiles.get(uid)?)))
+                .filter_map(|uid| Some((uid, profiles.get(uid)?)))
+                .collect();
+            for (_, p) in &found {
+                p.prefetch_details();
+            }
+            let users = found
+                .into_iter()
+                .map(|(uid, p)| feed_user(uid, p))
                 .collect();
             FeedNote {
                 gather: gather.clone(),

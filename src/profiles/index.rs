@@ -49,8 +49,9 @@ fn key_of(table: &Table, uid: Uid) -> Option<&str> {
     table.get(uid)?.external_id.as_deref()
 }
 
+/// Asks the CPU to bring `addr`'s cache line in (a hint: never faults).
 #[inline(always)]
-fn prefetch(addr: *const u8) {
+pub(crate) fn prefetch(addr: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, even on a bad address.
     unsafe {

@@ -167,6 +167,15 @@ impl Profile {
     }
 
     /// The details, if the profile ever had any (what a snapshot stores).
+    /// Starts bringing the profile's details (aliases, devices, attributes,
+    /// events: a separate allocation) into the cache, for a batch that reads
+    /// many profiles' details after this (a delta's feed events).
+    pub fn prefetch_details(&self) {
+        if let Some(d) = self.details.as_deref() {
+            super::index::prefetch(d as *const Details as *const u8);
+        }
+    }
+
     pub fn details_if_any(&self) -> Option<&Details> {
         self.details.as_deref()
     }
