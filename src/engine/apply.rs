@@ -65,10 +65,10 @@ pub struct Applier {
 }
 
 /// What a command leaves to do after its answer: a partner delta's saved
-/// segments (`tracking`). The lane runs it before the workspace's next
-/// command that needs quiet, and replay right after the command, so it
-/// sees exactly the state the command left; the partner's answer does not
-/// wait for it.
+/// segments (`tracking`). The lane runs it right after the answer and
+/// before the workspace's next command (which waits for quiet), replay
+/// right after the command, so it sees exactly the state the command
+/// left; the partner's answer does not wait for it.
 pub type After = Box<dyn FnOnce() + Send>;
 
 impl Applier {

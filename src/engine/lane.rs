@@ -223,7 +223,7 @@ impl Lane {
     /// answer is sent, here.
     fn finish(
         &mut self,
-        position: Option<u64>,
+        position: u64,
         pending: Pending,
         reply: oneshot::Sender<Pending>,
         ctx: &mut Context<Self>,
@@ -235,7 +235,7 @@ impl Lane {
         self.outstanding += 1;
         ctx.spawn(wrap_future(pending).map(move |r, act: &mut Lane, ctx| {
             let _ = tx.send(r);
-            if let Some(after) = position.and_then(|p| act.applier.after(p)) {
+            if let Some(after) = act.applier.after(position) {
                 after();
             }
             act.outstanding -= 1;
@@ -326,7 +326,7 @@ impl Lane {
             }
             if !is_profile_command(&item.cmd) {
                 let pending = self.applier.apply_or_fail(Some(position), item.cmd);
-                self.finish(Some(position), pending, item.reply, ctx);
+                self.finish(position, pending, item.reply, ctx);
                 continue;
             }
             let applier = self.applier.clone();
@@ -344,7 +344,7 @@ impl Lane {
                 let pending = r.unwrap_or_else(|| {
                     future::ready(Err(Error::Internal("a profile write failed".into()))).boxed()
                 });
-                act.finish(Some(position), pending, reply, ctx);
+                act.finish(position, pending, reply, ctx);
                 act.apply_due(ctx);
             }));
             return;
