@@ -1,6 +1,12 @@
 //! The `cohortd` command line: `serve` (the default), and operator commands
 //! that talk to a running server over its admin API.
+//!
+//! Operator commands print a readable summary or table by default and the
+//! server's JSON with `--json` (for scripts). Output goes through
+//! [`emit`]: a reader that goes away (`cohortd inspect FILE | head`) ends
+//! the command quietly, as for any Unix tool.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,6 +19,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use cohortd::config::Config;
+use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
@@ -38,17 +45,30 @@ enum Cmd {
         action: WorkspaceCmd,
     },
     /// Take a snapshot on the running server now.
-    Snapshot,
+    Snapshot {
+        /// The server's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replace the running server's state with a snapshot's.
     Restore {
         /// A snapshot id, as `GET /admin/snapshots` lists them.
         id: String,
+        /// The server's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
-    /// Print a snapshot file's header and contents summary (offline).
+    /// Print a snapshot file's header and contents summary (offline, JSON).
     Inspect { file: PathBuf },
     /// Show every workspace's connectors and how their delivery is going.
     Connectors {
         /// The server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The running server's health, workspaces and newest snapshot.
+    Status {
+        /// JSON instead of a summary.
         #[arg(long)]
         json: bool,
     },
@@ -57,7 +77,18 @@ enum Cmd {
 #[derive(Subcommand)]
 enum WorkspaceCmd {
     /// Create a workspace; prints its id and REST API key.
-    Create { name: String },
+    Create {
+        name: String,
+        /// The server's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the workspaces with their profile and cohort counts.
+    List {
+        /// The server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,35 +100,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result =
-        load_config(&cli.config).and_then(|config| match cli.command.unwrap_or(Cmd::Serve) {
-            Cmd::Serve => cohortd::app::serve(config).map_err(|e| format!("cannot start: {e}")),
-            Cmd::Workspace {
-                action: WorkspaceCmd::Create { name },
-            } => {
-                let body = serde_json::json!({ "name": name }).to_string();
-                admin_call(&config, "POST", "/admin/workspaces", &body).map(|out| println!("{out}"))
-            }
-            Cmd::Snapshot => {
-                admin_call(&config, "POST", "/admin/snapshots", "{}").map(|out| println!("{out}"))
-            }
-            Cmd::Restore { id } => {
-                let body = serde_json::json!({ "snapshot_id": id }).to_string();
-                admin_call(&config, "POST", "/admin/restore", &body).map(|out| println!("{out}"))
-            }
-            Cmd::Connectors { json } => admin_call(&config, "GET", "/admin/connectors", "")
-                .and_then(|out| {
-                    if json {
-                        println!("{out}");
-                        Ok(())
-                    } else {
-                        connectors_table(&out).map(|t| print!("{t}"))
-                    }
-                }),
-            Cmd::Inspect { file } => cohortd::persist::schema::inspect(&file)
-                .map(|out| println!("{out}"))
-                .map_err(|e| e.to_string()),
-        });
+    let result = load_config(&cli.config).and_then(|config| run(&config, cli.command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -105,6 +108,214 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(config: &Config, command: Option<Cmd>) -> Result<(), String> {
+    // The server's JSON, or `human` of it.
+    let show = |json: bool, answer: String, human: fn(&Value) -> String| {
+        if json {
+            emit(&answer)
+        } else {
+            emit(human(&parse(&answer)?).trim_end())
+        }
+    };
+    match command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => cohortd::app::serve(config.clone()).map_err(|e| format!("cannot start: {e}")),
+        Cmd::Workspace {
+            action: WorkspaceCmd::Create { name, json },
+        } => {
+            let body = serde_json::json!({ "name": name }).to_string();
+            let answer = admin_call(config, "POST", "/admin/workspaces", &body)?;
+            show(json, answer, |v| {
+                format!(
+                    "workspace {} created\nREST API key (shown once): {}",
+                    text(&v["workspace_id"]),
+                    text(&v["rest_api_key"])
+                )
+            })
+        }
+        Cmd::Workspace {
+            action: WorkspaceCmd::List { json },
+        } => {
+            let answer = admin_call(config, "GET", "/admin/workspaces", "")?;
+            show(json, answer, |v| {
+                table(
+                    &v["workspaces"],
+                    &["workspace_id", "name", "created_at", "profiles", "cohorts"],
+                    "(no workspaces)",
+                )
+            })
+        }
+        Cmd::Snapshot { json } => {
+            let answer = admin_call(config, "POST", "/admin/snapshots", "{}")?;
+            show(json, answer, |v| format!("snapshot {}", snapshot_line(v)))
+        }
+        Cmd::Restore { id, json } => {
+            let body = serde_json::json!({ "snapshot_id": id }).to_string();
+            let answer = admin_call(config, "POST", "/admin/restore", &body)?;
+            show(json, answer, |v| {
+                format!(
+                    "restored {}; the new starting point is snapshot {}",
+                    text(&v["restored"]),
+                    snapshot_line(&v["snapshot"])
+                )
+            })
+        }
+        Cmd::Connectors { json } => {
+            let answer = admin_call(config, "GET", "/admin/connectors", "")?;
+            show(json, answer, |v| {
+                table(
+                    &v["connectors"],
+                    &[
+                        "workspace_id",
+                        "connector_id",
+                        "name",
+                        "state",
+                        "sent",
+                        "failed",
+                        "lag_events",
+                        "lag_seconds",
+                        "last_error",
+                    ],
+                    "(no connectors)",
+                )
+            })
+        }
+        Cmd::Status { json } => {
+            let status = status(config)?;
+            if json {
+                emit(&status.to_string())
+            } else {
+                emit(&status_text(&status))
+            }
+        }
+        Cmd::Inspect { file } => {
+            let out = cohortd::persist::schema::inspect(&file).map_err(|e| e.to_string())?;
+            emit(&out)
+        }
+    }
+}
+
+/// Prints `out` and a newline. A closed reader ends the command quietly
+/// (its exit status is success: the reader had what it wanted).
+fn emit(out: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(format!("cannot write the output: {e}")),
+    }
+}
+
+fn parse(answer: &str) -> Result<Value, String> {
+    serde_json::from_str(answer).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// A JSON value as a table cell.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `id at time, bytes, log position` of a snapshot's JSON.
+fn snapshot_line(v: &Value) -> String {
+    format!(
+        "{} at {}, {} bytes, log position {}",
+        text(&v["snapshot_id"]),
+        text(&v["created_at"]),
+        text(&v["bytes"]),
+        text(&v["log_position"])
+    )
+}
+
+/// The objects of `rows` as a table of `columns`, one a line, with a
+/// header; `empty` when there are none.
+fn table(rows: &Value, columns: &[&str], empty: &str) -> String {
+    let mut cells = vec![columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
+    for r in rows.as_array().into_iter().flatten() {
+        cells.push(columns.iter().map(|k| text(&r[*k])).collect());
+    }
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in &cells {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if cells.len() == 1 {
+        out.push_str(empty);
+        out.push('\n');
+    }
+    out
+}
+
+/// What `cohortd status` reports: the server's address and readiness, its
+/// workspaces' counts, and its newest snapshot.
+fn status(config: &Config) -> Result<Value, String> {
+    let addr = config.listen;
+    let (code, answer) = http_call(config, "GET", "/readyz", "", false)?;
+    let ready = code == 200;
+    let mut out = serde_json::json!({ "address": addr.to_string(), "ready": ready });
+    if !ready {
+        // Recovering: the admin API answers 503 until it is done.
+        out["detail"] = parse(&answer).unwrap_or(Value::Null);
+        return Ok(out);
+    }
+    let workspaces = parse(&admin_call(config, "GET", "/admin/workspaces", "")?)?;
+    let list = workspaces["workspaces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let sum = |k: &str| list.iter().filter_map(|w| w[k].as_u64()).sum::<u64>();
+    out["workspaces"] = list.len().into();
+    out["profiles"] = sum("profiles").into();
+    out["cohorts"] = sum("cohorts").into();
+    let snapshots = parse(&admin_call(config, "GET", "/admin/snapshots", "")?)?;
+    out["snapshots"] = snapshots["snapshots"].as_array().map_or(0, Vec::len).into();
+    out["last_snapshot"] = snapshots["snapshots"]
+        .as_array()
+        .and_then(|all| all.iter().max_by_key(|s| s["log_position"].as_u64()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(out)
+}
+
+fn status_text(s: &Value) -> String {
+    let address = text(&s["address"]);
+    if s["ready"] != Value::Bool(true) {
+        return format!("cohortd at {address}: recovering (not ready yet)");
+    }
+    let last = match &s["last_snapshot"] {
+        Value::Null => "none yet".to_string(),
+        v => snapshot_line(v),
+    };
+    format!(
+        "cohortd at {address}: ready\nworkspaces:    {} ({} profiles, {} cohorts)\n\
+         snapshots:     {}\nlast snapshot: {last}",
+        text(&s["workspaces"]),
+        text(&s["profiles"]),
+        text(&s["cohorts"]),
+        text(&s["snapshots"]),
+    )
 }
 
 /// The config file with the environment's overrides; what is wrong with
@@ -119,78 +330,54 @@ fn load_config(path: &std::path::Path) -> Result<Config, String> {
         .map_err(|e| cohortd::error::StartError::Config(e).to_string())
 }
 
-/// `GET /admin/connectors`' answer as a table, one connector a line.
-fn connectors_table(answer: &str) -> Result<String, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(answer).map_err(|e| format!("unreadable answer: {e}"))?;
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".to_string(),
-        other => other.to_string(),
-    };
-    let columns = [
-        "workspace_id",
-        "connector_id",
-        "name",
-        "state",
-        "sent",
-        "failed",
-        "lag_events",
-        "lag_seconds",
-        "last_error",
-    ];
-    let mut rows = vec![columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>()];
-    for c in v["connectors"].as_array().into_iter().flatten() {
-        rows.push(columns.iter().map(|k| text(&c[*k])).collect());
-    }
-    let widths: Vec<usize> = (0..columns.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    if rows.len() == 1 {
-        out.push_str("(no connectors)\n");
-    }
-    Ok(out)
-}
-
 /// How long the operator commands wait for the server: connecting is
 /// quick or hopeless; a snapshot of a large state or a restore can take a
 /// while, so the answer gets minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// One admin API call to the server at `config.listen`.
+/// One admin API call to the server at `config.listen`: its answer, or
+/// what went wrong (a status other than 2xx included).
 fn admin_call(config: &Config, method: &str, path: &str, body: &str) -> Result<String, String> {
-    let token = cohortd::secrets::admin_token(config)?.ok_or(
-        "no admin token: set COHORTD_ADMIN_TOKEN or start the server once to generate one",
-    )?;
+    match http_call(config, method, path, body, true)? {
+        (200..=299, text) => Ok(text),
+        (code, text) => Err(format!("server answered {code}: {text}")),
+    }
+}
+
+/// One call to the server at `config.listen`, with the admin token if
+/// `admin`: the status and the answer's text.
+fn http_call(
+    config: &Config,
+    method: &str,
+    path: &str,
+    body: &str,
+    admin: bool,
+) -> Result<(u16, String), String> {
     let addr = config.listen;
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(CONNECT_TIMEOUT)
         .timeout(ANSWER_TIMEOUT)
         .build();
-    let answer = agent
+    let mut request = agent
         .request(method, &format!("http://{addr}{path}"))
-        .set("Authorization", &format!("Bearer {token}"))
-        .set("Content-Type", "application/json")
-        .send_string(body);
-    match answer {
-        Ok(r) => r
-            .into_string()
-            .map(|s| s.trim().to_string())
-            .map_err(|e| format!("cohortd at {addr} sent an unreadable answer: {e}")),
+        .set("Content-Type", "application/json");
+    if admin {
+        let token = cohortd::secrets::admin_token(config)?.ok_or(
+            "no admin token: set COHORTD_ADMIN_TOKEN or start the server once to generate one",
+        )?;
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let unreadable =
+        |e: std::io::Error| format!("cohortd at {addr} sent an unreadable answer: {e}");
+    match request.send_string(body) {
+        Ok(r) => {
+            let code = r.status();
+            let text = r.into_string().map_err(unreadable)?;
+            Ok((code, text.trim().to_string()))
+        }
         Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            Err(format!("server answered {code}: {}", text.trim()))
+            Ok((code, r.into_string().unwrap_or_default().trim().to_string()))
         }
         Err(ureq::Error::Transport(t)) => Err(format!(
             "cannot reach cohortd at {addr} ({t}); is it running, and does COHORTD_LISTEN or \

@@ -723,7 +723,7 @@ fn the_cli_snapshots_inspects_and_restores_a_running_server() {
     script(&d, &t, 0, 30);
     let state = d.fingerprint(&t);
 
-    let snap = stdout_json(&home.cli(&["snapshot"], Some(d.addr)));
+    let snap = stdout_json(&home.cli(&["snapshot", "--json"], Some(d.addr)));
     let id = snap["snapshot_id"].as_str().unwrap().to_string();
     let file = home.data_dir().join(format!("{id}.snap"));
     assert!(file.exists(), "{file:?}");
@@ -759,7 +759,7 @@ fn the_cli_snapshots_inspects_and_restores_a_running_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 
-    let created = stdout_json(&home.cli(&["workspace", "create", "beta"], Some(d.addr)));
+    let created = stdout_json(&home.cli(&["workspace", "create", "beta", "--json"], Some(d.addr)));
     let key = created["rest_api_key"].as_str().unwrap();
     assert_eq!(d.get("/cohorts", key).status, 200);
 

@@ -216,6 +216,12 @@ impl Home {
     /// Runs a `cohortd` subcommand (not `serve`) in this home, talking to
     /// the server at `addr` if it needs one. Bounded like everything here.
     pub fn cli(&self, args: &[&str], addr: Option<SocketAddr>) -> Output {
+        self.cli_to(args, addr, Stdio::piped())
+    }
+
+    /// [`cli`](Self::cli) with its standard output going to `stdout` (a
+    /// pipe whose reader is gone, for one).
+    pub fn cli_to(&self, args: &[&str], addr: Option<SocketAddr>, stdout: Stdio) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .current_dir(self.root.path())
@@ -223,7 +229,7 @@ impl Home {
             .env("COHORTD_DATA_DIR", self.data_dir())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped());
         if let Some(a) = addr {
             cmd.env("COHORTD_LISTEN", a.to_string());

@@ -1,0 +1,117 @@
+//! The operator command line against a real server (issue 13): readable
+//! summaries and tables by default, the server's JSON with `--json`, and a
+//! reader that goes away ending a command quietly.
+
+mod common;
+
+use std::process::{Output, Stdio};
+
+use common::process::Home;
+use serde_json::Value;
+
+fn ok_text(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn ok_json(out: &Output) -> Value {
+    let text = ok_text(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn workspace_list_and_status_show_the_server_as_a_table_or_json() {
+    let home = Home::new();
+    let d = home.start();
+    let ids: Vec<String> = (0..7).map(|i| format!("u{i}")).collect();
+    let acme = d.tenant("acme", &ids);
+    let beta = d.tenant("beta", &ids[..3]);
+
+    // The table: a header, then one line a workspace with its counts.
+    let table = ok_text(&home.cli(&["workspace", "list"], Some(d.addr)));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("WORKSPACE_ID") && lines[0].contains("PROFILES"));
+    let row = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("{id} in {table}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let a = row(&acme.id);
+    assert_eq!((a[1], a[a.len() - 2]), ("acme", "7"), "{table}");
+    assert_eq!(row(&beta.id)[a.len() - 2], "3", "{table}");
+    // --json is the server's own answer.
+    let json = ok_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
+    assert_eq!(json, d.get("/admin/workspaces", common::ADMIN).body);
+
+    // Status: ready, the counts summed, no snapshot yet; then the one taken.
+    let status = ok_json(&home.cli(&["status", "--json"], Some(d.addr)));
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["address"], d.addr.to_string().as_str());
+    assert_eq!(
+        (status["workspaces"].as_u64(), status["profiles"].as_u64()),
+        (Some(2), Some(10))
+    );
+    let before = status["snapshots"].as_u64().unwrap();
+    let taken = ok_text(&home.cli(&["snapshot"], Some(d.addr)));
+    assert!(taken.starts_with("snapshot snap-"), "{taken}");
+    let id = taken.split_whitespace().nth(1).unwrap().to_string();
+    let status = ok_json(&home.cli(&["status", "--json"], Some(d.addr)));
+    assert_eq!(status["snapshots"].as_u64(), Some(before + 1));
+    assert_eq!(status["last_snapshot"]["snapshot_id"], id.as_str());
+    let text = ok_text(&home.cli(&["status"], Some(d.addr)));
+    assert!(text.contains("ready") && text.contains(&id), "{text}");
+    assert!(text.contains("2 (10 profiles"), "{text}");
+
+    // Create and restore read as sentences by default.
+    let created = ok_text(&home.cli(&["workspace", "create", "gamma"], Some(d.addr)));
+    assert!(
+        created.contains("created") && created.contains("REST API key (shown once): "),
+        "{created}"
+    );
+    let restored = ok_text(&home.cli(&["restore", &id], Some(d.addr)));
+    assert!(
+        restored.starts_with(&format!("restored {id}")),
+        "{restored}"
+    );
+    let listed = ok_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
+    assert_eq!(
+        listed["workspaces"].as_array().unwrap().len(),
+        2,
+        "the restore took gamma away"
+    );
+}
+
+/// `cohortd inspect FILE | head` and the like: a reader that is gone ends
+/// the command quietly, with success, instead of a panic about a broken
+/// pipe.
+#[test]
+fn a_closed_reader_ends_a_command_quietly() {
+    let home = Home::new();
+    let d = home.start();
+    d.tenant("acme", &["u1".to_string()]);
+    let snap = ok_json(&home.cli(&["snapshot", "--json"], Some(d.addr)));
+    let file = home
+        .data_dir()
+        .join(format!("{}.snap", snap["snapshot_id"].as_str().unwrap()));
+    for args in [
+        vec!["inspect", file.to_str().unwrap()],
+        vec!["workspace", "list"],
+        vec!["status", "--json"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = home.cli_to(&args, Some(d.addr), Stdio::from(writer));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(err.trim().is_empty(), "{args:?} said: {err}");
+    }
+}
