@@ -45,6 +45,7 @@ pub mod engine;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod import;
 pub mod keys;
 pub mod limits;
 pub mod metrics;

@@ -66,9 +66,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Load data into the running server.
+    Import {
+        #[command(subcommand)]
+        what: ImportCmd,
+    },
     /// The running server's health, workspaces and newest snapshot.
     Status {
         /// JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// Profiles from NDJSON (one `/users/track` attributes object a line)
+    /// or CSV (`.csv`: a header naming the fields), sent as batches of 75
+    /// to `/users/track`; refused lines go to a file, with why.
+    Profiles {
+        file: PathBuf,
+        /// The workspace's REST API key.
+        #[arg(long, env = "COHORTD_REST_KEY", hide_env_values = true)]
+        key: String,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Where refused lines go (default: FILE.rejected).
+        #[arg(long)]
+        rejected: Option<PathBuf>,
+        /// The summary as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -187,6 +214,50 @@ fn run(config: &Config, command: Option<Cmd>) -> Result<(), String> {
                 emit(&status.to_string())
             } else {
                 emit(&status_text(&status))
+            }
+        }
+        Cmd::Import {
+            what:
+                ImportCmd::Profiles {
+                    file,
+                    key,
+                    concurrency,
+                    rejected,
+                    json,
+                },
+        } => {
+            let rejected = rejected.unwrap_or_else(|| {
+                let mut name = file.clone().into_os_string();
+                name.push(".rejected");
+                name.into()
+            });
+            let summary = cohortd::import::run(&cohortd::import::Options {
+                file: &file,
+                format: cohortd::import::Format::of(&file),
+                server: config.listen,
+                key: &key,
+                rejected: &rejected,
+                concurrency: concurrency.max(1),
+                progress: !json,
+            })?;
+            if json {
+                emit(&summary.to_json().to_string())
+            } else {
+                let mut out = format!(
+                    "{} lines: {} profiles imported, {} lines rejected in {:.1} s ({:.0} profiles/s)",
+                    summary.lines,
+                    summary.imported,
+                    summary.rejected_total(),
+                    summary.seconds,
+                    summary.imported as f64 / summary.seconds.max(1e-9)
+                );
+                for (why, n) in &summary.rejected {
+                    out.push_str(&format!("\n  {n:>8}  {why}"));
+                }
+                if summary.rejected_total() > 0 {
+                    out.push_str(&format!("\nrejected lines: {}", rejected.display()));
+                }
+                emit(&out)
             }
         }
         Cmd::Inspect { file } => {

@@ -115,3 +115,134 @@ fn a_closed_reader_ends_a_command_quietly() {
         assert!(err.trim().is_empty(), "{args:?} said: {err}");
     }
 }
+
+/// `cohortd import profiles`: NDJSON and CSV files into a running server,
+/// the lines the parser or the server refuse in the rejected file with
+/// their numbers and why, and a summary that adds up.
+#[test]
+fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
+    let home = Home::new();
+    let d = home.start();
+    let t = d.tenant("acme", &["seed".to_string()]);
+    let count = |filter: Value| -> u64 {
+        let r = d.post(
+            "/segments/preview",
+            &t.key,
+            serde_json::json!({ "filter": filter }),
+        );
+        r.body["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}", r.body))
+    };
+
+    // NDJSON: 300 profiles, and among them a line that is not JSON, one
+    // that is not an object, one with no identifier, and a blank one.
+    let mut lines: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"external_id":"p{i}","score":{i},"plan":"gold"}}"#))
+        .collect();
+    lines.insert(10, "this is not json".into());
+    lines.insert(50, "[1, 2]".into());
+    lines.insert(120, r#"{"score": 5}"#.into());
+    lines.insert(200, String::new());
+    let file = home.root().join("profiles.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let args = [
+        "import",
+        "profiles",
+        file.to_str().unwrap(),
+        "--key",
+        &t.key,
+        "--json",
+    ];
+    let summary = ok_json(&home.cli(&args, Some(d.addr)));
+    assert_eq!(summary["lines"], 303, "{summary}");
+    assert_eq!(summary["imported"], 300, "{summary}");
+    assert_eq!(summary["rejected"], 3, "{summary}");
+    assert_eq!(summary["rejected_by_reason"]["not JSON"], 1, "{summary}");
+    assert_eq!(summary["rejected_by_reason"]["not a JSON object"], 1);
+    let rejected = std::fs::read_to_string(home.root().join("profiles.ndjson.rejected")).unwrap();
+    let mut numbers: Vec<&str> = rejected
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, ["line 11", "line 121", "line 51"], "{rejected}");
+    assert!(rejected.contains(r#"line 121: "#) && rejected.contains(r#"{"score": 5}"#));
+    assert_eq!(
+        count(serde_json::json!({"attribute": {"name": "plan", "op": "equals", "value": "gold"}})),
+        300
+    );
+    assert_eq!(
+        count(
+            serde_json::json!({"attribute": {"name": "score", "op": "greater_than", "value": 249}})
+        ),
+        50
+    );
+
+    // CSV: typed cells, a quoted comma, an empty cell left out, and a row
+    // with a cell too few; the readable summary by default.
+    let csv = "external_id,score,vip,city\n\
+               c1,7,true,\"Paris, FR\"\n\
+               c2,2.5,false,Lyon\n\
+               c3,,true,\n\
+               c4,9\n";
+    let file = home.root().join("more.csv");
+    std::fs::write(&file, csv).unwrap();
+    let rejected_path = home.root().join("refused.txt");
+    let args = [
+        "import",
+        "profiles",
+        file.to_str().unwrap(),
+        "--key",
+        &t.key,
+        "--rejected",
+        rejected_path.to_str().unwrap(),
+    ];
+    let text = ok_text(&home.cli(&args, Some(d.addr)));
+    assert!(
+        text.starts_with("4 lines: 3 profiles imported, 1 lines rejected"),
+        "{text}"
+    );
+    let rejected = std::fs::read_to_string(&rejected_path).unwrap();
+    assert!(
+        rejected.starts_with("line 5: 2 cells, the header has 4: c4,9"),
+        "{rejected}"
+    );
+    let is = |name: &str, value: Value| {
+        count(serde_json::json!({"attribute": {"name": name, "op": "equals", "value": value}}))
+    };
+    assert_eq!(is("city", "Paris, FR".into()), 1);
+    assert_eq!(is("vip", true.into()), 2);
+    assert_eq!(
+        count(serde_json::json!({"and": [
+            {"attribute": {"name": "score", "op": "greater_than", "value": 2}},
+            {"attribute": {"name": "score", "op": "less_than", "value": 3}}
+        ]})),
+        1,
+        "2.5 is a number"
+    );
+    assert_eq!(
+        count(serde_json::json!({"attribute": {"name": "city", "op": "exists"}})),
+        2,
+        "c3's empty city is left out"
+    );
+    let listed = ok_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
+    assert_eq!(listed["workspaces"][0]["profiles"], 1 + 300 + 3);
+
+    // A wrong key refuses every line, saying why, and the command says so.
+    let args = [
+        "import",
+        "profiles",
+        file.to_str().unwrap(),
+        "--key",
+        "nope",
+        "--json",
+    ];
+    let summary = ok_json(&home.cli(&args, Some(d.addr)));
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["rejected"].as_u64()),
+        (Some(0), Some(4))
+    );
+    let reasons = summary["rejected_by_reason"].to_string();
+    assert!(reasons.contains("401"), "{reasons}");
+}

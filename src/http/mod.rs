@@ -22,6 +22,10 @@ mod segments;
 mod technology_partners;
 mod users;
 
+/// Objects per `/users/track` array (Braze's limit; `cohortd import`
+/// batches by it).
+pub use users::MAX_TRACK_OBJECTS;
+
 use std::future::{ready, Ready};
 use std::time::Instant;
 
