@@ -124,6 +124,11 @@ fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
     let home = Home::new();
     let d = home.start();
     let t = d.tenant("acme", &["seed".to_string()]);
+    let import = |file: &std::path::Path, key: &str, more: &[&str]| {
+        let mut args = vec!["import", "profiles", file.to_str().unwrap(), "--key", key];
+        args.extend(more);
+        home.cli(&args, Some(d.addr))
+    };
     let count = |filter: Value| -> u64 {
         let r = d.post(
             "/segments/preview",
@@ -146,15 +151,7 @@ fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
     lines.insert(200, String::new());
     let file = home.root().join("profiles.ndjson");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let args = [
-        "import",
-        "profiles",
-        file.to_str().unwrap(),
-        "--key",
-        &t.key,
-        "--json",
-    ];
-    let summary = ok_json(&home.cli(&args, Some(d.addr)));
+    let summary = ok_json(&import(&file, &t.key, &["--json"]));
     assert_eq!(summary["lines"], 303, "{summary}");
     assert_eq!(summary["imported"], 300, "{summary}");
     assert_eq!(summary["rejected"], 3, "{summary}");
@@ -189,16 +186,11 @@ fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
     let file = home.root().join("more.csv");
     std::fs::write(&file, csv).unwrap();
     let rejected_path = home.root().join("refused.txt");
-    let args = [
-        "import",
-        "profiles",
-        file.to_str().unwrap(),
-        "--key",
+    let text = ok_text(&import(
+        &file,
         &t.key,
-        "--rejected",
-        rejected_path.to_str().unwrap(),
-    ];
-    let text = ok_text(&home.cli(&args, Some(d.addr)));
+        &["--rejected", rejected_path.to_str().unwrap()],
+    ));
     assert!(
         text.starts_with("4 lines: 3 profiles imported, 1 lines rejected"),
         "{text}"
@@ -230,15 +222,7 @@ fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
     assert_eq!(listed["workspaces"][0]["profiles"], 1 + 300 + 3);
 
     // A wrong key refuses every line, saying why, and the command says so.
-    let args = [
-        "import",
-        "profiles",
-        file.to_str().unwrap(),
-        "--key",
-        "nope",
-        "--json",
-    ];
-    let summary = ok_json(&home.cli(&args, Some(d.addr)));
+    let summary = ok_json(&import(&file, "nope", &["--json"]));
     assert_eq!(
         (summary["imported"].as_u64(), summary["rejected"].as_u64()),
         (Some(0), Some(4))
