@@ -63,7 +63,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use common::{pct, start_server, Conn, Server, ADMIN, PARTNER_KEY};
+use common::{pct, start_server, Conn, Server, PARTNER_KEY};
 use receiver::{Behaviour, Receiver};
 
 struct Args {
@@ -246,23 +246,7 @@ struct Ws {
 /// profiles through `/users/track` in batches of 75 (their events too
 /// with `events`), over `conns` connections.
 fn setup(addr: SocketAddr, profiles: u32, conns: usize, events: bool) -> Ws {
-    let mut c = Conn::open(addr);
-    let ws = c.json(
-        "POST",
-        "/admin/workspaces",
-        Some(ADMIN),
-        &json!({"name": "bench"}),
-    );
-    let key = ws["rest_api_key"].as_str().unwrap().to_string();
-    let secret = c.json(
-        "POST",
-        "/technology_partners/segment/data_import_keys",
-        Some(&key),
-        &json!({}),
-    )["data_import_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, secret) = Conn::open(addr).workspace("bench", "segment");
     let started = Instant::now();
     let conns = conns as u32;
     std::thread::scope(|s| {

@@ -111,22 +111,7 @@ struct Tenant {
 }
 
 fn tenant(c: &mut Conn, name: &str) -> Tenant {
-    let ws = c.json(
-        "POST",
-        "/admin/workspaces",
-        Some(ADMIN),
-        &json!({ "name": name }),
-    );
-    let key = ws["rest_api_key"].as_str().unwrap().to_string();
-    let secret = c.json(
-        "POST",
-        &format!("/technology_partners/{PARTNER}/data_import_keys"),
-        Some(&key),
-        &json!({}),
-    )["data_import_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, secret) = c.workspace(name, PARTNER);
     Tenant {
         key,
         secret,

@@ -95,22 +95,7 @@ struct Setup {
 /// the segment `A and B and not C`.
 fn setup(addr: SocketAddr, a: &Args) -> Setup {
     let mut c = Conn::open(addr);
-    let ws = c.json(
-        "POST",
-        "/admin/workspaces",
-        Some(ADMIN),
-        &json!({"name": "bench"}),
-    );
-    let key = ws["rest_api_key"].as_str().unwrap().to_string();
-    let secret = c.json(
-        "POST",
-        "/technology_partners/segment/data_import_keys",
-        Some(&key),
-        &json!({}),
-    )["data_import_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, secret) = c.workspace("bench", "segment");
     let started = Instant::now();
     let n = a.profiles;
     let conns = a.connections.max(1) as u32;

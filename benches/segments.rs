@@ -674,14 +674,9 @@ fn main() {
 
     let mut server = start_server(&a.fsync, 0);
     let addr = server.addr;
-    let mut c = Conn::open(addr);
-    let ws = c.json(
-        "POST",
-        "/admin/workspaces",
-        Some(ADMIN),
-        &json!({"name": "segbench"}),
-    );
-    let key = ws["rest_api_key"].as_str().unwrap().to_string();
+    // (The data import key goes unused: the profiles come through the
+    // users API.)
+    let (key, _) = Conn::open(addr).workspace("segbench", "segment");
     let (t_attrs, t_events, events) = load(addr, &key, &a);
     let rss_loaded = server.rss_kib().unwrap_or(0);
     eprintln!(

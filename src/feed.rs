@@ -51,6 +51,7 @@ use serde_json::{Map, Value};
 use crate::model::{BrazeId, CohortKey, Millis, Uid, WorkspaceId};
 use crate::persist::feed::{FeedOptions, FeedStore, NewEvent, Read, Stored};
 use crate::persist::Result;
+use crate::varint::{self, put_str, put_varint, unzigzag, zigzag};
 
 /// The event types, with their codes on disk (`persist::feed`'s `kind`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -244,50 +245,10 @@ fn encode_own(out: &mut Vec<u8>, e: &Event, index: u32) {
         .into_iter()
         .flatten()
     {
-        put_varint(out, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
+        put_str(out, s);
     }
     if let Some(t) = e.time {
-        put_varint(out, ((t << 1) ^ (t >> 63)) as u64);
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads [`encode_own`]'s fields in order.
-struct Own<'a>(&'a [u8]);
-
-impl<'a> Own<'a> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = self.0.split_first()?;
-            self.0 = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        let n = usize::try_from(self.varint()?).ok()?;
-        let s = self.0.get(..n)?;
-        self.0 = &self.0[n..];
-        std::str::from_utf8(s).ok()
+        put_varint(out, zigzag(t));
     }
 }
 
@@ -296,19 +257,18 @@ impl<'a> Own<'a> {
 /// part does not decode.
 fn render(out: &mut Vec<u8>, ws: WorkspaceId, s: &Stored, shared: &[u8]) -> Option<()> {
     let event_type = EventType::from_code(s.kind)?;
-    let mut own = Own(&s.payload);
+    let mut own = varint::Read(&s.payload);
     let index = u32::try_from(own.varint()?).ok()?;
     let uid = Uid::try_from(own.varint()?).ok()?;
     let has = own.byte()?;
     let external_id = if has & 1 != 0 { Some(own.str()?) } else { None };
     let device_id = if has & 2 != 0 { Some(own.str()?) } else { None };
     let at = if has & 4 != 0 {
-        let z = own.varint()?;
-        ((z >> 1) as i64) ^ -((z & 1) as i64)
+        unzigzag(own.varint()?)
     } else {
         s.time_ms
     };
-    if !own.0.is_empty() {
+    if !own.done() {
         return None;
     }
     let string =

@@ -56,3 +56,4 @@ pub mod secrets;
 pub mod segment;
 pub mod threads;
 pub mod time;
+pub mod varint;

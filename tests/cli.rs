@@ -4,25 +4,10 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
-use common::process::Home;
+use common::process::{cli_json, cli_text, Home};
 use serde_json::Value;
-
-fn ok_text(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-fn ok_json(out: &Output) -> Value {
-    let text = ok_text(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 #[test]
 fn workspace_list_and_status_show_the_server_as_a_table_or_json() {
@@ -33,7 +18,7 @@ fn workspace_list_and_status_show_the_server_as_a_table_or_json() {
     let beta = d.tenant("beta", &ids[..3]);
 
     // The table: a header, then one line a workspace with its counts.
-    let table = ok_text(&home.cli(&["workspace", "list"], Some(d.addr)));
+    let table = cli_text(&home.cli(&["workspace", "list"], Some(d.addr)));
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
     assert!(lines[0].starts_with("WORKSPACE_ID") && lines[0].contains("PROFILES"));
@@ -49,11 +34,11 @@ fn workspace_list_and_status_show_the_server_as_a_table_or_json() {
     assert_eq!((a[1], a[a.len() - 2]), ("acme", "7"), "{table}");
     assert_eq!(row(&beta.id)[a.len() - 2], "3", "{table}");
     // --json is the server's own answer.
-    let json = ok_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
+    let json = cli_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
     assert_eq!(json, d.get("/admin/workspaces", common::ADMIN).body);
 
     // Status: ready, the counts summed, no snapshot yet; then the one taken.
-    let status = ok_json(&home.cli(&["status", "--json"], Some(d.addr)));
+    let status = cli_json(&home.cli(&["status", "--json"], Some(d.addr)));
     assert_eq!(status["ready"], true);
     assert_eq!(status["address"], d.addr.to_string().as_str());
     assert_eq!(
@@ -61,28 +46,28 @@ fn workspace_list_and_status_show_the_server_as_a_table_or_json() {
         (Some(2), Some(10))
     );
     let before = status["snapshots"].as_u64().unwrap();
-    let taken = ok_text(&home.cli(&["snapshot"], Some(d.addr)));
+    let taken = cli_text(&home.cli(&["snapshot"], Some(d.addr)));
     assert!(taken.starts_with("snapshot snap-"), "{taken}");
     let id = taken.split_whitespace().nth(1).unwrap().to_string();
-    let status = ok_json(&home.cli(&["status", "--json"], Some(d.addr)));
+    let status = cli_json(&home.cli(&["status", "--json"], Some(d.addr)));
     assert_eq!(status["snapshots"].as_u64(), Some(before + 1));
     assert_eq!(status["last_snapshot"]["snapshot_id"], id.as_str());
-    let text = ok_text(&home.cli(&["status"], Some(d.addr)));
+    let text = cli_text(&home.cli(&["status"], Some(d.addr)));
     assert!(text.contains("ready") && text.contains(&id), "{text}");
     assert!(text.contains("2 (10 profiles"), "{text}");
 
     // Create and restore read as sentences by default.
-    let created = ok_text(&home.cli(&["workspace", "create", "gamma"], Some(d.addr)));
+    let created = cli_text(&home.cli(&["workspace", "create", "gamma"], Some(d.addr)));
     assert!(
         created.contains("created") && created.contains("REST API key (shown once): "),
         "{created}"
     );
-    let restored = ok_text(&home.cli(&["restore", &id], Some(d.addr)));
+    let restored = cli_text(&home.cli(&["restore", &id], Some(d.addr)));
     assert!(
         restored.starts_with(&format!("restored {id}")),
         "{restored}"
     );
-    let listed = ok_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
+    let listed = cli_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
     assert_eq!(
         listed["workspaces"].as_array().unwrap().len(),
         2,
@@ -98,7 +83,7 @@ fn a_closed_reader_ends_a_command_quietly() {
     let home = Home::new();
     let d = home.start();
     d.tenant("acme", &["u1".to_string()]);
-    let snap = ok_json(&home.cli(&["snapshot", "--json"], Some(d.addr)));
+    let snap = cli_json(&home.cli(&["snapshot", "--json"], Some(d.addr)));
     let file = home
         .data_dir()
         .join(format!("{}.snap", snap["snapshot_id"].as_str().unwrap()));
@@ -151,7 +136,7 @@ fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
     lines.insert(200, String::new());
     let file = home.root().join("profiles.ndjson");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let summary = ok_json(&import(&file, &t.key, &["--json"]));
+    let summary = cli_json(&import(&file, &t.key, &["--json"]));
     assert_eq!(summary["lines"], 303, "{summary}");
     assert_eq!(summary["imported"], 300, "{summary}");
     assert_eq!(summary["rejected"], 3, "{summary}");
@@ -186,7 +171,7 @@ fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
     let file = home.root().join("more.csv");
     std::fs::write(&file, csv).unwrap();
     let rejected_path = home.root().join("refused.txt");
-    let text = ok_text(&import(
+    let text = cli_text(&import(
         &file,
         &t.key,
         &["--rejected", rejected_path.to_str().unwrap()],
@@ -218,11 +203,11 @@ fn import_profiles_loads_ndjson_and_csv_and_names_every_refused_line() {
         2,
         "c3's empty city is left out"
     );
-    let listed = ok_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
+    let listed = cli_json(&home.cli(&["workspace", "list", "--json"], Some(d.addr)));
     assert_eq!(listed["workspaces"][0]["profiles"], 1 + 300 + 3);
 
     // A wrong key refuses every line, saying why, and the command says so.
-    let summary = ok_json(&import(&file, "nope", &["--json"]));
+    let summary = cli_json(&import(&file, "nope", &["--json"]));
     assert_eq!(
         (summary["imported"].as_u64(), summary["rejected"].as_u64()),
         (Some(0), Some(4))

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::process::{Daemon, Home, Tenant};
+use common::process::{cli_json, Daemon, Home, Tenant};
 use common::ADMIN;
 use serde_json::{json, Value};
 
@@ -703,17 +703,6 @@ fn sigint_also_takes_a_final_snapshot_and_exits_0() {
 
 // ---- 7. the operator CLI ----
 
-fn stdout_json(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 #[test]
 fn the_cli_snapshots_inspects_and_restores_a_running_server() {
     let home = Home::new();
@@ -723,12 +712,12 @@ fn the_cli_snapshots_inspects_and_restores_a_running_server() {
     script(&d, &t, 0, 30);
     let state = d.fingerprint(&t);
 
-    let snap = stdout_json(&home.cli(&["snapshot", "--json"], Some(d.addr)));
+    let snap = cli_json(&home.cli(&["snapshot", "--json"], Some(d.addr)));
     let id = snap["snapshot_id"].as_str().unwrap().to_string();
     let file = home.data_dir().join(format!("{id}.snap"));
     assert!(file.exists(), "{file:?}");
 
-    let inspected = stdout_json(&home.cli(&["inspect", file.to_str().unwrap()], None));
+    let inspected = cli_json(&home.cli(&["inspect", file.to_str().unwrap()], None));
     assert_eq!(inspected["snapshot_id"], id.as_str());
     assert_eq!(inspected["log_position"], snap["log_position"]);
     let ws = &inspected["workspaces"].as_array().unwrap()[0];
@@ -759,7 +748,7 @@ fn the_cli_snapshots_inspects_and_restores_a_running_server() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 
-    let created = stdout_json(&home.cli(&["workspace", "create", "beta", "--json"], Some(d.addr)));
+    let created = cli_json(&home.cli(&["workspace", "create", "beta", "--json"], Some(d.addr)));
     let key = created["rest_api_key"].as_str().unwrap();
     assert_eq!(d.get("/cohorts", key).status, 200);
 

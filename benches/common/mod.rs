@@ -170,6 +170,28 @@ impl Conn {
         }
     }
 
+    /// A new workspace named `name` and a data import key for `partner`:
+    /// `(REST API key, data import key)`.
+    pub fn workspace(&mut self, name: &str, partner: &str) -> (String, String) {
+        let ws = self.json(
+            "POST",
+            "/admin/workspaces",
+            Some(ADMIN),
+            &serde_json::json!({ "name": name }),
+        );
+        let key = ws["rest_api_key"].as_str().expect("a REST key").to_string();
+        let secret = self.json(
+            "POST",
+            &format!("/technology_partners/{partner}/data_import_keys"),
+            Some(&key),
+            &serde_json::json!({}),
+        )["data_import_key"]
+            .as_str()
+            .expect("a data import key")
+            .to_string();
+        (key, secret)
+    }
+
     /// A JSON call that must succeed (2xx); returns the answer's JSON.
     pub fn json(&mut self, method: &str, path: &str, token: Option<&str>, body: &Value) -> Value {
         let (status, out) = self.call(method, path, token, body.to_string().as_bytes());

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use compact_str::CompactString;
 
 use super::{AttrObject, AttrValue, EventStats};
+use crate::varint::{put_str, put_varint, unzigzag, zigzag};
 
 const T_STR: u8 = 0;
 /// A number that is a whole `f64` within ±2^53 (not `-0.0`): a zigzag varint.
@@ -337,27 +338,6 @@ fn put_event(out: &mut Vec<u8>, name: &str, s: &EventStats) {
     put_varint(out, s.count);
     put_varint(out, zigzag(s.first));
     put_varint(out, zigzag(s.last.wrapping_sub(s.first)));
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push(n as u8 | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-fn zigzag(n: i64) -> u64 {
-    ((n << 1) ^ (n >> 63)) as u64
-}
-
-fn unzigzag(n: u64) -> i64 {
-    (n >> 1) as i64 ^ -((n & 1) as i64)
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 fn put_object(out: &mut Vec<u8>, map: &AttrObject) {

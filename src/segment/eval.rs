@@ -471,42 +471,37 @@ fn indexed<'c, P: Profiles + ?Sized>(
     }
 }
 
-/// Whether a leaf's index answer is one stored set, so that intersecting
-/// it with any candidates, however few, costs less than looking at their
-/// profiles (a saved segment's update after a write evaluates a few
-/// hundred: `engine::tracking`): `exists`, `equals` of a string that
-/// names no instant or of a boolean, `includes_value`, their negations,
-/// and whether an event was done at all.
-fn one_set(f: &Filter) -> bool {
+/// Whether the index answers a leaf among a few candidates for less than
+/// looking at their profiles (a saved segment's update after a write
+/// evaluates a few hundred: `engine::tracking`): one stored set (`exists`,
+/// `includes_value`, `equals` of [`one_set`], their negations), or a range
+/// of keys (`greater_than`, `less_than`, event counts and last times),
+/// taken among the candidates with a probe per span and bucket
+/// (`Column::nums_among` and the like).
+fn cheap_among_few(f: &Filter) -> bool {
     match f {
         Filter::Attribute { cond, .. } => match cond {
-            AttrCond::Exists | AttrCond::DoesNotExist | AttrCond::IncludesValue(_) => true,
-            AttrCond::Equals(s) | AttrCond::NotEquals(s) => match s {
-                Scalar::Str(t) => !matches!(AttrValue::from_text(t), AttrValue::Time { .. }),
-                Scalar::Bool(_) => true,
-                Scalar::Num(_) => false,
-            },
+            AttrCond::Exists
+            | AttrCond::DoesNotExist
+            | AttrCond::IncludesValue(_)
+            | AttrCond::GreaterThan(_)
+            | AttrCond::LessThan(_) => true,
+            AttrCond::Equals(s) | AttrCond::NotEquals(s) => one_set(s),
             _ => false,
         },
-        Filter::Event { cond, .. } => matches!(
-            cond,
-            EventCond::MoreThan(0) | EventCond::LessThan(1) | EventCond::Exactly(0)
-        ),
+        Filter::Event { .. } => true,
         _ => false,
     }
 }
 
-/// Whether a leaf's index answer is a range of keys (`greater_than`,
-/// `less_than`, event counts and last times), which the index answers
-/// among a few candidates with a probe per span and bucket in the range
-/// (`Column::nums_among` and the like) rather than a look at each.
-fn ranged(f: &Filter) -> bool {
-    match f {
-        Filter::Attribute { cond, .. } => {
-            matches!(cond, AttrCond::GreaterThan(_) | AttrCond::LessThan(_))
-        }
-        Filter::Event { .. } => true,
-        _ => false,
+/// Whether `equals` of `s` is one stored set of the index: a string that
+/// names no instant (an instant's texts are not in the dictionary) or a
+/// boolean. A number is a range of one key, which a bucket may share.
+fn one_set(s: &Scalar) -> bool {
+    match s {
+        Scalar::Str(t) => !matches!(AttrValue::from_text(t), AttrValue::Time { .. }),
+        Scalar::Bool(_) => true,
+        Scalar::Num(_) => false,
     }
 }
 
@@ -526,10 +521,9 @@ pub fn counts_in_constant_time(f: &Filter) -> bool {
         Filter::And(_) | Filter::Or(_) => false,
         Filter::Attribute { cond, .. } => match cond {
             AttrCond::Exists | AttrCond::DoesNotExist | AttrCond::IncludesValue(_) => true,
-            AttrCond::Equals(s) | AttrCond::NotEquals(s) => match s {
-                Scalar::Str(t) => !matches!(AttrValue::from_text(t), AttrValue::Time { .. }),
-                Scalar::Num(_) | Scalar::Bool(_) => true,
-            },
+            AttrCond::Equals(s) | AttrCond::NotEquals(s) => {
+                one_set(s) || matches!(s, Scalar::Num(_))
+            }
             _ => false,
         },
         Filter::Event { cond, .. } => matches!(
@@ -697,7 +691,7 @@ impl<'a, P: Profiles + ?Sized> Eval<'a, P> {
         let cols = self.profiles.columns();
         // Few candidates: a range is taken among them only (`*_among`).
         let few = cand.len() < self.scan_below;
-        let by_index = !few || one_set(f) || ranged(f);
+        let by_index = !few || cheap_among_few(f);
         if by_index && !self.regex_cheaper_by_scan(f, cand) {
             let among = few.then_some(cand);
             match indexed(self.profiles, f, among, &|| self.out_of_time()) {

@@ -532,3 +532,21 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// A CLI run's standard output, once it succeeded (else a failure naming
+/// what it printed).
+pub fn cli_text(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// [`cli_text`] as JSON.
+pub fn cli_json(out: &Output) -> serde_json::Value {
+    let text = cli_text(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
