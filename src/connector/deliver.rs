@@ -353,7 +353,12 @@ pub fn start(
     };
     let thread = std::thread::Builder::new()
         .name(format!("connector-{prefix}"))
-        .spawn(move || worker.run())
+        .spawn(move || {
+            // Export is background work: it must not take cores from the
+            // requests being acknowledged, nor stop while they are busy.
+            crate::threads::lower_nice();
+            worker.run()
+        })
         .map_err(|source| Error::Io {
             context: "start a connector thread".into(),
             source,
