@@ -16,10 +16,12 @@ pub mod body;
 mod cohorts;
 mod connectors;
 mod feed;
+mod openapi;
 mod ops;
 mod partner;
 mod segments;
 mod technology_partners;
+mod ui;
 mod users;
 
 /// Objects per `/users/track` array (Braze's limit; `cohortd import`
@@ -125,6 +127,9 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/healthz", web::get().to(ops::healthz))
             .route("/readyz", web::get().to(ops::readyz))
             .route("/metrics", web::get().to(ops::metrics))
+            // The API's description and reference, and the dashboard.
+            .configure(openapi::routes)
+            .configure(ui::routes)
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(Error::NotFound("route"))
             }));
