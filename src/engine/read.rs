@@ -21,7 +21,7 @@ use super::state::{ImportKey, Segment, Workspace};
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::model::{CohortKey, Identifier, Millis, Uid, WorkspaceId};
-use crate::profiles::ProfileView;
+use crate::profiles::{Profile, ProfileView};
 use crate::segment::{self, Deadline, Filter, OutOfTime};
 
 /// One row of the operator's workspace listing.
@@ -249,6 +249,19 @@ impl Workspace {
     /// The cohort's import history, newest first, at most `limit` entries.
     pub fn cohort_imports(&self, key: &CohortKey, limit: usize) -> Result<Vec<ImportRecord>> {
         Ok(self.find_cohort(key)?.history(limit))
+    }
+
+    /// The profiles `ids` name, in order, as they are now (`None`: no
+    /// profile has that identifier). Copies under one short hold of the
+    /// read lock: callers bound `ids` (the users export takes 50).
+    pub fn profiles_named(&self, ids: &[Identifier]) -> Vec<Option<(Uid, Profile)>> {
+        let store = self.profiles.read();
+        ids.iter()
+            .map(|id| {
+                let uid = store.resolve(id)?;
+                Some((uid, store.get(uid)?.clone()))
+            })
+            .collect()
     }
 
     // ---- filter evaluation: run on the read pool (`Engine` below) ----

@@ -69,6 +69,7 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/users/identify", web::post().to(users::identify))
             .route("/users/alias/new", web::post().to(users::alias_new))
             .route("/users/delete", web::post().to(users::delete))
+            .route("/users/export/ids", web::post().to(users::export_ids))
             // Queries.
             .route("/cohorts", web::get().to(cohorts::list))
             .route(

@@ -15,6 +15,9 @@
 //! over a `[limits]` value); `profiles::commands::Batch` keeps the request
 //! indexes through all of it.
 
+mod export;
+pub use export::export_ids;
+
 use super::body::read_json;
 use actix_web::{web, HttpRequest, HttpResponse};
 use compact_str::CompactString;
