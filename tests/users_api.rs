@@ -2,8 +2,9 @@
 //! `/users/track` creates, the matching rules of cohort import, identify
 //! merges, new aliases, deletes and how members are listed.
 //!
-//! There is no profile read endpoint, so "does this profile exist?" is asked
-//! the way a partner would: push a delta naming it and look at `unmatched`.
+//! "Does this profile exist?" is mostly asked the way a partner would: push
+//! a delta naming it and look at `unmatched`. `/users/export/ids` reads
+//! profiles back (its own test, at the end).
 
 mod common;
 
@@ -1028,4 +1029,85 @@ fn members_are_listed_by_external_id_else_alias_else_device_id() {
     assert_eq!(page.status, 200);
     assert_eq!(page.body["next_cursor"], Value::Null);
     assert_eq!(page.body["members"].as_array().unwrap().len(), 3);
+}
+
+/// `/users/export/ids` reads profiles back as Braze's export does: standard
+/// attributes top-level, the rest under `custom_attributes`, event stats,
+/// and identifiers that name nobody in `invalid_user_ids`; merges show.
+#[test]
+fn export_by_ids_reads_profiles_back_as_braze_lists_them() {
+    let server = Server::start();
+    let s = setup(&server);
+    s.track(json!({
+        "attributes": [
+            {"external_id": "u1", "first_name": "Ada", "email": "ada@example.com", "plan": "gold",
+             "address": {"city": "Paris"}, "current_location": {"latitude": 48.85, "longitude": 2.35}},
+            {"user_alias": alias("anon", "crm"), "_update_existing_only": false, "visits": 3}
+        ],
+        "events": [
+            {"external_id": "u1", "name": "open", "time": "2024-01-01T00:00:00Z"},
+            {"external_id": "u1", "name": "open", "time": "2024-02-01T00:00:00Z"}
+        ]
+    }));
+    let r = s.ws.post(
+        "/users/export/ids",
+        json!({"external_ids": ["u1", "nobody", "u1"], "user_aliases": [alias("anon", "crm")]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["message"], "success");
+    let users = r.body["users"].as_array().unwrap();
+    assert_eq!(users.len(), 2, "each profile once, in request order: {}", r.body);
+    let u1 = &users[0];
+    assert_eq!(u1["external_id"], "u1");
+    assert_eq!(u1["first_name"], "Ada");
+    assert_eq!(u1["email"], "ada@example.com");
+    assert_eq!(u1["custom_attributes"], json!({"plan": "gold", "address": {"city": "Paris"}}));
+    assert_eq!(u1["last_coordinates"], json!([2.35, 48.85]));
+    assert_eq!(
+        u1["custom_events"],
+        json!([{"name": "open", "first": "2024-01-01T00:00:00.000Z",
+                "last": "2024-02-01T00:00:00.000Z", "count": 2}])
+    );
+    assert_eq!(u1["braze_id"].as_str().unwrap().len(), 24);
+    assert_eq!(users[1]["user_aliases"], json!([alias("anon", "crm")]));
+    assert_eq!(users[1]["custom_attributes"], json!({"visits": 3}));
+    assert!(users[1].get("external_id").is_none());
+    assert_eq!(r.body["invalid_user_ids"], json!(["nobody"]));
+
+    // By braze_id and email, with fields_to_export.
+    let braze = u1["braze_id"].as_str().unwrap();
+    let r = s.ws.post(
+        "/users/export/ids",
+        json!({"braze_id": braze, "fields_to_export": ["external_id", "custom_events"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["users"].as_array().map(Vec::len), Some(1), "{}", r.body);
+    assert_eq!(
+        r.body["users"][0].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["custom_events", "external_id"]
+    );
+    let r = s
+        .ws
+        .post("/users/export/ids", json!({"email_address": "ada@example.com"}));
+    assert_eq!(r.body["users"][0]["external_id"], "u1", "{}", r.body);
+
+    // An identify merges the alias profile into u1: its attributes join.
+    s.identify(json!({"aliases_to_identify": [{"external_id": "u1", "user_alias": alias("anon", "crm")}]}));
+    let r = s.ws.post("/users/export/ids", json!({"external_ids": ["u1"]}));
+    assert_eq!(r.body["users"][0]["custom_attributes"]["visits"], 3, "{}", r.body);
+
+    // Bad input: a clear 400.
+    for (body, says) in [
+        (json!({}), "give external_ids"),
+        (json!({"external_ids": [1]}), "external_ids[0]"),
+        (json!({"external_ids": ["u1"], "fields_to_export": ["nope"]}), "nope"),
+    ] {
+        let r = s.ws.post("/users/export/ids", body.clone());
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert!(r.message().contains(says), "{body}: {}", r.body);
+    }
+    // Another workspace's key sees nobody.
+    let other = server.workspace("other");
+    let r = other.post("/users/export/ids", json!({"external_ids": ["u1"]}));
+    assert_eq!((r.status, r.body["users"].clone()), (201, json!([])));
 }

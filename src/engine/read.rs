@@ -251,15 +251,19 @@ impl Workspace {
         Ok(self.find_cohort(key)?.history(limit))
     }
 
-    /// The profiles `ids` name, in order, as they are now (`None`: no
-    /// profile has that identifier). Copies under one short hold of the
-    /// read lock: callers bound `ids` (the users export takes 50).
-    pub fn profiles_named(&self, ids: &[Identifier]) -> Vec<Option<(Uid, Profile)>> {
+    /// The profiles each of `ids` names (`ProfileStore::named`: an email
+    /// or phone may name several, anything else one or none), in order,
+    /// as they are now. Copies under one short hold of the read lock:
+    /// callers bound `ids` (the users export takes 50).
+    pub fn profiles_named(&self, ids: &[Identifier]) -> Vec<Vec<(Uid, Profile)>> {
         let store = self.profiles.read();
         ids.iter()
             .map(|id| {
-                let uid = store.resolve(id)?;
-                Some((uid, store.get(uid)?.clone()))
+                store
+                    .named(id)
+                    .into_iter()
+                    .filter_map(|uid| Some((uid, store.get(uid)?.clone())))
+                    .collect()
             })
             .collect()
     }

@@ -433,12 +433,7 @@ pub fn apply_delete(
 ) -> Vec<Uid> {
     let mut gone = Vec::new();
     for id in ids {
-        let uids = match id {
-            Identifier::BrazeId(uid) => vec![*uid],
-            Identifier::Email(_) | Identifier::Phone(_) => store.holders(id),
-            other => store.resolve(other).into_iter().collect(),
-        };
-        for uid in uids {
+        for uid in store.named(id) {
             if let Some(p) = store.get(uid) {
                 seen(uid, p);
             }

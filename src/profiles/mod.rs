@@ -439,6 +439,17 @@ impl ProfileStore {
         self.most_recent(self.by_phone.get(phone)?)
     }
 
+    /// Every profile `id` names, as delete and the users export address
+    /// them: `resolve`'s one profile, every holder of an email or phone,
+    /// and the live profile a braze_id names.
+    pub fn named(&self, id: &Identifier) -> Vec<Uid> {
+        match id {
+            Identifier::BrazeId(uid) => self.get(*uid).map(|_| *uid).into_iter().collect(),
+            Identifier::Email(_) | Identifier::Phone(_) => self.holders(id),
+            other => self.resolve(other).into_iter().collect(),
+        }
+    }
+
     /// Every profile holding the email (any case) or phone `id` names.
     pub fn holders(&self, id: &Identifier) -> Vec<Uid> {
         let list = match id {

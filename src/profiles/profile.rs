@@ -62,6 +62,10 @@ impl AttrValue {
         use serde_json::Value;
         match self {
             AttrValue::Str(s) => Value::String(s.to_string()),
+            // Whole numbers as integers (`3`, not `3.0`), as they are sent.
+            AttrValue::Num(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+                Value::from(*n as i64)
+            }
             AttrValue::Num(n) => serde_json::Number::from_f64(*n)
                 .map(Value::Number)
                 .unwrap_or(Value::Null),

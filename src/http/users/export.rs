@@ -4,8 +4,9 @@
 //! The request names up to 50 `external_ids` and 50 `user_aliases`, and
 //! at most one each of `device_id`, `braze_id`, `email_address` and
 //! `phone`, as Braze's does; `fields_to_export` picks the fields. The
-//! answer lists each profile found once, in request order, and every
-//! identifier that named none in `invalid_user_ids`, as it was given.
+//! answer lists each profile found once, in request order (an email or
+//! phone names every profile holding it, as delete addresses them), and
+//! every identifier that named none in `invalid_user_ids`, as given.
 //!
 //! Where cohortd keeps less than Braze, the shape says so rather than
 //! inventing: purchases are recorded as the `purchase` event (SPEC §3), so
@@ -236,18 +237,20 @@ pub async fn export_ids(
     let mut users = Vec::new();
     let mut seen = Vec::new();
     let mut invalid = req.elsewhere.clone();
-    for (hit, given) in found.iter().zip(&req.given) {
-        match hit {
-            Some((uid, _)) if seen.contains(uid) => {}
-            Some((uid, p)) => {
-                seen.push(*uid);
-                let mut u = user(ws, *uid, p);
-                if let Some(fields) = &req.fields {
-                    u.retain(|k, _| fields.iter().any(|f| f == k));
-                }
-                users.push(Value::Object(u));
+    for (hits, given) in found.iter().zip(&req.given) {
+        if hits.is_empty() {
+            invalid.push(given.clone());
+        }
+        for (uid, p) in hits {
+            if seen.contains(uid) {
+                continue;
             }
-            None => invalid.push(given.clone()),
+            seen.push(*uid);
+            let mut u = user(ws, *uid, p);
+            if let Some(fields) = &req.fields {
+                u.retain(|k, _| fields.iter().any(|f| f == k));
+            }
+            users.push(Value::Object(u));
         }
     }
     let mut answer = json!({"users": users, "message": "success"});
