@@ -174,12 +174,16 @@ fn run(config: &Config, command: Option<Cmd>) -> Result<(), String> {
             })
         }
         Cmd::Snapshot { json } => {
-            let answer = admin_call(config, "POST", "/admin/snapshots", "{}")?;
+            let answer = while_waiting(!json, "taking a snapshot", || {
+                admin_call(config, "POST", "/admin/snapshots", "{}")
+            })?;
             show(json, answer, |v| format!("snapshot {}", snapshot_line(v)))
         }
         Cmd::Restore { id, json } => {
             let body = serde_json::json!({ "snapshot_id": id }).to_string();
-            let answer = admin_call(config, "POST", "/admin/restore", &body)?;
+            let answer = while_waiting(!json, &format!("restoring snapshot {id}"), || {
+                admin_call(config, "POST", "/admin/restore", &body)
+            })?;
             show(json, answer, |v| {
                 format!(
                     "restored {}; the new starting point is snapshot {}",
@@ -261,8 +265,79 @@ fn run(config: &Config, command: Option<Cmd>) -> Result<(), String> {
             }
         }
         Cmd::Inspect { file } => {
-            let out = cohortd::persist::schema::inspect(&file).map_err(|e| e.to_string())?;
+            let bar = spinner("reading");
+            let out = cohortd::persist::schema::inspect_with(&file, &mut |step| {
+                inspect_progress(&bar, step)
+            });
+            bar.finish_and_clear();
+            let out = out.map_err(|e| e.to_string())?;
             emit(&out)
+        }
+    }
+}
+
+/// A spinner on stderr saying `what` and the time it has taken (drawn only
+/// when stderr is a terminal).
+fn spinner(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .expect("a valid template"),
+    );
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// Runs `work` (a call the server answers when it is done: a snapshot or
+/// a restore, which report no progress of their own) under a spinner,
+/// unless `shown` is false (`--json`).
+fn while_waiting<T>(shown: bool, what: &str, work: impl FnOnce() -> T) -> T {
+    if !shown {
+        return work();
+    }
+    let bar = spinner(what);
+    let out = work();
+    bar.finish_and_clear();
+    out
+}
+
+/// `cohortd inspect`'s bar: bytes read, then decoding, then profiles
+/// checked.
+fn inspect_progress(bar: &indicatif::ProgressBar, step: cohortd::persist::schema::InspectStep) {
+    use cohortd::persist::schema::InspectStep;
+    let counted = |unit: &str| {
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:30}} {unit} {{msg}} ({{elapsed}}, eta {{eta}})"
+        ))
+        .expect("a valid template")
+    };
+    match step {
+        InspectStep::Reading { done, total } => {
+            if bar.length() != Some(total) {
+                bar.set_style(counted("{bytes}/{total_bytes}"));
+                bar.set_length(total);
+                bar.set_message("read and checksummed");
+            }
+            bar.set_position(done);
+        }
+        InspectStep::Decoding => {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .expect("a valid template"),
+            );
+            bar.set_message("decoding the image");
+        }
+        InspectStep::Checking { done, total } => {
+            if bar.message() != "profiles checked" {
+                bar.set_style(counted("{pos}/{len}"));
+                bar.set_length(total);
+                bar.set_message("profiles checked");
+            }
+            bar.set_position(done);
         }
     }
 }

@@ -282,12 +282,26 @@ pub fn inspect(path: &Path) -> Result<SnapshotInfo> {
 /// Read and fully verify a snapshot: magic, version, header checksum, length
 /// and payload checksum. Anything wrong is [`Error::Corrupt`].
 pub fn load(path: &Path) -> Result<(SnapshotInfo, Vec<u8>)> {
+    load_with(path, &mut |_, _| {})
+}
+
+/// [`load`], telling `read` the payload bytes read so far and in all as it
+/// goes (`cohortd inspect`'s progress bar).
+pub fn load_with(
+    path: &Path,
+    read: &mut dyn FnMut(u64, u64),
+) -> Result<(SnapshotInfo, Vec<u8>)> {
+    /// Bytes per read between two reports.
+    const STEP: usize = 16 << 20;
     let (mut file, header, info) = open_verified(path)?;
     let len = usize::try_from(header.payload_len)
         .map_err(|_| Error::corrupt(path, "payload larger than this platform's memory"))?;
     let mut payload = vec![0u8; len];
-    file.read_exact(&mut payload)
-        .map_err(Error::io("read payload of", path))?;
+    for (i, chunk) in payload.chunks_mut(STEP).enumerate() {
+        file.read_exact(chunk)
+            .map_err(Error::io("read payload of", path))?;
+        read((i * STEP + chunk.len()) as u64, len as u64);
+    }
     if crc32fast::hash(&payload) != header.payload_crc {
         return Err(Error::corrupt(path, "payload checksum mismatch"));
     }

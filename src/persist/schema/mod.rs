@@ -173,24 +173,55 @@ pub fn decode_image(version: u32, bytes: &[u8]) -> Result<Image> {
     }
 }
 
+/// Where [`inspect_with`] is, for a progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InspectStep {
+    /// Payload bytes read and checksummed.
+    Reading { done: u64, total: u64 },
+    /// Decoding the image (one step, no count).
+    Decoding,
+    /// Profiles whose packed attributes and events were checked.
+    Checking { done: u64, total: u64 },
+}
+
 /// `cohortd inspect FILE`: a snapshot's header, log position and counts, as
 /// JSON. Verifies the checksums and decodes the whole image (offline; no
 /// server, no data dir lock).
 pub fn inspect(path: &Path) -> Result<String> {
-    let (info, bytes) = snapshot::load(path)?;
+    inspect_with(path, &mut |_| {})
+}
+
+/// [`inspect`], reporting each step to `step` as it goes.
+pub fn inspect_with(path: &Path, step: &mut dyn FnMut(InspectStep)) -> Result<String> {
+    /// Profiles checked between two reports.
+    const EVERY: u64 = 1 << 16;
+    let (info, bytes) = snapshot::load_with(path, &mut |done, total| {
+        step(InspectStep::Reading { done, total })
+    })?;
+    step(InspectStep::Decoding);
     let image = decode_schema_image(info.format_version, &bytes)?;
+    drop(bytes);
     // The packed bytes are checked as a load would.
+    let total: u64 = image
+        .workspaces
+        .iter()
+        .map(|w| w.profiles.list.len() as u64)
+        .sum();
+    let mut done = 0;
+    step(InspectStep::Checking { done, total });
     for w in &image.workspaces {
-        for d in w
-            .profiles
-            .list
-            .iter()
-            .filter_map(|(_, p)| p.details.as_ref())
-        {
-            Attrs::check(&d.attributes.0).map_err(Error::Codec)?;
-            Events::check(&d.events.0).map_err(Error::Codec)?;
+        for (_, p) in &w.profiles.list {
+            if let Some(d) = &p.details {
+                Attrs::check(&d.attributes.0).map_err(Error::Codec)?;
+                Events::check(&d.events.0).map_err(Error::Codec)?;
+            }
+            done += 1;
+            if done % EVERY == 0 {
+                step(InspectStep::Checking { done, total });
+            }
         }
     }
+    step(InspectStep::Checking { done, total });
     // So is the stored column index, as a load would check it.
     let mut indexed = Vec::new();
     for w in &image.workspaces {

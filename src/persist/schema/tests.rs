@@ -972,6 +972,26 @@ fn inspect_reads_every_version() {
     );
 }
 
+/// `inspect_with` reports reading up to the payload's length, then
+/// decoding, then every profile checked, in that order.
+#[test]
+fn inspect_reports_its_steps_in_order_up_to_their_totals() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let payload = encode_image(&image()).expect("encode");
+    let snap =
+        crate::persist::snapshot::write(d.path(), 9, 0, SNAPSHOT_VERSION, &payload).expect("write");
+    let mut steps = Vec::new();
+    super::inspect_with(&snap.path, &mut |s| steps.push(s)).expect("inspect");
+    use super::InspectStep::*;
+    let len = payload.len() as u64;
+    assert_eq!(steps.first(), Some(&Reading { done: len, total: len }));
+    assert_eq!(steps[1], Decoding);
+    assert_eq!(steps.last(), Some(&Checking { done: 4, total: 4 }));
+    assert!(steps[2..]
+        .iter()
+        .all(|s| matches!(s, Checking { total: 4, .. })));
+}
+
 /// Version 6 keeps profiles' attributes packed: bytes that do not read
 /// whole are refused at load with what is wrong, never kept to panic on
 /// later, by the streaming reader and by `inspect` alike.
