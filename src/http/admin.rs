@@ -11,12 +11,32 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::time::format_millis;
 
-#[derive(Deserialize)]
+/// A workspace to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspace {
+    #[schema(min_length = 1)]
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/workspaces",
+    tag = "Operators",
+    operation_id = "createWorkspace",
+    summary = "Create a workspace",
+    description = "Answers the workspace id and its REST API key, shown only here.",
+    request_body(content = NewWorkspace, example = json!({"name": "acme"})),
+    responses(
+        (status = 201, description = "Created", body = super::openapi::shapes::WorkspaceCreated,
+         example = json!({"workspace_id": "ws_1",
+             "rest_api_key": "crk_26b333021f420bc5092c81eee0ff0c1d73ce984bc68f45f5bc908bdc3b5c0d5c"})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn create_workspace(
     _: AdminAuth,
     engine: web::Data<Engine>,
@@ -35,6 +55,20 @@ pub async fn create_workspace(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/workspaces",
+    tag = "Operators",
+    operation_id = "listWorkspaces",
+    summary = "List workspaces",
+    responses(
+        (status = 200, description = "Every workspace", body = super::openapi::shapes::Workspaces,
+         example = json!({"workspaces": [{"workspace_id": "ws_1", "name": "acme",
+             "created_at": "2026-12-03T14:01:44.471Z", "profiles": 3, "cohorts": 1}]})),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn list_workspaces(_: AdminAuth, engine: web::Data<Engine>) -> HttpResponse {
     let all: Vec<_> = engine
         .workspaces()
@@ -62,17 +96,48 @@ fn snapshot_json(s: &crate::persist::snapshot::SnapshotInfo) -> serde_json::Valu
 }
 
 /// `POST /admin/snapshots`: answers once the snapshot file is durable.
+#[utoipa::path(
+    post,
+    path = "/admin/snapshots",
+    tag = "Operators",
+    operation_id = "takeSnapshot",
+    summary = "Take a snapshot now",
+    description = "Answers once the snapshot file is durable.",
+    responses(
+        (status = 201, description = "The snapshot", body = super::openapi::shapes::Snapshot,
+         example = json!({"snapshot_id": "snap-00000000000000000008-1796306505313",
+             "created_at": "2026-12-03T14:01:45.313Z", "bytes": 637, "log_position": 8})),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn take_snapshot(_: AdminAuth, engine: web::Data<Engine>) -> Result<HttpResponse> {
     let info = engine.snapshot().await?;
     Ok(created(snapshot_json(&info)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/snapshots",
+    tag = "Operators",
+    operation_id = "listSnapshots",
+    summary = "List snapshots, newest first",
+    responses(
+        (status = 200, description = "The snapshots on disk", body = super::openapi::shapes::Snapshots,
+         example = json!({"snapshots": [{"snapshot_id": "snap-00000000000000000008-1796306505313",
+             "created_at": "2026-12-03T14:01:45.313Z", "bytes": 637, "log_position": 8}]})),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn list_snapshots(_: AdminAuth, engine: web::Data<Engine>) -> Result<HttpResponse> {
     let all: Vec<_> = engine.snapshots()?.iter().map(snapshot_json).collect();
     Ok(HttpResponse::Ok().json(json!({ "snapshots": all })))
 }
 
-#[derive(Deserialize)]
+/// The snapshot to restore.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     snapshot_id: String,
@@ -80,6 +145,26 @@ pub struct RestoreBody {
 
 /// `POST /admin/restore`: replaces the live state with a snapshot's.
 /// Answers with the snapshot taken right after, the new starting point.
+#[utoipa::path(
+    post,
+    path = "/admin/restore",
+    tag = "Operators",
+    operation_id = "restoreSnapshot",
+    summary = "Replace the live state with a snapshot's",
+    description = "Concurrent requests wait or get 503; no answer mixes state from before and \
+        after. The restore is logged, so it survives a crash. Answers with the snapshot taken \
+        right after, the new starting point.",
+    request_body(content = RestoreBody,
+        example = json!({"snapshot_id": "snap-00000000000000000008-1796306505313"})),
+    responses(
+        (status = 200, description = "Restored", body = super::openapi::shapes::Restored),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn restore(
     _: AdminAuth,
     engine: web::Data<Engine>,

@@ -15,14 +15,23 @@ use crate::error::Result;
 use crate::model::{CohortKey, Identifier};
 use crate::time::format_millis;
 
-#[derive(Deserialize)]
+/// `?cursor=&limit=` of every paged listing.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
+    /// Page size: 1 to 10,000, default 100.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
-#[derive(Deserialize)]
+/// `?limit=`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
+    /// How many: 1 to 10,000, default 100.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
@@ -88,6 +97,24 @@ fn key(path: &(String, String)) -> CohortKey {
     CohortKey::new(&path.0, &path.1)
 }
 
+#[utoipa::path(
+    get,
+    path = "/cohorts",
+    tag = "Cohorts",
+    operation_id = "listCohorts",
+    summary = "List cohorts",
+    description = "A page of the workspace's cohorts, by (partner, cohort_id), with their live sizes.",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of cohorts", body = super::openapi::shapes::CohortPage,
+         example = json!({"cohorts": [{"partner": "segment", "cohort_id": "aud_1", "name": "Big spenders",
+             "created_at": "2026-11-24T05:14:36.000Z", "updated_at": "2026-11-24T05:20:00.000Z", "size": 1}],
+             "next_cursor": null})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpResponse> {
     let limit = query::limit(q.limit)?;
     let after = query::parse_cohort_cursor(q.cursor.as_deref())?;
@@ -96,10 +123,45 @@ pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(json!({ "cohorts": cohorts, "next_cursor": page.next_cursor })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/cohorts/{partner}/{cohort_id}",
+    tag = "Cohorts",
+    operation_id = "getCohort",
+    summary = "One cohort",
+    params(("partner" = String, Path, description = "The partner that pushed the cohort", example = "segment"),
+        ("cohort_id" = String, Path, description = "The partner's cohort id", example = "aud_1")),
+    responses(
+        (status = 200, description = "The cohort, with its live size", body = super::openapi::shapes::Cohort),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn one(auth: WorkspaceAuth, path: web::Path<(String, String)>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(cohort_json(&auth.0.cohort_summary(&key(&path))?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/cohorts/{partner}/{cohort_id}/members",
+    tag = "Cohorts",
+    operation_id = "cohortMembers",
+    summary = "Page through a cohort's members",
+    description = "Members in a stable order: paging never repeats a member and never skips one \
+        that stayed a member throughout.",
+    params(("partner" = String, Path, description = "The partner that pushed the cohort", example = "segment"),
+        ("cohort_id" = String, Path, description = "The partner's cohort id", example = "aud_1"), PageQuery),
+    responses(
+        (status = 200, description = "A page of members", body = super::openapi::shapes::MemberPage,
+         example = json!({"members": [{"braze_id": "000000010000000000000000", "external_id": "u1"}],
+             "next_cursor": null})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn members(
     auth: WorkspaceAuth,
     path: web::Path<(String, String)>,
@@ -111,6 +173,26 @@ pub async fn members(
     Ok(page_response(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/cohorts/{partner}/{cohort_id}/imports",
+    tag = "Cohorts",
+    operation_id = "cohortImports",
+    summary = "A cohort's import history",
+    description = "One entry per delta with at least one identifier, newest first: what a \
+        partner's import status screen shows.",
+    params(("partner" = String, Path, description = "The partner that pushed the cohort", example = "segment"),
+        ("cohort_id" = String, Path, description = "The partner's cohort id", example = "aud_1"), LimitQuery),
+    responses(
+        (status = 200, description = "The import history", body = super::openapi::shapes::ImportHistory,
+         example = json!({"imports": [{"at": "2026-11-24T05:20:00.000Z", "added": 1, "removed": 0,
+             "unmatched": 1, "size": 1}]})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn imports(
     auth: WorkspaceAuth,
     path: web::Path<(String, String)>,

@@ -20,12 +20,22 @@ use crate::feed::EventType;
 pub const MAX_URL_BYTES: usize = 2048;
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
-#[derive(Deserialize)]
+/// A connector to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorBody {
+    #[schema(min_length = 1)]
     name: String,
+    /// An http or https URL with a host, at most 2,048 bytes: where the
+    /// batches are POSTed.
+    #[schema(max_length = 2048)]
     url: String,
+    /// Sent as `Authorization: Bearer <token>`; never shown again.
+    /// 1 to 4,096 visible ASCII characters.
+    #[schema(min_length = 1, max_length = 4096)]
     bearer_token: Option<String>,
+    /// Event types to send (at least one); absent: all.
+    #[schema(min_items = 1)]
     event_types: Option<Vec<String>>,
 }
 
@@ -138,6 +148,31 @@ fn state_of(engine: &Engine, ws: &crate::engine::state::Workspace, c: &Connector
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/connectors",
+    tag = "Connectors",
+    operation_id = "createConnector",
+    summary = "Create a connector",
+    description = "From its creation on, the connector POSTs `{\"events\": [≤ 100 events]}` \
+        to `url`, in feed order, at least once, with an `Idempotency-Key` that is the same on \
+        every retry of a batch; failures back off exponentially.",
+    request_body(content = ConnectorBody, example = json!({
+        "name": "heap",
+        "url": "https://heap.example/braze/currents",
+        "bearer_token": "token-heap-gave-you",
+        "event_types": ["users.cohorts.Entered", "users.cohorts.Exited"]
+    })),
+    responses(
+        (status = 201, description = "Created", body = super::openapi::shapes::Connector, example = json!({"connector_id": "conn_a15587489c71dd65db2971abd4c31af9", "name": "heap",
+             "url": "https://heap.example/braze/currents", "event_types": ["users.cohorts.Entered", "users.cohorts.Exited"],
+             "bearer_token": true, "state": "active", "created_at": "2026-12-03T14:01:45.210Z"})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn create(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -148,6 +183,18 @@ pub async fn create(
     Ok(created(connector_json(&c, "active")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/connectors",
+    tag = "Connectors",
+    operation_id = "listConnectors",
+    summary = "List the workspace's connectors",
+    responses(
+        (status = 200, description = "Its connectors", body = super::openapi::shapes::Connectors),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn list(engine: web::Data<Engine>, auth: WorkspaceAuth) -> Result<HttpResponse> {
     let all: Vec<Value> = auth
         .0
@@ -158,6 +205,20 @@ pub async fn list(engine: web::Data<Engine>, auth: WorkspaceAuth) -> Result<Http
     Ok(HttpResponse::Ok().json(json!({ "connectors": all })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/connectors/{id}",
+    tag = "Connectors",
+    operation_id = "getConnector",
+    summary = "One connector, with its delivery figures",
+    params(("id" = String, Path, description = "The connector id", example = "conn_a15587489c71dd65db2971abd4c31af9")),
+    responses(
+        (status = 200, description = "The connector and its figures", body = super::openapi::shapes::ConnectorStatus),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn get(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -170,6 +231,21 @@ pub async fn get(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/connectors/{id}",
+    tag = "Connectors",
+    operation_id = "deleteConnector",
+    summary = "Delete a connector",
+    params(("id" = String, Path, description = "The connector id", example = "conn_a15587489c71dd65db2971abd4c31af9")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn delete(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -181,6 +257,18 @@ pub async fn delete(
 
 /// `GET /admin/connectors`: every workspace's connectors with their
 /// figures (`cohortd connectors`).
+#[utoipa::path(
+    get,
+    path = "/admin/connectors",
+    tag = "Operators",
+    operation_id = "adminListConnectors",
+    summary = "Every workspace's connectors, with their figures",
+    responses(
+        (status = 200, description = "Every connector", body = super::openapi::shapes::AdminConnectors),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("admin_token" = [])),
+)]
 pub async fn admin_list(engine: web::Data<Engine>, _: AdminAuth) -> Result<HttpResponse> {
     let all: Vec<Value> = engine
         .connector_reports()?

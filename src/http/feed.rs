@@ -18,12 +18,22 @@ pub const MAX_LIMIT: usize = 10_000;
 /// The longest long poll.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
-#[derive(Deserialize)]
+/// `GET /feed`'s query.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
+    /// The `next_cursor` of the previous page; absent: from the oldest
+    /// retained event.
     after: Option<String>,
+    /// Events per page: 1 to 10,000, default 1,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+    /// Long poll: wait up to this long (at most 30,000) while nothing is new.
+    #[param(maximum = 30000)]
     wait_ms: Option<u64>,
+    /// Only these types, comma-separated (e.g.
+    /// `users.cohorts.Entered,users.cohorts.Exited`); default all.
     event_types: Option<String>,
 }
 
@@ -62,6 +72,31 @@ fn event_types(list: Option<&str>) -> Result<Option<Vec<EventType>>> {
         .map(Some)
 }
 
+#[utoipa::path(
+    get,
+    path = "/feed",
+    tag = "Change feed",
+    operation_id = "readFeed",
+    summary = "Read the change feed after a cursor",
+    description = "Every write's events, in log order, Braze Currents style. Consumers must \
+        tolerate fields they do not know.",
+    params(FeedQuery),
+    responses(
+        (status = 200, description = "A page of events", body = super::openapi::shapes::FeedPage,
+         example = json!({"events": [{"id": "00000001-0000-0000-0000-000600000000",
+             "event_type": "users.cohorts.Entered", "time": 1796306504,
+             "user": {"user_id": "000000010000000000000000", "external_user_id": "u1"},
+             "properties": {"partner": "segment", "cohort_id": "aud_1", "name": "Big spenders"}}],
+             "next_cursor": "3"})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 410, description = "The cursor is older than the feed's retention",
+         body = super::openapi::shapes::ApiError,
+         example = json!({"code": "cursor_expired", "message": "the cursor is older than the feed's retention (the oldest event kept is number 1200); start again without `after`, or from a newer cursor"})),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn read(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,

@@ -16,7 +16,7 @@ pub mod body;
 mod cohorts;
 mod connectors;
 mod feed;
-mod openapi;
+pub mod openapi;
 mod ops;
 mod partner;
 mod segments;
@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use futures_util::future::FutureExt;
 use futures_util::StreamExt;
@@ -42,7 +42,72 @@ use crate::engine::state::Workspace;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
-/// Registers every route. The one place to read to see the API.
+/// Declares the route table once and expands it twice: into [`ROUTES`],
+/// the public list (`METHOD`, path template) that `tests/openapi.rs` holds
+/// the OpenAPI document to, and into `register`, which registers each
+/// route with its handler. A route is served if and only if it is listed.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:path,)*) => {
+        /// Every route of the API as `(METHOD, path template)`, in the
+        /// order `configure` registers them. Not listed: `/openapi.json`
+        /// and `/docs` (`openapi::routes`) and the dashboard (`ui::routes`).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)*];
+
+        /// Registers every route of [`ROUTES`] with its handler.
+        fn register(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::method(Method::$method).to($handler));)*
+        }
+    };
+}
+
+route_table! {
+    // Partner cohort import API (Braze-compatible).
+    POST "/partners/{partner}/cohorts" => partner::name_cohort,
+    POST "/partners/{partner}/cohorts/users" => partner::cohort_users,
+    // Users API.
+    POST "/users/track" => users::track,
+    POST "/users/identify" => users::identify,
+    POST "/users/alias/new" => users::alias_new,
+    POST "/users/delete" => users::delete,
+    POST "/users/export/ids" => users::export_ids,
+    // Queries.
+    GET "/cohorts" => cohorts::list,
+    GET "/cohorts/{partner}/{cohort_id}" => cohorts::one,
+    GET "/cohorts/{partner}/{cohort_id}/members" => cohorts::members,
+    GET "/cohorts/{partner}/{cohort_id}/imports" => cohorts::imports,
+    POST "/segments" => segments::create,
+    GET "/segments" => segments::list,
+    POST "/segments/preview" => segments::preview,
+    GET "/segments/{id}" => segments::get,
+    PUT "/segments/{id}" => segments::replace,
+    DELETE "/segments/{id}" => segments::delete,
+    GET "/segments/{id}/count" => segments::count,
+    GET "/segments/{id}/members" => segments::members,
+    POST "/segments/{id}/membership" => segments::membership,
+    POST "/users/memberships" => segments::user_memberships,
+    // Technology partners and data import keys.
+    GET "/technology_partners" => technology_partners::list,
+    POST "/technology_partners/{partner}/data_import_keys" => technology_partners::create_key,
+    DELETE "/technology_partners/{partner}/data_import_keys/{key_id}" => technology_partners::revoke_key,
+    // Operators.
+    POST "/admin/workspaces" => admin::create_workspace,
+    GET "/admin/workspaces" => admin::list_workspaces,
+    POST "/admin/snapshots" => admin::take_snapshot,
+    GET "/admin/snapshots" => admin::list_snapshots,
+    POST "/admin/restore" => admin::restore,
+    GET "/feed" => feed::read,
+    POST "/connectors" => connectors::create,
+    GET "/connectors" => connectors::list,
+    GET "/connectors/{id}" => connectors::get,
+    DELETE "/connectors/{id}" => connectors::delete,
+    GET "/admin/connectors" => connectors::admin_list,
+    GET "/healthz" => ops::healthz,
+    GET "/readyz" => ops::readyz,
+    GET "/metrics" => ops::metrics,
+}
+
+/// Registers every route: the table above, then the API's description
+/// and reference, and the dashboard.
 pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(engine))
@@ -55,79 +120,7 @@ pub fn configure(engine: Engine) -> impl FnOnce(&mut web::ServiceConfig) {
                 web::PathConfig::default()
                     .error_handler(|e, _| Error::bad_request("invalid_path", e.to_string()).into()),
             )
-            // Partner cohort import API (Braze-compatible).
-            .route(
-                "/partners/{partner}/cohorts",
-                web::post().to(partner::name_cohort),
-            )
-            .route(
-                "/partners/{partner}/cohorts/users",
-                web::post().to(partner::cohort_users),
-            )
-            // Users API.
-            .route("/users/track", web::post().to(users::track))
-            .route("/users/identify", web::post().to(users::identify))
-            .route("/users/alias/new", web::post().to(users::alias_new))
-            .route("/users/delete", web::post().to(users::delete))
-            .route("/users/export/ids", web::post().to(users::export_ids))
-            // Queries.
-            .route("/cohorts", web::get().to(cohorts::list))
-            .route(
-                "/cohorts/{partner}/{cohort_id}",
-                web::get().to(cohorts::one),
-            )
-            .route(
-                "/cohorts/{partner}/{cohort_id}/members",
-                web::get().to(cohorts::members),
-            )
-            .route(
-                "/cohorts/{partner}/{cohort_id}/imports",
-                web::get().to(cohorts::imports),
-            )
-            .route("/segments", web::post().to(segments::create))
-            .route("/segments", web::get().to(segments::list))
-            .route("/segments/preview", web::post().to(segments::preview))
-            .route("/segments/{id}", web::get().to(segments::get))
-            .route("/segments/{id}", web::put().to(segments::replace))
-            .route("/segments/{id}", web::delete().to(segments::delete))
-            .route("/segments/{id}/count", web::get().to(segments::count))
-            .route("/segments/{id}/members", web::get().to(segments::members))
-            .route(
-                "/segments/{id}/membership",
-                web::post().to(segments::membership),
-            )
-            .route(
-                "/users/memberships",
-                web::post().to(segments::user_memberships),
-            )
-            // Technology partners and data import keys.
-            .route(
-                "/technology_partners",
-                web::get().to(technology_partners::list),
-            )
-            .route(
-                "/technology_partners/{partner}/data_import_keys",
-                web::post().to(technology_partners::create_key),
-            )
-            .route(
-                "/technology_partners/{partner}/data_import_keys/{key_id}",
-                web::delete().to(technology_partners::revoke_key),
-            )
-            // Operators.
-            .route("/admin/workspaces", web::post().to(admin::create_workspace))
-            .route("/admin/workspaces", web::get().to(admin::list_workspaces))
-            .route("/admin/snapshots", web::post().to(admin::take_snapshot))
-            .route("/admin/snapshots", web::get().to(admin::list_snapshots))
-            .route("/admin/restore", web::post().to(admin::restore))
-            .route("/feed", web::get().to(feed::read))
-            .route("/connectors", web::post().to(connectors::create))
-            .route("/connectors", web::get().to(connectors::list))
-            .route("/connectors/{id}", web::get().to(connectors::get))
-            .route("/connectors/{id}", web::delete().to(connectors::delete))
-            .route("/admin/connectors", web::get().to(connectors::admin_list))
-            .route("/healthz", web::get().to(ops::healthz))
-            .route("/readyz", web::get().to(ops::readyz))
-            .route("/metrics", web::get().to(ops::metrics))
+            .configure(register)
             // The API's description and reference, and the dashboard.
             .configure(openapi::routes)
             .configure(ui::routes)

@@ -48,14 +48,23 @@ struct Envelope<'a> {
     cohort_changes: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
-struct ChangeWire<'a> {
+/// One change of a delta: identifiers to add, or to remove with
+/// `should_remove`. Each key is optional; absent, `null` or `[]` means
+/// none. Ids are non-empty strings.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CohortChange)]
+pub(super) struct ChangeWire<'a> {
+    /// External ids: match the profile with that `external_id`.
     #[serde(borrow, default)]
     user_ids: Option<Vec<Cow<'a, str>>>,
+    /// Device ids: match anonymous profiles only.
     #[serde(borrow, default)]
     device_ids: Option<Vec<Cow<'a, str>>>,
+    /// Aliases: match the profile holding that exact pair.
     #[serde(borrow, default)]
+    #[schema(value_type = Option<Vec<super::openapi::shapes::UserAlias>>)]
     aliases: Option<Vec<AliasWire<'a>>>,
+    /// Absent, `null` or `false`: add.
     #[serde(default)]
     should_remove: Option<bool>,
 }
@@ -190,6 +199,54 @@ enum Endpoint {
     Users,
 }
 
+/// The partner path parameter, as both endpoints document it.
+const PARTNER_PARAM: &str = "A configured partner (the shipped config.toml: hightouch, segment, \
+     heap, kubit, amplitude, mixpanel, census). An unknown one is a 404 before any key check.";
+
+#[utoipa::path(
+    post,
+    path = "/partners/{partner}/cohorts",
+    tag = "Partner cohort import",
+    operation_id = "nameCohort",
+    summary = "Name a cohort (Braze's cohort name endpoint)",
+    description = "Creates the cohort, or renames it if it exists (members untouched). \
+        Idempotent: partners resend it before every batch with a fresh `created_at`; the \
+        first one seen is kept. Authenticated by `partner_api_key` and `client_secret` in \
+        the body.",
+    params(("partner" = String, Path, description = PARTNER_PARAM, example = "segment")),
+    request_body(content = super::openapi::shapes::CohortNameRequest, example = json!({
+        "partner_api_key": "segment-secret",
+        "client_secret": "cdik_98518623e9acc6d027f79748504825800477daafd8469232aedcdda34d1dbb4b",
+        "cohort_id": "aud_1",
+        "name": "Big spenders",
+        "created_at": "2026-11-24T05:14:36.000Z"
+    })),
+    responses(
+        (status = 201, description = "Created or renamed", body = super::openapi::shapes::PartnerSuccess,
+         headers(
+             ("X-RateLimit-Limit" = u64, description = "Requests per window for this workspace and partner"),
+             ("X-RateLimit-Remaining" = u64, description = "Requests left in the window"),
+             ("X-RateLimit-Reset" = u64, description = "Unix seconds when the window resets")
+         ),
+         example = json!({"message": "success"})),
+        (status = 400, description = "Malformed JSON, or a field: `cohort_id must be a valid string`, \
+            `name must be a non-empty string`, `created_at must be a valid time as an ISO-8601 string`",
+         body = super::openapi::shapes::PartnerError,
+         example = json!({"message": "name must be a non-empty string"})),
+        (status = 401, description = "`Invalid Partner API key`, `Invalid client secret`, or \
+            `Partner not enabled for client with client secret: <client_secret>`",
+         body = super::openapi::shapes::PartnerError,
+         example = json!({"message": "Invalid Partner API key"})),
+        (status = 404, description = "Unknown partner", body = super::openapi::shapes::PartnerError,
+         example = json!({"message": "unknown partner \"acme\""})),
+        (status = 413, description = "Body over `max_body_bytes`", body = super::openapi::shapes::PartnerError),
+        (status = 429, description = "The workspace's rate limit for this partner is spent \
+            (`X-RateLimit-*` headers say until when)", body = super::openapi::shapes::PartnerError,
+         example = json!({"message": "rate limit exceeded"})),
+        (status = 503, description = "Saturated or recovering: retry later, nothing was applied",
+         body = super::openapi::shapes::PartnerError),
+    ),
+)]
 pub async fn name_cohort(
     engine: web::Data<Engine>,
     partner: web::Path<String>,
@@ -198,6 +255,51 @@ pub async fn name_cohort(
     serve(&engine, &partner, payload, Endpoint::Name).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/partners/{partner}/cohorts/users",
+    tag = "Partner cohort import",
+    operation_id = "cohortUsers",
+    summary = "Apply a delta (Braze's user cohort endpoint)",
+    description = "Adds and removes the profiles the identifiers match (existing ones only: an \
+        identifier that matches none is counted in `unmatched` and ignored). Changes apply in \
+        order; the request applies whole or not at all. A delta with identifiers creates a \
+        never-named cohort (named by its id). Authenticated by `partner_api_key` and \
+        `client_secret` in the body.",
+    params(("partner" = String, Path, description = PARTNER_PARAM, example = "segment")),
+    request_body(content = super::openapi::shapes::CohortUsersRequest, example = json!({
+        "partner_api_key": "segment-secret",
+        "client_secret": "cdik_98518623e9acc6d027f79748504825800477daafd8469232aedcdda34d1dbb4b",
+        "cohort_id": "aud_1",
+        "cohort_changes": [
+            {"user_ids": ["u1", "u2", "unknown"]},
+            {"user_ids": ["u2"], "should_remove": true}
+        ]
+    })),
+    responses(
+        (status = 201, description = "Applied", body = super::openapi::shapes::CohortUsersResponse,
+         headers(
+             ("X-RateLimit-Limit" = u64, description = "Requests per window for this workspace and partner"),
+             ("X-RateLimit-Remaining" = u64, description = "Requests left in the window"),
+             ("X-RateLimit-Reset" = u64, description = "Unix seconds when the window resets")
+         ),
+         example = json!({"message": "success", "added": 1, "removed": 0, "unmatched": 1, "cohort_size": 1})),
+        (status = 400, description = "Malformed JSON, `cohort_id must be a valid string`, the \
+            `cohort_changes must be …` message, or `Only 1,000 user_ids, device_ids, and aliases \
+            are allowed per request`", body = super::openapi::shapes::PartnerError,
+         example = json!({"message": "Only 1,000 user_ids, device_ids, and aliases are allowed per request"})),
+        (status = 401, description = "`Invalid Partner API key`, `Invalid client secret`, or \
+            `Partner not enabled for client with client secret: <client_secret>`",
+         body = super::openapi::shapes::PartnerError,
+         example = json!({"message": "Invalid Partner API key"})),
+        (status = 404, description = "Unknown partner", body = super::openapi::shapes::PartnerError),
+        (status = 413, description = "Body over `max_body_bytes`", body = super::openapi::shapes::PartnerError),
+        (status = 429, description = "The workspace's rate limit for this partner is spent",
+         body = super::openapi::shapes::PartnerError),
+        (status = 503, description = "Saturated or recovering: retry later, nothing was applied",
+         body = super::openapi::shapes::PartnerError),
+    ),
+)]
 pub async fn cohort_users(
     engine: web::Data<Engine>,
     partner: web::Path<String>,

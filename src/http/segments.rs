@@ -32,30 +32,44 @@ pub const MAX_CHECK_USERS: usize = 1000;
 pub const PREVIEW_SAMPLE: usize = 10;
 pub const MAX_PREVIEW_SAMPLE: usize = 100;
 
-#[derive(Deserialize)]
+/// A saved segment as written: a name and a filter.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentBody {
+    /// Need not be unique.
+    #[schema(min_length = 1)]
     name: String,
+    #[schema(value_type = super::openapi::shapes::Filter)]
     filter: Value,
 }
 
-#[derive(Deserialize)]
+/// A filter to evaluate without saving it.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewBody {
+    #[schema(value_type = super::openapi::shapes::Filter)]
     filter: Value,
+    /// Members in `sample`: default 10, at most 100.
     #[serde(default)]
+    #[schema(maximum = 100)]
     sample_size: Option<usize>,
 }
 
-/// A member as a request names it (wire form, borrowed from the body).
-#[derive(Deserialize)]
+/// A member as a request names it (wire form, borrowed from the body):
+/// exactly one of `external_id`, `user_alias` or `device_id`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MemberRef, max_properties = 1)]
 struct MemberWire<'a> {
     #[serde(borrow, default)]
+    #[schema(min_length = 1)]
     external_id: Option<Cow<'a, str>>,
+    /// Matches anonymous profiles only.
     #[serde(borrow, default)]
+    #[schema(min_length = 1)]
     device_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
+    #[schema(value_type = Option<super::openapi::shapes::UserAlias>)]
     user_alias: Option<AliasWire<'a>>,
 }
 
@@ -68,10 +82,13 @@ struct AliasWire<'a> {
     alias_label: Cow<'a, str>,
 }
 
-#[derive(Deserialize)]
+/// A membership check: up to 1,000 users.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MembershipCheck)]
 struct CheckWire<'a> {
     #[serde(borrow)]
+    #[schema(max_items = 1000)]
     users: Vec<MemberWire<'a>>,
 }
 
@@ -185,6 +202,32 @@ fn find(ws: &Workspace, id: &str) -> Result<Arc<Segment>> {
         .ok_or(Error::NotFound("segment"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/segments",
+    tag = "Segments",
+    operation_id = "createSegment",
+    summary = "Save a segment",
+    description = "Saves a named filter; its membership is always live. Segment ids are never \
+        reused. An invalid filter (unknown op, bad regex, unknown cohort) is a 400 naming the \
+        problem.",
+    request_body(content = SegmentBody, example = json!({
+        "name": "gold big spenders",
+        "filter": {"and": [
+                {"cohort": {"partner": "segment", "cohort_id": "aud_1"}},
+                {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}
+            ]}
+    })),
+    responses(
+        (status = 201, description = "Saved", body = super::openapi::shapes::SegmentCreated,
+         example = json!({"segment_id": "seg_1"})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn create(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -198,6 +241,25 @@ pub async fn create(
 
 /// `GET /segments`: a page of the saved segments, by id, exactly as
 /// `GET /cohorts` pages (`cursor`, `limit`, `next_cursor`).
+#[utoipa::path(
+    get,
+    path = "/segments",
+    tag = "Segments",
+    operation_id = "listSegments",
+    summary = "List saved segments",
+    params(super::cohorts::PageQuery),
+    responses(
+        (status = 200, description = "A page of segments, by id", body = super::openapi::shapes::SegmentPage,
+         example = json!({"segments": [{"segment_id": "seg_1", "name": "gold big spenders",
+             "filter": {"and": [
+                {"cohort": {"partner": "segment", "cohort_id": "aud_1"}},
+                {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}
+            ]}}], "next_cursor": null})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpResponse> {
     let limit = query::limit(q.limit)?;
     let after = query::parse_segment_cursor(q.cursor.as_deref())?;
@@ -206,10 +268,45 @@ pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(json!({ "segments": segments, "next_cursor": page.next_cursor })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/segments/{id}",
+    tag = "Segments",
+    operation_id = "getSegment",
+    summary = "One saved segment",
+    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    responses(
+        (status = 200, description = "The segment", body = super::openapi::shapes::Segment),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn get(auth: WorkspaceAuth, id: web::Path<String>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(segment_json(find(&auth.0, &id)?.as_ref())))
 }
 
+#[utoipa::path(
+    put,
+    path = "/segments/{id}",
+    tag = "Segments",
+    operation_id = "replaceSegment",
+    summary = "Replace a saved segment's name and filter",
+    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    request_body(content = SegmentBody, example = json!({
+        "name": "gold",
+        "filter": {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}
+    })),
+    responses(
+        (status = 200, description = "The segment as written", body = super::openapi::shapes::Segment),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn replace(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -228,6 +325,22 @@ pub async fn replace(
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/segments/{id}",
+    tag = "Segments",
+    operation_id = "deleteSegment",
+    summary = "Delete a saved segment",
+    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    responses(
+        (status = 200, description = "Deleted", body = super::openapi::shapes::SegmentDeleted,
+         example = json!({"message": "success", "segment_id": "seg_1"})),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn delete(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -241,6 +354,22 @@ pub async fn delete(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/segments/{id}/count",
+    tag = "Segments",
+    operation_id = "countSegment",
+    summary = "A saved segment's live size",
+    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    responses(
+        (status = 200, description = "The live count", body = super::openapi::shapes::Count,
+         example = json!({"count": 1})),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn count(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -251,6 +380,24 @@ pub async fn count(
     Ok(HttpResponse::Ok().json(json!({ "count": n })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/segments/{id}/members",
+    tag = "Segments",
+    operation_id = "segmentMembers",
+    summary = "Page through a saved segment's members",
+    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1"), super::cohorts::PageQuery),
+    responses(
+        (status = 200, description = "A page of members", body = super::openapi::shapes::MemberPage,
+         example = json!({"members": [{"braze_id": "000000010000000000000000", "external_id": "u1"}],
+             "next_cursor": null})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn members(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -289,6 +436,30 @@ fn parse_check(bytes: &[u8]) -> Result<Vec<Identifier>> {
 /// `POST /segments/{id}/membership`: parsed borrowed from the body and
 /// answered without building a JSON tree, since this is the hot path of a
 /// campaign scheduler (1,000 users a call).
+#[utoipa::path(
+    post,
+    path = "/segments/{id}/membership",
+    tag = "Segments",
+    operation_id = "checkMembership",
+    summary = "Check up to 1,000 users against a saved segment",
+    description = "A boolean per user, in request order; an identifier that matches no profile \
+        is `false`.",
+    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    request_body(content = CheckWire, example = json!({
+        "users": [{"external_id": "u1"}, {"user_alias": {"alias_name": "a@example.com", "alias_label": "email"}},
+                  {"device_id": "d1"}]
+    })),
+    responses(
+        (status = 200, description = "One result per user", body = super::openapi::shapes::MembershipResults,
+         example = json!({"results": [{"member": true}, {"member": false}, {"member": false}]})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn membership(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -318,6 +489,30 @@ pub async fn membership(
         .body(out))
 }
 
+#[utoipa::path(
+    post,
+    path = "/segments/preview",
+    tag = "Segments",
+    operation_id = "previewSegment",
+    summary = "Count and sample a filter without saving it",
+    description = "What a segment builder shows while a filter is edited.",
+    request_body(content = PreviewBody, example = json!({
+        "filter": {"and": [
+                {"cohort": {"partner": "segment", "cohort_id": "aud_1"}},
+                {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}
+            ]},
+        "sample_size": 10
+    })),
+    responses(
+        (status = 200, description = "The live count and a sample", body = super::openapi::shapes::Preview,
+         example = json!({"count": 1, "sample": [{"braze_id": "000000010000000000000000", "external_id": "u1"}]})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn preview(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -344,6 +539,25 @@ pub async fn preview(
 }
 
 /// `POST /users/memberships`: one user → its cohorts and saved segments.
+#[utoipa::path(
+    post,
+    path = "/users/memberships",
+    tag = "Segments",
+    operation_id = "userMemberships",
+    summary = "The cohorts and saved segments one user is in",
+    request_body(content = MemberWire, example = json!({"external_id": "u1"})),
+    responses(
+        (status = 200, description = "Its cohorts and segments", body = super::openapi::shapes::UserMemberships,
+         example = json!({"cohorts": [{"partner": "segment", "cohort_id": "aud_1", "name": "Big spenders"}],
+             "segments": [{"segment_id": "seg_1", "name": "gold big spenders"}]})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, description = "No such user", body = super::openapi::shapes::ApiError,
+         example = json!({"code": "not_found", "message": "user not found"})),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn user_memberships(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,

@@ -16,6 +16,21 @@ fn rest_endpoint(req: &HttpRequest) -> String {
     format!("{}://{}", info.scheme(), info.host())
 }
 
+#[utoipa::path(
+    get,
+    path = "/technology_partners",
+    tag = "Technology partners",
+    operation_id = "listTechnologyPartners",
+    summary = "Partners, with the endpoint to give them and their keys",
+    responses(
+        (status = 200, description = "Every configured partner", body = super::openapi::shapes::TechnologyPartners,
+         example = json!({"technology_partners": [{"partner": "segment", "rest_endpoint": "http://127.0.0.1:8080",
+             "data_import_keys": [{"key_id": "3cb63ec41590cb48", "masked_key": "cdik********bb4b",
+                                   "created_at": "2026-12-03T14:01:44.699Z"}]}]})),
+        (status = 401, response = super::openapi::Unauthorized),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn list(
     req: HttpRequest,
     engine: web::Data<Engine>,
@@ -43,6 +58,26 @@ pub async fn list(
     HttpResponse::Ok().json(json!({ "technology_partners": partners }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/technology_partners/{partner}/data_import_keys",
+    tag = "Technology partners",
+    operation_id = "createDataImportKey",
+    summary = "Generate a data import key (the partner's client_secret)",
+    description = "The full key is shown only in this answer. Older keys stay live until \
+        invalidated, so a key can be rotated without downtime.",
+    params(("partner" = String, Path, description = "A configured partner", example = "segment")),
+    responses(
+        (status = 201, description = "The new key", body = super::openapi::shapes::NewDataImportKey,
+         example = json!({"key_id": "3cb63ec41590cb48",
+             "data_import_key": "cdik_98518623e9acc6d027f79748504825800477daafd8469232aedcdda34d1dbb4b",
+             "rest_endpoint": "http://127.0.0.1:8080"})),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn create_key(
     req: HttpRequest,
     engine: web::Data<Engine>,
@@ -57,6 +92,24 @@ pub async fn create_key(
     })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/technology_partners/{partner}/data_import_keys/{key_id}",
+    tag = "Technology partners",
+    operation_id = "revokeDataImportKey",
+    summary = "Invalidate a data import key",
+    description = "From then on the key gets `401 Invalid client secret`.",
+    params(("partner" = String, Path, description = "A configured partner", example = "segment"),
+        ("key_id" = String, Path, description = "The key's id, as listed", example = "3cb63ec41590cb48")),
+    responses(
+        (status = 200, description = "Invalidated", body = super::openapi::shapes::KeyRevoked,
+         example = json!({"message": "success", "key_id": "3cb63ec41590cb48"})),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn revoke_key(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,

@@ -15,7 +15,7 @@
 //! over a `[limits]` value); `profiles::commands::Batch` keeps the request
 //! indexes through all of it.
 
-mod export;
+pub(super) mod export;
 pub use export::export_ids;
 
 use super::body::read_json;
@@ -485,6 +485,40 @@ fn note_batch(engine: &Engine, req: &HttpRequest, route: &'static str) {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/track",
+    tag = "Users",
+    operation_id = "trackUsers",
+    summary = "Create and update profiles: attributes, events, purchases",
+    description = "Fatal (400, nothing applied): a malformed body, a non-object, an array over 75 \
+        objects, or no arrays at all. Anything wrong with one object is not fatal: that object \
+        is skipped and listed in `errors`, every other one applies, and the answer is 201.",
+    params(("X-Braze-Batch" = Option<bool>, Header,
+        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    request_body(content = super::openapi::shapes::TrackRequest, example = json!({
+        "attributes": [
+            {"external_id": "u1", "plan": "gold", "current_location": {"latitude": 38.72, "longitude": -9.14}},
+            {"external_id": "u2", "plan": "silver"},
+            {"device_id": "d1", "app_version": "1.2"}
+        ],
+        "events": [{"external_id": "u1", "name": "opened_app", "time": "2026-11-24T05:14:36Z",
+                    "properties": {"screen": "home"}}],
+        "purchases": [{"external_id": "u1", "product_id": "sku_1", "currency": "USD", "price": 9.99,
+                       "time": "2026-11-24T05:14:36Z"}]
+    })),
+    responses(
+        (status = 201, description = "Applied, but for the objects listed in `errors`",
+         body = super::openapi::shapes::TrackResponse,
+         example = json!({"message": "success", "attributes_processed": 3, "events_processed": 1,
+             "purchases_processed": 1, "errors": []})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn track(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -547,6 +581,34 @@ fn parse_identify(body: &Value) -> Result<Batch<Identify>> {
     Ok(batch)
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/identify",
+    tag = "Users",
+    operation_id = "identifyUsers",
+    summary = "Identify alias-only or anonymous device profiles",
+    description = "An alias-only profile (`aliases_to_identify`) or an anonymous device profile \
+        (`devices_to_identify`) becomes, or merges into, the identified profile with that \
+        external_id. A merge unions cohort memberships, aliases, devices, attributes (the \
+        identified side wins) and event stats.",
+    params(("X-Braze-Batch" = Option<bool>, Header,
+        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    request_body(content = super::openapi::shapes::IdentifyRequest, example = json!({
+        "aliases_to_identify": [{"external_id": "u1", "user_alias": {"alias_name": "a@example.com", "alias_label": "email"}}],
+        "devices_to_identify": [{"external_id": "u3", "device_id": "d1"}]
+    })),
+    responses(
+        (status = 201, description = "Applied, but for the entries listed in `errors`",
+         body = super::openapi::shapes::IdentifyResponse,
+         example = json!({"message": "success", "aliases_processed": 1, "devices_processed": 1,
+             "merged": 1, "errors": []})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn identify(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -588,6 +650,28 @@ fn parse_alias_new(body: &Value) -> Result<Batch<NewAliases>> {
     Ok(batch)
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/alias/new",
+    tag = "Users",
+    operation_id = "newAliases",
+    summary = "Add aliases",
+    params(("X-Braze-Batch" = Option<bool>, Header,
+        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    request_body(content = super::openapi::shapes::AliasNewRequest, example = json!({
+        "user_aliases": [{"alias_name": "a@example.com", "alias_label": "email"}]
+    })),
+    responses(
+        (status = 201, description = "Applied, but for the entries listed in `errors`",
+         body = super::openapi::shapes::AliasNewResponse,
+         example = json!({"message": "success", "aliases_processed": 1, "errors": []})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn alias_new(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
@@ -665,6 +749,27 @@ fn parse_delete(ws: WorkspaceId, body: &Value) -> Result<Batch<Vec<Identifier>>>
     Ok(batch)
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/delete",
+    tag = "Users",
+    operation_id = "deleteUsers",
+    summary = "Delete profiles",
+    description = "A deleted profile leaves every cohort and segment at once.",
+    params(("X-Braze-Batch" = Option<bool>, Header,
+        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    request_body(content = super::openapi::shapes::DeleteRequest, example = json!({"external_ids": ["u2"]})),
+    responses(
+        (status = 201, description = "Deleted, but for the entries listed in `errors`",
+         body = super::openapi::shapes::DeleteResponse,
+         example = json!({"message": "success", "deleted": 1, "errors": []})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 413, response = super::openapi::TooLarge),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn delete(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,

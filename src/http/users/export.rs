@@ -226,6 +226,33 @@ fn user(ws: WorkspaceId, uid: crate::model::Uid, p: &Profile) -> Map<String, Val
     out
 }
 
+#[utoipa::path(
+    post,
+    path = "/users/export/ids",
+    tag = "Users",
+    operation_id = "exportUsersByIds",
+    summary = "Export profiles by identifier (Braze's export by identifier)",
+    description = "Each profile found once, in request order (an email or phone names every \
+        profile holding it); every identifier that named none in `invalid_user_ids`, as given.",
+    request_body(content = crate::http::openapi::shapes::ExportRequest, example = json!({
+        "external_ids": ["u1", "nobody"],
+        "fields_to_export": ["external_id", "braze_id", "custom_attributes", "custom_events"]
+    })),
+    responses(
+        (status = 201, description = "The profiles found", body = crate::http::openapi::shapes::ExportResponse,
+         example = json!({"message": "success",
+             "users": [{"external_id": "u1", "braze_id": "000000010000000000000000",
+                        "custom_attributes": {"plan": "gold"},
+                        "custom_events": [{"name": "opened_app", "first": "2026-11-24T05:14:36.000Z",
+                                           "last": "2026-11-24T05:14:36.000Z", "count": 1}]}],
+             "invalid_user_ids": ["nobody"]})),
+        (status = 400, response = crate::http::openapi::BadRequest),
+        (status = 401, response = crate::http::openapi::Unauthorized),
+        (status = 413, response = crate::http::openapi::TooLarge),
+        (status = 503, response = crate::http::openapi::Unavailable),
+    ),
+    security(("workspace_key" = [])),
+)]
 pub async fn export_ids(
     engine: web::Data<Engine>,
     auth: WorkspaceAuth,
