@@ -1056,12 +1056,20 @@ fn export_by_ids_reads_profiles_back_as_braze_lists_them() {
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["message"], "success");
     let users = r.body["users"].as_array().unwrap();
-    assert_eq!(users.len(), 2, "each profile once, in request order: {}", r.body);
+    assert_eq!(
+        users.len(),
+        2,
+        "each profile once, in request order: {}",
+        r.body
+    );
     let u1 = &users[0];
     assert_eq!(u1["external_id"], "u1");
     assert_eq!(u1["first_name"], "Ada");
     assert_eq!(u1["email"], "ada@example.com");
-    assert_eq!(u1["custom_attributes"], json!({"plan": "gold", "address": {"city": "Paris"}}));
+    assert_eq!(
+        u1["custom_attributes"],
+        json!({"plan": "gold", "address": {"city": "Paris"}})
+    );
     assert_eq!(u1["last_coordinates"], json!([2.35, 48.85]));
     assert_eq!(
         u1["custom_events"],
@@ -1081,26 +1089,46 @@ fn export_by_ids_reads_profiles_back_as_braze_lists_them() {
         json!({"braze_id": braze, "fields_to_export": ["external_id", "custom_events"]}),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(r.body["users"].as_array().map(Vec::len), Some(1), "{}", r.body);
     assert_eq!(
-        r.body["users"][0].as_object().unwrap().keys().collect::<Vec<_>>(),
+        r.body["users"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["users"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
         ["custom_events", "external_id"]
     );
-    let r = s
-        .ws
-        .post("/users/export/ids", json!({"email_address": "ada@example.com"}));
+    let r = s.ws.post(
+        "/users/export/ids",
+        json!({"email_address": "ada@example.com"}),
+    );
     assert_eq!(r.body["users"][0]["external_id"], "u1", "{}", r.body);
 
     // An identify merges the alias profile into u1: its attributes join.
-    s.identify(json!({"aliases_to_identify": [{"external_id": "u1", "user_alias": alias("anon", "crm")}]}));
-    let r = s.ws.post("/users/export/ids", json!({"external_ids": ["u1"]}));
-    assert_eq!(r.body["users"][0]["custom_attributes"]["visits"], 3, "{}", r.body);
+    s.identify(
+        json!({"aliases_to_identify": [{"external_id": "u1", "user_alias": alias("anon", "crm")}]}),
+    );
+    let r =
+        s.ws.post("/users/export/ids", json!({"external_ids": ["u1"]}));
+    assert_eq!(
+        r.body["users"][0]["custom_attributes"]["visits"], 3,
+        "{}",
+        r.body
+    );
 
     // Bad input: a clear 400.
     for (body, says) in [
         (json!({}), "give external_ids"),
         (json!({"external_ids": [1]}), "external_ids[0]"),
-        (json!({"external_ids": ["u1"], "fields_to_export": ["nope"]}), "nope"),
+        (
+            json!({"external_ids": ["u1"], "fields_to_export": ["nope"]}),
+            "nope",
+        ),
     ] {
         let r = s.ws.post("/users/export/ids", body.clone());
         assert_eq!(r.status, 400, "{body}: {}", r.body);

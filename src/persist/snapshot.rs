@@ -287,10 +287,7 @@ pub fn load(path: &Path) -> Result<(SnapshotInfo, Vec<u8>)> {
 
 /// [`load`], telling `read` the payload bytes read so far and in all as it
 /// goes (`cohortd inspect`'s progress bar).
-pub fn load_with(
-    path: &Path,
-    read: &mut dyn FnMut(u64, u64),
-) -> Result<(SnapshotInfo, Vec<u8>)> {
+pub fn load_with(path: &Path, read: &mut dyn FnMut(u64, u64)) -> Result<(SnapshotInfo, Vec<u8>)> {
     /// Bytes per read between two reports.
     const STEP: usize = 16 << 20;
     let (mut file, header, info) = open_verified(path)?;

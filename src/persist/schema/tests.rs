@@ -984,7 +984,13 @@ fn inspect_reports_its_steps_in_order_up_to_their_totals() {
     super::inspect_with(&snap.path, &mut |s| steps.push(s)).expect("inspect");
     use super::InspectStep::*;
     let len = payload.len() as u64;
-    assert_eq!(steps.first(), Some(&Reading { done: len, total: len }));
+    assert_eq!(
+        steps.first(),
+        Some(&Reading {
+            done: len,
+            total: len
+        })
+    );
     assert_eq!(steps[1], Decoding);
     assert_eq!(steps.last(), Some(&Checking { done: 4, total: 4 }));
     assert!(steps[2..]
