@@ -47,7 +47,82 @@ pub struct Config {
     pub feed: FeedSettings,
     #[serde(default = "shipped_connectors")]
     pub connectors: ConnectorSettings,
+    /// `[cluster]` (SPEC §11): absent, this is a single node with its
+    /// local log, as it always was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
     pub partners: BTreeMap<String, PartnerConfig>,
+}
+
+/// `[cluster]`: cluster mode on NATS JetStream (issue 14, `crate::cluster`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Unique and stable: it names this node's leases.
+    pub node_id: String,
+    /// How the other nodes reach this one (writes are forwarded there).
+    pub advertise_url: String,
+    pub nats_urls: Vec<String>,
+    /// Fixed for the life of the cluster (`cluster::shard_of`).
+    pub shards: u32,
+    /// JetStream replicas of each stream, bucket and object store.
+    pub replicas: usize,
+    pub lease_ttl_millis: u64,
+}
+
+impl ClusterConfig {
+    /// What is wrong with these settings, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        let key_safe = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !key_safe(&self.node_id) {
+            return Err(format!(
+                "cluster.node_id {:?}: 1 to 64 letters, digits, '-' or '_'",
+                self.node_id
+            ));
+        }
+        if url::Url::parse(&self.advertise_url)
+            .ok()
+            .is_none_or(|u| !matches!(u.scheme(), "http" | "https") || u.host().is_none())
+        {
+            return Err(format!(
+                "cluster.advertise_url {:?}: an http(s) URL the other nodes can reach",
+                self.advertise_url
+            ));
+        }
+        if self.nats_urls.is_empty() {
+            return Err("cluster.nats_urls: at least one nats:// URL".into());
+        }
+        if let Some(bad) = self.nats_urls.iter().find(|u| {
+            url::Url::parse(u)
+                .ok()
+                .is_none_or(|u| u.scheme() != "nats" || u.host().is_none())
+        }) {
+            return Err(format!(
+                "cluster.nats_urls: {bad:?} is not a nats://host:port URL"
+            ));
+        }
+        if !(1..=1024).contains(&self.shards) {
+            return Err(format!("cluster.shards = {}: 1 to 1024", self.shards));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(format!(
+                "cluster.replicas = {}: 1 to 5 (JetStream's range)",
+                self.replicas
+            ));
+        }
+        if self.lease_ttl_millis < 500 {
+            return Err(format!(
+                "cluster.lease_ttl_millis = {}: at least 500",
+                self.lease_ttl_millis
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[feed]`: every workspace's change feed (issue 12, `crate::feed`).
@@ -303,6 +378,33 @@ impl Config {
         if let Some(v) = get("COHORTD_ADMIN_TOKEN") {
             self.admin_token = Some(non_blank_env("COHORTD_ADMIN_TOKEN", v)?);
         }
+        for var in [
+            "COHORTD_NODE_ID",
+            "COHORTD_ADVERTISE_URL",
+            "COHORTD_NATS_URLS",
+        ] {
+            let Some(v) = get(var) else { continue };
+            let Some(c) = self.cluster.as_mut() else {
+                return Err(format!(
+                    "{var} is set but the config has no [cluster] section (shards and \
+                     replicas are fixed for the life of a cluster: write them down there)"
+                ));
+            };
+            match var {
+                "COHORTD_NODE_ID" => c.node_id = v,
+                "COHORTD_ADVERTISE_URL" => c.advertise_url = v,
+                _ => {
+                    c.nats_urls = v
+                        .split(',')
+                        .map(|u| u.trim().to_string())
+                        .filter(|u| !u.is_empty())
+                        .collect()
+                }
+            }
+        }
+        if let Some(c) = &self.cluster {
+            c.check()?;
+        }
         for (name, p) in self.partners.iter_mut() {
             let var = partner_key_var(name);
             if let Some(v) = get(&var) {
@@ -353,6 +455,9 @@ impl Config {
         }
         if self.rate_limit.window_secs == 0 {
             return Err("rate_limit.window_secs must be at least 1".into());
+        }
+        if let Some(c) = &self.cluster {
+            c.check()?;
         }
         if self.feed.segment_bytes < 4096 || self.feed.retention_hours == 0 {
             return Err(
@@ -435,6 +540,54 @@ fn non_blank_env(var: &str, value: String) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CLUSTER: &str = r#"
+[cluster]
+node_id = "n1"
+advertise_url = "http://127.0.0.1:8081"
+nats_urls = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223"]
+shards = 8
+replicas = 3
+lease_ttl_millis = 3000
+"#;
+
+    #[test]
+    fn no_cluster_section_is_a_single_node_and_one_parses_and_is_checked() {
+        assert_eq!(Config::default().cluster, None);
+        let c = Config::parse(&format!("{SHIPPED}{CLUSTER}")).expect("parses");
+        let cl = c.cluster.clone().expect("cluster");
+        assert_eq!((cl.node_id.as_str(), cl.shards, cl.replicas), ("n1", 8, 3));
+        for (from, to, says) in [
+            ("shards = 8", "shards = 0", "cluster.shards"),
+            ("replicas = 3", "replicas = 7", "cluster.replicas"),
+            ("\"n1\"", "\"n 1\"", "cluster.node_id"),
+            (
+                "lease_ttl_millis = 3000",
+                "lease_ttl_millis = 10",
+                "lease_ttl_millis",
+            ),
+            ("\"nats://127.0.0.1:4223\"", "\"http://x:1\"", "nats_urls"),
+            ("http://127.0.0.1:8081", "ftp://x", "advertise_url"),
+        ] {
+            let text = format!("{SHIPPED}{}", CLUSTER.replace(from, to));
+            let e = Config::parse(&text).expect_err(to);
+            assert!(e.contains(says), "{to}: {e}");
+        }
+        let mut env = c.clone();
+        env.apply_env(|k| match k {
+            "COHORTD_NODE_ID" => Some("n2".into()),
+            "COHORTD_NATS_URLS" => Some("nats://a:1, nats://b:2".into()),
+            _ => None,
+        })
+        .expect("overrides");
+        let cl = env.cluster.expect("cluster");
+        assert_eq!(cl.node_id, "n2");
+        assert_eq!(cl.nats_urls, ["nats://a:1", "nats://b:2"]);
+        let e = Config::default()
+            .apply_env(|k| (k == "COHORTD_NODE_ID").then(|| "n1".into()))
+            .expect_err("no section");
+        assert!(e.contains("no [cluster] section"), "{e}");
+    }
 
     #[test]
     fn the_shipped_file_is_the_default_and_names_the_partners() {

@@ -39,6 +39,7 @@
 //!   `[limits]` a request can run into (each is checked by the module
 //!   that owns what it bounds).
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod connector;
 pub mod engine;

@@ -1,0 +1,229 @@
+//! Cluster mode's footing (issue 14), against a real 3-server JetStream
+//! cluster on loopback (`common/nats.rs`): shard leases taken, renewed and
+//! taken over by compare-and-set; a deposed leader's appends refused by
+//! the stream; appends going on with one NATS server down, refused
+//! without a quorum, and going on again when it is back; reads in order.
+
+#[allow(dead_code)]
+#[path = "common/nats.rs"]
+mod nats;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cohortd::cluster::jet::Jet;
+use cohortd::cluster::lease::{Lease, State};
+use cohortd::cluster::log::ShardLog;
+use cohortd::cluster::Error;
+use cohortd::config::ClusterConfig;
+use futures_util::StreamExt;
+use nats::NatsCluster;
+
+fn config(urls: Vec<String>, node: &str) -> ClusterConfig {
+    ClusterConfig {
+        node_id: node.into(),
+        advertise_url: format!("http://127.0.0.1/{node}"),
+        nats_urls: urls,
+        shards: 4,
+        replicas: 3,
+        lease_ttl_millis: 1000,
+    }
+}
+
+async fn connect(c: &NatsCluster, node: &str) -> Jet {
+    Jet::connect(&config(c.urls(), node), Duration::from_secs(10))
+        .await
+        .expect("connects")
+}
+
+/// Every record of `log` after `after`, up to sequence `through`.
+async fn records(log: &ShardLog, after: u64, through: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    if through <= after {
+        return out;
+    }
+    let mut read = Box::pin(log.read(after).await.expect("reader"));
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(10), read.next()).await {
+        let r = r.expect("record");
+        out.push((r.sequence, r.payload.to_vec()));
+        if r.sequence >= through {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_taken_once_renewed_and_taken_over_only_after_its_ttl() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let (a, b) = (connect(&cluster, "a").await, connect(&cluster, "b").await);
+    let ttl = Duration::from_millis(1000);
+    let mut la = Lease::new(a.leases().await.unwrap(), 0, "a", "http://a", ttl);
+    let mut lb = Lease::new(b.leases().await.unwrap(), 0, "b", "http://b", ttl);
+
+    assert_eq!(la.step().await.unwrap(), State::Leader { term: 1 });
+    assert!(la.is_leader());
+    let State::Follower { holder } = lb.step().await.unwrap() else {
+        panic!("b must follow a")
+    };
+    assert_eq!((holder.node_id.as_str(), holder.term), ("a", 1));
+
+    // While a renews, b never takes over, however long it watches.
+    for _ in 0..8 {
+        tokio::time::sleep(la.interval()).await;
+        assert_eq!(la.step().await.unwrap(), State::Leader { term: 1 });
+        assert!(matches!(lb.step().await.unwrap(), State::Follower { .. }));
+    }
+
+    // a stops renewing (paused): it stops counting itself leader after the
+    // TTL, and b takes over only once a's revision stood still that long.
+    let paused = std::time::Instant::now();
+    let mut took = None;
+    while took.is_none() {
+        match lb.step().await.unwrap() {
+            State::Leader { term } => took = Some(term),
+            State::Follower { .. } => tokio::time::sleep(lb.interval()).await,
+            other => panic!("b: {other:?}"),
+        }
+    }
+    assert!(paused.elapsed() >= ttl, "taken over before the TTL");
+    assert_eq!(took, Some(2));
+    assert!(!la.is_leader(), "a's last renewal is older than the TTL");
+
+    // a wakes up: its renewal is refused, and it learns who holds it.
+    let State::Deposed { holder } = la.step().await.unwrap() else {
+        panic!("a must be deposed")
+    };
+    assert_eq!(holder.map(|h| (h.node_id, h.term)), Some(("b".into(), 2)));
+    assert!(matches!(la.step().await.unwrap(), State::Follower { .. }));
+
+    // A clean release hands it over at once.
+    lb.release().await.unwrap();
+    assert_eq!(la.step().await.unwrap(), State::Leader { term: 1 });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_append_is_refused_by_the_stream() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let (a, b) = (connect(&cluster, "a").await, connect(&cluster, "b").await);
+    let la = ShardLog::open(&a, 1).await.unwrap();
+    let lb = ShardLog::open(&b, 1).await.unwrap();
+    assert_eq!(la.last_sequence().await.unwrap(), 0);
+
+    // a leads: three appends, pipelined (each expects the one before).
+    let sent = futures_util::future::join_all(
+        (0..3u64).map(|i| la.append(Bytes::from(format!("a{i}")), i, 1)),
+    )
+    .await;
+    let seqs: Vec<u64> = sent.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+
+    // b takes over: it catches up to the stream's last sequence, appends.
+    let last = lb.last_sequence().await.unwrap();
+    assert_eq!(last, 3);
+    assert_eq!(
+        lb.append(Bytes::from_static(b"b0"), last, 2).await.unwrap(),
+        4
+    );
+
+    // a, deposed but unaware, appends after what it knows: refused.
+    match la.append(Bytes::from_static(b"a3"), 3, 1).await {
+        Err(Error::Fenced { expected: 3 }) => {}
+        other => panic!("a's stale append: {other:?}"),
+    }
+    let got = records(&lb, 0, 4).await;
+    let want: Vec<(u64, Vec<u8>)> = [(1, "a0"), (2, "a1"), (3, "a2"), (4, "b0")]
+        .into_iter()
+        .map(|(s, p)| (s, p.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(got, want, "in order, nothing of a's after b's");
+    // A reader from the middle starts there.
+    assert_eq!(records(&la, 2, 4).await, want[2..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_survive_one_nats_server_down_and_stop_without_a_quorum() {
+    if !nats::available() {
+        return;
+    }
+    let mut cluster = NatsCluster::start(3);
+    let jet = connect(&cluster, "a").await;
+    let log = ShardLog::open(&jet, 2).await.unwrap();
+    let mut acked: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut last = 0;
+    // Appends until one is acknowledged (a stream re-electing its leader
+    // may refuse a few meanwhile); returns how many were refused.
+    async fn append_until_acked(
+        log: &ShardLog,
+        last: &mut u64,
+        acked: &mut Vec<(u64, Vec<u8>)>,
+        tag: &str,
+    ) -> usize {
+        let mut refused = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let payload = format!("{tag}-{}", acked.len()).into_bytes();
+            match log.append(Bytes::from(payload.clone()), *last, 1).await {
+                Ok(seq) => {
+                    *last = seq;
+                    acked.push((seq, payload));
+                    return refused;
+                }
+                Err(Error::Unavailable(_)) | Err(Error::Fenced { .. }) => {
+                    refused += 1;
+                    // What the stream has now: a refused append may have
+                    // been stored after all (its ack lost).
+                    if let Ok(l) = log.last_sequence().await {
+                        *last = l;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{tag}: never acknowledged"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("{tag}: {e}"),
+            }
+        }
+    }
+    for _ in 0..5 {
+        append_until_acked(&log, &mut last, &mut acked, "all up").await;
+    }
+    cluster.kill(0);
+    for _ in 0..5 {
+        append_until_acked(&log, &mut last, &mut acked, "one down").await;
+    }
+    cluster.kill(1);
+    // No quorum: refused, as unavailable, within the request timeout.
+    let started = std::time::Instant::now();
+    match log.append(Bytes::from_static(b"no quorum"), last, 1).await {
+        Err(Error::Unavailable(_)) => {}
+        other => panic!("without a quorum: {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    cluster.start_node(0);
+    cluster.start_node(1);
+    cluster.wait_ready();
+    for _ in 0..5 {
+        append_until_acked(&log, &mut last, &mut acked, "back").await;
+    }
+    // Every acknowledged append is there, at its sequence, in order; the
+    // only others are appends whose ack was lost (none of ours was both
+    // acknowledged and lost).
+    let stored = records(&log, 0, last).await;
+    assert_eq!(stored.last().map(|r| r.0), Some(last));
+    for (seq, payload) in &acked {
+        assert!(
+            stored.iter().any(|(s, p)| s == seq && p == payload),
+            "acknowledged {seq} missing"
+        );
+    }
+    let seqs: Vec<u64> = stored.iter().map(|r| r.0).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
