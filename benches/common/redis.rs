@@ -33,6 +33,12 @@ pub fn have(cmd: &str) -> bool {
 /// Starts `redis-server` (installing Debian's package if it is missing and
 /// we may), or says why the peer is skipped.
 pub fn start_redis() -> Result<Redis, String> {
+    start_redis_with(&["--save", "", "--appendonly", "no"])
+}
+
+/// [`start_redis`] with `persistence` as its persistence arguments (e.g.
+/// an append-only file fsynced always, in a directory of the caller's).
+pub fn start_redis_with(persistence: &[&str]) -> Result<Redis, String> {
     if !have("redis-server") {
         eprintln!("redis-server not found: installing Debian's redis-server");
         let ok = Command::new("sh")
@@ -49,16 +55,8 @@ pub fn start_redis() -> Result<Redis, String> {
         .map_err(|e| e.to_string())?
         .port();
     let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(persistence)
         .args(["--protected-mode", "no", "--logfile", ""])
         .stdout(Stdio::null())
         .spawn()
