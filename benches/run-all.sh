@@ -20,4 +20,5 @@ run cargo bench --bench load -- --profiles 10000000 --cohort-size 1000000 --extr
 run cargo bench --bench isolation
 run cargo bench --bench segments
 run cargo bench --bench export
+run cargo bench --bench import
 echo "all figures in $log"
