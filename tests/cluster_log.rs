@@ -14,6 +14,7 @@ use bytes::Bytes;
 use cohortd::cluster::jet::Jet;
 use cohortd::cluster::lease::{Lease, State};
 use cohortd::cluster::log::ShardLog;
+use cohortd::cluster::writer::ShardWriter;
 use cohortd::cluster::Error;
 use cohortd::config::ClusterConfig;
 use futures_util::StreamExt;
@@ -226,4 +227,102 @@ async fn appends_survive_one_nats_server_down_and_stop_without_a_quorum() {
     }
     let seqs: Vec<u64> = stored.iter().map(|r| r.0).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_stores_records_in_the_order_it_handed_out_sequences() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let jet = connect(&cluster, "a").await;
+    let log = ShardLog::open(&jet, 3).await.unwrap();
+    let writer = std::sync::Arc::new(ShardWriter::start(log.clone(), 0, 1));
+    // Four tasks appending at once: each record's sequence is the one
+    // `append` handed out, and the stream holds it there.
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let w = writer.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for i in 0..250 {
+                    let payload = format!("t{t}-{i}");
+                    let a = w.append(Bytes::from(payload.clone())).expect("append");
+                    mine.push((a.sequence, payload, a));
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                let mut out = Vec::new();
+                for (seq, payload, a) in mine {
+                    assert_eq!(a.wait().await.expect("stored"), seq);
+                    out.push((seq, payload.into_bytes()));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut handed: Vec<(u64, Vec<u8>)> = Vec::new();
+    for t in tasks {
+        handed.extend(t.await.unwrap());
+    }
+    handed.sort();
+    assert_eq!(handed.len(), 1000);
+    assert!(handed
+        .iter()
+        .enumerate()
+        .all(|(i, (s, _))| *s == i as u64 + 1));
+    assert_eq!(records(&log, 0, 1000).await, handed);
+    assert_eq!(writer.last_sequence(), 1000);
+    assert!(writer.ended().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_ends_at_its_first_refusal_and_fails_everything_after_it() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let (a, b) = (connect(&cluster, "a").await, connect(&cluster, "b").await);
+    let (la, lb) = (
+        ShardLog::open(&a, 0).await.unwrap(),
+        ShardLog::open(&b, 0).await.unwrap(),
+    );
+    let wa = ShardWriter::start(la.clone(), 0, 1);
+    for i in 0..10 {
+        let seq = wa
+            .append(Bytes::from(format!("a{i}")))
+            .unwrap()
+            .wait()
+            .await;
+        assert_eq!(seq.unwrap(), i + 1);
+    }
+    // b takes over after the stream's last sequence and appends.
+    let wb = ShardWriter::start(lb.clone(), lb.last_sequence().await.unwrap(), 2);
+    assert_eq!(
+        wb.append(Bytes::from_static(b"b0"))
+            .unwrap()
+            .wait()
+            .await
+            .unwrap(),
+        11
+    );
+    // a, unaware, appends five more: the first is fenced, and so is every
+    // one after it; then a's writer refuses appends at once.
+    let pending: Vec<_> = (0..5)
+        .map(|i| wa.append(Bytes::from(format!("late{i}"))).expect("queued"))
+        .collect();
+    for p in pending {
+        match p.wait().await {
+            Err(e) if matches!(*e, Error::Fenced { .. }) => {}
+            other => panic!("a's late append: {other:?}"),
+        }
+    }
+    assert!(matches!(wa.ended().as_deref(), Some(Error::Fenced { .. })));
+    assert!(wa.append(Bytes::from_static(b"after")).is_err());
+    // The stream: a's ten, then b's, and nothing of a's after.
+    let stored = records(&lb, 0, 11).await;
+    assert_eq!(stored.len(), 11);
+    assert_eq!(stored[10], (11, b"b0".to_vec()));
+    assert_eq!(lb.last_sequence().await.unwrap(), 11);
 }

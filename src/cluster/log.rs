@@ -10,11 +10,25 @@
 //! processes one connection's publishes in order); once one is refused,
 //! every later one is too.
 //!
-//! Each record also carries `Nats-Msg-Id`, `<node>-<term>-<sequence>`:
-//! a publish this writer retries after a lost ack is stored once, within
-//! the stream's duplicate window. It must name the writer: the stream
-//! checks duplicates *before* the expected sequence, so an id that another
-//! leader's record already used would be acknowledged as that record.
+//! The sequence alone does not fence a *pipelining* writer: if its first
+//! record in flight is refused because a newer leader appended one, its
+//! second expects exactly the sequence the newer leader's record took, and
+//! would be stored after it. So every record after a writer's first also
+//! carries `Nats-Expected-Last-Msg-Id`, the id of the writer's own
+//! previous record: once another writer's record is last, every record of
+//! the old writer's pipeline is refused. (Found by
+//! `a_writer_ends_at_its_first_refusal_and_fails_everything_after_it`.)
+//!
+//! Each record also carries `Nats-Msg-Id`, `<writer>-<sequence>`, where
+//! `<writer>` names one writer ([`writer_id`]: node, lease term and a
+//! random part): a publish this writer retries after a lost ack is stored
+//! once, within the stream's duplicate window. The id must name the writer
+//! and not only the sequence: the stream checks duplicates *before* the
+//! expected sequence, so a record whose id another record already used
+//! would be acknowledged as that record, whatever it holds. (Found twice:
+//! a deposed leader's record at a sequence its successor had used, and a
+//! new writer of the same node and term re-using a sequence whose earlier
+//! append had timed out but was stored.)
 
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
 use bytes::Bytes;
@@ -52,6 +66,11 @@ impl ShardLog {
         self.shard
     }
 
+    /// The node this log's connection belongs to.
+    pub fn node_id(&self) -> &str {
+        &self.jet.node_id
+    }
+
     /// The stream's last sequence (0: empty), as its leader knows it now.
     pub async fn last_sequence(&self) -> Result<u64> {
         let info =
@@ -61,33 +80,57 @@ impl ShardLog {
         Ok(info.state.last_sequence)
     }
 
-    /// Appends `payload` after sequence `expected_last`, as this node in
-    /// lease term `term`; its sequence once a quorum has stored it.
+    /// Appends `payload` after sequence `expected_last`, as a writer of
+    /// its own (a one-off append: nothing to chain to); its sequence once
+    /// a quorum has stored it.
     pub async fn append(&self, payload: Bytes, expected_last: u64, term: u64) -> Result<u64> {
-        let publish = jetstream::message::PublishMessage::build()
+        let writer = writer_id(&self.jet.node_id, term);
+        self.send(payload, expected_last, &writer, false)
+            .await?
+            .await
+    }
+
+    /// Sends the append (in this connection's order) and returns the wait
+    /// for its acknowledgement: a writer sends the next record before the
+    /// previous one's ack comes back (`super::writer`). `writer`: its
+    /// [`writer_id`]; `after_own`: the record at `expected_last` is this
+    /// writer's own (module docs).
+    pub async fn send(
+        &self,
+        payload: Bytes,
+        expected_last: u64,
+        writer: &str,
+        after_own: bool,
+    ) -> Result<impl std::future::Future<Output = Result<u64>> + Send + 'static> {
+        let id = |seq: u64| format!("{writer}-{seq}");
+        let mut publish = jetstream::message::PublishMessage::build()
             .payload(payload)
             .expected_last_sequence(expected_last)
-            .message_id(format!("{}-{term}-{}", self.jet.node_id, expected_last + 1));
-        let refused = |e: jetstream::context::PublishError| match e.kind() {
-            PublishErrorKind::WrongLastSequence => Error::Fenced {
-                expected: expected_last,
-            },
-            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-                Error::Unavailable(format!("shard {} append not acknowledged: {e}", self.shard))
+            .message_id(id(expected_last + 1));
+        if after_own {
+            publish = publish.expected_last_message_id(id(expected_last));
+        }
+        let shard = self.shard;
+        let refused = move |e: jetstream::context::PublishError| match e.kind() {
+            PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId => {
+                Error::Fenced {
+                    expected: expected_last,
+                }
             }
-            _ => Error::Unavailable(format!("shard {} append: {e}", self.shard)),
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+                Error::Unavailable(format!("shard {shard} append not acknowledged: {e}"))
+            }
+            _ => Error::Unavailable(format!("shard {shard} append: {e}")),
         };
         let ack = self
             .jet
             .js
             .send_publish(subject(self.shard), publish)
             .await
-            .map_err(refused)?
-            .await
             .map_err(refused)?;
-        // A duplicate (our own retry, already stored) acks with the sequence
-        // it was stored at: the same answer as then.
-        Ok(ack.sequence)
+        // A duplicate (our own retry, already stored) acks with the
+        // sequence it was stored at: the same answer as then.
+        Ok(async move { ack.await.map(|a| a.sequence).map_err(refused) })
     }
 
     /// Every record after `after`, in order, then each new one as it is
@@ -121,4 +164,10 @@ impl ShardLog {
             })
         }))
     }
+}
+
+/// A name for one writer, unique across nodes, terms and restarts: the
+/// node, the lease term, and 64 random bits.
+pub fn writer_id(node_id: &str, term: u64) -> String {
+    format!("{node_id}-{term}-{:016x}", rand::random::<u64>())
 }

@@ -18,6 +18,10 @@
 //!   `Nats-Expected-Last-Sequence`: a deposed leader that wakes up after a
 //!   pause has its append refused by the stream itself ([`log::Append`]'s
 //!   `Fenced`), whatever it believes about its lease.
+//! - **The writer.** A leader appends through a `writer::ShardWriter`:
+//!   the local log's contract (sequences taken in the callers' order at
+//!   once, durability awaited after), pipelined, ended by its first
+//!   refusal.
 //!
 //! Still to come (the issue stays open): the engine appending to and
 //! applying from these streams instead of the local log, followers,
@@ -26,6 +30,7 @@
 pub mod jet;
 pub mod lease;
 pub mod log;
+pub mod writer;
 
 use crate::model::WorkspaceId;
 
