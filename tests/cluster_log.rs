@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use cohortd::cluster::jet::Jet;
 use cohortd::cluster::lease::{Lease, State};
+use cohortd::cluster::log::Record;
 use cohortd::cluster::log::ShardLog;
+use cohortd::cluster::tail::{Apply, Tail};
 use cohortd::cluster::writer::ShardWriter;
 use cohortd::cluster::Error;
 use cohortd::config::ClusterConfig;
@@ -325,4 +327,65 @@ async fn a_writer_ends_at_its_first_refusal_and_fails_everything_after_it() {
     assert_eq!(stored.len(), 11);
     assert_eq!(stored[10], (11, b"b0".to_vec()));
     assert_eq!(lb.last_sequence().await.unwrap(), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_applies_in_order_from_where_it_left_and_says_how_far_it_got() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let (a, b) = (connect(&cluster, "a").await, connect(&cluster, "b").await);
+    let writer = ShardWriter::start(ShardLog::open(&a, 1).await.unwrap(), 0, 1);
+    let append_all = |from: u64, to: u64| {
+        let pending: Vec<_> = (from..to)
+            .map(|i| writer.append(Bytes::from(format!("r{i}"))).unwrap())
+            .collect();
+        async move {
+            for p in pending {
+                p.wait().await.expect("stored");
+            }
+        }
+    };
+    append_all(1, 301).await;
+
+    // A follower on another connection applies in batches, slowly.
+    type Seen = std::sync::Arc<parking_lot::Mutex<Vec<(u64, Vec<u8>)>>>;
+    let seen = Seen::default();
+    let apply = |seen: Seen| -> Apply {
+        Box::new(move |batch: Vec<Record>| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                seen.lock()
+                    .extend(batch.into_iter().map(|r| (r.sequence, r.payload.to_vec())));
+            })
+        })
+    };
+    let log_b = ShardLog::open(&b, 1).await.unwrap();
+    let tail = Tail::start(log_b.clone(), 0, apply(seen.clone()));
+    assert!(tail.wait_applied(300, Duration::from_secs(20)).await);
+    {
+        // Applied means handed over and done: every record up to it is in.
+        let seen = seen.lock();
+        assert!(seen.len() >= 300);
+        let want: Vec<(u64, Vec<u8>)> = (1..=300)
+            .map(|i| (i, format!("r{i}").into_bytes()))
+            .collect();
+        assert_eq!(seen[..300], want[..]);
+    }
+    // New records reach it as they are stored.
+    append_all(301, 401).await;
+    assert!(tail.wait_applied(400, Duration::from_secs(20)).await);
+    assert!(!tail.wait_applied(401, Duration::from_millis(300)).await);
+    assert_eq!(tail.stop().await, 400);
+    assert_eq!(seen.lock().len(), 400, "each record once");
+
+    // Started again after 150: it hands over 151 on, nothing before.
+    let again = Seen::default();
+    let tail = Tail::start(log_b, 150, apply(again.clone()));
+    assert!(tail.wait_applied(400, Duration::from_secs(20)).await);
+    let again = again.lock();
+    assert_eq!(again.first().map(|r| r.0), Some(151));
+    assert_eq!(again.len(), 250);
 }

@@ -22,6 +22,8 @@
 //!   the local log's contract (sequences taken in the callers' order at
 //!   once, durability awaited after), pipelined, ended by its first
 //!   refusal.
+//! - **The tail.** A follower applies a shard's records in stream order
+//!   from the last it applied (`tail::Tail`), and says how far it got.
 //!
 //! Still to come (the issue stays open): the engine appending to and
 //! applying from these streams instead of the local log, followers,
@@ -30,6 +32,7 @@
 pub mod jet;
 pub mod lease;
 pub mod log;
+pub mod tail;
 pub mod writer;
 
 use crate::model::WorkspaceId;
