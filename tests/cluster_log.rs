@@ -15,6 +15,7 @@ use cohortd::cluster::jet::Jet;
 use cohortd::cluster::lease::{Lease, State};
 use cohortd::cluster::log::Record;
 use cohortd::cluster::log::ShardLog;
+use cohortd::cluster::snapshots::SnapshotStore;
 use cohortd::cluster::tail::{Apply, Tail};
 use cohortd::cluster::writer::ShardWriter;
 use cohortd::cluster::Error;
@@ -388,4 +389,88 @@ async fn a_tail_applies_in_order_from_where_it_left_and_says_how_far_it_got() {
     let again = again.lock();
     assert_eq!(again.first().map(|r| r.0), Some(151));
     assert_eq!(again.len(), 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_go_to_the_object_store_and_come_back_verifiable() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let (a, b) = (connect(&cluster, "a").await, connect(&cluster, "b").await);
+    let (sa, sb) = (
+        SnapshotStore::open(&a).await.unwrap(),
+        SnapshotStore::open(&b).await.unwrap(),
+    );
+    let here = tempfile::tempdir().unwrap();
+    // Real snapshot files (several object chunks each), at four positions.
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut ids = Vec::new();
+    for position in [10u64, 20, 30, 40] {
+        let info = cohortd::persist::snapshot::write(
+            here.path(),
+            position,
+            1_700_000_000_000,
+            cohortd::persist::schema::SNAPSHOT_VERSION,
+            &payload,
+        )
+        .unwrap();
+        assert_eq!(sa.put(&info.id, &info.path).await.unwrap(), info.bytes);
+        ids.push(info.id);
+    }
+    assert_eq!(
+        sb.ids().await.unwrap(),
+        ids,
+        "the other node sees them, oldest first"
+    );
+    // A wiped node fetches the newest and loads it as a local snapshot.
+    let there = tempfile::tempdir().unwrap();
+    let newest = ids.last().unwrap();
+    let path = there.path().join(format!("{newest}.snap"));
+    sb.fetch(newest, &path).await.unwrap();
+    let (info, bytes) = cohortd::persist::snapshot::load(&path).expect("verifies");
+    assert_eq!((info.log_position, bytes), (40, payload));
+    assert_eq!(
+        std::fs::read_dir(there.path()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+    // Pruned to the newest two.
+    assert_eq!(sa.prune(2).await.unwrap(), 2);
+    assert_eq!(sb.ids().await.unwrap(), ids[2..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_trimmed_before_a_sequence_keeps_the_rest_in_order() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let jet = connect(&cluster, "a").await;
+    let log = ShardLog::open(&jet, 2).await.unwrap();
+    let writer = ShardWriter::start(log.clone(), 0, 1);
+    let pending: Vec<_> = (1..=10)
+        .map(|i| writer.append(Bytes::from(format!("r{i}"))).unwrap())
+        .collect();
+    for p in pending {
+        p.wait().await.unwrap();
+    }
+    assert_eq!(log.trim_before(6).await.unwrap(), 5);
+    assert_eq!(log.first_sequence().await.unwrap(), 6);
+    assert_eq!(log.last_sequence().await.unwrap(), 10);
+    let kept = records(&log, 5, 10).await;
+    let want: Vec<(u64, Vec<u8>)> = (6..=10)
+        .map(|i| (i, format!("r{i}").into_bytes()))
+        .collect();
+    assert_eq!(kept, want);
+    // Appends go on after the trim.
+    assert_eq!(
+        writer
+            .append(Bytes::from_static(b"r11"))
+            .unwrap()
+            .wait()
+            .await
+            .unwrap(),
+        11
+    );
 }

@@ -75,6 +75,11 @@ impl Jet {
         })
     }
 
+    /// Replicas of each stream, bucket and object store.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
     /// Shard `shard`'s stream, created if it does not exist.
     pub async fn shard_stream(&self, shard: u32) -> Result<stream::Stream> {
         self.js

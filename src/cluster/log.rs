@@ -80,6 +80,28 @@ impl ShardLog {
         Ok(info.state.last_sequence)
     }
 
+    /// The stream's first sequence still held (1 if nothing was trimmed;
+    /// past the last when empty).
+    pub async fn first_sequence(&self) -> Result<u64> {
+        let info =
+            self.stream.get_info().await.map_err(|e| {
+                Error::Unavailable(format!("shard {} stream info: {e}", self.shard))
+            })?;
+        Ok(info.state.first_sequence)
+    }
+
+    /// Drops the records before sequence `keep_from` (the second-newest
+    /// snapshot's: docs/cluster.md). Returns how many went.
+    pub async fn trim_before(&self, keep_from: u64) -> Result<u64> {
+        let purged = self
+            .stream
+            .purge()
+            .sequence(keep_from)
+            .await
+            .map_err(|e| Error::Unavailable(format!("shard {} trim: {e}", self.shard)))?;
+        Ok(purged.purged)
+    }
+
     /// Appends `payload` after sequence `expected_last`, as a writer of
     /// its own (a one-off append: nothing to chain to); its sequence once
     /// a quorum has stored it.

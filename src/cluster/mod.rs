@@ -32,6 +32,7 @@
 pub mod jet;
 pub mod lease;
 pub mod log;
+pub mod snapshots;
 pub mod tail;
 pub mod writer;
 
