@@ -137,6 +137,14 @@ impl NatsCluster {
     }
 }
 
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
 /// Waits until an R3 stream can be created and deleted: the cluster has a
 /// JetStream meta leader and a quorum of servers.
 fn ready(urls: Vec<String>, deadline: Instant) {
