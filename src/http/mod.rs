@@ -12,6 +12,7 @@
 //! handle those calls take.
 
 mod admin;
+mod assets;
 pub mod body;
 mod cohorts;
 mod connectors;

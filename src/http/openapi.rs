@@ -23,13 +23,13 @@ pub mod shapes;
 
 use std::sync::LazyLock;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse};
 
 use super::{admin, cohorts, connectors, feed, ops, partner, segments, technology_partners, users};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use shapes::ApiError;
 
 /// The security scheme of workspace calls.
@@ -271,48 +271,12 @@ async fn docs_root() -> HttpResponse {
         .finish()
 }
 
-/// The content type of an asset, by its extension.
-fn content_type(file: &str) -> &'static str {
-    match file.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("js") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("json" | "map") => "application/json",
-        Some("png") => "image/png",
-        Some("svg") => "image/svg+xml",
-        Some("ico") => "image/x-icon",
-        _ => "text/plain; charset=utf-8",
-    }
-}
-
-/// `GET /docs/{file}` (`/docs/` is the page): an embedded asset, with its
-/// content type, the CSP, `nosniff`, and an ETag (its hash) for 304s.
+/// `GET /docs/{file}` (`/docs/` is the page): an embedded asset with the
+/// reference's policy (`assets::serve`).
 async fn docs_file(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse> {
     let name = match file.as_str() {
         "" => "index.html",
         name => name,
     };
-    let asset = DocsAssets::get(name).ok_or(Error::NotFound("file"))?;
-    let etag = format!("\"{}\"", hex::encode(&asset.metadata.sha256_hash()[..16]));
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
-    let mut res = if fresh {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    res.insert_header((header::CONTENT_SECURITY_POLICY, DOCS_CSP))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((
-            header::ETAG,
-            HeaderValue::from_str(&etag).expect("hex is a header value"),
-        ));
-    if fresh {
-        return Ok(res.finish());
-    }
-    Ok(res.content_type(content_type(name)).body(asset.data))
+    super::assets::serve(&req, DocsAssets::get(name), name, DOCS_CSP)
 }

@@ -11,15 +11,13 @@
 //!
 //! Every answer carries a strict Content Security Policy (scripts, styles,
 //! images and requests from this origin only; no inline script or style;
-//! never framed), `X-Content-Type-Options: nosniff` (a module is only run
-//! as one with a JavaScript type) and `Cache-Control: no-cache` (revalidate
-//! after an upgrade rather than run a stale mix of modules).
+//! never framed) and the headers every embedded file has (`assets`).
 
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use rust_embed::Embed;
 
-use crate::error::Error;
+use super::assets;
+use crate::error::Result;
 
 /// The files of `ui/`, embedded at compile time (debug builds too).
 #[derive(Embed)]
@@ -38,46 +36,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ui/{file:.*}", web::get().to(asset));
 }
 
-async fn index() -> HttpResponse {
-    serve("index.html").unwrap_or_else(|| HttpResponse::from_error(Error::NotFound("asset")))
+async fn index(req: HttpRequest) -> Result<HttpResponse> {
+    serve(&req, "index.html")
 }
 
-async fn asset(file: web::Path<String>) -> HttpResponse {
-    serve(&file).unwrap_or_else(|| HttpResponse::from_error(Error::NotFound("asset")))
+async fn asset(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse> {
+    serve(&req, &file)
 }
 
-/// One embedded file with its type and the dashboard's headers; `None`
-/// when there is no such file (or its type is not one the dashboard uses).
-fn serve(path: &str) -> Option<HttpResponse> {
-    let file = Assets::get(path)?;
-    let content_type = content_type(path)?;
-    Some(
-        HttpResponse::Ok()
-            .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(content_type)))
-            .insert_header((
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-            ))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .insert_header((header::REFERRER_POLICY, "no-referrer"))
-            .body(file.data.into_owned()),
-    )
-}
-
-/// The content type by extension, for the kinds of file `ui/` holds
-/// (JavaScript modules must be `text/javascript` to run under `nosniff`).
-fn content_type(path: &str) -> Option<&'static str> {
-    let ext = path.rsplit_once('.')?.1;
-    Some(match ext {
-        "html" => "text/html; charset=utf-8",
-        "js" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "json" => "application/json",
-        _ => return None,
-    })
+/// One embedded file with the dashboard's headers (`assets::serve`).
+fn serve(req: &HttpRequest, path: &str) -> Result<HttpResponse> {
+    assets::serve(req, Assets::get(path), path, CONTENT_SECURITY_POLICY)
 }
 
 #[cfg(test)]
@@ -89,7 +58,10 @@ mod tests {
         let files: Vec<_> = Assets::iter().collect();
         assert!(files.iter().any(|f| f == "index.html"), "{files:?}");
         for f in files {
-            assert!(content_type(&f).is_some(), "{f} has no content type");
+            assert!(
+                assets::content_type(&f).is_some(),
+                "{f} has no content type"
+            );
         }
     }
 }

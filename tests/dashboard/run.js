@@ -78,7 +78,8 @@ function watch(page) {
     if (u.includes(KEY) || u.includes(ADMIN)) problems.push(`a credential in a URL: ${u}`);
   });
   page.on('response', (r) => {
-    if (r.url().startsWith(`${URL_BASE}/ui`) && r.status() !== 200) problems.push(`asset ${r.url()}: ${r.status()}`);
+    // 304: revalidated against the asset's ETag (no-cache), unchanged.
+    if (r.url().startsWith(`${URL_BASE}/ui`) && ![200, 304].includes(r.status())) problems.push(`asset ${r.url()}: ${r.status()}`);
   });
 }
 
