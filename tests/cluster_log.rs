@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cohortd::cluster::jet::Jet;
+use cohortd::cluster::leadership::{Leadership, Role};
 use cohortd::cluster::lease::{Lease, State};
 use cohortd::cluster::log::Record;
 use cohortd::cluster::log::ShardLog;
@@ -473,4 +474,84 @@ async fn a_stream_trimmed_before_a_sequence_keeps_the_rest_in_order() {
             .unwrap(),
         11
     );
+}
+
+/// Waits until `done` holds, checking every 100 ms, for up to `within`.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shard_has_one_leader_and_a_stopped_or_crashed_node_is_replaced() {
+    if !nats::available() {
+        return;
+    }
+    let cluster = NatsCluster::start(3);
+    let (a, b, c) = (
+        connect(&cluster, "a").await,
+        connect(&cluster, "b").await,
+        connect(&cluster, "c").await,
+    );
+    let ttl = Duration::from_millis(1000);
+    let la = Leadership::start(&a, 4, "a", "http://a", ttl)
+        .await
+        .unwrap();
+    let lb = Leadership::start(&b, 4, "b", "http://b", ttl)
+        .await
+        .unwrap();
+    // Exactly one leader per shard, and the other follows it.
+    let one_leader = |x: &Leadership, y: &Leadership| {
+        (0..4).all(|s| match (x.role(s), y.role(s)) {
+            (Role::Leader { .. }, Role::Follower { holder }) => holder.node_id == "a",
+            (Role::Follower { holder }, Role::Leader { .. }) => holder.node_id == "b",
+            _ => false,
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), || one_leader(&la, &lb)).await);
+
+    // A clean stop releases: b leads every shard well within a TTL.
+    let stopped = std::time::Instant::now();
+    la.stop().await;
+    let all_b = |l: &Leadership| (0..4).all(|s| matches!(l.role(s), Role::Leader { .. }));
+    assert!(eventually(Duration::from_secs(10), || all_b(&lb)).await);
+    assert!(
+        stopped.elapsed() < ttl,
+        "released leases are taken at the next step"
+    );
+
+    // c joins, then b crashes (its task dropped, nothing released): c
+    // leads every shard after the TTL, with a higher term.
+    let lc = Leadership::start(&c, 4, "c", "http://c", ttl)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || (0..4)
+            .all(|s| matches!(lc.role(s), Role::Follower { .. })))
+        .await
+    );
+    let terms_b: Vec<u64> = (0..4)
+        .map(|s| match lb.role(s) {
+            Role::Leader { term } => term,
+            other => panic!("b: {other:?}"),
+        })
+        .collect();
+    let crashed = std::time::Instant::now();
+    drop(lb);
+    assert!(eventually(Duration::from_secs(15), || all_b(&lc)).await);
+    // Not before a TTL from b's last renewal, which came up to a step
+    // (a third of the TTL) before the crash.
+    assert!(crashed.elapsed() >= ttl - ttl / 3, "not before the TTL");
+    for (s, tb) in terms_b.into_iter().enumerate() {
+        match lc.role(s as u32) {
+            Role::Leader { term } => assert!(term > tb, "shard {s}: term {term} after {tb}"),
+            other => panic!("c: {other:?}"),
+        }
+    }
 }

@@ -18,6 +18,8 @@
 //!   `Nats-Expected-Last-Sequence`: a deposed leader that wakes up after a
 //!   pause has its append refused by the stream itself ([`log::Append`]'s
 //!   `Fenced`), whatever it believes about its lease.
+//! - **Leadership.** One task per node steps every shard's lease and
+//!   publishes each shard's role (`leadership::Leadership`).
 //! - **The writer.** A leader appends through a `writer::ShardWriter`:
 //!   the local log's contract (sequences taken in the callers' order at
 //!   once, durability awaited after), pipelined, ended by its first
@@ -30,6 +32,7 @@
 //! forwarding, per-shard snapshots in the object store, `GET /cluster`.
 
 pub mod jet;
+pub mod leadership;
 pub mod lease;
 pub mod log;
 pub mod snapshots;
