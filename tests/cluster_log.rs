@@ -105,9 +105,10 @@ async fn a_lease_is_taken_once_renewed_and_taken_over_only_after_its_ttl() {
     assert_eq!(holder.map(|h| (h.node_id, h.term)), Some(("b".into(), 2)));
     assert!(matches!(la.step().await.unwrap(), State::Follower { .. }));
 
-    // A clean release hands it over at once.
+    // A clean release hands it over at once, as the next term.
     lb.release().await.unwrap();
-    assert_eq!(la.step().await.unwrap(), State::Leader { term: 1 });
+    assert!(matches!(lb.step_with(false).await.unwrap(), State::Vacant));
+    assert_eq!(la.step().await.unwrap(), State::Leader { term: 3 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,8 +489,33 @@ async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// How many of `shards` shards `l` leads.
+fn leads(l: &Leadership, shards: u32) -> usize {
+    (0..shards)
+        .filter(|&s| matches!(l.role(s), Role::Leader { .. }))
+        .count()
+}
+
+/// Every shard has exactly one leader among `nodes` (named), and every
+/// other node follows that one.
+fn one_leader_each(nodes: &[(&str, &Leadership)], shards: u32) -> bool {
+    (0..shards).all(|s| {
+        let leaders: Vec<&str> = nodes
+            .iter()
+            .filter(|(_, l)| matches!(l.role(s), Role::Leader { .. }))
+            .map(|(n, _)| *n)
+            .collect();
+        leaders.len() == 1
+            && nodes.iter().all(|(n, l)| match l.role(s) {
+                Role::Leader { .. } => true,
+                Role::Follower { holder } => holder.node_id == leaders[0] && *n != leaders[0],
+                Role::Unknown => false,
+            })
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_shard_has_one_leader_and_a_stopped_or_crashed_node_is_replaced() {
+async fn shards_are_led_once_spread_over_the_nodes_and_taken_over_when_one_goes() {
     if !nats::available() {
         return;
     }
@@ -500,58 +526,61 @@ async fn every_shard_has_one_leader_and_a_stopped_or_crashed_node_is_replaced() 
         connect(&cluster, "c").await,
     );
     let ttl = Duration::from_millis(1000);
+    let long = Duration::from_secs(15);
     let la = Leadership::start(&a, 4, "a", "http://a", ttl)
         .await
         .unwrap();
     let lb = Leadership::start(&b, 4, "b", "http://b", ttl)
         .await
         .unwrap();
-    // Exactly one leader per shard, and the other follows it.
-    let one_leader = |x: &Leadership, y: &Leadership| {
-        (0..4).all(|s| match (x.role(s), y.role(s)) {
-            (Role::Leader { .. }, Role::Follower { holder }) => holder.node_id == "a",
-            (Role::Follower { holder }, Role::Leader { .. }) => holder.node_id == "b",
-            _ => false,
-        })
-    };
-    assert!(eventually(Duration::from_secs(10), || one_leader(&la, &lb)).await);
-
-    // A clean stop releases: b leads every shard well within a TTL.
-    let stopped = std::time::Instant::now();
-    la.stop().await;
-    let all_b = |l: &Leadership| (0..4).all(|s| matches!(l.role(s), Role::Leader { .. }));
-    assert!(eventually(Duration::from_secs(10), || all_b(&lb)).await);
+    // One leader per shard, two shards each.
     assert!(
-        stopped.elapsed() < ttl,
-        "released leases are taken at the next step"
+        eventually(long, || one_leader_each(&[("a", &la), ("b", &lb)], 4)
+            && leads(&la, 4) == 2
+            && leads(&lb, 4) == 2)
+        .await,
+        "a leads {}, b leads {}",
+        leads(&la, 4),
+        leads(&lb, 4)
     );
 
-    // c joins, then b crashes (its task dropped, nothing released): c
-    // leads every shard after the TTL, with a higher term.
+    // A clean stop releases: b leads every shard within a TTL.
+    let stopped = std::time::Instant::now();
+    la.stop().await;
+    assert!(eventually(long, || leads(&lb, 4) == 4).await);
+    assert!(
+        stopped.elapsed() < ttl * 2,
+        "released shards are taken at once"
+    );
+
+    // c joins: b hands two shards over.
     let lc = Leadership::start(&c, 4, "c", "http://c", ttl)
         .await
         .unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || (0..4)
-            .all(|s| matches!(lc.role(s), Role::Follower { .. })))
+        eventually(long, || one_leader_each(&[("b", &lb), ("c", &lc)], 4)
+            && leads(&lb, 4) == 2
+            && leads(&lc, 4) == 2)
         .await
     );
-    let terms_b: Vec<u64> = (0..4)
-        .map(|s| match lb.role(s) {
-            Role::Leader { term } => term,
-            other => panic!("b: {other:?}"),
+    let before: Vec<(bool, u64)> = (0..4)
+        .map(|s| match (lb.role(s), lc.role(s)) {
+            (Role::Leader { term }, _) => (true, term),
+            (_, Role::Leader { term }) => (false, term),
+            other => panic!("shard {s}: {other:?}"),
         })
         .collect();
+    // b crashes (nothing released): c leads every shard once b's leases
+    // expire, b's former shards with a higher term.
     let crashed = std::time::Instant::now();
     drop(lb);
-    assert!(eventually(Duration::from_secs(15), || all_b(&lc)).await);
-    // Not before a TTL from b's last renewal, which came up to a step
-    // (a third of the TTL) before the crash.
+    assert!(eventually(long, || leads(&lc, 4) == 4).await);
     assert!(crashed.elapsed() >= ttl - ttl / 3, "not before the TTL");
-    for (s, tb) in terms_b.into_iter().enumerate() {
+    for (s, (was_b, term)) in before.into_iter().enumerate() {
         match lc.role(s as u32) {
-            Role::Leader { term } => assert!(term > tb, "shard {s}: term {term} after {tb}"),
-            other => panic!("c: {other:?}"),
+            Role::Leader { term: now } if was_b => assert!(now > term, "shard {s}"),
+            Role::Leader { term: now } => assert_eq!(now, term, "shard {s}"),
+            other => panic!("c, shard {s}: {other:?}"),
         }
     }
 }

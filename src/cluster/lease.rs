@@ -7,7 +7,9 @@
 //! TTL:
 //!
 //! - **Vacant** (no key): `create` it; of several nodes trying at once,
-//!   exactly one succeeds (the others see the key exists).
+//!   exactly one succeeds (the others see the key exists). A released key
+//!   (it names nobody, and keeps its term) is taken by CAS on its
+//!   revision, with the term plus one.
 //! - **Held by us:** renew with `update(key, us, revision)`. A refusal
 //!   (the revision moved) means another node took it: we are deposed.
 //! - **Held by another:** note its revision and when we first saw it.
@@ -36,11 +38,20 @@ use super::{other, Error, Result};
 /// What a lease key holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
+    /// Empty once released: nobody holds it.
     pub node_id: String,
     /// Where the holder takes forwarded writes.
     pub url: String,
-    /// Goes up by one at each takeover (1 for the first holder).
+    /// Goes up by one at each takeover (1 for the first holder), released
+    /// or not.
     pub term: u64,
+}
+
+impl Holder {
+    /// Released: the key names nobody.
+    pub fn is_vacant(&self) -> bool {
+        self.node_id.is_empty()
+    }
 }
 
 /// What one step found, and did.
@@ -101,6 +112,14 @@ impl Lease {
 
     /// Takes, renews or watches the lease (module docs).
     pub async fn step(&mut self) -> Result<State> {
+        self.step_with(true).await
+    }
+
+    /// [`step`](Self::step); with `take_vacant` false a vacant lease is
+    /// left for another node (`leadership` spreads shards over nodes so).
+    /// An expired one is always taken: a shard without a leader takes no
+    /// writes.
+    pub async fn step_with(&mut self, take_vacant: bool) -> Result<State> {
         if let Some((revision, _)) = self.held {
             let value = encode(&self.me)?;
             return match self.store.update(&self.key, value, revision).await {
@@ -117,6 +136,12 @@ impl Lease {
             };
         }
         match self.read().await? {
+            None if !take_vacant => Ok(State::Vacant),
+            Some((holder, _)) if holder.is_vacant() && !take_vacant => Ok(State::Vacant),
+            // Released: taken as the next term, by CAS on the release.
+            Some((holder, revision)) if holder.is_vacant() => {
+                self.take_over(holder, revision).await
+            }
             None => {
                 self.me.term = 1;
                 match self.store.create(&self.key, encode(&self.me)?).await {
@@ -153,12 +178,19 @@ impl Lease {
         }
     }
 
-    /// Gives the lease up (a clean shutdown), so another node need not wait
-    /// out the TTL. Only if we still hold it.
+    /// Gives the lease up (a clean shutdown, or a node leading more than
+    /// its share), so another node need not wait out the TTL. Only if we
+    /// still hold it. The key then names nobody but keeps the term, so
+    /// terms only go up.
     pub async fn release(&mut self) -> Result<()> {
         if let Some((revision, _)) = self.held.take() {
+            let vacant = Holder {
+                node_id: String::new(),
+                url: String::new(),
+                term: self.me.term,
+            };
             self.store
-                .delete_expect_revision(&self.key, Some(revision))
+                .update(&self.key, encode(&vacant)?, revision)
                 .await
                 .map_err(|e| other("release the lease", e))?;
         }
@@ -187,8 +219,8 @@ impl Lease {
 
     fn follow(&mut self, holder: Option<Holder>) -> State {
         match holder {
-            Some(holder) => State::Follower { holder },
-            None => State::Vacant,
+            Some(holder) if !holder.is_vacant() => State::Follower { holder },
+            _ => State::Vacant,
         }
     }
 
