@@ -73,21 +73,21 @@ impl ShardLog {
 
     /// The stream's last sequence (0: empty), as its leader knows it now.
     pub async fn last_sequence(&self) -> Result<u64> {
-        let info =
-            self.stream.get_info().await.map_err(|e| {
-                Error::Unavailable(format!("shard {} stream info: {e}", self.shard))
-            })?;
-        Ok(info.state.last_sequence)
+        Ok(self.state().await?.last_sequence)
     }
 
     /// The stream's first sequence still held (1 if nothing was trimmed;
     /// past the last when empty).
     pub async fn first_sequence(&self) -> Result<u64> {
+        Ok(self.state().await?.first_sequence)
+    }
+
+    async fn state(&self) -> Result<jetstream::stream::State> {
         let info =
             self.stream.get_info().await.map_err(|e| {
                 Error::Unavailable(format!("shard {} stream info: {e}", self.shard))
             })?;
-        Ok(info.state.first_sequence)
+        Ok(info.state)
     }
 
     /// Drops the records before sequence `keep_from` (the second-newest
