@@ -74,6 +74,29 @@ export async function renderList(main) {
   }
 }
 
+/**
+ * The history chart in a box that draws it again when its width changes
+ * by more than a few pixels (a window resized, a phone turned), so its
+ * text stays legible at any width; the observer ends with the page.
+ */
+function chartBox(history, width) {
+  const box = h('div', { class: 'chart-box' }, historyChart(history, width));
+  let drawnAt = Math.round(width);
+  const observer = new ResizeObserver(() => {
+    if (!box.isConnected) {
+      observer.disconnect();
+      return;
+    }
+    const now = box.clientWidth;
+    if (now > 0 && Math.abs(now - drawnAt) > 24) {
+      drawnAt = now;
+      box.replaceChildren(historyChart(history, now));
+    }
+  });
+  observer.observe(box);
+  return box;
+}
+
 export async function renderOne(main, [partner, cohortId]) {
   const base = `/cohorts/${seg(partner)}/${seg(cohortId)}`;
   const title = pageTitle(cohortId);
@@ -115,7 +138,7 @@ export async function renderOne(main, [partner, cohortId]) {
         { class: 'card', 'aria-labelledby': 'history-chart' },
         h('h2', { id: 'history-chart' }, 'Size over time'),
         history.length
-          ? historyChart(history, body.clientWidth - 48)
+          ? chartBox(history, body.clientWidth - 48)
           : h('p', { class: 'muted' }, 'No imports yet: a delta with at least one identifier adds an entry.'),
         history.length >= IMPORTS ? h('p', { class: 'hint' }, `The last ${IMPORTS} imports.`) : null,
       ),

@@ -36,6 +36,15 @@ export async function render(main, [segmentId]) {
   const draftError = errorBox();
   const countOut = h('output', { id: 'live-count', 'aria-live': 'polite', dataset: { count: '' } }, '…');
   const liveBox = h('div', { class: 'live stale' }, countOut, h('span', { class: 'muted' }, 'users match'));
+  // On a narrow screen the live count's card sits below the builder: a bar
+  // held at the bottom of the screen repeats the count while you edit
+  // (CSS shows it only there), and takes you to the card and its sample.
+  const barCount = h('span', { dataset: { barCount: '' } }, '…');
+  const countBar = h('button', { type: 'button', class: 'count-bar', 'aria-hidden': 'true', tabindex: '-1' }, barCount, ' users match · sample ↓');
+  const setCount = (text) => {
+    countOut.textContent = text;
+    barCount.textContent = text;
+  };
   const updated = h('p', { class: 'hint', id: 'live-updated' }, 'Counting…');
   const previewError = errorBox();
   previewError.id = 'preview-error';
@@ -63,6 +72,7 @@ export async function render(main, [segmentId]) {
           h('p', { class: 'hint' }, 'In words:'),
           words,
           draftError),
+        countBar,
         h('section', { class: 'card', 'aria-labelledby': 'save-title' },
           h('h2', { id: 'save-title' }, 'Save'),
           field('Segment name', nameInput),
@@ -83,6 +93,8 @@ export async function render(main, [segmentId]) {
     ),
     h('section', { class: 'card', 'aria-labelledby': 'saved-title' }, h('h2', { id: 'saved-title' }, 'Saved segments'), savedBox),
   );
+
+  countBar.addEventListener('click', () => document.getElementById('live-title').scrollIntoView({ block: 'start' }));
 
   // ---- live preview ----
   let debounce = null;
@@ -109,7 +121,7 @@ export async function render(main, [segmentId]) {
     words.textContent = describe(st.tree, partnerName);
     const filter = currentFilter();
     if (!filter) {
-      countOut.textContent = '—';
+      setCount('—');
       updated.textContent = 'Waiting for a complete filter.';
       return;
     }
@@ -121,7 +133,7 @@ export async function render(main, [segmentId]) {
       if (mine !== seq) return;
       failedJson = null;
       showError(previewError, null);
-      if (countOut.textContent !== String(p.count)) countOut.textContent = String(p.count);
+      if (countOut.textContent !== String(p.count)) setCount(String(p.count));
       countOut.dataset.count = String(p.count);
       liveBox.classList.remove('stale');
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
@@ -131,7 +143,7 @@ export async function render(main, [segmentId]) {
     } catch (e) {
       if (mine !== seq) return;
       failedJson = json;
-      countOut.textContent = '—';
+      setCount('—');
       countOut.dataset.count = '';
       updated.textContent = 'The filter was not accepted.';
       clear(sampleList);

@@ -348,6 +348,19 @@ async function main() {
     assert.deepEqual([...members].sort(), ['u1', 'u2', 'u3']);
     await checkPage(page, 'cohort');
     await shot(page, 'cohort');
+    // Turned to a phone's width on the same page: the chart is drawn again
+    // for it (its text stays legible), with the same points; and back.
+    const drawnWidth = () => page.evaluate(() => Number(document.querySelector('svg.chart').getAttribute('viewBox').split(' ')[2]));
+    const wide = await drawnWidth();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await until(page, () => Number(document.querySelector('svg.chart').getAttribute('viewBox').split(' ')[2]) <= 390, null, 'the chart drawn for a phone');
+    assert.deepEqual(
+      await page.evaluate(() => [...document.querySelectorAll('svg.chart circle.point')].map((c) => Number(c.dataset.size))),
+      [4, 3],
+    );
+    await page.setViewportSize({ width: 1280, height: 800 });
+    assert.ok(wide > 390, `drawn ${wide} wide at 1280`);
+    await until(page, () => Number(document.querySelector('svg.chart').getAttribute('viewBox').split(' ')[2]) > 390, null, 'the chart drawn wide again');
     report(step, { chart, history, members });
 
     // 5. The segment builder: Segment Cohorts includes aud_1 AND plan equals gold.
@@ -537,7 +550,28 @@ async function main() {
     };
     const scrolls = await bothSizes(page, Object.keys(ready), (hash) => ready[hash]());
     assert.equal(scrolls['#/cohorts'], true, 'the cohorts table scrolls inside its container on a phone');
-    report(step, { scrolls });
+    // The live count on a phone: a bar at the bottom of the screen repeats
+    // it while the builder is in view; a desktop shows the card beside it.
+    const segmentHash = `#/segments/${encodeURIComponent(segmentId)}`;
+    const countBar = () =>
+      page.evaluate(() => {
+        const bar = document.querySelector('.count-bar');
+        const r = bar.getBoundingClientRect();
+        return {
+          shown: getComputedStyle(bar).display !== 'none',
+          count: bar.querySelector('[data-bar-count]').textContent,
+          onScreen: r.top >= 0 && r.bottom <= innerHeight + 1,
+        };
+      });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await go(page, segmentHash);
+    await ready[segmentHash]();
+    await page.locator('#builder-title').scrollIntoViewIfNeeded();
+    const phoneBar = await countBar();
+    assert.deepEqual(phoneBar, { shown: true, count: '3', onScreen: true }, 'the count bar on a phone');
+    await page.setViewportSize({ width: 1280, height: 800 });
+    assert.equal((await countBar()).shown, false, 'no count bar on a desktop');
+    report(step, { scrolls, phoneBar });
 
     // 8. The operator: sign out, sign in with the admin token.
     step = 'operator';
