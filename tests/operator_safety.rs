@@ -326,3 +326,16 @@ fn an_empty_partner_key_or_admin_token_in_config_toml_refuses_start_naming_it() 
         assert!(out.contains("invalid configuration"), "{out}");
     }
 }
+
+/// A `[cluster]` section is refused at start, not ignored: a node that ran
+/// alone with one would look clustered to its operator (cluster mode is
+/// still being built, docs/cluster.md).
+#[test]
+fn a_cluster_section_refuses_start_until_cluster_mode_exists() {
+    let cluster = "[cluster]\nnode_id = \"n1\"\nadvertise_url = \"http://127.0.0.1:8081\"\n\
+                   nats_urls = [\"nats://127.0.0.1:4222\"]\nshards = 8\nreplicas = 3\n\
+                   lease_ttl_millis = 3000\n[partners.census]";
+    let out = refused(&Home::with_config(&[("[partners.census]", cluster)]));
+    assert!(out.contains("cannot run in cluster mode yet"), "{out}");
+    assert!(out.contains("invalid configuration"), "{out}");
+}
