@@ -276,6 +276,12 @@ fn run(config: &Config, command: Option<Cmd>) -> Result<(), String> {
     }
 }
 
+/// A step without a count: a spinner, what it is doing, the time taken.
+fn spinning() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .expect("a valid template")
+}
+
 /// A spinner on stderr saying `what` and the time it has taken (drawn only
 /// when stderr is a terminal).
 fn spinner(what: &str) -> indicatif::ProgressBar {
@@ -283,10 +289,7 @@ fn spinner(what: &str) -> indicatif::ProgressBar {
         None,
         indicatif::ProgressDrawTarget::stderr_with_hz(4),
     );
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .expect("a valid template"),
-    );
+    bar.set_style(spinning());
     bar.set_message(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
@@ -325,10 +328,7 @@ fn inspect_progress(bar: &indicatif::ProgressBar, step: cohortd::persist::schema
             bar.set_position(done);
         }
         InspectStep::Decoding => {
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                    .expect("a valid template"),
-            );
+            bar.set_style(spinning());
             bar.set_message("decoding the image");
         }
         InspectStep::Checking { done, total } => {

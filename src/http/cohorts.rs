@@ -129,8 +129,7 @@ pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpR
     tag = "Cohorts",
     operation_id = "getCohort",
     summary = "One cohort",
-    params(("partner" = String, Path, description = "The partner that pushed the cohort", example = "segment"),
-        ("cohort_id" = String, Path, description = "The partner's cohort id", example = "aud_1")),
+    params(super::openapi::shapes::CohortPath),
     responses(
         (status = 200, description = "The cohort, with its live size", body = super::openapi::shapes::Cohort),
         (status = 401, response = super::openapi::Unauthorized),
@@ -150,8 +149,7 @@ pub async fn one(auth: WorkspaceAuth, path: web::Path<(String, String)>) -> Resu
     summary = "Page through a cohort's members",
     description = "Members in a stable order: paging never repeats a member and never skips one \
         that stayed a member throughout.",
-    params(("partner" = String, Path, description = "The partner that pushed the cohort", example = "segment"),
-        ("cohort_id" = String, Path, description = "The partner's cohort id", example = "aud_1"), PageQuery),
+    params(super::openapi::shapes::CohortPath, PageQuery),
     responses(
         (status = 200, description = "A page of members", body = super::openapi::shapes::MemberPage,
          example = json!({"members": [{"braze_id": "000000010000000000000000", "external_id": "u1"}],
@@ -181,8 +179,7 @@ pub async fn members(
     summary = "A cohort's import history",
     description = "One entry per delta with at least one identifier, newest first: what a \
         partner's import status screen shows.",
-    params(("partner" = String, Path, description = "The partner that pushed the cohort", example = "segment"),
-        ("cohort_id" = String, Path, description = "The partner's cohort id", example = "aud_1"), LimitQuery),
+    params(super::openapi::shapes::CohortPath, LimitQuery),
     responses(
         (status = 200, description = "The import history", body = super::openapi::shapes::ImportHistory,
          example = json!({"imports": [{"at": "2026-11-24T05:20:00.000Z", "added": 1, "removed": 0,

@@ -211,7 +211,7 @@ pub async fn list(engine: web::Data<Engine>, auth: WorkspaceAuth) -> Result<Http
     tag = "Connectors",
     operation_id = "getConnector",
     summary = "One connector, with its delivery figures",
-    params(("id" = String, Path, description = "The connector id", example = "conn_a15587489c71dd65db2971abd4c31af9")),
+    params(super::openapi::shapes::ConnectorPath),
     responses(
         (status = 200, description = "The connector and its figures", body = super::openapi::shapes::ConnectorStatus),
         (status = 401, response = super::openapi::Unauthorized),
@@ -237,7 +237,7 @@ pub async fn get(
     tag = "Connectors",
     operation_id = "deleteConnector",
     summary = "Delete a connector",
-    params(("id" = String, Path, description = "The connector id", example = "conn_a15587489c71dd65db2971abd4c31af9")),
+    params(super::openapi::shapes::ConnectorPath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = super::openapi::Unauthorized),

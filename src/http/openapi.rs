@@ -280,3 +280,81 @@ async fn docs_file(req: HttpRequest, file: web::Path<String>) -> Result<HttpResp
     };
     super::assets::serve(&req, DocsAssets::get(name), name, DOCS_CSP)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document's array limits are literals (utoipa takes no
+    /// constants); the handlers' constants own them, and this holds the
+    /// document to those.
+    #[test]
+    fn documented_array_limits_are_the_ones_enforced() {
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).expect("json");
+        let schemas = &doc["components"]["schemas"];
+        let limit = |schema: &str, field: &str| {
+            schemas[schema]["properties"][field]["maxItems"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{schema}.{field} has no maxItems"))
+        };
+        let track = users::MAX_TRACK_OBJECTS as u64;
+        let entries = users::MAX_USER_ENTRIES as u64;
+        for field in ["attributes", "events", "purchases"] {
+            assert_eq!(limit("TrackRequest", field), track, "{field}");
+        }
+        for (schema, fields) in [
+            (
+                "IdentifyRequest",
+                &["aliases_to_identify", "devices_to_identify"][..],
+            ),
+            ("AliasNewRequest", &["user_aliases"][..]),
+            (
+                "DeleteRequest",
+                &[
+                    "external_ids",
+                    "user_aliases",
+                    "device_ids",
+                    "braze_ids",
+                    "email_addresses",
+                    "phone_numbers",
+                ][..],
+            ),
+            ("ExportRequest", &["external_ids", "user_aliases"][..]),
+        ] {
+            for field in fields {
+                assert_eq!(limit(schema, field), entries, "{schema}.{field}");
+            }
+        }
+        assert_eq!(
+            limit("MembershipCheck", "users"),
+            segments::MAX_CHECK_USERS as u64
+        );
+    }
+
+    /// Shared parameters keep their wire names and places.
+    #[test]
+    fn shared_parameters_render_as_the_wire_has_them() {
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).expect("json");
+        let params = |path: &str, method: &str| {
+            doc["paths"][path][method]["parameters"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} has no parameters"))
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} in {}",
+                        p["name"].as_str().unwrap(),
+                        p["in"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(params("/users/track", "post"), ["X-Braze-Batch in header"]);
+        assert_eq!(params("/segments/{id}/count", "get"), ["id in path"]);
+        assert_eq!(params("/connectors/{id}", "delete"), ["id in path"]);
+        assert_eq!(
+            params("/cohorts/{partner}/{cohort_id}", "get"),
+            ["partner in path", "cohort_id in path"]
+        );
+    }
+}

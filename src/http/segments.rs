@@ -274,7 +274,7 @@ pub async fn list(auth: WorkspaceAuth, q: web::Query<PageQuery>) -> Result<HttpR
     tag = "Segments",
     operation_id = "getSegment",
     summary = "One saved segment",
-    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    params(super::openapi::shapes::SegmentPath),
     responses(
         (status = 200, description = "The segment", body = super::openapi::shapes::Segment),
         (status = 401, response = super::openapi::Unauthorized),
@@ -292,7 +292,7 @@ pub async fn get(auth: WorkspaceAuth, id: web::Path<String>) -> Result<HttpRespo
     tag = "Segments",
     operation_id = "replaceSegment",
     summary = "Replace a saved segment's name and filter",
-    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    params(super::openapi::shapes::SegmentPath),
     request_body(content = SegmentBody, example = json!({
         "name": "gold",
         "filter": {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}
@@ -331,7 +331,7 @@ pub async fn replace(
     tag = "Segments",
     operation_id = "deleteSegment",
     summary = "Delete a saved segment",
-    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    params(super::openapi::shapes::SegmentPath),
     responses(
         (status = 200, description = "Deleted", body = super::openapi::shapes::SegmentDeleted,
          example = json!({"message": "success", "segment_id": "seg_1"})),
@@ -360,7 +360,7 @@ pub async fn delete(
     tag = "Segments",
     operation_id = "countSegment",
     summary = "A saved segment's live size",
-    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    params(super::openapi::shapes::SegmentPath),
     responses(
         (status = 200, description = "The live count", body = super::openapi::shapes::Count,
          example = json!({"count": 1})),
@@ -386,7 +386,7 @@ pub async fn count(
     tag = "Segments",
     operation_id = "segmentMembers",
     summary = "Page through a saved segment's members",
-    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1"), super::cohorts::PageQuery),
+    params(super::openapi::shapes::SegmentPath, super::cohorts::PageQuery),
     responses(
         (status = 200, description = "A page of members", body = super::openapi::shapes::MemberPage,
          example = json!({"members": [{"braze_id": "000000010000000000000000", "external_id": "u1"}],
@@ -444,7 +444,7 @@ fn parse_check(bytes: &[u8]) -> Result<Vec<Identifier>> {
     summary = "Check up to 1,000 users against a saved segment",
     description = "A boolean per user, in request order; an identifier that matches no profile \
         is `false`.",
-    params(("id" = String, Path, description = "The segment id (`seg_` and a number)", example = "seg_1")),
+    params(super::openapi::shapes::SegmentPath),
     request_body(content = CheckWire, example = json!({
         "users": [{"external_id": "u1"}, {"user_alias": {"alias_name": "a@example.com", "alias_label": "email"}},
                   {"device_id": "d1"}]

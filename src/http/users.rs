@@ -494,8 +494,7 @@ fn note_batch(engine: &Engine, req: &HttpRequest, route: &'static str) {
     description = "Fatal (400, nothing applied): a malformed body, a non-object, an array over 75 \
         objects, or no arrays at all. Anything wrong with one object is not fatal: that object \
         is skipped and listed in `errors`, every other one applies, and the answer is 201.",
-    params(("X-Braze-Batch" = Option<bool>, Header,
-        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    params(super::openapi::shapes::BrazeBatch),
     request_body(content = super::openapi::shapes::TrackRequest, example = json!({
         "attributes": [
             {"external_id": "u1", "plan": "gold", "current_location": {"latitude": 38.72, "longitude": -9.14}},
@@ -591,8 +590,7 @@ fn parse_identify(body: &Value) -> Result<Batch<Identify>> {
         (`devices_to_identify`) becomes, or merges into, the identified profile with that \
         external_id. A merge unions cohort memberships, aliases, devices, attributes (the \
         identified side wins) and event stats.",
-    params(("X-Braze-Batch" = Option<bool>, Header,
-        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    params(super::openapi::shapes::BrazeBatch),
     request_body(content = super::openapi::shapes::IdentifyRequest, example = json!({
         "aliases_to_identify": [{"external_id": "u1", "user_alias": {"alias_name": "a@example.com", "alias_label": "email"}}],
         "devices_to_identify": [{"external_id": "u3", "device_id": "d1"}]
@@ -656,8 +654,7 @@ fn parse_alias_new(body: &Value) -> Result<Batch<NewAliases>> {
     tag = "Users",
     operation_id = "newAliases",
     summary = "Add aliases",
-    params(("X-Braze-Batch" = Option<bool>, Header,
-        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    params(super::openapi::shapes::BrazeBatch),
     request_body(content = super::openapi::shapes::AliasNewRequest, example = json!({
         "user_aliases": [{"alias_name": "a@example.com", "alias_label": "email"}]
     })),
@@ -756,8 +753,7 @@ fn parse_delete(ws: WorkspaceId, body: &Value) -> Result<Batch<Vec<Identifier>>>
     operation_id = "deleteUsers",
     summary = "Delete profiles",
     description = "A deleted profile leaves every cohort and segment at once.",
-    params(("X-Braze-Batch" = Option<bool>, Header,
-        description = "`true` from a client that batches many users per request (counted in metrics only)")),
+    params(super::openapi::shapes::BrazeBatch),
     request_body(content = super::openapi::shapes::DeleteRequest, example = json!({"external_ids": ["u2"]})),
     responses(
         (status = 201, description = "Deleted, but for the entries listed in `errors`",

@@ -11,7 +11,7 @@
 //! the descriptions readers see in `/docs`.
 
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 // ---- errors -------------------------------------------------------------
 
@@ -1126,4 +1126,46 @@ pub struct AdminConnector {
     #[serde(flatten)]
     pub status: ConnectorStatus,
     pub workspace_id: String,
+}
+
+/// `{id}` of `/segments/{id}` and the routes below it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SegmentPath {
+    /// The segment id (`seg_` and a number).
+    #[param(example = "seg_1")]
+    pub id: String,
+}
+
+/// `{id}` of `/connectors/{id}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConnectorPath {
+    /// The connector id.
+    #[param(example = "conn_a15587489c71dd65db2971abd4c31af9")]
+    pub id: String,
+}
+
+/// `{partner}/{cohort_id}` of `/cohorts/{partner}/{cohort_id}` and the
+/// routes below it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CohortPath {
+    /// The partner that pushed the cohort.
+    #[param(example = "segment")]
+    pub partner: String,
+    /// The partner's cohort id.
+    #[param(example = "aud_1")]
+    pub cohort_id: String,
+}
+
+/// The header Segment's Braze destination sends on the users API
+/// (`note_batch` in `users.rs`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct BrazeBatch {
+    /// `true` from a client that batches many users per request (counted
+    /// in metrics only).
+    #[param(rename = "X-Braze-Batch")]
+    pub braze_batch: Option<bool>,
 }
