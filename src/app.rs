@@ -33,16 +33,6 @@ struct Launched {
 
 async fn launch(config: Config) -> Result<Launched, StartError> {
     config.check_secrets().map_err(StartError::Config)?;
-    if config.cluster.is_some() {
-        // Refused rather than ignored: a node that silently ran alone with
-        // a [cluster] section would look clustered to its operator.
-        return Err(StartError::Config(
-            "[cluster] is set, but this build cannot run in cluster mode yet (the engine does \
-             not use JetStream: docs/cluster.md says what is built); remove the section to \
-             run a single node"
-                .into(),
-        ));
-    }
     let (secrets, announce) = Secrets::ensure(&config).map_err(StartError::Secrets)?;
     for line in announce {
         println!("{line}");
@@ -59,6 +49,7 @@ async fn launch(config: Config) -> Result<Launched, StartError> {
     };
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(http::cluster::Routing)
             .wrap_fn(http::until_ready)
             .wrap_fn(http::observe)
             .configure(http::configure(http_engine.clone()))

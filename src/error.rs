@@ -55,6 +55,14 @@ pub enum Error {
     WorkspaceSaturated(usize),
     #[error("{0}")]
     Unavailable(String),
+    /// Cluster mode: this node does not lead the write's shard. The HTTP
+    /// layer forwards the request to `leader`; what reaches a client is a
+    /// 503 (no leader known, or the request was forwarded already).
+    #[error("this node does not lead shard {shard} and cannot forward the write (a leader is being chosen); retry shortly (nothing was applied)")]
+    NotLeader { shard: u32, leader: Option<String> },
+    /// Cluster mode does not do this yet (docs/cluster.md).
+    #[error("{0} is not available in cluster mode yet (docs/cluster.md)")]
+    NotInClusterMode(&'static str),
     /// Every thread of the read pool stayed busy for `reads.queue_wait_millis`.
     #[error("every read thread is busy (reads.threads); nothing was evaluated, retry shortly")]
     ReadPoolBusy,
@@ -157,6 +165,8 @@ impl Error {
             Error::Saturated => "saturated",
             Error::WorkspaceSaturated(_) => "workspace_saturated",
             Error::Unavailable(_) => "unavailable",
+            Error::NotLeader { .. } => "not_leader",
+            Error::NotInClusterMode(_) => "not_in_cluster_mode",
             Error::ReadPoolBusy | Error::ReadShareBusy(_) => "read_pool_busy",
             Error::ReadBudgetExceeded(_) => "read_budget_exceeded",
             Error::CursorExpired { .. } => "cursor_expired",
@@ -200,10 +210,12 @@ impl ResponseError for Error {
             Error::Saturated
             | Error::WorkspaceSaturated(_)
             | Error::Unavailable(_)
+            | Error::NotLeader { .. }
             | Error::ReadPoolBusy
             | Error::ReadShareBusy(_)
             | Error::ReadBudgetExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::CursorExpired { .. } => StatusCode::GONE,
+            Error::NotInClusterMode(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

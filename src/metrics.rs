@@ -109,9 +109,36 @@ impl ConnectorFamilies {
     }
 }
 
+/// A shard's series (cluster mode): at most `cluster.shards` of them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: u32,
+}
+
+/// Per-shard gauges (cluster mode), set at scrape time.
+#[derive(Default)]
+pub struct ShardFamilies {
+    pub applied: Family<ShardLabels, Gauge>,
+    pub lag: Family<ShardLabels, Gauge>,
+    pub leader: Family<ShardLabels, Gauge>,
+}
+
+impl ShardFamilies {
+    /// Sets one shard's series: the sequence this node applied, the
+    /// records it has not applied yet, whether it leads the shard.
+    pub fn set(&self, shard: u32, applied: u64, lag: u64, leads: bool) {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let l = ShardLabels { shard };
+        self.applied.get_or_create(&l).set(n(applied));
+        self.lag.get_or_create(&l).set(n(lag));
+        self.leader.get_or_create(&l).set(i64::from(leads));
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connectors: ConnectorFamilies,
+    pub shards: ShardFamilies,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub rejected: Family<ReasonLabels, Counter>,
@@ -167,6 +194,7 @@ impl Metrics {
             feed_events: Gauge::default(),
             feed_write_errors: Gauge::default(),
             connectors: ConnectorFamilies::default(),
+            shards: ShardFamilies::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -269,6 +297,26 @@ impl Metrics {
                 "connector_disabled",
                 "1 when a connector was disabled for failing too long",
                 &c.disabled,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        let sh = &m.shards;
+        for (name, help, family) in [
+            (
+                "cluster_shard_applied_sequence",
+                "Cluster mode: the last sequence of a shard's stream this node applied",
+                &sh.applied,
+            ),
+            (
+                "cluster_shard_lag",
+                "Cluster mode: records in a shard's stream this node has not applied yet (as of the stream's last sequence read, about once a second)",
+                &sh.lag,
+            ),
+            (
+                "cluster_shard_leader",
+                "Cluster mode: 1 when this node leads the shard",
+                &sh.leader,
             ),
         ] {
             registry.register(name, help, family.clone());

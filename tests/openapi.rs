@@ -168,6 +168,7 @@ fn the_document_describes_exactly_the_route_table() {
             "/healthz" | "/readyz" | "/openapi.json" => &[],
             "/metrics" => &["admin_token"], // optional: `security: [{}, {admin_token}]`
             p if p.starts_with("/admin/") => &["admin_token"],
+            "/cluster" => &["admin_token"], // SPEC §11 pins the path
             _ => &["workspace_key"],
         };
         let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
@@ -883,6 +884,10 @@ fn the_documented_examples_are_what_the_server_answers() {
     let r = c.call("DELETE", "/segments/{id}", &id, "", key, None);
     assert_eq!(r.status, 200);
     c.same_as_documented("DELETE", "/segments/{id}", &r);
+    // A single node is not a cluster (tests/cluster_nodes.rs reads the
+    // 200 from three nodes).
+    let r = c.call("GET", "/cluster", &[], "", Some(ADMIN), None);
+    assert_eq!(r.status, 404);
 
     // Probes, metrics, the document.
     for template in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {

@@ -327,15 +327,42 @@ fn an_empty_partner_key_or_admin_token_in_config_toml_refuses_start_naming_it() 
     }
 }
 
-/// A `[cluster]` section is refused at start, not ignored: a node that ran
-/// alone with one would look clustered to its operator (cluster mode is
-/// still being built, docs/cluster.md).
+/// A `[cluster]` node whose NATS servers do not answer stops start-up
+/// with an error naming them: it never runs alone, which would look
+/// clustered to its operator.
 #[test]
-fn a_cluster_section_refuses_start_until_cluster_mode_exists() {
+fn a_cluster_node_without_jetstream_does_not_start_alone() {
+    let nowhere = common::process::free_port();
+    let cluster = format!(
+        "[cluster]\nnode_id = \"n1\"\nadvertise_url = \"http://127.0.0.1:8081\"\n\
+         nats_urls = [\"nats://{nowhere}\"]\nshards = 8\nreplicas = 3\n\
+         lease_ttl_millis = 3000\n[partners.census]"
+    );
+    let home = Home::with_config(&[("[partners.census]", &cluster)]);
+    let e = home
+        .try_start()
+        .map(|d| d.kill9())
+        .expect_err("the server must refuse to start");
+    assert!(!e.status.success(), "{}", e.output);
+    assert!(e.output.contains("cannot reach JetStream"), "{}", e.output);
+}
+
+/// Cluster mode starts from the shard streams; a data dir that holds a
+/// single node's writes is refused rather than silently ignored.
+#[test]
+fn a_single_node_data_dir_is_not_ignored_by_cluster_mode() {
+    let home = Home::new();
+    let d = home.start();
+    let r = d.post("/admin/workspaces", ADMIN, json!({"name": "acme"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    d.stop();
     let cluster = "[cluster]\nnode_id = \"n1\"\nadvertise_url = \"http://127.0.0.1:8081\"\n\
                    nats_urls = [\"nats://127.0.0.1:4222\"]\nshards = 8\nreplicas = 3\n\
-                   lease_ttl_millis = 3000\n[partners.census]";
-    let out = refused(&Home::with_config(&[("[partners.census]", cluster)]));
-    assert!(out.contains("cannot run in cluster mode yet"), "{out}");
-    assert!(out.contains("invalid configuration"), "{out}");
+                   lease_ttl_millis = 3000\n";
+    home.write_config(&format!("{}\n{cluster}", cohortd::config::SHIPPED));
+    let e = home
+        .try_start()
+        .map(|d| d.kill9())
+        .expect_err("the server must refuse to start");
+    assert!(e.output.contains("holds a single-node log"), "{}", e.output);
 }

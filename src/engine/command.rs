@@ -134,6 +134,10 @@ pub type Pending = BoxFuture<'static, Result<Outcome>>;
 pub struct Submit {
     pub cmd: Command,
     pub reply: oneshot::Sender<Pending>,
+    /// Set to the command's log position when it is appended (the
+    /// `X-Cohortd-Sequence` a cluster node answers with); untouched when
+    /// it needs no record.
+    pub logged_at: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Command {

@@ -51,16 +51,11 @@ use tokio::sync::{oneshot, Semaphore};
 
 use super::apply::{done, Applier};
 use super::command::{Command, Pending, Submit};
+use super::log::{Log, LogFailure, LOG_FAILED};
 use super::sequencer::{self, Admission, Sequencer, Settled};
 use crate::error::Error;
 use crate::model::WorkspaceId;
-use crate::persist::{self, schema, wal::Wal};
 use crate::threads::Pool;
-
-/// The 503 body of a write the log could not take; the cause (file, OS
-/// error) goes to the server's log, never to the client.
-pub const LOG_FAILED: &str =
-    "the write-ahead log could not be written; nothing was applied, retry later";
 
 /// Stop appending; the reply comes once every appended command is applied.
 #[derive(Message)]
@@ -89,7 +84,7 @@ pub struct Lanes {
     applier: Arc<Applier>,
     /// Where profile commands apply.
     apply_pool: Arc<Pool>,
-    wal: Arc<Wal>,
+    log: Log,
     per_workspace: usize,
     registry: Mutex<Registry>,
 }
@@ -104,7 +99,7 @@ impl Lanes {
     pub fn new(
         arbiters: Vec<ArbiterHandle>,
         applier: Arc<Applier>,
-        wal: Arc<Wal>,
+        log: Log,
         per_workspace: usize,
         apply_threads: usize,
     ) -> Lanes {
@@ -114,7 +109,7 @@ impl Lanes {
             next_arbiter: AtomicUsize::new(0),
             applier,
             apply_pool: Arc::new(Pool::new("cohortd-apply", apply_threads)),
-            wal,
+            log,
             per_workspace: per_workspace.max(1),
             registry: Mutex::new(Registry::default()),
         }
@@ -129,12 +124,12 @@ impl Lanes {
         }
         let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
         let arbiter = &self.arbiters[i % self.arbiters.len()];
-        let (applier, wal, held) = (self.applier.clone(), self.wal.clone(), r.held);
+        let (applier, log, held) = (self.applier.clone(), self.log.clone(), r.held);
         let apply_pool = self.apply_pool.clone();
         let addr = Lane::start_in_arbiter(arbiter, move |_| Lane {
             applier,
             apply_pool,
-            wal,
+            log,
             seq: Sequencer::new(),
             due: VecDeque::new(),
             held: held.then(Held::default),
@@ -180,6 +175,7 @@ impl Lanes {
 
 /// A command in the log, waiting for its record to be durable.
 struct Waiting {
+    position: u64,
     cmd: Command,
     reply: oneshot::Sender<Pending>,
 }
@@ -192,12 +188,12 @@ struct Held {
     buffered: VecDeque<Submit>,
 }
 
-type LogError = Arc<persist::Error>;
+type LogError = LogFailure;
 
 pub struct Lane {
     applier: Arc<Applier>,
     apply_pool: Arc<Pool>,
-    wal: Arc<Wal>,
+    log: Log,
     /// Appended, not yet durable (the ordering rules).
     seq: Sequencer<Waiting, LogError>,
     /// Durable, not yet applied: what waits behind a profile command
@@ -238,6 +234,7 @@ impl Lane {
             if let Some(after) = act.applier.after(position) {
                 after();
             }
+            act.log.settled(position, true);
             act.outstanding -= 1;
             if act.outstanding == 0 {
                 act.apply_due(ctx);
@@ -274,31 +271,26 @@ impl Lane {
             let _ = msg.reply.send(answer);
             return;
         }
-        let appended = schema::encode_record(&msg.cmd)
-            .map_err(|e| Error::Internal(e.to_string()))
-            .and_then(|bytes| {
-                self.wal.append(&bytes).map_err(|e| {
-                    tracing::error!(error = %e, "write-ahead log append refused; command not applied");
-                    Error::Unavailable(LOG_FAILED.into())
-                })
-            });
-        let appended = match appended {
+        let appended = match self.log.append(&msg.cmd) {
             Ok(a) => a,
             Err(e) => {
                 let _ = msg.reply.send(future::ready(Err(e)).boxed());
                 return;
             }
         };
+        if let Some(at) = &msg.logged_at {
+            at.store(appended.position, std::sync::atomic::Ordering::Release);
+        }
         let ticket = self.seq.push(
             appended.position,
             Waiting {
+                position: appended.position,
                 cmd: msg.cmd,
                 reply: msg.reply,
             },
         );
         ctx.spawn(
             wrap_future(appended.durable).map(move |r, act: &mut Lane, ctx| {
-                let r = r.unwrap_or_else(|_| Err(Arc::new(persist::Error::Closed)));
                 act.due.extend(act.seq.settle(ticket, r));
                 act.apply_due(ctx);
             }),
@@ -313,7 +305,8 @@ impl Lane {
             let (position, item) = match settled {
                 Settled::Apply { position, item } => (position, item),
                 Settled::Failed { item, error } => {
-                    tracing::error!(error = %error, "write-ahead log append failed; command not applied");
+                    tracing::error!(error = %error, "log append failed; command not applied");
+                    self.log.settled(item.position, false);
                     let failed = future::ready(Err(Error::Unavailable(LOG_FAILED.into())));
                     let _ = item.reply.send(failed.boxed());
                     continue;
@@ -330,7 +323,7 @@ impl Lane {
                 continue;
             }
             let applier = self.applier.clone();
-            let Waiting { cmd, reply } = item;
+            let Waiting { cmd, reply, .. } = item;
             let pool = self.apply_pool.clone();
             let applied = async move {
                 pool.run(move || {

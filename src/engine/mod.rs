@@ -38,9 +38,11 @@
 //! keeps the sequencer → cohort order intact.)
 
 mod apply;
+pub mod clustered;
 pub mod cohort;
 mod command;
 mod lane;
+mod log;
 pub mod query;
 pub mod ratelimit;
 pub mod read;
@@ -114,8 +116,11 @@ struct Inner {
 struct Core {
     router: Addr<Router>,
     lanes: Arc<Lanes>,
-    snapshotter: Addr<Snapshotter>,
+    /// `None` in cluster mode, which takes no snapshots yet.
+    snapshotter: Option<Addr<Snapshotter>>,
     wal: Arc<Wal>,
+    /// Cluster mode: this node's part (`clustered`).
+    cluster: Option<Arc<clustered::Clustered>>,
     feeds: Arc<Feeds>,
     connectors: Arc<Connectors>,
     _lock: recovery::DirLock,
@@ -152,6 +157,37 @@ impl Engine {
     pub async fn recover(&self) -> Result<(), StartError> {
         let config = &self.inner.config;
         let recovered = recovery::open(config)?;
+        // Cluster mode: the state is the shard streams', applied from
+        // their start (docs/cluster.md); the data dir holds the lock and
+        // the feeds, which replay writes again.
+        let cluster = match &config.cluster {
+            None => None,
+            Some(cfg) => {
+                if recovered.snapshot_position > 0 || recovered.log.last_position() > 0 {
+                    return Err(StartError::Config(format!(
+                        "data dir {} holds a single-node log or snapshot; cluster mode starts \
+                         from the shard streams and would ignore it: start it with an empty \
+                         data dir",
+                        config.data_dir.display()
+                    )));
+                }
+                let feed_dir = config.data_dir.join("feed");
+                if feed_dir.exists() {
+                    std::fs::remove_dir_all(&feed_dir).map_err(|source| StartError::DataDir {
+                        dir: feed_dir.clone(),
+                        source,
+                    })?;
+                }
+                let c = clustered::Clustered::connect(cfg).await.map_err(|e| {
+                    StartError::Runtime(format!("cluster mode cannot reach JetStream: {e}"))
+                })?;
+                Some(c)
+            }
+        };
+        let log = match &cluster {
+            Some(c) => log::Log::Cluster(c.clone()),
+            None => log::Log::Local(recovered.wal.clone()),
+        };
         let arbiters = named_arbiters("cohortd-cohort", config.engine.cohort_arbiters);
         let lane_arbiters = named_arbiters("cohortd-lane", config.engine.sequencer_arbiters.max(1));
         let router_arbiter = named_arbiters("cohortd-router", 1).remove(0);
@@ -168,7 +204,7 @@ impl Engine {
         let lanes = Arc::new(Lanes::new(
             lane_arbiters.iter().map(Arbiter::handle).collect(),
             applier.clone(),
-            recovered.wal.clone(),
+            log.clone(),
             config.engine.max_inflight_writes_per_workspace,
             std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
@@ -179,10 +215,11 @@ impl Engine {
             let (applier, lanes, wal) = (applier.clone(), lanes.clone(), recovered.wal.clone());
             let dir = config.data_dir.clone();
             let image = recovered.image;
+            let log = log.clone();
             Router::start_in_arbiter(&router_arbiter.handle(), move |_| {
                 applier.install(image);
                 let _ = image_tx.send(());
-                Router::new(applier, lanes, wal, dir)
+                Router::new(applier, lanes, log, wal, dir)
             })
         };
         image_rx
@@ -190,36 +227,66 @@ impl Engine {
             .map_err(|_| StartError::Runtime("the router failed to start".into()))?;
         #[cfg(debug_assertions)]
         recovery::test_hold().await;
-        recovery::replay(&router, recovered.log, recovered.snapshot_position).await?;
-        // Bring the configured state-dependent limits into force through
-        // the log (no record when they already are): replay after a crash
-        // then judges every write by the limits it was acknowledged under.
-        let (reply, logged) = oneshot::channel();
-        router.do_send(Submit {
-            cmd: Command::SetLimits(crate::limits::StateLimits::from_config(&config.limits)),
-            reply,
-        });
-        let limits_failed = |e: String| StartError::Runtime(format!("cannot log the limits: {e}"));
-        logged
-            .await
-            .map_err(|_| limits_failed("the router stopped".into()))?
-            .await
-            .map_err(|e| limits_failed(e.to_string()))?;
+        let limits = Command::SetLimits(crate::limits::StateLimits::from_config(&config.limits));
+        match &cluster {
+            Some(c) => {
+                // The limits go into the control shard's stream whenever
+                // this node starts leading it (no record when in force).
+                let (to, limits) = (router.clone(), limits.clone());
+                c.on_control_lead(move || {
+                    let (reply, _) = oneshot::channel();
+                    to.do_send(Submit {
+                        cmd: limits.clone(),
+                        reply,
+                        logged_at: None,
+                    });
+                });
+                c.start(router.clone()).await.map_err(|e| {
+                    StartError::Runtime(format!("cluster mode cannot follow the shards: {e}"))
+                })?;
+            }
+            None => {
+                recovery::replay(&router, recovered.log, recovered.snapshot_position).await?;
+                // Bring the configured state-dependent limits into force
+                // through the log (no record when they already are):
+                // replay after a crash then judges every write by the
+                // limits it was acknowledged under.
+                let (reply, logged) = oneshot::channel();
+                router.do_send(Submit {
+                    cmd: limits,
+                    reply,
+                    logged_at: None,
+                });
+                let limits_failed =
+                    |e: String| StartError::Runtime(format!("cannot log the limits: {e}"));
+                logged
+                    .await
+                    .map_err(|_| limits_failed("the router stopped".into()))?
+                    .await
+                    .map_err(|e| limits_failed(e.to_string()))?;
+            }
+        }
         let connectors = Arc::new(Connectors::new(
             &config.data_dir,
             config.connectors.delivery(),
             feeds.clone(),
         ));
-        connectors.reconcile(|| self.state());
-        let snapshotter = Snapshotter::new(
-            router.clone(),
-            recovered.wal.clone(),
-            feeds.clone(),
-            config.data_dir.clone(),
-            config.snapshot.retain,
-            config.snapshot.interval_secs,
-        )
-        .start();
+        // Cluster mode does not deliver yet: every node would send each
+        // batch (docs/cluster.md).
+        if cluster.is_none() {
+            connectors.reconcile(|| self.state());
+        }
+        let snapshotter = cluster.is_none().then(|| {
+            Snapshotter::new(
+                router.clone(),
+                recovered.wal.clone(),
+                feeds.clone(),
+                config.data_dir.clone(),
+                config.snapshot.retain,
+                config.snapshot.interval_secs,
+            )
+            .start()
+        });
         let mut all = arbiters;
         all.extend(lane_arbiters);
         all.push(router_arbiter);
@@ -228,6 +295,7 @@ impl Engine {
             lanes,
             snapshotter,
             wal: recovered.wal,
+            cluster,
             feeds,
             connectors,
             _lock: recovered.lock,
@@ -307,7 +375,10 @@ impl Engine {
 
     async fn take_snapshot(&self, wanted: Wanted) -> Result<SnapshotInfo> {
         let (reply, rx) = oneshot::channel();
-        self.core()?.snapshotter.do_send(TakeSnapshot {
+        let Some(snapshotter) = &self.core()?.snapshotter else {
+            return Err(Error::NotInClusterMode("taking a snapshot"));
+        };
+        snapshotter.do_send(TakeSnapshot {
             wanted,
             reply: Some(reply),
         });
@@ -324,6 +395,9 @@ impl Engine {
     /// the log like any write (so a crash after it does not bring the old
     /// state back), then a fresh snapshot makes it the new starting point.
     pub async fn restore(&self, snapshot_id: &str) -> Result<SnapshotInfo> {
+        if self.core()?.cluster.is_some() {
+            return Err(Error::NotInClusterMode("restoring a snapshot"));
+        }
         if !self.snapshots()?.iter().any(|s| s.id == snapshot_id) {
             return Err(Error::NotFound("snapshot"));
         }
@@ -345,10 +419,17 @@ impl Engine {
         let Some(core) = self.inner.core.get() else {
             return Ok(());
         };
-        // It must cover every write acknowledged before the stop.
-        self.take_snapshot(Wanted::AfterRequest)
-            .await
-            .map_err(|e| e.to_string())?;
+        match &core.cluster {
+            // The streams hold every acknowledged write; the leases go
+            // now rather than by their TTL.
+            Some(c) => c.stop().await,
+            // It must cover every write acknowledged before the stop.
+            None => {
+                self.take_snapshot(Wanted::AfterRequest)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         let connectors = core.connectors.clone();
         tokio::task::spawn_blocking(move || connectors.stop_all())
             .await
@@ -431,8 +512,28 @@ impl Engine {
             self.inner.metrics.reject("saturated");
             return Err(Error::Saturated);
         };
+        if let Some(c) = &core.cluster {
+            if let Err(e) = c.check_leads(cmd.workspace()) {
+                if let Error::NotLeader {
+                    leader: Some(url), ..
+                } = &e
+                {
+                    clustered::note(|r| r.leader = Some(url.clone()));
+                }
+                return Err(e);
+            }
+        }
         let (reply, rx) = oneshot::channel();
-        let _ws_slot = match cmd.workspace() {
+        let logged_at = core
+            .cluster
+            .is_some()
+            .then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        let submit = Submit {
+            cmd,
+            reply,
+            logged_at: logged_at.clone(),
+        };
+        let _ws_slot = match submit.cmd.workspace() {
             Some(ws) => {
                 let lane = core.lanes.lane(ws);
                 let Ok(slot) = lane.slots.try_acquire_owned() else {
@@ -441,18 +542,40 @@ impl Engine {
                         self.inner.config.engine.max_inflight_writes_per_workspace,
                     ));
                 };
-                lane.addr.do_send(Submit { cmd, reply });
+                lane.addr.do_send(submit);
                 Some(slot)
             }
             None => {
-                core.router.do_send(Submit { cmd, reply });
+                core.router.do_send(submit);
                 None
             }
         };
         let pending = rx
             .await
             .map_err(|_| Error::Internal("router stopped before replying".into()))?;
-        pending.await
+        let outcome = pending.await;
+        if let Some(at) = logged_at {
+            let position = at.load(Ordering::Acquire);
+            if position > 0 {
+                clustered::note(|r| r.written = Some(r.written.unwrap_or(0).max(position)));
+            }
+        }
+        outcome
+    }
+
+    /// Cluster mode: this node's part, if it runs in one.
+    pub fn cluster(&self) -> Option<Arc<clustered::Clustered>> {
+        self.inner.core.get().and_then(|c| c.cluster.clone())
+    }
+
+    /// Waits (up to `timeout`) until this node has applied the write that
+    /// answered `position` (`X-Cohortd-Min-Sequence`); whether it has. A
+    /// single node applies a write before answering it: always true.
+    pub async fn wait_applied(&self, position: u64, timeout: std::time::Duration) -> bool {
+        match self.cluster() {
+            Some(c) => c.wait_applied(position, timeout).await,
+            None => true,
+        }
     }
 
     /// [`submit`](Self::submit), answered as the type the caller expects:
@@ -724,7 +847,11 @@ impl Engine {
     /// (`connector::manager`), off the async workers: starting one writes
     /// its progress file.
     async fn reconcile_connectors(&self) -> Result<()> {
-        let connectors = self.core()?.connectors.clone();
+        let core = self.core()?;
+        if core.cluster.is_some() {
+            return Ok(());
+        }
+        let connectors = core.connectors.clone();
         let engine = self.clone();
         tokio::task::spawn_blocking(move || connectors.reconcile(|| engine.state()))
             .await
@@ -853,6 +980,12 @@ impl Engine {
                         disabled: r.status.state == crate::connector::deliver::State::Disabled,
                     },
                 );
+            }
+        }
+        if let Some(cluster) = self.cluster() {
+            for s in cluster.shards_now() {
+                let leads = s.leader.as_deref() == Some(cluster.node_id());
+                m.shards.set(s.shard, s.applied_sequence, s.lag, leads);
             }
         }
         m.render()

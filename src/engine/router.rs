@@ -37,10 +37,11 @@ use tokio::sync::oneshot;
 
 use super::apply::{decode_image, done, Applier};
 use super::command::{Command, Outcome, Pending, Submit};
-use super::lane::{Lanes, LOG_FAILED};
+use super::lane::Lanes;
+use super::log::Log;
 use super::state::Image;
 use crate::error::{Error, Result};
-use crate::persist::{self, schema, wal::Wal};
+use crate::persist::{self, wal::Wal};
 
 /// Replays recovered log records (start-up): applied without logging.
 #[derive(Message)]
@@ -63,6 +64,9 @@ pub struct Checkpoint {
 pub struct Router {
     applier: Arc<Applier>,
     lanes: Arc<Lanes>,
+    /// Where its own commands go.
+    log: Log,
+    /// The local log, whose last position a snapshot cut records.
     wal: Arc<Wal>,
     snapshot_dir: PathBuf,
 }
@@ -71,12 +75,14 @@ impl Router {
     pub fn new(
         applier: Arc<Applier>,
         lanes: Arc<Lanes>,
+        log: Log,
         wal: Arc<Wal>,
         snapshot_dir: PathBuf,
     ) -> Self {
         Router {
             applier,
             lanes,
+            log,
             wal,
             snapshot_dir,
         }
@@ -89,8 +95,9 @@ impl Router {
     fn run(
         &self,
         mut cmd: Command,
+        logged_at: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> impl std::future::Future<Output = Result<Outcome>> + 'static {
-        let (applier, lanes, wal) = (self.applier.clone(), self.lanes.clone(), self.wal.clone());
+        let (applier, lanes, log) = (self.applier.clone(), self.lanes.clone(), self.log.clone());
         let dir = self.snapshot_dir.clone();
         async move {
             // Only a restore that can be applied goes into the log, and it
@@ -122,9 +129,13 @@ impl Router {
             if barrier {
                 lanes.hold().await;
             }
-            let pending = match log(&wal, &cmd).await {
+            let logged = log.append_and_wait(&cmd).await;
+            if let (Ok(position), Some(at)) = (&logged, &logged_at) {
+                at.store(*position, std::sync::atomic::Ordering::Release);
+            }
+            let pending = match logged {
                 Err(e) => future::ready(Err(e)).boxed(),
-                Ok(()) => match (cmd, image) {
+                Ok(position) => match (cmd, image) {
                     (
                         Command::Restore {
                             snapshot_id,
@@ -135,7 +146,12 @@ impl Router {
                     ) => applier.restore(&snapshot_id, image, keep_counters),
                     // Router commands make no feed event.
                     (cmd, _) => applier.apply_or_fail(None, cmd),
-                },
+                }
+                .map(move |r| {
+                    log.settled(position, true);
+                    r
+                })
+                .boxed(),
             };
             if barrier {
                 lanes.release();
@@ -153,17 +169,6 @@ impl Router {
             _ => None,
         }
     }
-}
-
-/// Appends one record and waits until it is durable.
-async fn log(wal: &Wal, cmd: &Command) -> Result<()> {
-    let bytes = schema::encode_record(cmd).map_err(|e| Error::Internal(e.to_string()))?;
-    let refused = |e: &dyn std::fmt::Display| {
-        tracing::error!(error = %e, "write-ahead log append failed; command not applied");
-        Error::Unavailable(LOG_FAILED.into())
-    };
-    let appended = wal.append(&bytes).map_err(|e| refused(&e))?;
-    appended.wait().await.map(|_| ()).map_err(|e| refused(&e))
 }
 
 /// Loads and verifies a snapshot file (blocking).
@@ -203,9 +208,11 @@ impl Handler<Submit> for Router {
             return;
         }
         let reply = msg.reply;
-        ctx.wait(wrap_future(self.run(msg.cmd)).map(move |outcome, _, _| {
-            let _ = reply.send(future::ready(outcome).boxed());
-        }));
+        ctx.wait(
+            wrap_future(self.run(msg.cmd, msg.logged_at)).map(move |outcome, _, _| {
+                let _ = reply.send(future::ready(outcome).boxed());
+            }),
+        );
     }
 }
 

@@ -14,6 +14,7 @@
 mod admin;
 mod assets;
 pub mod body;
+pub mod cluster;
 mod cohorts;
 mod connectors;
 mod feed;
@@ -102,6 +103,7 @@ route_table! {
     GET "/connectors/{id}" => connectors::get,
     DELETE "/connectors/{id}" => connectors::delete,
     GET "/admin/connectors" => connectors::admin_list,
+    GET "/cluster" => cluster::status,
     GET "/healthz" => ops::healthz,
     GET "/readyz" => ops::readyz,
     GET "/metrics" => ops::metrics,

@@ -28,7 +28,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{admin, cohorts, connectors, feed, ops, partner, segments, technology_partners, users};
+use super::{
+    admin, cluster, cohorts, connectors, feed, ops, partner, segments, technology_partners, users,
+};
 use crate::error::Result;
 use shapes::ApiError;
 
@@ -102,6 +104,7 @@ position, never an offset.";
         admin::take_snapshot,
         admin::list_snapshots,
         admin::restore,
+        cluster::status,
         feed::read,
         connectors::create,
         connectors::list,

@@ -141,6 +141,18 @@ impl Home {
         self.launch(free_port())
     }
 
+    /// Starts `cohortd serve` on `addr` (a cluster node must know its
+    /// port before it starts: it advertises it) and waits until ready.
+    pub fn start_on(&self, addr: SocketAddr) -> Daemon {
+        self.spawn_on(addr)
+            .unwrap_or_else(|e| panic!("cohortd did not start ({}):\n{}", e.status, e.output))
+    }
+
+    /// Writes `text` as this home's `config.toml`.
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.root.path().join("config.toml"), text).expect("write config.toml");
+    }
+
     fn spawn_on(&self, addr: SocketAddr) -> Result<Daemon, Exited> {
         let mut daemon = self.launch(addr);
         let deadline = Instant::now() + PATIENCE;

@@ -1,0 +1,319 @@
+//! Cluster mode's HTTP side (SPEC §11): any node serves any request.
+//!
+//! [`Routing`] wraps the app. On a single node it passes every request
+//! through untouched. On a cluster node, around each request:
+//!
+//! - **`X-Cohortd-Min-Sequence`**: the request waits (up to
+//!   [`MIN_SEQUENCE_WAIT`], then 503) until this node has applied the
+//!   write that answered with that sequence, so a client reads its own
+//!   writes on any node.
+//! - **Forwarding.** A write body is kept (bounded by `max_body_bytes`)
+//!   while the handler runs. When the engine refuses the write because
+//!   another node leads its shard (`Error::NotLeader`, noted in
+//!   `engine::clustered::ROUTED` before anything was applied), the same
+//!   request (method, path, query, headers, body) is sent to that leader,
+//!   and its answer is the answer. A forwarded request carries
+//!   `X-Cohortd-Forwarded` and is never forwarded again: a node that does
+//!   not lead it answers 503 and the client retries.
+//! - **`X-Cohortd-Sequence`** on a write's answer: the position of the
+//!   last record the request appended.
+//!
+//! `GET /cluster` is here too.
+
+use std::cell::RefCell;
+use std::future::{ready, Ready};
+use std::io::Read;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpMessage, HttpResponse};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+
+use super::AdminAuth;
+use crate::engine::clustered::{Routed, ROUTED};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+
+/// How long a read waits for `X-Cohortd-Min-Sequence` (SPEC §11).
+pub const MIN_SEQUENCE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a forwarded write may take at its leader.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const MIN_SEQUENCE: &str = "x-cohortd-min-sequence";
+pub const SEQUENCE: &str = "x-cohortd-sequence";
+pub const FORWARDED: &str = "x-cohortd-forwarded";
+
+/// Request headers that belong to one connection, not to the request.
+const HOP_BY_HOP: [&str; 8] = [
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "expect",
+];
+
+/// The middleware (module docs).
+pub struct Routing;
+
+impl<S, B> Transform<S, ServiceRequest> for Routing
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = RoutingService<S>;
+    type InitError = ();
+    type Future = Ready<std::result::Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RoutingService {
+            service: Rc::new(service),
+        }))
+    }
+}
+
+pub struct RoutingService<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for RoutingService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, std::result::Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let service = self.service.clone();
+        let engine = req.app_data::<web::Data<Engine>>().cloned();
+        let cluster = engine.as_ref().and_then(|e| e.cluster());
+        let (Some(engine), Some(cluster)) = (engine, cluster) else {
+            return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
+        };
+        Box::pin(async move {
+            if let Some(wanted) = header_u64(&req, MIN_SEQUENCE) {
+                match wanted {
+                    Ok(p) if engine.wait_applied(p, MIN_SEQUENCE_WAIT).await => {}
+                    Ok(p) => {
+                        let e = Error::Unavailable(format!(
+                            "this node ({}) has not applied sequence {p} within {} s; it may \
+                             lag behind: retry, or read without {MIN_SEQUENCE} (may be stale)",
+                            cluster.node_id(),
+                            MIN_SEQUENCE_WAIT.as_secs()
+                        ));
+                        return Ok(refuse(req, e));
+                    }
+                    Err(e) => return Ok(refuse(req, e)),
+                }
+            }
+            let forwarded = req.headers().contains_key(FORWARDED);
+            // A write's body is kept, to send it on if another node leads.
+            let body = if is_write(req.method()) && !forwarded {
+                let limit = engine.config().max_body_bytes;
+                match take_body(&mut req, limit).await {
+                    Ok(b) => Some(b),
+                    Err(e) => return Ok(refuse(req, e)),
+                }
+            } else {
+                None
+            };
+            let head = body.as_ref().map(|_| Head::of(&req));
+            let routed = RefCell::new(Routed::default());
+            let (res, routed) = ROUTED
+                .scope(routed, async move {
+                    let res = service.call(req).await;
+                    (res, ROUTED.with(|r| r.borrow().clone()))
+                })
+                .await;
+            let mut res = res?;
+            if let (Some(url), Some(head), Some(body)) = (routed.leader, head, body) {
+                let node = cluster.node_id().to_string();
+                let answer = web::block(move || forward(&url, &head, body, &node)).await;
+                let response = match answer {
+                    Ok(Ok(r)) => r.into_response(),
+                    Ok(Err(e)) => actix_web::ResponseError::error_response(&e),
+                    Err(e) => actix_web::ResponseError::error_response(&Error::Internal(format!(
+                        "forwarding thread: {e}"
+                    ))),
+                };
+                return Ok(res.into_response(response).map_into_right_body());
+            }
+            if let Some(p) = routed.written {
+                if let Ok(v) = header::HeaderValue::from_str(&p.to_string()) {
+                    res.headers_mut()
+                        .insert(header::HeaderName::from_static(SEQUENCE), v);
+                }
+            }
+            Ok(res.map_into_left_body())
+        })
+    }
+}
+
+fn is_write(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn header_u64(req: &ServiceRequest, name: &str) -> Option<Result<u64>> {
+    let v = req.headers().get(name)?;
+    Some(
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_header",
+                    format!("{name} must be a sequence a write answered with (an integer)"),
+                )
+            }),
+    )
+}
+
+fn refuse<B>(req: ServiceRequest, e: Error) -> ServiceResponse<EitherBody<B>> {
+    req.into_response(actix_web::ResponseError::error_response(&e))
+        .map_into_right_body()
+}
+
+/// Reads the whole body (up to `limit`) and puts it back for the handler.
+async fn take_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes> {
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Error::bad_request("invalid_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Error::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    req.set_payload(Payload::from(body.clone()));
+    Ok(body)
+}
+
+/// What is sent on of a request: method, path and query, headers.
+struct Head {
+    method: String,
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn of(req: &ServiceRequest) -> Head {
+        Head {
+            method: req.method().to_string(),
+            path_and_query: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.path().to_string(), |p| p.to_string()),
+            headers: req
+                .headers()
+                .iter()
+                .filter(|(n, _)| !HOP_BY_HOP.contains(&n.as_str()))
+                .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_string())))
+                .collect(),
+        }
+    }
+}
+
+/// The leader's answer to a forwarded request.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn into_response(self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut out = HttpResponse::build(status);
+        for (n, v) in self.headers {
+            out.append_header((n, v));
+        }
+        out.body(BoxBody::new(self.body))
+    }
+}
+
+/// Sends the request to the leader at `url` (blocking) and answers with
+/// its answer.
+fn forward(url: &str, head: &Head, body: web::Bytes, node: &str) -> Result<Answer> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(FORWARD_TIMEOUT)
+        .redirects(0)
+        .build();
+    let target = format!("{}{}", url.trim_end_matches('/'), head.path_and_query);
+    let mut request = agent.request(&head.method, &target);
+    for (n, v) in &head.headers {
+        request = request.set(n, v);
+    }
+    request = request.set(FORWARDED, node);
+    let response = match request.send_bytes(&body) {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => {
+            tracing::warn!(leader = %url, error = %e, "forwarding a write to its shard's leader failed");
+            return Err(Error::Unavailable(format!(
+                "the shard's leader ({url}) did not answer the forwarded write; retry shortly \
+                 (it may or may not have been applied: a retry of a delta or track is safe)"
+            )));
+        }
+    };
+    let mut headers = Vec::new();
+    for name in response.headers_names() {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        for v in response.all(&name) {
+            headers.push((name.clone(), v.to_string()));
+        }
+    }
+    let status = response.status();
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(64 << 20)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::Unavailable(format!("reading the leader's answer: {e}")))?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/cluster",
+    tag = "Operators",
+    operation_id = "clusterStatus",
+    summary = "Cluster status",
+    description = "Cluster mode only (SPEC §11): every shard, the node leading it, the last \
+        sequence this node applied, and how far it lags behind the shard's stream. A single \
+        node answers 404.",
+    responses(
+        (status = 200, description = "This node's view of the cluster",
+         body = crate::engine::clustered::ClusterStatus,
+         example = json!({"node_id": "n1", "shards": [
+             {"shard": 0, "leader": "n1", "applied_sequence": 12, "lag": 0},
+             {"shard": 1, "leader": "n2", "applied_sequence": 7, "lag": 1}]})),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn status(_: AdminAuth, engine: web::Data<Engine>) -> Result<HttpResponse> {
+    let Some(cluster) = engine.cluster() else {
+        return Err(Error::NotFound("cluster (this node runs alone)"));
+    };
+    Ok(HttpResponse::Ok().json(cluster.status().await))
+}

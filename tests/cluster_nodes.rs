@@ -1,0 +1,465 @@
+//! Cluster mode end to end (issue 14, SPEC §11): three real `cohortd`
+//! processes, configured by `deploy/cluster/cohortd-n*.toml`, on three
+//! real `nats-server`s (`common/nats.rs`), all on loopback.
+//!
+//! What holds through any node: writes are forwarded to their shard's
+//! leader and answer `X-Cohortd-Sequence`; a read carrying it as
+//! `X-Cohortd-Min-Sequence` sees the write on every node; `GET /cluster`
+//! agrees on who leads what.
+
+mod common;
+#[allow(dead_code)]
+#[path = "common/nats.rs"]
+mod nats;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::process::{free_port, Daemon, Home};
+use common::{delta, Resp, ADMIN};
+use nats::NatsCluster;
+use serde_json::{json, Value};
+
+struct Node {
+    _home: Home,
+    daemon: Daemon,
+}
+
+/// Node `i` (1-based) from its deploy file, on a port of its own.
+fn start_node(i: usize, nats: &NatsCluster) -> Node {
+    let mut home = Home::new();
+    let section = std::fs::read_to_string(format!(
+        "{}/deploy/cluster/cohortd-n{i}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("the deploy example");
+    home.write_config(&format!("{}\n{section}", cohortd::config::SHIPPED));
+    let addr: SocketAddr = free_port();
+    home.set_env("COHORTD_ADVERTISE_URL", Some(&format!("http://{addr}")));
+    home.set_env("COHORTD_NATS_URLS", Some(&nats.urls().join(",")));
+    let daemon = home.start_on(addr);
+    Node {
+        _home: home,
+        daemon,
+    }
+}
+
+/// Starts the three nodes at once (each waits for JetStream and the
+/// others' leases as it starts).
+fn start_cluster(nats: &NatsCluster) -> Vec<Node> {
+    std::thread::scope(|s| {
+        let started: Vec<_> = (1..=3)
+            .map(|i| s.spawn(move || start_node(i, nats)))
+            .collect();
+        started
+            .into_iter()
+            .map(|h| h.join().expect("a node started"))
+            .collect()
+    })
+}
+
+/// One request with extra headers.
+fn call(
+    d: &Daemon,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, String)],
+) -> Resp {
+    let mut req = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .request(method, &format!("{}{path}", d.url));
+    for (n, v) in headers {
+        req = req.set(n, v);
+    }
+    common::send(req, token, body, Resp::try_from_ureq)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", d.output()))
+}
+
+/// Waits until every node sees every shard led, all by the same nodes.
+fn wait_led(urls: &[String]) {
+    common::wait_for("every shard led, every node agreeing", || {
+        let views: Vec<Value> = urls
+            .iter()
+            .map(|u| {
+                try_call(u, "GET", "/cluster", Some(ADMIN), None, &[])
+                    .map_or(Value::Null, |r| r.body)
+            })
+            .collect();
+        let leaders = |v: &Value| -> Vec<Value> {
+            v["shards"]
+                .as_array()
+                .map(|s| s.iter().map(|s| s["leader"].clone()).collect())
+                .unwrap_or_default()
+        };
+        let first = leaders(&views[0]);
+        first.len() == 8
+            && first.iter().all(Value::is_string)
+            && views.iter().all(|v| leaders(v) == first)
+    });
+}
+
+fn sequence(r: &Resp) -> u64 {
+    r.header("x-cohortd-sequence")
+        .unwrap_or_else(|| panic!("a write answers X-Cohortd-Sequence: {:?}", r.headers))
+        .parse()
+        .expect("a number")
+}
+
+fn at_least(seq: u64) -> Vec<(&'static str, String)> {
+    vec![("X-Cohortd-Min-Sequence", seq.to_string())]
+}
+
+#[test]
+fn writes_through_any_node_are_read_on_every_node() {
+    if !nats::available() {
+        return;
+    }
+    let nats = NatsCluster::start(3);
+    let nodes = start_cluster(&nats);
+    let d = |i: usize| &nodes[i % 3].daemon;
+
+    // Every node sees every shard led, by the same node.
+    wait_led(
+        &nodes
+            .iter()
+            .map(|n| n.daemon.url.clone())
+            .collect::<Vec<_>>(),
+    );
+
+    // A workspace created through node 2 exists on every node once each
+    // has applied the sequence the write answered with.
+    let r = call(
+        d(1),
+        "POST",
+        "/admin/workspaces",
+        Some(ADMIN),
+        Some(&json!({"name": "acme"})),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = sequence(&r);
+    let key = r.body["rest_api_key"].as_str().unwrap().to_string();
+    for i in 0..3 {
+        let r = call(
+            d(i),
+            "GET",
+            "/admin/workspaces",
+            Some(ADMIN),
+            None,
+            &at_least(created),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["workspaces"][0]["name"], "acme", "node {}", i + 1);
+    }
+
+    // Profiles through node 3, an import key through node 1: each needs
+    // the workspace, which the read barrier waits for.
+    let ids: Vec<String> = (0..30).map(|i| format!("u{i}")).collect();
+    let attributes: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"external_id": id, "plan": "gold"}))
+        .collect();
+    let r = call(
+        d(2),
+        "POST",
+        "/users/track",
+        Some(&key),
+        Some(&json!({"attributes": attributes})),
+        &at_least(created),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let tracked = sequence(&r);
+    let r = call(
+        d(0),
+        "POST",
+        "/technology_partners/segment/data_import_keys",
+        Some(&key),
+        None,
+        &at_least(tracked),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.body["data_import_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", r.body))
+        .to_string();
+    let mut last = sequence(&r);
+
+    // Deltas through each node in turn: every one is forwarded to the
+    // shard's leader (or applied there), and answered in Braze's shape.
+    for (n, id) in ids.iter().enumerate() {
+        let body = delta(&secret, "aud", json!([{"user_ids": [id]}]));
+        let r = call(
+            d(n),
+            "POST",
+            "/partners/segment/cohorts/users",
+            None,
+            Some(&body),
+            &at_least(last),
+        );
+        assert_eq!(
+            r.status,
+            201,
+            "delta {n} through node {}: {}",
+            n % 3 + 1,
+            r.body
+        );
+        last = sequence(&r);
+    }
+
+    // Every node, once at the last sequence, holds all 30 members.
+    for i in 0..3 {
+        let r = call(
+            d(i),
+            "GET",
+            "/cohorts/segment/aud/members?limit=1000",
+            Some(&key),
+            None,
+            &at_least(last),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let mut got: Vec<String> = r.body["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", r.body))
+            .iter()
+            .map(|m| m["external_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        got.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(got, want, "node {}", i + 1);
+    }
+
+    // A sequence nobody wrote yet is waited for, then refused (503).
+    let r = call(
+        d(0),
+        "GET",
+        "/cohorts",
+        Some(&key),
+        None,
+        &at_least(last + (1 << 30)),
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    let r = call(
+        d(0),
+        "GET",
+        "/cohorts",
+        Some(&key),
+        None,
+        &[("X-Cohortd-Min-Sequence", "soon".into())],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // Each node has applied everything: no lag anywhere.
+    common::wait_for("no node lags", || {
+        (0..3).all(|i| {
+            let v = call(d(i), "GET", "/cluster", Some(ADMIN), None, &[]).body;
+            v["shards"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|s| s["lag"] == 0))
+        })
+    });
+}
+
+/// One request to the node at `url`; `None` when no answer came back
+/// (the node is down).
+fn try_call(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, String)],
+) -> Option<Resp> {
+    let mut req = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .request(method, &format!("{url}{path}"));
+    for (n, v) in headers {
+        req = req.set(n, v);
+    }
+    common::send(req, token, body, Resp::try_from_ureq).ok()
+}
+
+/// Which node (by id, "n1"…) leads `shard`, as the node at `url` sees it.
+fn leader_of(url: &str, shard: u32) -> Option<String> {
+    let v = try_call(url, "GET", "/cluster", Some(ADMIN), None, &[])?.body;
+    v["shards"][shard as usize]["leader"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// kill -9 the leader of a busy shard under concurrent ingest through the
+/// other two nodes: another node takes over, every acknowledged delta is
+/// on both survivors, and each delta in flight at the kill is applied
+/// whole or not at all.
+#[test]
+fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
+    if !nats::available() {
+        return;
+    }
+    let nats = NatsCluster::start(3);
+    let mut nodes: Vec<Option<Node>> = start_cluster(&nats).into_iter().map(Some).collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().daemon.url.clone())
+        .collect();
+    let must =
+        |url: &str, method, path, token, body: Option<&Value>, headers: &[(&str, String)]| {
+            try_call(url, method, path, token, body, headers)
+                .unwrap_or_else(|| panic!("{method} {path}: no answer from {url}"))
+        };
+    let r = must(
+        &urls[0],
+        "POST",
+        "/admin/workspaces",
+        Some(ADMIN),
+        Some(&json!({"name": "busy"})),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = r.body["rest_api_key"].as_str().unwrap().to_string();
+    let ws: u32 = r.body["workspace_id"].as_str().unwrap()[3..]
+        .parse()
+        .unwrap();
+    let shard = cohortd::cluster::shard_of(cohortd::model::WorkspaceId(ws), 8);
+    let ids: Vec<String> = (0..2000).map(|i| format!("u{i}")).collect();
+    let attributes: Vec<Value> = ids.iter().map(|id| json!({"external_id": id})).collect();
+    let mut seq = sequence(&r);
+    for chunk in attributes.chunks(75) {
+        let r = must(
+            &urls[0],
+            "POST",
+            "/users/track",
+            Some(&key),
+            Some(&json!({"attributes": chunk})),
+            &at_least(seq),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        seq = sequence(&r);
+    }
+    let r = must(
+        &urls[0],
+        "POST",
+        "/technology_partners/segment/data_import_keys",
+        Some(&key),
+        None,
+        &at_least(seq),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.body["data_import_key"].as_str().unwrap().to_string();
+    let start = sequence(&r);
+    let mut leader = None;
+    common::wait_for("the workspace's shard has a leader", || {
+        leader = leader_of(&urls[0], shard);
+        leader.is_some()
+    });
+    let leader: usize = leader.unwrap()[1..].parse::<usize>().unwrap() - 1;
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    // Two clients, each through one of the other nodes, each delta adding
+    // five profiles of its own; a refused or unanswered delta is retried
+    // until acknowledged (the clients a partner runs do the same).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked = std::sync::Mutex::new(Vec::<(Vec<String>, u64)>::new());
+    let sent = std::sync::Mutex::new(Vec::<Vec<String>>::new());
+    let after_kill = std::sync::atomic::AtomicUsize::new(0);
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for (c, &through) in others.iter().enumerate() {
+            let (urls, secret, acked, sent, stop) = (&urls, &secret, &acked, &sent, &stop);
+            let (after_kill, killed) = (&after_kill, &killed);
+            s.spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let batch: Vec<String> = (0..5)
+                        .map(|k| format!("u{}", (c * 1000 + n * 5 + k) % 2000))
+                        .collect();
+                    n += 1;
+                    if n * 5 > 1000 {
+                        break;
+                    }
+                    sent.lock().unwrap().push(batch.clone());
+                    let body = delta(secret, "aud", json!([{"user_ids": batch}]));
+                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                    loop {
+                        let r = try_call(
+                            &urls[through],
+                            "POST",
+                            "/partners/segment/cohorts/users",
+                            None,
+                            Some(&body),
+                            &at_least(start),
+                        );
+                        if let Some(r) = r.filter(|r| r.status == 201) {
+                            acked.lock().unwrap().push((batch, sequence(&r)));
+                            if killed.load(std::sync::atomic::Ordering::Relaxed) {
+                                after_kill.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "no node took the delta within 60 s of the leader's death"
+                        );
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        }
+        // Let ingest run, kill the leader, and let it run on the new one.
+        common::wait_for("ingest under way", || acked.lock().unwrap().len() >= 20);
+        nodes[leader].take().unwrap().daemon.kill9();
+        killed.store(true, std::sync::atomic::Ordering::Relaxed);
+        common::wait_for("writes acknowledged by a new leader", || {
+            after_kill.load(std::sync::atomic::Ordering::Relaxed) >= 20
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+
+    // A new leader, agreed on by both survivors.
+    let new_leader = leader_of(&urls[others[0]], shard).expect("a new leader");
+    assert_ne!(new_leader, format!("n{}", leader + 1));
+    assert_eq!(leader_of(&urls[others[1]], shard), Some(new_leader));
+
+    let acked = acked.into_inner().unwrap();
+    let last = acked.iter().map(|(_, s)| *s).max().unwrap();
+    for &i in &others {
+        let r = must(
+            &urls[i],
+            "GET",
+            "/cohorts/segment/aud/members?limit=10000",
+            Some(&key),
+            None,
+            &at_least(last),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let members: std::collections::BTreeSet<String> = r.body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["external_id"].as_str().unwrap().to_string())
+            .collect();
+        for (batch, _) in &acked {
+            for id in batch {
+                assert!(
+                    members.contains(id),
+                    "acknowledged {id} missing on node {}",
+                    i + 1
+                );
+            }
+        }
+        // Whole or nothing: a delta's five profiles are all members or
+        // none is.
+        for batch in sent.lock().unwrap().iter() {
+            let present = batch.iter().filter(|id| members.contains(*id)).count();
+            assert!(
+                present == 0 || present == batch.len(),
+                "delta {batch:?} applied in part ({present} of 5) on node {}",
+                i + 1
+            );
+        }
+    }
+}
