@@ -27,9 +27,9 @@
 //! - **The tail.** A follower applies a shard's records in stream order
 //!   from the last it applied (`tail::Tail`), and says how far it got.
 //!
-//! Still to come (the issue stays open): the engine appending to and
-//! applying from these streams instead of the local log, followers,
-//! forwarding, per-shard snapshots in the object store, `GET /cluster`.
+//! The engine stands on these parts in `engine::clustered` (positions,
+//! sides, the control dependency) and `http::cluster` (forwarding, the
+//! sequence headers); docs/cluster.md says what is still to come.
 
 pub mod jet;
 pub mod leadership;

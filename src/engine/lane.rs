@@ -2,8 +2,9 @@
 //!
 //! Every workspace has its own lane, started on first use and spread
 //! round-robin over the `engine.sequencer_arbiters` pool. A lane appends
-//! its workspace's commands to the shared write-ahead log (group commit
-//! covers every lane's records at once) and applies each once the log says
+//! its workspace's commands to the log (`log`: the shared write-ahead log,
+//! whose group commit covers every lane's records at once, or in a
+//! cluster the workspace's shard stream) and applies each once the log says
 //! it is durable, in log order (`sequencer::Sequencer`), through the one
 //! `Applier`. Lanes never wait for each other: a slow command in workspace
 //! A delays A's later commands and nobody else's.
