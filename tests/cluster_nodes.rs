@@ -58,7 +58,7 @@ fn start_cluster(nats: &NatsCluster) -> Vec<Node> {
     })
 }
 
-/// One request with extra headers.
+/// One request with extra headers, which must be answered.
 fn call(
     d: &Daemon,
     method: &str,
@@ -67,15 +67,8 @@ fn call(
     body: Option<&Value>,
     headers: &[(&str, String)],
 ) -> Resp {
-    let mut req = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .request(method, &format!("{}{path}", d.url));
-    for (n, v) in headers {
-        req = req.set(n, v);
-    }
-    common::send(req, token, body, Resp::try_from_ureq)
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", d.output()))
+    try_call(&d.url, method, path, token, body, headers)
+        .unwrap_or_else(|| panic!("{method} {path}: no answer\n{}", d.output()))
 }
 
 /// Waits until every node sees every shard led, all by the same nodes.

@@ -43,12 +43,11 @@ use std::time::Duration;
 
 use actix::Addr;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::future::FutureExt;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
-use super::log::{Appended, LogFailure};
+use super::log::Appended;
 use super::router::{Replay, Router};
 use crate::cluster::jet::Jet;
 use crate::cluster::leadership::{Leadership, Role};
@@ -337,6 +336,25 @@ impl Clustered {
         Err(self.not_leader(shard))
     }
 
+    /// [`check_leads`](Self::check_leads), waiting up to a lease TTL
+    /// while no node is known to lead the shard (an election, or this
+    /// node catching up before it leads), so a write during a hand-over
+    /// is taken or forwarded rather than refused.
+    pub async fn wait_leads(&self, ws: Option<WorkspaceId>) -> Result<(), Error> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.lease_ttl_millis);
+        loop {
+            match self.check_leads(ws) {
+                Err(Error::NotLeader { leader: None, .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn not_leader(&self, shard: &Shard) -> Error {
         let leader = shard.leader.lock().clone();
         Error::NotLeader {
@@ -367,14 +385,9 @@ impl Clustered {
                 tracing::warn!(shard = index, error = %e, "shard append refused");
                 Error::Unavailable(super::log::LOG_FAILED.into())
             })?;
-        let durable = appended.durable.map(|r| match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(LogFailure(e.to_string().into())),
-            Err(_) => Err(LogFailure("the shard writer stopped".into())),
-        });
         Ok(Appended {
             position: position(index, appended.sequence),
-            durable: durable.boxed(),
+            durable: super::log::durable(appended.durable, "the shard writer stopped"),
         })
     }
 
@@ -457,14 +470,6 @@ impl Clustered {
                 last_read = std::time::Instant::now();
             }
             let role = roles.borrow_and_update().clone();
-            *shard.leader.lock() = match &role {
-                Role::Leader { .. } => Some((
-                    self.config.node_id.clone(),
-                    self.config.advertise_url.clone(),
-                )),
-                Role::Follower { holder } => Some((holder.node_id.clone(), holder.url.clone())),
-                Role::Unknown => None,
-            };
             let (leading, ended) = match &*shard.side.lock() {
                 Side::Leading { writer, term } => (Some(*term), writer.ended()),
                 Side::Other => (None, None),
@@ -501,6 +506,17 @@ impl Clustered {
                 }
                 _ => {}
             }
+            // Who to send writes to: this node only once its writer runs
+            // (not while it catches up), another as its lease says.
+            let leads = matches!(*shard.side.lock(), Side::Leading { .. });
+            *shard.leader.lock() = match &role {
+                Role::Leader { .. } if leads => Some((
+                    self.config.node_id.clone(),
+                    self.config.advertise_url.clone(),
+                )),
+                Role::Follower { holder } => Some((holder.node_id.clone(), holder.url.clone())),
+                _ => None,
+            };
             tokio::select! {
                 changed = roles.changed() => if changed.is_err() { break },
                 _ = tokio::time::sleep(CHECK_EVERY) => {}

@@ -47,6 +47,20 @@ pub struct Appended {
     pub durable: BoxFuture<'static, Result<(), LogFailure>>,
 }
 
+/// A log's own durability signal as [`Appended::durable`]; `closed`
+/// names a log that went away before answering.
+pub fn durable<E: std::fmt::Display + Send + Sync + 'static>(
+    rx: tokio::sync::oneshot::Receiver<Result<(), Arc<E>>>,
+    closed: &'static str,
+) -> BoxFuture<'static, Result<(), LogFailure>> {
+    rx.map(move |r| match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(LogFailure(e.to_string().into())),
+        Err(_) => Err(LogFailure(closed.into())),
+    })
+    .boxed()
+}
+
 #[derive(Clone)]
 pub enum Log {
     Local(Arc<Wal>),
@@ -65,14 +79,9 @@ impl Log {
                     tracing::error!(error = %e, "write-ahead log append refused; command not applied");
                     Error::Unavailable(LOG_FAILED.into())
                 })?;
-                let durable = appended.durable.map(|r| match r {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(LogFailure(e.to_string().into())),
-                    Err(_) => Err(LogFailure("the write-ahead log closed".into())),
-                });
                 Ok(Appended {
                     position: appended.position,
-                    durable: durable.boxed(),
+                    durable: durable(appended.durable, "the write-ahead log closed"),
                 })
             }
             Log::Cluster(c) => c.append(cmd.workspace(), bytes),

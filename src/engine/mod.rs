@@ -508,12 +508,9 @@ impl Engine {
     /// share of the in-flight writes; the others to the router.
     async fn submit(&self, cmd: Command) -> Result<Outcome> {
         let core = self.core()?;
-        let Ok(_slot) = self.inner.slots.clone().try_acquire_owned() else {
-            self.inner.metrics.reject("saturated");
-            return Err(Error::Saturated);
-        };
+        // Before taking a slot: waiting out a hand-over holds none.
         if let Some(c) = &core.cluster {
-            if let Err(e) = c.check_leads(cmd.workspace()) {
+            if let Err(e) = c.wait_leads(cmd.workspace()).await {
                 if let Error::NotLeader {
                     leader: Some(url), ..
                 } = &e
@@ -523,6 +520,10 @@ impl Engine {
                 return Err(e);
             }
         }
+        let Ok(_slot) = self.inner.slots.clone().try_acquire_owned() else {
+            self.inner.metrics.reject("saturated");
+            return Err(Error::Saturated);
+        };
         let (reply, rx) = oneshot::channel();
         let logged_at = core
             .cluster

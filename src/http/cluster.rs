@@ -31,7 +31,6 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
-use futures_util::StreamExt;
 
 use super::AdminAuth;
 use crate::engine::clustered::{Routed, ROUTED};
@@ -188,16 +187,9 @@ fn refuse<B>(req: ServiceRequest, e: Error) -> ServiceResponse<EitherBody<B>> {
 
 /// Reads the whole body (up to `limit`) and puts it back for the handler.
 async fn take_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes> {
-    let mut payload = req.take_payload();
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Error::bad_request("invalid_body", e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(Error::PayloadTooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let body = body.freeze();
+    let body = super::collect_body(req.take_payload(), limit)
+        .await?
+        .freeze();
     req.set_payload(Payload::from(body.clone()));
     Ok(body)
 }

@@ -250,7 +250,16 @@ impl FromRequest for AdminAuth {
 }
 
 /// Reads a whole body, refusing (413) past `limit` bytes without reading on.
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut> {
+pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::BytesMut> {
+    collect_body(payload, limit).await
+}
+
+/// The chunks of a body, up to `limit` bytes (413 past it, without
+/// reading on); any payload stream (`cluster` keeps a write's body).
+pub(crate) async fn collect_body<E: std::fmt::Display>(
+    mut payload: impl futures_util::Stream<Item = std::result::Result<web::Bytes, E>> + Unpin,
+    limit: usize,
+) -> Result<web::BytesMut> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Error::bad_request("invalid_body", e.to_string()))?;
