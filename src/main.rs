@@ -77,6 +77,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cluster mode: the running node's view of the cluster.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Every shard: its leader, the sequence this node applied, its lag
+    /// behind the shard's stream (`GET /cluster`).
+    Status {
+        /// The server's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +225,22 @@ fn run(config: &Config, command: Option<Cmd>) -> Result<(), String> {
                         "last_error",
                     ],
                     "(no connectors)",
+                )
+            })
+        }
+        Cmd::Cluster {
+            action: ClusterCmd::Status { json },
+        } => {
+            let answer = admin_call(config, "GET", "/cluster", "")?;
+            show(json, answer, |v| {
+                format!(
+                    "node {}\n{}",
+                    text(&v["node_id"]),
+                    table(
+                        &v["shards"],
+                        &["shard", "leader", "applied_sequence", "lag"],
+                        "(no shards)",
+                    )
                 )
             })
         }

@@ -21,7 +21,8 @@ use nats::NatsCluster;
 use serde_json::{json, Value};
 
 struct Node {
-    _home: Home,
+    home: Home,
+    addr: SocketAddr,
     daemon: Daemon,
 }
 
@@ -34,14 +35,21 @@ fn start_node(i: usize, nats: &NatsCluster) -> Node {
     ))
     .expect("the deploy example");
     home.write_config(&format!("{}\n{section}", cohortd::config::SHIPPED));
-    let addr: SocketAddr = free_port();
-    home.set_env("COHORTD_ADVERTISE_URL", Some(&format!("http://{addr}")));
     home.set_env("COHORTD_NATS_URLS", Some(&nats.urls().join(",")));
-    let daemon = home.start_on(addr);
-    Node {
-        _home: home,
-        daemon,
-    }
+    // The port is advertised, so it is chosen first; another process may
+    // take it before the node binds it (then a new one is picked).
+    let mut attempt = 0;
+    let (addr, daemon) = loop {
+        attempt += 1;
+        let addr: SocketAddr = free_port();
+        home.set_env("COHORTD_ADVERTISE_URL", Some(&format!("http://{addr}")));
+        match home.try_start_on(addr) {
+            Ok(d) => break (addr, d),
+            Err(e) if attempt < 5 && e.output.contains("cannot listen on") => continue,
+            Err(e) => panic!("node n{i} did not start ({}):\n{}", e.status, e.output),
+        }
+    };
+    Node { home, addr, daemon }
 }
 
 /// Starts the three nodes at once (each waits for JetStream and the
@@ -245,6 +253,23 @@ fn writes_through_any_node_are_read_on_every_node() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
 
+    // The operator's view of the same, from the CLI.
+    let out = nodes[2]
+        .home
+        .cli(&["cluster", "status"], Some(nodes[2].addr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("node n3\nSHARD  LEADER  APPLIED_SEQUENCE  LAG"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2 + 8, "{text}");
+    let out = nodes[2]
+        .home
+        .cli(&["cluster", "status", "--json"], Some(nodes[2].addr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["shards"].as_array().map(Vec::len), Some(8), "{v}");
+
     // Each node has applied everything: no lag anywhere.
     common::wait_for("no node lags", || {
         (0..3).all(|i| {
@@ -284,26 +309,31 @@ fn leader_of(url: &str, shard: u32) -> Option<String> {
         .map(str::to_string)
 }
 
-/// kill -9 the leader of a busy shard under concurrent ingest through the
-/// other two nodes: another node takes over, every acknowledged delta is
-/// on both survivors, and each delta in flight at the kill is applied
-/// whole or not at all.
-#[test]
-fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
-    if !nats::available() {
-        return;
-    }
-    let nats = NatsCluster::start(3);
-    let mut nodes: Vec<Option<Node>> = start_cluster(&nats).into_iter().map(Some).collect();
-    let urls: Vec<String> = nodes
-        .iter()
-        .map(|n| n.as_ref().unwrap().daemon.url.clone())
-        .collect();
-    let must =
-        |url: &str, method, path, token, body: Option<&Value>, headers: &[(&str, String)]| {
-            try_call(url, method, path, token, body, headers)
-                .unwrap_or_else(|| panic!("{method} {path}: no answer from {url}"))
-        };
+/// A request that must be answered.
+fn must(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, String)],
+) -> Resp {
+    try_call(url, method, path, token, body, headers)
+        .unwrap_or_else(|| panic!("{method} {path}: no answer from {url}"))
+}
+
+/// A workspace with `profiles` profiles (`u0`…) and a Segment import key,
+/// made through the first node, and its shard's leader (0-based).
+struct Busy {
+    key: String,
+    secret: String,
+    shard: u32,
+    /// The sequence of the last setup write.
+    start: u64,
+    leader: usize,
+}
+
+fn busy_workspace(urls: &[String], profiles: usize) -> Busy {
     let r = must(
         &urls[0],
         "POST",
@@ -318,8 +348,9 @@ fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
         .parse()
         .unwrap();
     let shard = cohortd::cluster::shard_of(cohortd::model::WorkspaceId(ws), 8);
-    let ids: Vec<String> = (0..2000).map(|i| format!("u{i}")).collect();
-    let attributes: Vec<Value> = ids.iter().map(|id| json!({"external_id": id})).collect();
+    let attributes: Vec<Value> = (0..profiles)
+        .map(|i| json!({"external_id": format!("u{i}")}))
+        .collect();
     let mut seq = sequence(&r);
     for chunk in attributes.chunks(75) {
         let r = must(
@@ -343,13 +374,61 @@ fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     let secret = r.body["data_import_key"].as_str().unwrap().to_string();
-    let start = sequence(&r);
     let mut leader = None;
     common::wait_for("the workspace's shard has a leader", || {
         leader = leader_of(&urls[0], shard);
         leader.is_some()
     });
-    let leader: usize = leader.unwrap()[1..].parse::<usize>().unwrap() - 1;
+    Busy {
+        key,
+        secret,
+        shard,
+        start: sequence(&r),
+        leader: leader.unwrap()[1..].parse::<usize>().unwrap() - 1,
+    }
+}
+
+/// A cohort's members on the node at `url`, once it applied `at`.
+fn members(url: &str, key: &str, at: u64) -> std::collections::BTreeSet<String> {
+    let r = must(
+        url,
+        "GET",
+        "/cohorts/segment/aud/members?limit=10000",
+        Some(key),
+        None,
+        &at_least(at),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["external_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// kill -9 the leader of a busy shard under concurrent ingest through the
+/// other two nodes: another node takes over, every acknowledged delta is
+/// on both survivors, and each delta in flight at the kill is applied
+/// whole or not at all.
+#[test]
+fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
+    if !nats::available() {
+        return;
+    }
+    let nats = NatsCluster::start(3);
+    let mut nodes: Vec<Option<Node>> = start_cluster(&nats).into_iter().map(Some).collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().daemon.url.clone())
+        .collect();
+    let Busy {
+        key,
+        secret,
+        shard,
+        start,
+        leader,
+    } = busy_workspace(&urls, 2000);
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
 
     // Two clients, each through one of the other nodes, each delta adding
@@ -420,21 +499,7 @@ fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
     let acked = acked.into_inner().unwrap();
     let last = acked.iter().map(|(_, s)| *s).max().unwrap();
     for &i in &others {
-        let r = must(
-            &urls[i],
-            "GET",
-            "/cohorts/segment/aud/members?limit=10000",
-            Some(&key),
-            None,
-            &at_least(last),
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        let members: std::collections::BTreeSet<String> = r.body["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["external_id"].as_str().unwrap().to_string())
-            .collect();
+        let members = members(&urls[i], &key, last);
         for (batch, _) in &acked {
             for id in batch {
                 assert!(
@@ -454,5 +519,237 @@ fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
                 i + 1
             );
         }
+    }
+}
+
+/// SIGSTOP a shard's leader past its lease: another node takes over and
+/// takes writes; on SIGCONT the paused node's write is refused by the
+/// stream or forwarded, it rejoins as a follower, and every node ends with
+/// the same imports: nothing applied twice.
+#[test]
+fn a_paused_leader_is_fenced_and_rejoins_as_a_follower() {
+    if !nats::available() {
+        return;
+    }
+    let nats = NatsCluster::start(3);
+    let nodes = start_cluster(&nats);
+    let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
+    wait_led(&urls);
+    let Busy {
+        key,
+        secret,
+        shard,
+        start,
+        leader,
+    } = busy_workspace(&urls, 100);
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let delta_of = |i: usize| delta(&secret, "aud", json!([{"user_ids": [format!("u{i}")]}]));
+    let post = |url: &str, i: usize, after: u64| {
+        try_call(
+            url,
+            "POST",
+            "/partners/segment/cohorts/users",
+            None,
+            Some(&delta_of(i)),
+            &at_least(after),
+        )
+    };
+    // Through the leader itself first.
+    let mut acked = Vec::new();
+    let mut last = start;
+    for i in 0..5 {
+        let r = post(&urls[leader], i, last).expect("answered");
+        assert_eq!(r.status, 201, "{}", r.body);
+        last = sequence(&r);
+        acked.push(i);
+    }
+
+    nodes[leader].daemon.signal("STOP");
+    let old = format!("n{}", leader + 1);
+    common::wait_for("another node leads the shard", || {
+        leader_of(&urls[others[0]], shard).is_some_and(|l| l != old)
+    });
+    // The new leader takes writes through either other node.
+    for i in 5..15 {
+        let through = &urls[others[i % 2]];
+        let mut answered = None;
+        common::wait_for("a write taken by the new leader", || {
+            answered = post(through, i, start).filter(|r| r.status == 201);
+            answered.is_some()
+        });
+        last = last.max(sequence(&answered.unwrap()));
+        acked.push(i);
+    }
+    // A write sent to the paused node waits in its socket; it wakes up
+    // still believing it leads, and its append must not land after the
+    // new leader's records unless it was really taken (then exactly once).
+    let paused = std::thread::scope(|s| {
+        let pending = s.spawn(|| post(&urls[leader], 99, 0));
+        std::thread::sleep(Duration::from_millis(300));
+        nodes[leader].daemon.signal("CONT");
+        pending.join().expect("the client thread")
+    });
+    let paused_took = paused.as_ref().is_some_and(|r| r.status == 201);
+    if let Some(r) = &paused {
+        assert!(
+            r.status == 201 || r.status == 503,
+            "the paused node answered {}: {}",
+            r.status,
+            r.body
+        );
+        if r.status == 201 {
+            last = last.max(sequence(r));
+        }
+    }
+
+    // It rejoins as a follower and catches up.
+    common::wait_for("the paused node follows the new leader", || {
+        leader_of(&urls[leader], shard).is_some_and(|l| l != old)
+    });
+    let want: std::collections::BTreeSet<String> = acked
+        .iter()
+        .map(|i| format!("u{i}"))
+        .chain(paused_took.then(|| "u99".to_string()))
+        .collect();
+    let mut histories = Vec::new();
+    for url in &urls {
+        let got = members(url, &key, last);
+        for id in &want {
+            assert!(got.contains(id), "acknowledged {id} missing at {url}");
+        }
+        let r = must(
+            url,
+            "GET",
+            "/cohorts/segment/aud/imports",
+            Some(&key),
+            None,
+            &at_least(last),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        histories.push(r.body["imports"].clone());
+    }
+    // One import per delta applied, the same on every node: the paused
+    // node's delta at most once.
+    let n = histories[0].as_array().map_or(0, Vec::len);
+    assert!(
+        n == acked.len() || n == acked.len() + 1,
+        "{n} imports for {} acknowledged deltas: {}",
+        acked.len(),
+        histories[0]
+    );
+    assert!(paused_took <= (n == acked.len() + 1));
+    assert!(
+        histories.iter().all(|h| *h == histories[0]),
+        "{histories:?}"
+    );
+}
+
+/// JetStream failures under cohortd: with one NATS server of three down,
+/// writes go on; with two down (no quorum), writes get 503 and reads go
+/// on, saying they may be stale; with the servers back, writes resume and
+/// every acknowledged delta is on every node.
+#[test]
+fn writes_follow_jetstreams_quorum_and_reads_go_on_without_it() {
+    if !nats::available() {
+        return;
+    }
+    let mut nats = NatsCluster::start(3);
+    let nodes = start_cluster(&nats);
+    let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
+    wait_led(&urls);
+    let Busy {
+        key, secret, start, ..
+    } = busy_workspace(&urls, 100);
+    let post = |url: &str, i: usize| {
+        let body = delta(&secret, "aud", json!([{"user_ids": [format!("u{i}")]}]));
+        try_call(
+            url,
+            "POST",
+            "/partners/segment/cohorts/users",
+            None,
+            Some(&body),
+            &at_least(start),
+        )
+    };
+    // Taken, retrying through the moments a stream's leader moves.
+    let taken = |url: &str, i: usize| -> u64 {
+        let mut answered = None;
+        common::wait_for("a write taken", || {
+            answered = post(url, i).filter(|r| r.status == 201);
+            answered.is_some()
+        });
+        sequence(&answered.unwrap())
+    };
+    let mut last = start;
+    let mut acked = Vec::new();
+
+    nats.kill(2);
+    for i in 0..10 {
+        last = last.max(taken(&urls[i % 3], i));
+        acked.push(i);
+    }
+
+    // Followers go on too: every node reaches the last write (a tail
+    // whose server went away reads again from another).
+    for url in &urls {
+        common::wait_for("every node applies what was written", || {
+            try_call(
+                url,
+                "GET",
+                "/cohorts/segment/aud",
+                Some(&key),
+                None,
+                &at_least(last),
+            )
+            .is_some_and(|r| r.status == 200)
+        });
+    }
+
+    nats.kill(1);
+    // No quorum: a write is refused (503), never left hanging or taken.
+    let mut refused = None;
+    common::wait_for("a write refused without a quorum", || {
+        refused = post(&urls[0], 50).filter(|r| r.status == 503);
+        refused.is_some()
+    });
+    // Reads go on, and say they may be stale.
+    for url in &urls {
+        common::wait_for("a read that says it may be stale", || {
+            let r = try_call(url, "GET", "/cohorts/segment/aud", Some(&key), None, &[]);
+            r.is_some_and(|r| r.status == 200 && r.header("x-cohortd-may-be-stale") == Some("true"))
+        });
+    }
+
+    nats.start_node(1);
+    nats.start_node(2);
+    nats.wait_ready();
+    for i in 10..20 {
+        last = last.max(taken(&urls[i % 3], i));
+        acked.push(i);
+    }
+    for url in &urls {
+        common::wait_for("every node applies what was written", || {
+            try_call(
+                url,
+                "GET",
+                "/cohorts/segment/aud",
+                Some(&key),
+                None,
+                &at_least(last),
+            )
+            .is_some_and(|r| r.status == 200)
+        });
+        let got = members(url, &key, last);
+        for i in &acked {
+            assert!(
+                got.contains(&format!("u{i}")),
+                "acknowledged u{i} missing at {url}"
+            );
+        }
+        // Fresh again: no stale mark once JetStream answers.
+        common::wait_for("reads no longer marked stale", || {
+            try_call(url, "GET", "/cohorts/segment/aud", Some(&key), None, &[])
+                .is_some_and(|r| r.status == 200 && r.header("x-cohortd-may-be-stale").is_none())
+        });
     }
 }

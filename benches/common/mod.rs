@@ -172,6 +172,10 @@ impl Conn {
 
     /// A new workspace named `name` and a data import key for `partner`:
     /// `(REST API key, data import key)`.
+    #[allow(
+        dead_code,
+        reason = "the cluster bench makes its own: it needs the workspace id for the shard"
+    )]
     pub fn workspace(&mut self, name: &str, partner: &str) -> (String, String) {
         let ws = self.json(
             "POST",

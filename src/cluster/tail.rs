@@ -15,7 +15,10 @@
 //! after a gap or a lost server and starts again after the last sequence
 //! it delivered; a read that fails anyway (no server at all) is retried
 //! after a pause from the last sequence applied, so nothing is skipped and
-//! nothing is applied twice.
+//! nothing is applied twice. A consumer that goes quiet while the stream
+//! holds records after the last one applied (its server died and it did
+//! not recover: seen with one of three servers killed) is replaced the
+//! same way, after [`QUIET`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,6 +34,10 @@ pub const BATCH: usize = 512;
 
 /// How long a failed read waits before it starts again.
 const RETRY: Duration = Duration::from_millis(500);
+
+/// How long a read may deliver nothing before the tail checks that the
+/// stream has nothing more for it.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Applies one batch of records, in order; resolves once they are applied.
 pub type Apply = Box<dyn FnMut(Vec<Record>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -85,7 +92,26 @@ async fn run(log: ShardLog, mut after: u64, mut apply: Apply, applied: watch::Se
             }
         };
         let mut read = Box::pin(read.ready_chunks(BATCH));
-        while let Some(chunk) = read.next().await {
+        loop {
+            let chunk = match tokio::time::timeout(QUIET, read.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                // Quiet: fine if the stream has nothing after `after`; if it
+                // has, the consumer lost its server and did not recover:
+                // read again from `after`.
+                Err(_) => match log.last_sequence().await {
+                    Ok(last) if last > after => {
+                        tracing::warn!(
+                            shard = log.shard(),
+                            after,
+                            last,
+                            "shard tail stalled behind the stream; reading again"
+                        );
+                        break;
+                    }
+                    _ => continue,
+                },
+            };
             let mut batch = Vec::with_capacity(chunk.len());
             let mut failed = None;
             for r in chunk {

@@ -71,7 +71,8 @@ struct State {
     next: u64,
     /// Why the writer ended, once it has.
     ended: Option<Arc<Error>>,
-    tx: mpsc::UnboundedSender<Queued>,
+    /// `None` once the writer is dropped: its task then ends.
+    tx: Option<mpsc::UnboundedSender<Queued>>,
 }
 
 /// One shard's writer for one lease term.
@@ -88,7 +89,7 @@ impl ShardWriter {
         let state = Arc::new(Mutex::new(State {
             next: last + 1,
             ended: None,
-            tx,
+            tx: Some(tx),
         }));
         let writer = super::log::writer_id(log.node_id(), term);
         tokio::spawn(send_in_order(log, writer, last + 1, rx, state.clone()));
@@ -104,7 +105,10 @@ impl ShardWriter {
             return Err(e.clone());
         }
         let sequence = s.next;
-        s.tx.send(Queued {
+        let Some(tx) = &s.tx else {
+            return Err(Arc::new(Error::Unavailable("the writer stopped".into())));
+        };
+        tx.send(Queued {
             sequence,
             payload,
             done,
@@ -115,6 +119,10 @@ impl ShardWriter {
     }
 
     /// Why the writer ended (`None`: it goes on).
+    ///
+    /// (Dropping the writer ends its task; records still unanswered then
+    /// fail, though they may be stored: the engine steps down only once
+    /// its records in flight are answered.)
     pub fn ended(&self) -> Option<Arc<Error>> {
         self.state.lock().ended.clone()
     }
@@ -122,6 +130,12 @@ impl ShardWriter {
     /// The last sequence handed out.
     pub fn last_sequence(&self) -> u64 {
         self.state.lock().next - 1
+    }
+}
+
+impl Drop for ShardWriter {
+    fn drop(&mut self) {
+        self.state.lock().tx = None;
     }
 }
 

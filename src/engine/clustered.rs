@@ -165,9 +165,10 @@ struct Shard {
     leader: Mutex<Option<(String, String)>>,
     /// The stream's last sequence, as last read (for the lag).
     stream_last: AtomicU64,
-    /// Held while a batch of the tail applies: stopping a tail waits for
-    /// it, so no batch is left half applied.
-    applying: tokio::sync::Mutex<()>,
+    /// Held while a batch of the tail applies, from before its task is
+    /// spawned: stopping a tail waits for it, so no batch is left half
+    /// applied or applied after the node started leading.
+    applying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Shard {
@@ -254,7 +255,7 @@ impl Clustered {
                 applied: watch::channel(0).0,
                 leader: Mutex::new(None),
                 stream_last: AtomicU64::new(0),
-                applying: tokio::sync::Mutex::new(()),
+                applying: Arc::default(),
             });
         }
         Ok(Arc::new(Clustered {
@@ -439,6 +440,15 @@ impl Clustered {
         }
     }
 
+    /// Whether this node's reads may be stale: a shard has no leader it
+    /// knows of. Leases live in JetStream, so that is what a node sees
+    /// when JetStream has no quorum or cannot be reached (its streams may
+    /// hold writes it has not applied), and, for a moment, during an
+    /// election.
+    pub fn may_be_stale(&self) -> bool {
+        self.shards.iter().any(|s| s.leader.lock().is_none())
+    }
+
     /// Every shard as last seen, without asking JetStream (`/metrics`:
     /// the streams' last sequences are read about once a second).
     pub fn shards_now(&self) -> Vec<ShardStatus> {
@@ -584,9 +594,16 @@ impl Clustered {
         let me = self.clone();
         let apply: Apply = Box::new(move |records: Vec<Record>| {
             let me = me.clone();
-            // Its own task: stopping the tail never cuts a batch short.
-            let applying = tokio::spawn(async move { me.apply_records(index, records).await });
             Box::pin(async move {
+                let guard = me.shards[index as usize]
+                    .applying
+                    .clone()
+                    .lock_owned()
+                    .await;
+                // Its own task, holding the guard: stopping the tail never
+                // cuts a batch short.
+                let applying =
+                    tokio::spawn(async move { me.apply_records(index, records, guard).await });
                 let _ = applying.await;
             })
         });
@@ -601,9 +618,13 @@ impl Clustered {
 
     /// Applies a tail's batch through the router's replay (the path
     /// start-up uses), after shard 0's records it depends on.
-    async fn apply_records(&self, index: u32, records: Vec<Record>) {
+    async fn apply_records(
+        &self,
+        index: u32,
+        records: Vec<Record>,
+        _applying: tokio::sync::OwnedMutexGuard<()>,
+    ) {
         let shard = &self.shards[index as usize];
-        let _applying = shard.applying.lock().await;
         let Some(last) = records.last().map(|r| r.sequence) else {
             return;
         };

@@ -17,6 +17,10 @@
 //!   not lead it answers 503 and the client retries.
 //! - **`X-Cohortd-Sequence`** on a write's answer: the position of the
 //!   last record the request appended.
+//! - **`X-Cohortd-May-Be-Stale: true`** on an answer while a shard has no
+//!   leader this node knows of (JetStream without a quorum or unreachable,
+//!   or an election under way): reads go on from what the node applied,
+//!   and say they may miss newer writes.
 //!
 //! `GET /cluster` is here too.
 
@@ -46,6 +50,7 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MIN_SEQUENCE: &str = "x-cohortd-min-sequence";
 pub const SEQUENCE: &str = "x-cohortd-sequence";
 pub const FORWARDED: &str = "x-cohortd-forwarded";
+pub const MAY_BE_STALE: &str = "x-cohortd-may-be-stale";
 
 /// Request headers that belong to one connection, not to the request.
 const HOP_BY_HOP: [&str; 8] = [
@@ -155,6 +160,11 @@ where
                     res.headers_mut()
                         .insert(header::HeaderName::from_static(SEQUENCE), v);
                 }
+            } else if cluster.may_be_stale() {
+                res.headers_mut().insert(
+                    header::HeaderName::from_static(MAY_BE_STALE),
+                    header::HeaderValue::from_static("true"),
+                );
             }
             Ok(res.map_into_left_body())
         })

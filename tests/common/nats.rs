@@ -187,26 +187,47 @@ fn ready(urls: Vec<String>, deadline: Instant) {
     });
 }
 
+/// Server `i`'s config: `deploy/cluster/nats-<i+1>.conf`, the example a
+/// deployment starts from, with this cluster's ports and store dir in
+/// place of the example's.
 fn conf(i: usize, client: u16, route: u16, store: &Path, routes: &[String]) -> String {
-    format!(
-        r#"server_name: "n{i}"
-listen: "127.0.0.1:{client}"
-jetstream {{
-  store_dir: "{store}"
-  max_memory_store: 64MB
-  max_file_store: 1GB
-}}
-cluster {{
-  name: "cohortd-test"
-  listen: "127.0.0.1:{route}"
-  routes: [{routes}]
-}}
-"#,
-        store = store.display(),
-        routes = routes
-            .iter()
-            .map(|r| format!("\"{r}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    let path = format!(
+        "{}/deploy/cluster/nats-{}.conf",
+        env!("CARGO_MANIFEST_DIR"),
+        i + 1
+    );
+    let example = std::fs::read_to_string(&path).expect("the deploy example (3 servers at most)");
+    let example_routes = "[\"nats-route://127.0.0.1:6222\", \"nats-route://127.0.0.1:6223\", \
+                          \"nats-route://127.0.0.1:6224\"]";
+    let replaced = [
+        (
+            format!("127.0.0.1:{}\"\njetstream", 4222 + i),
+            format!("127.0.0.1:{client}\"\njetstream"),
+        ),
+        (
+            format!("listen: \"127.0.0.1:{}\"\n  routes", 6222 + i),
+            format!("listen: \"127.0.0.1:{route}\"\n  routes"),
+        ),
+        (
+            format!("/var/lib/nats/n{}", i + 1),
+            store.display().to_string(),
+        ),
+        (
+            example_routes.to_string(),
+            format!(
+                "[{}]",
+                routes
+                    .iter()
+                    .map(|r| format!("\"{r}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    ];
+    let mut text = example;
+    for (from, to) in replaced {
+        assert!(text.contains(&from), "{path} has no {from:?}");
+        text = text.replace(&from, &to);
+    }
+    text
 }

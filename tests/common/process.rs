@@ -142,10 +142,10 @@ impl Home {
     }
 
     /// Starts `cohortd serve` on `addr` (a cluster node must know its
-    /// port before it starts: it advertises it) and waits until ready.
-    pub fn start_on(&self, addr: SocketAddr) -> Daemon {
+    /// port before it starts: it advertises it) and waits until ready;
+    /// `Err` if it exits first (a lost race for the port included).
+    pub fn try_start_on(&self, addr: SocketAddr) -> Result<Daemon, Exited> {
         self.spawn_on(addr)
-            .unwrap_or_else(|e| panic!("cohortd did not start ({}):\n{}", e.status, e.output))
     }
 
     /// Writes `text` as this home's `config.toml`.
