@@ -253,6 +253,39 @@ fn writes_through_any_node_are_read_on_every_node() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
 
+    // Not in cluster mode yet, and said so rather than half done.
+    let r = call(
+        d(0),
+        "POST",
+        "/connectors",
+        Some(&key),
+        Some(
+            &json!({"name": "heap", "url": "https://heap.example/braze/currents",
+            "event_types": ["users.cohorts.Entered"]}),
+        ),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (501, Some("not_in_cluster_mode")),
+        "{}",
+        r.body
+    );
+    let r = call(
+        d(1),
+        "POST",
+        "/admin/snapshots",
+        Some(ADMIN),
+        Some(&json!({})),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (501, Some("not_in_cluster_mode")),
+        "{}",
+        r.body
+    );
+
     // The operator's view of the same, from the CLI.
     let out = nodes[2]
         .home
@@ -752,4 +785,150 @@ fn writes_follow_jetstreams_quorum_and_reads_go_on_without_it() {
                 .is_some_and(|r| r.status == 200 && r.header("x-cohortd-may-be-stale").is_none())
         });
     }
+}
+
+/// The partner conformance replay through a cluster: Segment's captured
+/// requests, each sent to the next node in turn, land exactly as on one
+/// node (tests/partner_api.rs), and every node answers the same for the
+/// cohort, its members and imports, the users API and a saved segment.
+#[test]
+fn segments_real_client_traffic_through_any_node_lands_on_every_node() {
+    if !nats::available() {
+        return;
+    }
+    let nats = NatsCluster::start(3);
+    let nodes = start_cluster(&nats);
+    let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
+    wait_led(&urls);
+    let r = must(
+        &urls[1],
+        "POST",
+        "/admin/workspaces",
+        Some(ADMIN),
+        Some(&json!({"name": "acme"})),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = r.body["rest_api_key"].as_str().unwrap().to_string();
+    let mut last = sequence(&r);
+    // Profiles through node 3: identified users, an anonymous device, an
+    // alias-only profile.
+    let mut attributes: Vec<Value> = (1..=6)
+        .map(|i| {
+            let plan = if i % 3 == 1 { "gold" } else { "free" };
+            json!({"external_id": format!("u{i}"), "plan": plan})
+        })
+        .collect();
+    attributes.push(json!({"device_id": "device-anon-1"}));
+    attributes.push(json!({"user_alias": {"alias_name": "email",
+        "alias_label": "alias.user@example.com"}, "_update_existing_only": false}));
+    let r = must(
+        &urls[2],
+        "POST",
+        "/users/track",
+        Some(&key),
+        Some(&json!({"attributes": attributes})),
+        &at_least(last),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    last = sequence(&r);
+    let r = must(
+        &urls[0],
+        "POST",
+        "/technology_partners/segment/data_import_keys",
+        Some(&key),
+        None,
+        &at_least(last),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.body["data_import_key"].as_str().unwrap().to_string();
+    last = sequence(&r);
+
+    let fixture = include_str!("../../shared/fixtures/segment-braze-cohorts-requests.jsonl");
+    for (n, line) in fixture.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let mut body = v["body"].clone();
+        assert_eq!(body["partner_api_key"], common::PARTNER_KEY);
+        body["client_secret"] = json!(secret);
+        let path = v["path"].as_str().unwrap();
+        let r = must(
+            &urls[n % 3],
+            "POST",
+            path,
+            None,
+            Some(&body),
+            &at_least(last),
+        );
+        assert_eq!(
+            r.status,
+            201,
+            "{path} through node {}: {}",
+            n % 3 + 1,
+            r.body
+        );
+        assert_eq!(r.message(), "success");
+        if let Some(s) = r.header("x-cohortd-sequence") {
+            last = last.max(s.parse().unwrap());
+        }
+    }
+
+    // A saved segment through node 2: the cohort narrowed to gold plans
+    // (u1 and u4 of its members).
+    let r = must(
+        &urls[1],
+        "POST",
+        "/segments",
+        Some(&key),
+        Some(&json!({"name": "known", "filter": {"and": [
+            {"cohort": {"partner": "segment", "cohort_id": "aud_1"}},
+            {"attribute": {"name": "plan", "op": "equals", "value": "gold"}}]}})),
+        &at_least(last),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let segment = r.body["segment_id"].as_str().unwrap().to_string();
+    last = sequence(&r);
+
+    let mut answers = Vec::new();
+    for url in &urls {
+        let get = |path: &str| {
+            let r = must(url, "GET", path, Some(&key), None, &at_least(last));
+            assert_eq!(r.status, 200, "{path} at {url}: {}", r.body);
+            r.body
+        };
+        let cohort = get("/cohorts/segment/aud_1");
+        assert_eq!(cohort["name"], "ceo_test_audience_renamed", "{url}");
+        assert_eq!(cohort["created_at"], "2024-01-01T00:00:00.000Z", "{url}");
+        assert_eq!(cohort["size"], 5, "{url}");
+        let members: Vec<Value> = get("/cohorts/segment/aud_1/members?limit=1000")["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned()
+            .map(common::without_braze_id)
+            .collect();
+        for expected in [
+            json!({"external_id": "u1"}),
+            json!({"external_id": "u4"}),
+            json!({"external_id": "u6"}),
+            json!({"device_id": "device-anon-1"}),
+            json!({"user_alias": {"alias_name": "email", "alias_label": "alias.user@example.com"}}),
+        ] {
+            assert!(
+                members.contains(&expected),
+                "{expected} missing at {url}: {members:?}"
+            );
+        }
+        assert_eq!(members.len(), 5, "{url}");
+        let imports = get("/cohorts/segment/aud_1/imports")["imports"].clone();
+        assert_eq!(
+            imports.as_array().map(Vec::len),
+            Some(7),
+            "{url}: {imports}"
+        );
+        let count = get(&format!("/segments/{segment}/count"));
+        assert_eq!(count["count"], 2, "{url}: {count}");
+        // Imports carry times of their own: compare everything else.
+        answers.push((cohort["size"].clone(), members, imports, count));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
 }

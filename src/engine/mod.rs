@@ -271,8 +271,7 @@ impl Engine {
             config.connectors.delivery(),
             feeds.clone(),
         ));
-        // Cluster mode does not deliver yet: every node would send each
-        // batch (docs/cluster.md).
+        // Cluster mode takes no connector yet (`create_connector`).
         if cluster.is_none() {
             connectors.reconcile(|| self.state());
         }
@@ -796,6 +795,11 @@ impl Engine {
         ws: &Workspace,
         new: NewConnector,
     ) -> Result<Arc<Connector>> {
+        // Refused rather than stored undelivered: every node would send
+        // each batch (docs/cluster.md).
+        if self.core()?.cluster.is_some() {
+            return Err(Error::NotInClusterMode("delivering to a connector"));
+        }
         self.check_string(&new.name, "name")?;
         let max = self.inner.config.connectors.max_per_workspace;
         Exceeded::check(
