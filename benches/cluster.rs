@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{pct, start_server, Conn, Server, ADMIN, PARTNER_KEY};
+use common::{cpu_seconds, pct, start_server, Conn, Server, ADMIN, PARTNER_KEY};
 use nats::NatsCluster;
 
 struct Args {
@@ -272,33 +272,98 @@ fn scenario_ingest(a: &Args, cluster: &Cluster, single: &Server) {
     let ws_cluster = setup(cluster.addr(0));
     let (bs, bc) = (bodies(&ws_single.secret), bodies(&ws_cluster.secret));
     let addrs: Vec<SocketAddr> = (0..3).map(|i| cluster.addr(i)).collect();
+    let shard = cohortd::cluster::shard_of(cohortd::model::WorkspaceId(ws_cluster.id), SHARDS);
+    let leader = [cluster.addr(cluster.leader(0, shard).expect("a leader"))];
     println!(
         "\n### 1. Ingest: 3-node cluster against one node (target: ≥ 40 %)\n\n\
-         1000-id deltas over {} connections, {} s a phase, {} rounds alternating; \
-         one node: fsync = always; cluster: JetStream R3, file storage, connections \
-         spread over the three nodes.\n\n| round | one node ids/s | cluster ids/s | cluster ÷ one node |\n| --- | --- | --- | --- |",
+         1000-id deltas over {} connections, {} s a phase, {} rounds, the phases' order \
+         turning each round; one node: fsync = always; cluster: JetStream R3, file storage, \
+         (b) connections spread over the three nodes (two in three forwarded to the \
+         workspace's shard's leader), (c) every connection to that leader.\n\n\
+         | round | (a) one node ids/s | (b) cluster, any node | (c) cluster, the leader | (b) ÷ (a) | (c) ÷ (a) |\n\
+         | --- | --- | --- | --- | --- | --- |",
         a.connections, a.seconds, a.rounds
     );
-    let (mut s1, mut s3) = (0.0, 0.0);
+    // CPU seconds per phase: the single node, the cluster's nodes, the
+    // NATS servers, this client.
+    let groups: [Vec<String>; 4] = [
+        vec![single.child.id().to_string()],
+        (0..3)
+            .map(|i| cluster.nodes[i].as_ref().unwrap().child.id().to_string())
+            .collect(),
+        cluster.nats.pids().iter().map(u32::to_string).collect(),
+        vec!["self".to_string()],
+    ];
+    let cpu = || -> [f64; 4] {
+        groups
+            .each_ref()
+            .map(|g| g.iter().map(|p| cpu_seconds(p)).sum::<f64>())
+    };
+    let mut sums = [0.0; 3];
+    let mut used = [[0.0f64; 4]; 3];
     for r in 0..a.rounds {
-        let (one, three) = if r % 2 == 0 {
-            let one = ingest(&[single.addr], a.connections, a.seconds, &bs);
-            (one, ingest(&addrs, a.connections, a.seconds, &bc))
-        } else {
-            let three = ingest(&addrs, a.connections, a.seconds, &bc);
-            (ingest(&[single.addr], a.connections, a.seconds, &bs), three)
-        };
-        s1 += one;
-        s3 += three;
-        println!("| {} | {one:.0} | {three:.0} | {:.3} |", r + 1, three / one);
+        let mut got = [0.0; 3];
+        for k in 0..3 {
+            let p = (k + r) % 3;
+            let before = cpu();
+            got[p] = match p {
+                0 => ingest(&[single.addr], a.connections, a.seconds, &bs),
+                1 => ingest(&addrs, a.connections, a.seconds, &bc),
+                _ => ingest(&leader, a.connections, a.seconds, &bc),
+            };
+            let after = cpu();
+            for g in 0..4 {
+                used[p][g] += after[g] - before[g];
+            }
+        }
+        for p in 0..3 {
+            sums[p] += got[p];
+        }
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} |",
+            r + 1,
+            got[0],
+            got[1],
+            got[2],
+            got[1] / got[0],
+            got[2] / got[0]
+        );
     }
     let n = a.rounds as f64;
     println!(
-        "| **mean** | {:.0} | {:.0} | **{:.3}** |",
-        s1 / n,
-        s3 / n,
-        s3 / s1
+        "| **mean** | {:.0} | {:.0} | {:.0} | **{:.3}** | {:.3} |",
+        sums[0] / n,
+        sums[1] / n,
+        sums[2] / n,
+        sums[1] / sums[0],
+        sums[2] / sums[0]
     );
+    println!(
+        "\nCPU seconds a phase (mean of the rounds; {} s phases, 2 cores):\n\n\
+         | phase | ids/s | one node | cluster nodes | NATS servers | client | µs CPU per 1000 ids |\n\
+         | --- | --- | --- | --- | --- | --- | --- |",
+        a.seconds
+    );
+    for (p, name) in [
+        "(a) one node",
+        "(b) cluster, any node",
+        "(c) cluster, the leader",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let u = used[p].map(|x| x / n);
+        let ids = sums[p] / n * a.seconds as f64;
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            sums[p] / n,
+            u[0],
+            u[1],
+            u[2],
+            u[3],
+            u.iter().sum::<f64>() / (ids / 1000.0) * 1e6
+        );
+    }
 }
 
 fn scenario_failover(a: &Args, cluster: &mut Cluster) {

@@ -63,7 +63,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use common::{pct, start_server, Conn, Server, PARTNER_KEY};
+use common::{cpu_seconds, pct, start_server, Conn, Server, PARTNER_KEY};
 use receiver::{Behaviour, Receiver};
 
 struct Args {
@@ -154,22 +154,6 @@ fn bench_config() -> tempfile::NamedTempFile {
 
 fn start(fsync: &str) -> Server {
     start_server(fsync, 0)
-}
-
-/// CPU seconds (user + system) a process has used: fields 14 and 15 of
-/// `/proc/<pid>/stat`, in USER_HZ ticks (100 a second on Linux).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name (field 2) may hold spaces: count from after it.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    if f.len() < 13 {
-        return 0.0;
-    }
-    (f[11] + f[12]) as f64 / 100.0
 }
 
 /// CPU seconds of the server and of this process (the client threads and,

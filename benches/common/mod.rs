@@ -310,6 +310,24 @@ impl Server {
     }
 }
 
+/// CPU seconds (user + system) a process has used (`"self"`: this one):
+/// fields 14 and 15 of `/proc/<pid>/stat`, in USER_HZ ticks (100 a second
+/// on Linux).
+#[allow(dead_code, reason = "export and cluster use it; the others do not")]
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces: count from after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    if f.len() < 13 {
+        return 0.0;
+    }
+    (f[11] + f[12]) as f64 / 100.0
+}
+
 /// The `p` quantile of sorted latencies, in ms with three decimals.
 pub fn pct(l: &[Duration], p: f64) -> String {
     if l.is_empty() {

@@ -250,10 +250,16 @@ impl Answer {
 /// Sends the request to the leader at `url` (blocking) and answers with
 /// its answer.
 fn forward(url: &str, head: &Head, body: web::Bytes, node: &str) -> Result<Answer> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(FORWARD_TIMEOUT)
-        .redirects(0)
-        .build();
+    // One agent for every forward: its connections to the leaders are
+    // kept alive and reused.
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    let agent = AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .timeout(FORWARD_TIMEOUT)
+            .redirects(0)
+            .max_idle_connections_per_host(64)
+            .build()
+    });
     let target = format!("{}{}", url.trim_end_matches('/'), head.path_and_query);
     let mut request = agent.request(&head.method, &target);
     for (n, v) in &head.headers {

@@ -97,6 +97,14 @@ impl NatsCluster {
             .collect()
     }
 
+    /// The running servers' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// `kill -9` server `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
