@@ -286,6 +286,26 @@ fn writes_through_any_node_are_read_on_every_node() {
         r.body
     );
 
+    // And in /metrics: every shard's applied sequence, lag and leadership,
+    // each shard led by exactly one node.
+    let mut leading = vec![0; 8];
+    for i in 0..3 {
+        let text = call(d(i), "GET", "/metrics", Some(ADMIN), None, &[]).body;
+        let text = text.as_str().unwrap_or_default().to_string();
+        for shard in 0..8 {
+            for name in ["applied_sequence", "lag"] {
+                let series = format!("cohortd_cluster_shard_{name}{{shard=\"{shard}\"}}");
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
+            if text.contains(&format!(
+                "cohortd_cluster_shard_leader{{shard=\"{shard}\"}} 1"
+            )) {
+                leading[shard] += 1;
+            }
+        }
+    }
+    assert_eq!(leading, vec![1; 8], "leaders per shard in /metrics");
+
     // The operator's view of the same, from the CLI.
     let out = nodes[2]
         .home
