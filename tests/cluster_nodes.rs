@@ -132,17 +132,7 @@ fn writes_through_any_node_are_read_on_every_node() {
 
     // A workspace created through node 2 exists on every node once each
     // has applied the sequence the write answered with.
-    let r = call(
-        d(1),
-        "POST",
-        "/admin/workspaces",
-        Some(ADMIN),
-        Some(&json!({"name": "acme"})),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let created = sequence(&r);
-    let key = r.body["rest_api_key"].as_str().unwrap().to_string();
+    let (key, _, created) = create_workspace(&d(1).url, "acme");
     for i in 0..3 {
         let r = call(
             d(i),
@@ -163,30 +153,8 @@ fn writes_through_any_node_are_read_on_every_node() {
         .iter()
         .map(|id| json!({"external_id": id, "plan": "gold"}))
         .collect();
-    let r = call(
-        d(2),
-        "POST",
-        "/users/track",
-        Some(&key),
-        Some(&json!({"attributes": attributes})),
-        &at_least(created),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let tracked = sequence(&r);
-    let r = call(
-        d(0),
-        "POST",
-        "/technology_partners/segment/data_import_keys",
-        Some(&key),
-        None,
-        &at_least(tracked),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let secret = r.body["data_import_key"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{}", r.body))
-        .to_string();
-    let mut last = sequence(&r);
+    let tracked = track(&d(2).url, &key, &attributes, created);
+    let (secret, mut last) = import_key(&d(0).url, &key, tracked);
 
     // Deltas through each node in turn: every one is forwarded to the
     // shard's leader (or applied there), and answered in Braze's shape.
@@ -292,7 +260,7 @@ fn writes_through_any_node_are_read_on_every_node() {
     for i in 0..3 {
         let text = call(d(i), "GET", "/metrics", Some(ADMIN), None, &[]).body;
         let text = text.as_str().unwrap_or_default().to_string();
-        for shard in 0..8 {
+        for (shard, leaders) in leading.iter_mut().enumerate() {
             for name in ["applied_sequence", "lag"] {
                 let series = format!("cohortd_cluster_shard_{name}{{shard=\"{shard}\"}}");
                 assert!(text.contains(&series), "{series} missing:\n{text}");
@@ -300,7 +268,7 @@ fn writes_through_any_node_are_read_on_every_node() {
             if text.contains(&format!(
                 "cohortd_cluster_shard_leader{{shard=\"{shard}\"}} 1"
             )) {
-                leading[shard] += 1;
+                *leaders += 1;
             }
         }
     }
@@ -375,6 +343,60 @@ fn must(
         .unwrap_or_else(|| panic!("{method} {path}: no answer from {url}"))
 }
 
+/// A new workspace, created through the node at `url`: its REST key, id
+/// and the sequence of the write.
+fn create_workspace(url: &str, name: &str) -> (String, u32, u64) {
+    let r = must(
+        url,
+        "POST",
+        "/admin/workspaces",
+        Some(ADMIN),
+        Some(&json!({ "name": name })),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let key = r.body["rest_api_key"].as_str().unwrap().to_string();
+    let id = r.body["workspace_id"].as_str().unwrap()[3..]
+        .parse()
+        .unwrap();
+    (key, id, sequence(&r))
+}
+
+/// `/users/track` with these attributes objects through the node at
+/// `url`, once it applied `after` (75 a request); the last sequence.
+fn track(url: &str, key: &str, attributes: &[Value], after: u64) -> u64 {
+    let mut seq = after;
+    for chunk in attributes.chunks(75) {
+        let r = must(
+            url,
+            "POST",
+            "/users/track",
+            Some(key),
+            Some(&json!({ "attributes": chunk })),
+            &at_least(seq),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        seq = sequence(&r);
+    }
+    seq
+}
+
+/// A Segment data import key through the node at `url`, once it applied
+/// `after`: the key and the sequence of the write.
+fn import_key(url: &str, key: &str, after: u64) -> (String, u64) {
+    let r = must(
+        url,
+        "POST",
+        "/technology_partners/segment/data_import_keys",
+        Some(key),
+        None,
+        &at_least(after),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.body["data_import_key"].as_str().unwrap().to_string();
+    (secret, sequence(&r))
+}
+
 /// A workspace with `profiles` profiles (`u0`…) and a Segment import key,
 /// made through the first node, and its shard's leader (0-based).
 struct Busy {
@@ -387,46 +409,13 @@ struct Busy {
 }
 
 fn busy_workspace(urls: &[String], profiles: usize) -> Busy {
-    let r = must(
-        &urls[0],
-        "POST",
-        "/admin/workspaces",
-        Some(ADMIN),
-        Some(&json!({"name": "busy"})),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let key = r.body["rest_api_key"].as_str().unwrap().to_string();
-    let ws: u32 = r.body["workspace_id"].as_str().unwrap()[3..]
-        .parse()
-        .unwrap();
+    let (key, ws, created) = create_workspace(&urls[0], "busy");
     let shard = cohortd::cluster::shard_of(cohortd::model::WorkspaceId(ws), 8);
     let attributes: Vec<Value> = (0..profiles)
         .map(|i| json!({"external_id": format!("u{i}")}))
         .collect();
-    let mut seq = sequence(&r);
-    for chunk in attributes.chunks(75) {
-        let r = must(
-            &urls[0],
-            "POST",
-            "/users/track",
-            Some(&key),
-            Some(&json!({"attributes": chunk})),
-            &at_least(seq),
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
-        seq = sequence(&r);
-    }
-    let r = must(
-        &urls[0],
-        "POST",
-        "/technology_partners/segment/data_import_keys",
-        Some(&key),
-        None,
-        &at_least(seq),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let secret = r.body["data_import_key"].as_str().unwrap().to_string();
+    let tracked = track(&urls[0], &key, &attributes, created);
+    let (secret, start) = import_key(&urls[0], &key, tracked);
     let mut leader = None;
     common::wait_for("the workspace's shard has a leader", || {
         leader = leader_of(&urls[0], shard);
@@ -436,7 +425,7 @@ fn busy_workspace(urls: &[String], profiles: usize) -> Busy {
         key,
         secret,
         shard,
-        start: sequence(&r),
+        start,
         leader: leader.unwrap()[1..].parse::<usize>().unwrap() - 1,
     }
 }
@@ -820,17 +809,7 @@ fn segments_real_client_traffic_through_any_node_lands_on_every_node() {
     let nodes = start_cluster(&nats);
     let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
     wait_led(&urls);
-    let r = must(
-        &urls[1],
-        "POST",
-        "/admin/workspaces",
-        Some(ADMIN),
-        Some(&json!({"name": "acme"})),
-        &[],
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let key = r.body["rest_api_key"].as_str().unwrap().to_string();
-    let mut last = sequence(&r);
+    let (key, _, created) = create_workspace(&urls[1], "acme");
     // Profiles through node 3: identified users, an anonymous device, an
     // alias-only profile.
     let mut attributes: Vec<Value> = (1..=6)
@@ -842,27 +821,8 @@ fn segments_real_client_traffic_through_any_node_lands_on_every_node() {
     attributes.push(json!({"device_id": "device-anon-1"}));
     attributes.push(json!({"user_alias": {"alias_name": "email",
         "alias_label": "alias.user@example.com"}, "_update_existing_only": false}));
-    let r = must(
-        &urls[2],
-        "POST",
-        "/users/track",
-        Some(&key),
-        Some(&json!({"attributes": attributes})),
-        &at_least(last),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    last = sequence(&r);
-    let r = must(
-        &urls[0],
-        "POST",
-        "/technology_partners/segment/data_import_keys",
-        Some(&key),
-        None,
-        &at_least(last),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let secret = r.body["data_import_key"].as_str().unwrap().to_string();
-    last = sequence(&r);
+    let tracked = track(&urls[2], &key, &attributes, created);
+    let (secret, mut last) = import_key(&urls[0], &key, tracked);
 
     let fixture = include_str!("../../shared/fixtures/segment-braze-cohorts-requests.jsonl");
     for (n, line) in fixture.lines().filter(|l| !l.trim().is_empty()).enumerate() {
