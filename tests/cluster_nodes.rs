@@ -430,6 +430,22 @@ fn busy_workspace(urls: &[String], profiles: usize) -> Busy {
     }
 }
 
+/// Waits (retrying past `X-Cohortd-Min-Sequence`'s 5 s) until the node at
+/// `url` has applied `at` and holds cohort `aud`.
+fn caught_up(url: &str, key: &str, at: u64) {
+    common::wait_for("every node applies what was written", || {
+        try_call(
+            url,
+            "GET",
+            "/cohorts/segment/aud",
+            Some(key),
+            None,
+            &at_least(at),
+        )
+        .is_some_and(|r| r.status == 200)
+    });
+}
+
 /// A cohort's members on the node at `url`, once it applied `at`.
 fn members(url: &str, key: &str, at: u64) -> std::collections::BTreeSet<String> {
     let r = must(
@@ -734,17 +750,7 @@ fn writes_follow_jetstreams_quorum_and_reads_go_on_without_it() {
     // Followers go on too: every node reaches the last write (a tail
     // whose server went away reads again from another).
     for url in &urls {
-        common::wait_for("every node applies what was written", || {
-            try_call(
-                url,
-                "GET",
-                "/cohorts/segment/aud",
-                Some(&key),
-                None,
-                &at_least(last),
-            )
-            .is_some_and(|r| r.status == 200)
-        });
+        caught_up(url, &key, last);
     }
 
     nats.kill(1);
@@ -770,17 +776,7 @@ fn writes_follow_jetstreams_quorum_and_reads_go_on_without_it() {
         acked.push(i);
     }
     for url in &urls {
-        common::wait_for("every node applies what was written", || {
-            try_call(
-                url,
-                "GET",
-                "/cohorts/segment/aud",
-                Some(&key),
-                None,
-                &at_least(last),
-            )
-            .is_some_and(|r| r.status == 200)
-        });
+        caught_up(url, &key, last);
         let got = members(url, &key, last);
         for i in &acked {
             assert!(
