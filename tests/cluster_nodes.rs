@@ -157,7 +157,9 @@ fn writes_through_any_node_are_read_on_every_node() {
     let (secret, mut last) = import_key(&d(0).url, &key, tracked);
 
     // Deltas through each node in turn: every one is forwarded to the
-    // shard's leader (or applied there), and answered in Braze's shape.
+    // shard's leader (or applied there), and answered in Braze's shape;
+    // the partner's rate window counts each once, wherever it came in.
+    let mut remaining = Vec::new();
     for (n, id) in ids.iter().enumerate() {
         let body = delta(&secret, "aud", json!([{"user_ids": [id]}]));
         let r = call(
@@ -176,7 +178,13 @@ fn writes_through_any_node_are_read_on_every_node() {
             r.body
         );
         last = sequence(&r);
+        let left: u64 = r.header("x-ratelimit-remaining").unwrap().parse().unwrap();
+        remaining.push(left);
     }
+    assert!(
+        remaining.windows(2).all(|w| w[1] + 1 == w[0]),
+        "one count per delta: {remaining:?}"
+    );
 
     // Every node, once at the last sequence, holds all 30 members.
     for i in 0..3 {

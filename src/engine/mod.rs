@@ -935,9 +935,18 @@ impl Engine {
     }
 
     /// Counts one partner request against its (workspace, partner) window.
+    /// In a cluster, the node leading the workspace's shard counts it; a
+    /// node that will forward it only looks.
     pub fn rate_hit(&self, ws: &Workspace, partner: &str) -> RateStatus {
         let now = u64::try_from(crate::time::now_millis() / 1000).unwrap_or(0);
-        let status = self.inner.rate.hit(ws.id, partner, now);
+        let forwards = self
+            .cluster()
+            .is_some_and(|c| c.check_leads(Some(ws.id)).is_err());
+        let status = if forwards {
+            self.inner.rate.peek(ws.id, partner, now)
+        } else {
+            self.inner.rate.hit(ws.id, partner, now)
+        };
         if !status.allowed {
             self.inner.metrics.reject("rate_limited");
         }

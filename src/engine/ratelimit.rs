@@ -33,6 +33,16 @@ impl RateLimiter {
 
     /// Counts one request at `now` (Unix seconds) and says whether it may run.
     pub fn hit(&self, ws: WorkspaceId, partner: &str, now: u64) -> RateStatus {
+        self.take(ws, partner, now, true)
+    }
+
+    /// What [`hit`](Self::hit) would answer, without counting the request
+    /// (a cluster node forwarding it: the node that applies it counts it).
+    pub fn peek(&self, ws: WorkspaceId, partner: &str, now: u64) -> RateStatus {
+        self.take(ws, partner, now, false)
+    }
+
+    fn take(&self, ws: WorkspaceId, partner: &str, now: u64, spend: bool) -> RateStatus {
         let start = now - now % self.window_secs;
         let mut w = self
             .windows
@@ -42,7 +52,7 @@ impl RateLimiter {
             *w = (start, 0);
         }
         let allowed = w.1 < self.limit;
-        if allowed {
+        if allowed && spend {
             w.1 += 1;
         }
         RateStatus {
@@ -73,5 +83,12 @@ mod tests {
             "per workspace"
         );
         assert!(r.hit(ws, "segment", 10800).allowed, "new window");
+        let p = r.peek(ws, "segment", 10801);
+        assert_eq!(
+            (p.allowed, p.remaining),
+            (true, 1),
+            "peeking spends nothing"
+        );
+        assert_eq!(r.peek(ws, "segment", 10801).remaining, 1);
     }
 }
