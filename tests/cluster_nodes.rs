@@ -36,20 +36,25 @@ fn start_node(i: usize, nats: &NatsCluster) -> Node {
     .expect("the deploy example");
     home.write_config(&format!("{}\n{section}", cohortd::config::SHIPPED));
     home.set_env("COHORTD_NATS_URLS", Some(&nats.urls().join(",")));
+    let (addr, daemon) = launch(&mut home, i);
+    Node { home, addr, daemon }
+}
+
+/// Starts node `i` in `home` (again, after a crash or a wipe).
+fn launch(home: &mut Home, i: usize) -> (SocketAddr, Daemon) {
     // The port is advertised, so it is chosen first; another process may
     // take it before the node binds it (then a new one is picked).
     let mut attempt = 0;
-    let (addr, daemon) = loop {
+    loop {
         attempt += 1;
         let addr: SocketAddr = free_port();
         home.set_env("COHORTD_ADVERTISE_URL", Some(&format!("http://{addr}")));
         match home.try_start_on(addr) {
-            Ok(d) => break (addr, d),
+            Ok(d) => return (addr, d),
             Err(e) if attempt < 5 && e.output.contains("cannot listen on") => continue,
             Err(e) => panic!("node n{i} did not start ({}):\n{}", e.status, e.output),
         }
-    };
-    Node { home, addr, daemon }
+    }
 }
 
 /// Starts the three nodes at once (each waits for JetStream and the
@@ -915,4 +920,86 @@ fn segments_real_client_traffic_through_any_node_lands_on_every_node() {
         answers.push((cohort["size"].clone(), members, imports, count));
     }
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+}
+
+/// A node killed (`kill -9`) and started again on its data dir, then
+/// killed, wiped and started again: each time it applies the streams from
+/// their start (writes taken while it was down included) and answers
+/// exactly as the nodes that stayed up.
+#[test]
+fn a_restarted_or_wiped_node_answers_like_the_others() {
+    if !nats::available() {
+        return;
+    }
+    let nats = NatsCluster::start(3);
+    let mut nodes = start_cluster(&nats);
+    let mut urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
+    wait_led(&urls);
+    let Busy {
+        key, secret, start, ..
+    } = busy_workspace(&urls, 60);
+    let mut last = start;
+    let mut send = |urls: &[String], ids: std::ops::Range<usize>, through: &[usize]| {
+        for i in ids {
+            let body = delta(&secret, "aud", json!([{"user_ids": [format!("u{i}")]}]));
+            let url = &urls[through[i % through.len()]];
+            let mut answered = None;
+            common::wait_for("a delta taken", || {
+                answered = try_call(
+                    url,
+                    "POST",
+                    "/partners/segment/cohorts/users",
+                    None,
+                    Some(&body),
+                    &at_least(start),
+                )
+                .filter(|r| r.status == 201);
+                answered.is_some()
+            });
+            last = last.max(sequence(&answered.unwrap()));
+        }
+        last
+    };
+    send(&urls, 0..10, &[0, 1, 2]);
+    // What each node answers once it applied `at`: members and imports.
+    let view = |url: &str, at: u64| {
+        caught_up(url, &key, at);
+        let imports = must(
+            url,
+            "GET",
+            "/cohorts/segment/aud/imports",
+            Some(&key),
+            None,
+            &at_least(at),
+        );
+        (members(url, &key, at), imports.body["imports"].clone())
+    };
+    for wipe in [false, true] {
+        let Node {
+            mut home, daemon, ..
+        } = nodes.remove(2);
+        daemon.kill9();
+        if wipe {
+            std::fs::remove_dir_all(home.data_dir()).expect("wipe the data dir");
+        }
+        // Writes go on through the others meanwhile.
+        let at = send(
+            &urls,
+            10 * (1 + usize::from(wipe))..10 * (2 + usize::from(wipe)),
+            &[0, 1],
+        );
+        let (addr, daemon) = launch(&mut home, 3);
+        urls[2] = daemon.url.clone();
+        nodes.push(Node { home, addr, daemon });
+        wait_led(&urls);
+        let expected = view(&urls[0], at);
+        assert_eq!(
+            expected.0.len(),
+            10 * (2 + usize::from(wipe)),
+            "{:?}",
+            expected.0
+        );
+        assert_eq!(view(&urls[2], at), expected, "wiped: {wipe}");
+        assert_eq!(view(&urls[1], at), expected);
+    }
 }

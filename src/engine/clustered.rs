@@ -88,7 +88,7 @@ pub const SHARD_BITS: u32 = 10;
 pub const CONTROL: u32 = 0;
 
 /// How long a node waits for JetStream when it starts.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(20);
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How often a shard's task looks at its writer between role changes.
 const CHECK_EVERY: Duration = Duration::from_millis(200);

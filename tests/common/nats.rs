@@ -170,7 +170,10 @@ fn ready(urls: Vec<String>, deadline: Instant) {
                 js.get_or_create_stream(async_nats::jetstream::stream::Config {
                     name: "READY_PROBE".into(),
                     subjects: vec!["ready.probe".into()],
-                    storage: async_nats::jetstream::stream::StorageType::Memory,
+                    // As cohortd's shard streams are: file storage, every
+                    // server a replica (placement needs each one's peer
+                    // up, which a loaded machine can take a while to see).
+                    storage: async_nats::jetstream::stream::StorageType::File,
                     num_replicas: urls.len().min(3),
                     ..Default::default()
                 })
