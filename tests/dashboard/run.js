@@ -71,7 +71,13 @@ function watch(page) {
     problems.push(`console error: ${text} (${m.location().url})`);
   });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('requestfailed', (r) => {
+    // The browser fetches the icon on its own and cancels that fetch when
+    // the page navigates meanwhile: not a failure of the server or the app.
+    const aborted = r.failure()?.errorText === 'net::ERR_ABORTED';
+    if (aborted && r.url() === `${URL_BASE}/ui/icon.svg`) return;
+    problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
   page.on('request', (r) => {
     const u = r.url();
     if (!u.startsWith(URL_BASE) && !u.startsWith('data:')) problems.push(`request off the server: ${u}`);
