@@ -420,7 +420,11 @@ async function main() {
     step = 'save';
     await page.getByLabel('Segment name').fill('Gold big spenders');
     await page.getByRole('button', { name: 'Save segment' }).click();
-    await until(page, () => /^#\/segments\/[^/]+$/.test(location.hash) && document.querySelector('[data-leaf="attribute"]'), null, 'the saved segment opened');
+    // The saved segment's page loads it after the hash changes: wait for
+    // its name in the builder, not only for the hash and a filter leaf.
+    await until(page, () => /^#\/segments\/[^/]+$/.test(location.hash) && document.querySelector('[data-leaf="attribute"]')
+      && document.getElementById([...document.querySelectorAll('label')].find((l) => l.textContent === 'Segment name')?.htmlFor)?.value === 'Gold big spenders',
+    null, 'the saved segment opened');
     const segmentId = decodeURIComponent((await page.evaluate(() => location.hash)).split('/')[2]);
     assert.equal(await page.getByLabel('Segment name').inputValue(), 'Gold big spenders');
     assert.equal(await text(page.locator('#filter-words')), words, 'the saved segment loads into the builder');
