@@ -71,6 +71,19 @@ fn start_cluster(nats: &NatsCluster) -> Vec<Node> {
     })
 }
 
+/// Three NATS servers and three nodes, every shard led; `None` (the test
+/// returns) where nats-server is missing outside CI.
+fn led_cluster() -> Option<(NatsCluster, Vec<Node>, Vec<String>)> {
+    if !nats::available() {
+        return None;
+    }
+    let nats = NatsCluster::start(3);
+    let nodes = start_cluster(&nats);
+    let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
+    wait_led(&urls);
+    Some((nats, nodes, urls))
+}
+
 /// One request with extra headers, which must be answered.
 fn call(
     d: &Daemon,
@@ -599,13 +612,9 @@ fn a_killed_leader_is_replaced_and_nothing_acknowledged_is_lost() {
 /// the same imports: nothing applied twice.
 #[test]
 fn a_paused_leader_is_fenced_and_rejoins_as_a_follower() {
-    if !nats::available() {
+    let Some((_nats, nodes, urls)) = led_cluster() else {
         return;
-    }
-    let nats = NatsCluster::start(3);
-    let nodes = start_cluster(&nats);
-    let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
-    wait_led(&urls);
+    };
     let Busy {
         key,
         secret,
@@ -721,13 +730,9 @@ fn a_paused_leader_is_fenced_and_rejoins_as_a_follower() {
 /// every acknowledged delta is on every node.
 #[test]
 fn writes_follow_jetstreams_quorum_and_reads_go_on_without_it() {
-    if !nats::available() {
+    let Some((mut nats, _nodes, urls)) = led_cluster() else {
         return;
-    }
-    let mut nats = NatsCluster::start(3);
-    let nodes = start_cluster(&nats);
-    let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
-    wait_led(&urls);
+    };
     let Busy {
         key, secret, start, ..
     } = busy_workspace(&urls, 100);
@@ -811,13 +816,9 @@ fn writes_follow_jetstreams_quorum_and_reads_go_on_without_it() {
 /// cohort, its members and imports, the users API and a saved segment.
 #[test]
 fn segments_real_client_traffic_through_any_node_lands_on_every_node() {
-    if !nats::available() {
+    let Some((_nats, _nodes, urls)) = led_cluster() else {
         return;
-    }
-    let nats = NatsCluster::start(3);
-    let nodes = start_cluster(&nats);
-    let urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
-    wait_led(&urls);
+    };
     let (key, _, created) = create_workspace(&urls[1], "acme");
     // Profiles through node 3: identified users, an anonymous device, an
     // alias-only profile.
@@ -928,13 +929,9 @@ fn segments_real_client_traffic_through_any_node_lands_on_every_node() {
 /// exactly as the nodes that stayed up.
 #[test]
 fn a_restarted_or_wiped_node_answers_like_the_others() {
-    if !nats::available() {
+    let Some((_nats, mut nodes, mut urls)) = led_cluster() else {
         return;
-    }
-    let nats = NatsCluster::start(3);
-    let mut nodes = start_cluster(&nats);
-    let mut urls: Vec<String> = nodes.iter().map(|n| n.daemon.url.clone()).collect();
-    wait_led(&urls);
+    };
     let Busy {
         key, secret, start, ..
     } = busy_workspace(&urls, 60);
