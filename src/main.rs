@@ -238,7 +238,13 @@ fn run(config: &Config, command: Option<Cmd>) -> Result<(), String> {
                     text(&v["node_id"]),
                     table(
                         &v["shards"],
-                        &["shard", "leader", "applied_sequence", "lag"],
+                        &[
+                            "shard",
+                            "leader",
+                            "applied_sequence",
+                            "lag",
+                            "first_sequence"
+                        ],
                         "(no shards)",
                     )
                 )

@@ -268,9 +268,9 @@ fn writes_through_any_node_are_read_on_every_node() {
     let r = call(
         d(1),
         "POST",
-        "/admin/snapshots",
+        "/admin/restore",
         Some(ADMIN),
-        Some(&json!({})),
+        Some(&json!({"snapshot_id": "set-0001700000000000"})),
         &[],
     );
     assert_eq!(
@@ -933,7 +933,11 @@ fn a_restarted_or_wiped_node_answers_like_the_others() {
         return;
     };
     let Busy {
-        key, secret, start, ..
+        key,
+        secret,
+        start,
+        shard,
+        ..
     } = busy_workspace(&urls, 60);
     let mut last = start;
     let mut send = |urls: &[String], ids: std::ops::Range<usize>, through: &[usize]| {
@@ -972,6 +976,9 @@ fn a_restarted_or_wiped_node_answers_like_the_others() {
         (members(url, &key, at), imports.body["imports"].clone())
     };
     for wipe in [false, true] {
+        if wipe {
+            snapshot_sets_trim_the_streams(&urls, shard, &secret, &mut send);
+        }
         let Node {
             mut home, daemon, ..
         } = nodes.remove(2);
@@ -998,5 +1005,83 @@ fn a_restarted_or_wiped_node_answers_like_the_others() {
         );
         assert_eq!(view(&urls[2], at), expected, "wiped: {wipe}");
         assert_eq!(view(&urls[1], at), expected);
+        if wipe {
+            // Its first records are gone from the stream: what it holds of
+            // them came from the object store.
+            let out = nodes[2].daemon.output();
+            assert!(out.contains("bootstrapped from snapshot set"), "{out}");
+        }
     }
+}
+
+/// Two snapshot sets taken through different nodes (each forwarded to the
+/// control shard's leader) while members are removed and added back
+/// through every node: every node lists both, newest first, and the busy
+/// shard's stream is trimmed to what the older one holds. (The wiped node
+/// then starts from the newer set, cut in the middle of that traffic.)
+fn snapshot_sets_trim_the_streams(
+    urls: &[String],
+    shard: u32,
+    secret: &str,
+    send: &mut impl FnMut(&[String], std::ops::Range<usize>, &[usize]) -> u64,
+) {
+    let take = |url: &str| {
+        let r = must(url, "POST", "/admin/snapshots", Some(ADMIN), None, &[]);
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert!(r.body["bytes"].as_u64() > Some(0), "{}", r.body);
+        r.body["snapshot_id"].as_str().unwrap().to_string()
+    };
+    let flips = std::sync::atomic::AtomicBool::new(true);
+    let (older, newer) = std::thread::scope(|s| {
+        // u0…u4 out and back in, over and over, each answered 201 before
+        // the next: whatever a cut holds of it, they end in.
+        let flipping = s.spawn(|| {
+            let mut round = 0;
+            while flips.load(std::sync::atomic::Ordering::Relaxed) || round < 2 {
+                for (k, remove) in [(0, true), (1, false)] {
+                    let changes: Vec<Value> = (0..5)
+                        .map(|i| json!({"user_ids": [format!("u{i}")], "should_remove": remove}))
+                        .collect();
+                    let body = delta(secret, "aud", Value::Array(changes));
+                    let url = &urls[(round + k) % urls.len()];
+                    common::wait_for("a flip taken", || {
+                        try_call(
+                            url,
+                            "POST",
+                            "/partners/segment/cohorts/users",
+                            None,
+                            Some(&body),
+                            &[],
+                        )
+                        .is_some_and(|r| r.status == 201)
+                    });
+                }
+                round += 1;
+            }
+            round
+        });
+        let older = take(&urls[1]);
+        std::thread::sleep(Duration::from_millis(200));
+        let newer = take(&urls[2]);
+        flips.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(flipping.join().unwrap() >= 2);
+        (older, newer)
+    });
+    // Members again (already in): the stream's last writes.
+    send(urls, 0..5, &[0, 1, 2]);
+    assert!(newer > older, "{older} then {newer}");
+    for url in urls {
+        let listed = must(url, "GET", "/admin/snapshots", Some(ADMIN), None, &[]);
+        let ids: Vec<&str> = listed.body["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["snapshot_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [newer.as_str(), older.as_str()], "{}", listed.body);
+    }
+    common::wait_for("the busy shard's stream trimmed", || {
+        let v = must(&urls[0], "GET", "/cluster", Some(ADMIN), None, &[]).body;
+        v["shards"][shard as usize]["first_sequence"].as_u64() > Some(20)
+    });
 }

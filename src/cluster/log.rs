@@ -82,6 +82,12 @@ impl ShardLog {
         Ok(self.state().await?.first_sequence)
     }
 
+    /// The first sequence still held and the last, in one read.
+    pub async fn bounds(&self) -> Result<(u64, u64)> {
+        let state = self.state().await?;
+        Ok((state.first_sequence, state.last_sequence))
+    }
+
     async fn state(&self) -> Result<jetstream::stream::State> {
         let info =
             self.stream.get_info().await.map_err(|e| {

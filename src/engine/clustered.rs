@@ -165,6 +165,9 @@ struct Shard {
     leader: Mutex<Option<(String, String)>>,
     /// The stream's last sequence, as last read (for the lag).
     stream_last: AtomicU64,
+    /// The stream's first sequence still held, as last read (trimmed up
+    /// to the second-newest snapshot set: `shard_snapshots`).
+    stream_first: AtomicU64,
     /// Held while a batch of the tail applies, from before its task is
     /// spawned: stopping a tail waits for it, so no batch is left half
     /// applied or applied after the node started leading.
@@ -179,9 +182,10 @@ impl Shard {
     /// Reads the stream's last sequence (kept as it was if JetStream does
     /// not answer within two seconds).
     async fn refresh_stream_last(&self) {
-        if let Ok(Ok(last)) =
-            tokio::time::timeout(Duration::from_secs(2), self.log.last_sequence()).await
+        if let Ok(Ok((first, last))) =
+            tokio::time::timeout(Duration::from_secs(2), self.log.bounds()).await
         {
+            self.stream_first.store(first, Ordering::Relaxed);
             self.stream_last.store(last, Ordering::Relaxed);
         }
     }
@@ -218,6 +222,9 @@ pub struct ShardStatus {
     pub applied_sequence: u64,
     /// Records stored in the stream that this node has not applied yet.
     pub lag: u64,
+    /// The first record the stream still holds: the ones before it were
+    /// trimmed, being in the second-newest snapshot set.
+    pub first_sequence: u64,
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -255,6 +262,7 @@ impl Clustered {
                 applied: watch::channel(0).0,
                 leader: Mutex::new(None),
                 stream_last: AtomicU64::new(0),
+                stream_first: AtomicU64::new(0),
                 applying: Arc::default(),
             });
         }
@@ -464,9 +472,75 @@ impl Clustered {
                         .stream_last
                         .load(Ordering::Relaxed)
                         .saturating_sub(applied),
+                    first_sequence: s.stream_first.load(Ordering::Relaxed),
                 }
             })
             .collect()
+    }
+
+    /// Holds every shard's tail between two batches, for a snapshot's
+    /// cut (`shard_snapshots`): while the guards live, no follower side
+    /// applies anything. Taken from the last shard down to the control
+    /// shard: a batch of shard `k` may wait for shard 0 to apply further
+    /// (its control dependency), which shard 0's tail can do until its
+    /// own guard is taken, last, once no other shard's batch runs.
+    pub async fn hold_tails(&self) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut held = Vec::with_capacity(self.shards.len());
+        for s in self.shards.iter().rev() {
+            held.push(s.applying.clone().lock_owned().await);
+        }
+        held
+    }
+
+    /// Every shard's sequence such that this node's state is exactly the
+    /// streams' records up to them: a snapshot's cut. Called with the
+    /// tails held ([`hold_tails`](Self::hold_tails)) and every lane
+    /// drained, so nothing is being applied; a leader's records after
+    /// the last stored one failed and were not applied (a writer ends at
+    /// its first refusal), so the cut is the last record stored and
+    /// applied.
+    pub fn cut_sequences(&self) -> Result<Vec<u64>, Error> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let p = s.progress.lock();
+                if p.ahead.is_empty() && p.last_ok <= p.settled {
+                    Ok(p.last_ok)
+                } else {
+                    Err(Error::Unavailable(format!(
+                        "shard {} is applying out of order; no consistent cut now, retry",
+                        s.index
+                    )))
+                }
+            })
+            .collect()
+    }
+
+    /// Starts every shard from a snapshot's sequences (before
+    /// [`start`](Self::start): the tails then read after them).
+    pub fn start_from(&self, sequences: &[u64]) {
+        for (s, &sequence) in self.shards.iter().zip(sequences) {
+            s.applied_through(sequence);
+        }
+    }
+
+    /// Whether this node leads the control shard now (it takes the
+    /// cluster's snapshots).
+    pub fn leads_control(&self) -> bool {
+        self.check_leads(None).is_ok()
+    }
+
+    /// The shard's stream (snapshots read its bounds and trim it).
+    pub fn shard_log(&self, shard: u32) -> &ShardLog {
+        &self.shards[shard as usize].log
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.config.shards
+    }
+
+    pub fn jet(&self) -> &Jet {
+        &self.jet
     }
 
     /// One shard's side, following its role until the node stops.

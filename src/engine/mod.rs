@@ -50,6 +50,7 @@ pub mod readpool;
 mod recovery;
 mod router;
 pub mod sequencer;
+pub mod shard_snapshots;
 pub mod snapshotter;
 pub mod state;
 pub mod tracking;
@@ -116,8 +117,10 @@ struct Inner {
 struct Core {
     router: Addr<Router>,
     lanes: Arc<Lanes>,
-    /// `None` in cluster mode, which takes no snapshots yet.
+    /// `None` in cluster mode, which takes sets of shard snapshots
+    /// instead (`shard_snapshots`).
     snapshotter: Option<Addr<Snapshotter>>,
+    shard_snapshots: Option<Arc<shard_snapshots::ShardSnapshots>>,
     wal: Arc<Wal>,
     /// Cluster mode: this node's part (`clustered`).
     cluster: Option<Arc<clustered::Clustered>>,
@@ -156,10 +159,11 @@ impl Engine {
     /// start when recovery cannot reach every acknowledged mutation.
     pub async fn recover(&self) -> Result<(), StartError> {
         let config = &self.inner.config;
-        let recovered = recovery::open(config)?;
+        let mut recovered = recovery::open(config)?;
         // Cluster mode: the state is the shard streams', applied from
-        // their start (docs/cluster.md); the data dir holds the lock and
-        // the feeds, which replay writes again.
+        // the newest snapshot set in the object store, or from their
+        // start (docs/cluster.md); the data dir holds the lock, the sets'
+        // local copies and the feeds, which replay writes again.
         let cluster = match &config.cluster {
             None => None,
             Some(cfg) => {
@@ -181,6 +185,15 @@ impl Engine {
                 let c = clustered::Clustered::connect(cfg).await.map_err(|e| {
                     StartError::Runtime(format!("cluster mode cannot reach JetStream: {e}"))
                 })?;
+                if let Some(boot) = shard_snapshots::bootstrap(&c, &config.data_dir)
+                    .await
+                    .map_err(|e| {
+                        StartError::Runtime(format!("cluster mode cannot bootstrap: {e}"))
+                    })?
+                {
+                    recovered.image = boot.image;
+                    c.start_from(&boot.sequences);
+                }
                 Some(c)
             }
         };
@@ -275,6 +288,27 @@ impl Engine {
         if cluster.is_none() {
             connectors.reconcile(|| self.state());
         }
+        let shard_snapshots = match &cluster {
+            None => None,
+            Some(c) => {
+                let sets = shard_snapshots::ShardSnapshots::open(
+                    router.clone(),
+                    c.clone(),
+                    &config.data_dir,
+                    config.snapshot.retain,
+                )
+                .await
+                .map_err(|e| {
+                    StartError::Runtime(format!("cluster mode cannot open its snapshots: {e}"))
+                })?;
+                if config.snapshot.interval_secs > 0 {
+                    sets.every(std::time::Duration::from_secs(
+                        config.snapshot.interval_secs,
+                    ));
+                }
+                Some(sets)
+            }
+        };
         let snapshotter = cluster.is_none().then(|| {
             Snapshotter::new(
                 router.clone(),
@@ -293,6 +327,7 @@ impl Engine {
             router,
             lanes,
             snapshotter,
+            shard_snapshots,
             wal: recovered.wal,
             cluster,
             feeds,
@@ -374,8 +409,22 @@ impl Engine {
 
     async fn take_snapshot(&self, wanted: Wanted) -> Result<SnapshotInfo> {
         let (reply, rx) = oneshot::channel();
-        let Some(snapshotter) = &self.core()?.snapshotter else {
-            return Err(Error::NotInClusterMode("taking a snapshot"));
+        let core = self.core()?;
+        if let (Some(c), Some(sets)) = (&core.cluster, &core.shard_snapshots) {
+            // The control shard's leader takes the cluster's sets.
+            if let Err(e) = c.wait_leads(None).await {
+                if let Error::NotLeader {
+                    leader: Some(url), ..
+                } = &e
+                {
+                    clustered::note(|r| r.leader = Some(url.clone()));
+                }
+                return Err(e);
+            }
+            return sets.take().await;
+        }
+        let Some(snapshotter) = &core.snapshotter else {
+            return Err(Error::Internal("no snapshotter".into()));
         };
         snapshotter.do_send(TakeSnapshot {
             wanted,
@@ -383,6 +432,15 @@ impl Engine {
         });
         rx.await
             .map_err(|_| Error::Internal("snapshotter stopped".into()))?
+    }
+
+    /// The snapshots a restore or a start can use, newest first: on
+    /// disk, or in a cluster the complete sets in the object store.
+    pub async fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        match &self.core()?.shard_snapshots {
+            Some(sets) => sets.list().await,
+            None => self.snapshots(),
+        }
     }
 
     /// Snapshots on disk, newest first.

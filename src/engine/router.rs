@@ -52,8 +52,19 @@ pub struct Replay {
 }
 
 /// A consistent cut for a snapshot: the image of every command applied so
-/// far and of none after, with its log position.
-pub type Cut = BoxFuture<'static, Result<(u64, Image)>>;
+/// far and of none after, with where in the log it is.
+pub type Cut = BoxFuture<'static, Result<(CutAt, Image)>>;
+
+/// Where a cut is in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CutAt {
+    /// The local log's last position.
+    Log(u64),
+    /// Cluster mode: each shard's last sequence applied. The caller holds
+    /// the shards' tails (`Clustered::hold_tails`) while the cut is taken,
+    /// outside the router (a tail's batch waits for the router's replay).
+    Shards(Vec<u64>),
+}
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -221,18 +232,28 @@ impl Handler<Checkpoint> for Router {
 
     fn handle(&mut self, msg: Checkpoint, ctx: &mut Context<Self>) {
         let (applier, lanes, wal) = (self.applier.clone(), self.lanes.clone(), self.wal.clone());
+        let log = self.log.clone();
         let cut = async move {
             lanes.hold().await;
             // Every lane has applied all it appended and appends nothing
             // now, and the router's own commands are applied before it
-            // takes the next message: the log's last position is the cut.
-            let position = wal.last_position();
-            let image = applier.image();
+            // takes the next message: the log's last position is the cut
+            // (in a cluster, each shard's, the tails being held).
+            let at = match &log {
+                Log::Local(_) => Ok(CutAt::Log(wal.last_position())),
+                Log::Cluster(c) => c.cut_sequences().map(CutAt::Shards),
+            };
+            let image = at.is_ok().then(|| applier.image());
             lanes.release();
-            (position, image)
+            (at, image)
         };
-        ctx.wait(wrap_future(cut).map(move |(position, image), _, _| {
-            let cut = async move { Ok((position, image.await?)) }.boxed();
+        ctx.wait(wrap_future(cut).map(move |(at, image), _, _| {
+            let cut = async move {
+                let at = at?;
+                let image = image.expect("imaged with its cut").await?;
+                Ok((at, image))
+            }
+            .boxed();
             let _ = msg.reply.send(cut);
         }));
     }

@@ -53,7 +53,7 @@ use tokio::sync::oneshot;
 
 use crate::feed::Feeds;
 
-use super::router::{Checkpoint, Router};
+use super::router::{Checkpoint, CutAt, Router};
 use crate::error::{Error, Result};
 use crate::persist::snapshot::{self, SnapshotInfo};
 use crate::persist::{schema, wal::Wal};
@@ -129,7 +129,14 @@ impl Snapshotter {
             let cut = rx
                 .await
                 .map_err(|_| Error::Internal("router stopped".into()))?;
-            let (position, image) = cut.await?;
+            let (position, image) = match cut.await? {
+                (CutAt::Log(position), image) => (position, image),
+                (CutAt::Shards(_), _) => {
+                    return Err(Error::Internal(
+                        "a cluster's cut reached the single-node snapshotter".into(),
+                    ))
+                }
+            };
             #[cfg(debug_assertions)]
             test_hold().await;
             if let Some(last) = last.filter(|l| l.log_position == position && l.path.exists()) {

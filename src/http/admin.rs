@@ -132,7 +132,12 @@ pub async fn take_snapshot(_: AdminAuth, engine: web::Data<Engine>) -> Result<Ht
     security(("admin_token" = [])),
 )]
 pub async fn list_snapshots(_: AdminAuth, engine: web::Data<Engine>) -> Result<HttpResponse> {
-    let all: Vec<_> = engine.snapshots()?.iter().map(snapshot_json).collect();
+    let all: Vec<_> = engine
+        .list_snapshots()
+        .await?
+        .iter()
+        .map(snapshot_json)
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "snapshots": all })))
 }
 

@@ -312,8 +312,8 @@ fn forward(url: &str, head: &Head, body: web::Bytes, node: &str) -> Result<Answe
         (status = 200, description = "This node's view of the cluster",
          body = crate::engine::clustered::ClusterStatus,
          example = json!({"node_id": "n1", "shards": [
-             {"shard": 0, "leader": "n1", "applied_sequence": 12, "lag": 0},
-             {"shard": 1, "leader": "n2", "applied_sequence": 7, "lag": 1}]})),
+             {"shard": 0, "leader": "n1", "applied_sequence": 12, "lag": 0, "first_sequence": 1},
+             {"shard": 1, "leader": "n2", "applied_sequence": 7, "lag": 1, "first_sequence": 1}]})),
         (status = 401, response = super::openapi::Unauthorized),
         (status = 404, response = super::openapi::NotFound),
     ),
