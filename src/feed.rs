@@ -328,6 +328,9 @@ pub struct Feed {
     /// connectors); notified under `woken` after `newest` moves.
     woken: Mutex<()>,
     wake: parking_lot::Condvar,
+    /// Who waits for the seq of the last event up to a log position
+    /// ([`Feed::seq_through`]), by that position. Locked after `pending`.
+    marks: Mutex<Vec<(u64, tokio::sync::oneshot::Sender<u64>)>>,
 }
 
 /// A command's place in its workspace's feed (see [`Feed::reserve`]).
@@ -486,6 +489,13 @@ impl Feed {
                 }
             }
             wrote |= !rendered.is_empty();
+            let mut marks = self.marks.lock();
+            if !marks.is_empty() {
+                let newest = store.bounds().1;
+                for (_, tx) in marks.extract_if(.., |(at, _)| *at <= position) {
+                    let _ = tx.send(newest);
+                }
+            }
         }
         self.written.send_replace(store.covered());
         if wrote {
@@ -495,6 +505,22 @@ impl Feed {
             let _woken = self.woken.lock();
             self.wake.notify_all();
         }
+    }
+
+    /// The seq of the last event of the commands that have taken their
+    /// place so far ([`reserve`](Self::reserve)), once they are written:
+    /// called between two commands (a cluster snapshot's cut), it is the
+    /// feed's seq at the cut, whatever later commands write meanwhile.
+    pub fn seq_through(&self) -> tokio::sync::oneshot::Receiver<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pending = self.pending.lock();
+        match pending.last_key_value() {
+            Some((&position, _)) => self.marks.lock().push((position, tx)),
+            None => {
+                let _ = tx.send(self.store.lock().bounds().1);
+            }
+        }
+        rx
     }
 
     /// Up to `limit` events after seq `after`, of the given types (`None`:
@@ -633,9 +659,36 @@ impl Feeds {
             written: tokio::sync::watch::Sender::new(written),
             woken: Mutex::new(()),
             wake: parking_lot::Condvar::new(),
+            marks: Mutex::new(Vec::new()),
         });
         feeds.insert(ws, feed.clone());
         Ok(feed)
+    }
+
+    /// Every feed opened so far.
+    pub fn all(&self) -> Vec<(WorkspaceId, Arc<Feed>)> {
+        let mut all: Vec<_> = self
+            .feeds
+            .lock()
+            .iter()
+            .map(|(ws, f)| (*ws, f.clone()))
+            .collect();
+        all.sort_by_key(|(ws, _)| *ws);
+        all
+    }
+
+    /// Makes workspace `ws`'s feed, which must not exist yet, go on after
+    /// seq `after`: a cluster node started from a snapshot set numbers
+    /// its events as the nodes that made the ones before did.
+    pub fn start_after(&self, ws: WorkspaceId, after: u64) -> Result<()> {
+        let dir = self.dir.join(ws.to_string());
+        if self.feeds.lock().contains_key(&ws) {
+            return Err(crate::persist::Error::corrupt(
+                &dir,
+                format!("cannot start the feed after {after}: it is open"),
+            ));
+        }
+        FeedStore::start_after(&dir, after)
     }
 
     /// Makes every feed's events durable (before a snapshot is written:
@@ -724,6 +777,57 @@ mod tests {
                 events: Vec::new(),
                 through: 1
             }
+        );
+    }
+
+    /// A cut's mark is the seq of the last event of the commands placed
+    /// before it, however the commands around it finish; a feed started
+    /// after a seq numbers on from it.
+    #[test]
+    fn a_cuts_mark_counts_the_commands_before_it_and_a_feed_goes_on_after_a_seq() {
+        let d = tempfile::tempdir().unwrap();
+        let f = feed(d.path(), 3);
+        let ev = |uid| Event {
+            time: None,
+            event_type: EventType::UserDeleteRequest,
+            user: User {
+                uid,
+                external_id: None,
+                device_id: None,
+            },
+            properties: properties(&Map::new()),
+        };
+        let mut empty = f.seq_through();
+        assert_eq!(empty.try_recv(), Ok(0), "nothing placed: known at once");
+        let (t1, t2) = (f.reserve(10, 1000).unwrap(), f.reserve(20, 1000).unwrap());
+        let mut mark = f.seq_through();
+        let t3 = f.reserve(30, 1000).unwrap();
+        t3.complete(vec![ev(1), ev(2), ev(3)]);
+        t2.complete(vec![ev(4), ev(5)]);
+        assert!(mark.try_recv().is_err(), "the first command is not written");
+        t1.complete(vec![ev(6)]);
+        assert_eq!(mark.try_recv(), Ok(3), "1 + 2 events, not the later 3");
+        assert_eq!(f.newest(), 6);
+
+        let d = tempfile::tempdir().unwrap();
+        let cfg = FeedConfig {
+            retention_bytes: u64::MAX,
+            retention: Duration::from_secs(3600),
+            segment_bytes: 1 << 20,
+        };
+        let feeds = Feeds::new(d.path(), cfg);
+        feeds.start_after(WorkspaceId(3), 41).unwrap();
+        let f = feeds.feed(WorkspaceId(3)).unwrap();
+        assert_eq!(f.newest(), 41);
+        f.reserve(7, 1000).unwrap().complete(vec![ev(1)]);
+        let Read::Events { events, through } = f.read(0, 10, None).unwrap() else {
+            panic!("expired")
+        };
+        assert_eq!((events.len(), events[0].seq, through), (1, 42, 42));
+        assert_eq!(f.read(5, 10, None).unwrap(), Read::Expired { oldest: 42 });
+        assert!(
+            feeds.start_after(WorkspaceId(3), 50).is_err(),
+            "only a feed with no segment"
         );
     }
 

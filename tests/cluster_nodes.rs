@@ -1010,7 +1010,41 @@ fn a_restarted_or_wiped_node_answers_like_the_others() {
             // them came from the object store.
             let out = nodes[2].daemon.output();
             assert!(out.contains("bootstrapped from snapshot set"), "{out}");
+            // Its change feed holds the events after the set, numbered as
+            // the other nodes number them: the same cursor, the same
+            // events after it.
+            let (all, through) = feed(&urls[0], &key, at);
+            let (since, through_there) = feed(&urls[2], &key, at);
+            assert_eq!(through_there, through);
+            assert!(
+                !since.is_empty() && since.len() < all.len(),
+                "{} of {}",
+                since.len(),
+                all.len()
+            );
+            assert_eq!(since[..], all[all.len() - since.len()..]);
         }
+    }
+}
+
+/// A workspace's whole change feed on the node at `url`, once it applied
+/// `at`: the events' ids, and the cursor after the last.
+fn feed(url: &str, key: &str, at: u64) -> (Vec<String>, String) {
+    let (mut ids, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/feed?limit=1000&after={c}"),
+            None => "/feed?limit=1000".to_string(),
+        };
+        let r = must(url, "GET", &path, Some(key), None, &at_least(at));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let events = r.body["events"].as_array().unwrap();
+        ids.extend(events.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        let next = r.body["next_cursor"].as_str().unwrap().to_string();
+        if events.is_empty() {
+            return (ids, next);
+        }
+        cursor = Some(next);
     }
 }
 

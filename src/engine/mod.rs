@@ -164,6 +164,7 @@ impl Engine {
         // the newest snapshot set in the object store, or from their
         // start (docs/cluster.md); the data dir holds the lock, the sets'
         // local copies and the feeds, which replay writes again.
+        let mut feed_seqs = Vec::new();
         let cluster = match &config.cluster {
             None => None,
             Some(cfg) => {
@@ -193,6 +194,7 @@ impl Engine {
                 {
                     recovered.image = boot.image;
                     c.start_from(&boot.sequences);
+                    feed_seqs = boot.feeds;
                 }
                 Some(c)
             }
@@ -206,6 +208,13 @@ impl Engine {
         let router_arbiter = named_arbiters("cohortd-router", 1).remove(0);
         let cell: StateCell = self.inner.state.clone();
         let feeds = Arc::new(Feeds::new(&config.data_dir, config.feed.feed_config()));
+        // A node started from a snapshot set numbers its feeds' events on
+        // from the set's (its feed directory was emptied above).
+        for (ws, seq) in feed_seqs {
+            feeds
+                .start_after(ws, seq)
+                .map_err(|e| StartError::Runtime(format!("cannot start the feed of {ws}: {e}")))?;
+        }
         let applier = Arc::new(apply::Applier::new(
             cell,
             feeds.clone(),
@@ -294,6 +303,7 @@ impl Engine {
                 let sets = shard_snapshots::ShardSnapshots::open(
                     router.clone(),
                     c.clone(),
+                    feeds.clone(),
                     &config.data_dir,
                     config.snapshot.retain,
                 )

@@ -70,6 +70,9 @@ pub enum CutAt {
 #[rtype(result = "()")]
 pub struct Checkpoint {
     pub reply: oneshot::Sender<Cut>,
+    /// Run at the cut, while nothing applies (a cluster set marks the
+    /// feeds' seqs there).
+    pub at_cut: Option<Box<dyn FnOnce() + Send>>,
 }
 
 pub struct Router {
@@ -233,6 +236,7 @@ impl Handler<Checkpoint> for Router {
     fn handle(&mut self, msg: Checkpoint, ctx: &mut Context<Self>) {
         let (applier, lanes, wal) = (self.applier.clone(), self.lanes.clone(), self.wal.clone());
         let log = self.log.clone();
+        let at_cut = msg.at_cut;
         let cut = async move {
             lanes.hold().await;
             // Every lane has applied all it appended and appends nothing
@@ -244,6 +248,9 @@ impl Handler<Checkpoint> for Router {
                 Log::Cluster(c) => c.cut_sequences().map(CutAt::Shards),
             };
             let image = at.is_ok().then(|| applier.image());
+            if let (Ok(_), Some(f)) = (&at, at_cut) {
+                f();
+            }
             lanes.release();
             (at, image)
         };

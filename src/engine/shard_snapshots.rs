@@ -58,6 +58,8 @@ use super::state::Image;
 use crate::cluster::shard_of;
 use crate::cluster::snapshots::SnapshotStore;
 use crate::error::{Error, Result};
+use crate::feed::Feeds;
+use crate::model::WorkspaceId;
 use crate::persist::schema;
 use crate::persist::snapshot::{self, SnapshotInfo};
 
@@ -67,6 +69,13 @@ pub const SET_FAILED: &str = "the snapshot could not be written or uploaded; the
 
 /// The local directory of the sets, under the data dir.
 pub const DIR: &str = "shard-snapshots";
+
+/// A set's feeds' seqs, in its local directory.
+const FEEDS_FILE: &str = "feeds.json";
+
+/// How long a set waits for the feeds to write the events of the
+/// commands before its cut (a cohort's actor makes a delta's).
+const FEED_PATIENCE: Duration = Duration::from_secs(60);
 
 /// One object of a set, as its name says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +92,22 @@ fn set_id(created_at_millis: i64) -> String {
 fn object_name(set: &str, shard: u32, sequence: u64) -> String {
     format!("{set}.shard-{shard:04}.seq-{sequence:020}")
 }
+
+/// The object holding a set's feeds' seqs at its cut.
+fn feeds_name(set: &str) -> String {
+    format!("{set}.feeds")
+}
+
+/// The feeds' seqs at a set's cut, as stored beside its shard files:
+/// JSON `{"version": 1, "feeds": [[workspace, seq], …]}` (a workspace
+/// whose feed had no event is left out).
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FeedSeqs {
+    version: u32,
+    feeds: Vec<(u32, u64)>,
+}
+
+const FEED_SEQS_VERSION: u32 = 1;
 
 fn parse(name: &str) -> Option<Part> {
     let mut it = name.split('.');
@@ -128,7 +153,8 @@ impl Set {
 }
 
 /// The complete sets among `objects` (name, size), oldest first: those
-/// with exactly one object for each of `shards` shards.
+/// with exactly one object for each of `shards` shards, and their feeds'
+/// seqs (uploaded last).
 fn complete_sets(objects: &[(String, u64)], shards: u32) -> Vec<Set> {
     let mut by_set: BTreeMap<String, BTreeMap<u32, (u64, u64)>> = BTreeMap::new();
     for (name, size) in objects {
@@ -139,9 +165,14 @@ fn complete_sets(objects: &[(String, u64)], shards: u32) -> Vec<Set> {
                 .insert(p.shard, (p.sequence, *size));
         }
     }
+    let names: std::collections::HashSet<&str> = objects.iter().map(|(n, _)| n.as_str()).collect();
     by_set
         .into_iter()
-        .filter(|(_, parts)| parts.len() == shards as usize && parts.keys().copied().eq(0..shards))
+        .filter(|(id, parts)| {
+            parts.len() == shards as usize
+                && parts.keys().copied().eq(0..shards)
+                && names.contains(feeds_name(id).as_str())
+        })
         .map(|(id, parts)| Set {
             created_at_millis: id["set-".len()..].parse().unwrap_or(0),
             sequences: parts.values().map(|(seq, _)| *seq).collect(),
@@ -189,6 +220,7 @@ pub struct ShardSnapshots {
     router: Addr<Router>,
     cluster: Arc<Clustered>,
     store: SnapshotStore,
+    feeds: Arc<Feeds>,
     dir: PathBuf,
     retain: usize,
     /// One set at a time on this node.
@@ -199,6 +231,7 @@ impl ShardSnapshots {
     pub async fn open(
         router: Addr<Router>,
         cluster: Arc<Clustered>,
+        feeds: Arc<Feeds>,
         data_dir: &Path,
         retain: usize,
     ) -> std::result::Result<Arc<ShardSnapshots>, String> {
@@ -209,6 +242,7 @@ impl ShardSnapshots {
             router,
             cluster,
             store,
+            feeds,
             dir: data_dir.join(DIR),
             // The newest can be unreadable: keep one before it.
             retain: retain.max(2),
@@ -261,10 +295,26 @@ impl ShardSnapshots {
 
     async fn run(&self) -> Result<SnapshotInfo> {
         let shards = self.cluster.shard_count();
+        // Each feed's seq at the cut: marked while nothing applies, known
+        // once the events of the commands before it are written.
+        let marks = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let at_cut: Box<dyn FnOnce() + Send> = {
+            let (feeds, marks) = (self.feeds.clone(), marks.clone());
+            Box::new(move || {
+                *marks.lock() = feeds
+                    .all()
+                    .into_iter()
+                    .map(|(ws, f)| (ws, f.seq_through()))
+                    .collect();
+            })
+        };
         let (sequences, image) = {
             let held = self.cluster.hold_tails().await;
             let (tx, rx) = oneshot::channel();
-            self.router.do_send(Checkpoint { reply: tx });
+            self.router.do_send(Checkpoint {
+                reply: tx,
+                at_cut: Some(at_cut),
+            });
             let cut = rx
                 .await
                 .map_err(|_| Error::Internal("router stopped".into()))?;
@@ -278,6 +328,25 @@ impl ShardSnapshots {
                 }
             }
         };
+        let mut feeds = Vec::new();
+        let taken = std::mem::take(&mut *marks.lock());
+        for (ws, seq) in taken {
+            let seq = tokio::time::timeout(FEED_PATIENCE, seq)
+                .await
+                .map_err(|_| {
+                    tracing::error!(workspace = %ws, "a feed did not write its events up to the cut");
+                    Error::Unavailable(SET_FAILED.into())
+                })?
+                .map_err(|_| Error::Internal("a feed dropped its mark".into()))?;
+            if seq > 0 {
+                feeds.push((ws.0, seq));
+            }
+        }
+        let feeds = serde_json::to_vec(&FeedSeqs {
+            version: FEED_SEQS_VERSION,
+            feeds,
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
         let created = crate::time::now_millis();
         let set = Set {
             id: set_id(created),
@@ -288,18 +357,26 @@ impl ShardSnapshots {
         let dir = self.dir.join(&set.id);
         let written = {
             let (dir, sequences) = (dir.clone(), set.sequences.clone());
-            tokio::task::spawn_blocking(move || write_set(&dir, created, &sequences, image, shards))
-                .await
-                .map_err(|e| Error::Internal(format!("snapshot task: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                write_set(&dir, created, &sequences, image, shards, &feeds)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("snapshot task: {e}")))?
         }
         .map_err(|e| {
             tracing::error!(error = %e, "a shard snapshot could not be written");
             Error::Unavailable(SET_FAILED.into())
         })?;
         let mut bytes = 0;
-        for ((shard, name), path) in set.objects().zip(&written) {
-            bytes += self.store.put(&name, path).await.map_err(|e| {
-                tracing::error!(shard, error = %e, "a shard snapshot could not be uploaded");
+        // The feeds' seqs last: a set is complete once they are there.
+        let uploads = set
+            .objects()
+            .map(|(_, name)| name)
+            .zip(written)
+            .chain([(feeds_name(&set.id), dir.join(FEEDS_FILE))]);
+        for (name, path) in uploads {
+            bytes += self.store.put(&name, &path).await.map_err(|e| {
+                tracing::error!(object = %name, error = %e, "a snapshot set's object could not be uploaded");
                 Error::Unavailable(SET_FAILED.into())
             })?;
         }
@@ -321,8 +398,11 @@ impl ShardSnapshots {
         // run older than the oldest kept.
         let oldest_kept = keep.first().map(|s| s.id.as_str()).unwrap_or("");
         for (name, _) in &objects {
-            if let Some(p) = parse(name) {
-                if !kept.contains(p.set.as_str()) && p.set.as_str() < oldest_kept {
+            let set = parse(name)
+                .map(|p| p.set)
+                .or_else(|| name.strip_suffix(".feeds").map(str::to_string));
+            if let Some(set) = set {
+                if !kept.contains(set.as_str()) && set.as_str() < oldest_kept {
                     self.store.delete(name).await.map_err(|e| e.to_string())?;
                 }
             }
@@ -361,8 +441,13 @@ fn write_set(
     sequences: &[u64],
     image: Image,
     shards: u32,
+    feeds: &[u8],
 ) -> std::result::Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let path = dir.join(FEEDS_FILE);
+    std::fs::write(&path, feeds)
+        .and_then(|()| std::fs::File::open(&path)?.sync_all())
+        .map_err(|e| format!("write {}: {e}", path.display()))?;
     let mut paths = Vec::with_capacity(shards as usize);
     for (k, part) in split(image, shards).into_iter().enumerate() {
         let info = snapshot::write_streamed(
@@ -383,6 +468,9 @@ pub struct Bootstrapped {
     pub set: String,
     pub image: Image,
     pub sequences: Vec<u64>,
+    /// Each workspace feed's seq at the set's cut: the node's feeds go on
+    /// after them (`Feeds::start_after`).
+    pub feeds: Vec<(WorkspaceId, u64)>,
 }
 
 /// The newest set this node can start from, loaded (module doc); `None`
@@ -421,12 +509,13 @@ pub async fn bootstrap(
             continue;
         }
         match load_set(&store, &dir.join(&set.id), &set).await {
-            Ok(image) => {
+            Ok((image, feeds)) => {
                 tracing::info!(set = %set.id, sequences = ?set.sequences, "bootstrapped from snapshot set");
                 return Ok(Some(Bootstrapped {
                     set: set.id.clone(),
                     image,
                     sequences: set.sequences,
+                    feeds,
                 }));
             }
             Err(e) => {
@@ -449,15 +538,40 @@ pub async fn bootstrap(
 }
 
 /// Loads a set's files, from `dir` when they are there and verify, else
-/// downloaded into it; the merged image.
+/// downloaded into it; the merged image and the feeds' seqs.
 async fn load_set(
     store: &SnapshotStore,
     dir: &Path,
     set: &Set,
-) -> std::result::Result<Image, String> {
+) -> std::result::Result<(Image, Vec<(WorkspaceId, u64)>), String> {
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let feeds_path = dir.join(FEEDS_FILE);
+    let read_feeds = |bytes: &[u8]| -> std::result::Result<Vec<(WorkspaceId, u64)>, String> {
+        let f: FeedSeqs = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if f.version != FEED_SEQS_VERSION {
+            return Err(format!("feeds' seqs of version {}", f.version));
+        }
+        Ok(f.feeds
+            .into_iter()
+            .map(|(ws, seq)| (WorkspaceId(ws), seq))
+            .collect())
+    };
+    let local = tokio::fs::read(&feeds_path).await.ok();
+    let feeds = match local.as_deref().map(read_feeds) {
+        Some(Ok(feeds)) => feeds,
+        _ => {
+            store
+                .fetch(&feeds_name(&set.id), &feeds_path)
+                .await
+                .map_err(|e| e.to_string())?;
+            let bytes = tokio::fs::read(&feeds_path)
+                .await
+                .map_err(|e| format!("read {}: {e}", feeds_path.display()))?;
+            read_feeds(&bytes)?
+        }
+    };
     let mut parts = Vec::with_capacity(set.sequences.len());
     for (shard, name) in set.objects() {
         let path = dir.join(format!("{name}.snap"));
@@ -495,7 +609,7 @@ async fn load_set(
         };
         parts.push(image);
     }
-    Ok(merge(parts))
+    Ok((merge(parts), feeds))
 }
 
 #[cfg(test)]
@@ -538,14 +652,23 @@ mod tests {
         ]
         .iter()
         .map(|(s, k, q)| (object_name(s, *k, *q), 100))
-        .chain([("stray".to_string(), 1)])
+        .chain([
+            ("stray".to_string(), 1),
+            (feeds_name(&set_id(1)), 10),
+            (feeds_name(&set_id(2)), 10),
+            (feeds_name(&set_id(3)), 10),
+            // Shards of set 4, whose feeds' seqs never arrived.
+            (object_name(&set_id(4), 0, 13), 100),
+            (object_name(&set_id(4), 1, 9), 100),
+        ])
         .collect();
         let sets = complete_sets(&objects, 2);
         assert_eq!(
             sets.iter()
                 .map(|s| (s.id.clone(), s.sequences.clone(), s.bytes))
                 .collect::<Vec<_>>(),
-            vec![(set_id(1), vec![5, 7], 200), (set_id(3), vec![12, 8], 200)]
+            vec![(set_id(1), vec![5, 7], 200), (set_id(3), vec![12, 8], 200)],
+            "set 2 lacks a shard, set 4 its feeds' seqs"
         );
     }
 

@@ -125,7 +125,10 @@ impl Snapshotter {
         let last = self.last.clone();
         async move {
             let (tx, rx) = oneshot::channel();
-            router.do_send(Checkpoint { reply: tx });
+            router.do_send(Checkpoint {
+                reply: tx,
+                at_cut: None,
+            });
             let cut = rx
                 .await
                 .map_err(|_| Error::Internal("router stopped".into()))?;

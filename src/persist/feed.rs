@@ -473,6 +473,24 @@ impl FeedStore {
         })
     }
 
+    /// Makes the feed in `dir`, which holds no segment yet, start after
+    /// seq `after` (an empty segment named by `after + 1`): reads of a
+    /// cursor before it are [`Read::Expired`].
+    pub fn start_after(dir: &Path, after: u64) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create feed directory", dir))?;
+        let any = std::fs::read_dir(dir)
+            .map_err(Error::io("list feed directory", dir))?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("feed-"));
+        if any {
+            return Err(Error::corrupt(
+                dir,
+                format!("cannot start the feed after {after}: it holds segments"),
+            ));
+        }
+        Self::create(dir, after + 1).map(drop)
+    }
+
     fn create(dir: &Path, first_seq: u64) -> Result<Segment> {
         let path = segment_path(dir, first_seq);
         let mut f = File::create(&path).map_err(Error::io("create feed segment", &path))?;
