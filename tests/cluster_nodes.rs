@@ -18,6 +18,10 @@ use std::time::Duration;
 use common::process::{free_port, Daemon, Home};
 use common::{delta, Resp, ADMIN};
 use nats::NatsCluster;
+#[allow(dead_code)]
+#[path = "common/receiver.rs"]
+mod receiver;
+use receiver::Receiver;
 use serde_json::{json, Value};
 
 struct Node {
@@ -248,23 +252,6 @@ fn writes_through_any_node_are_read_on_every_node() {
     assert_eq!(r.status, 400, "{}", r.body);
 
     // Not in cluster mode yet, and said so rather than half done.
-    let r = call(
-        d(0),
-        "POST",
-        "/connectors",
-        Some(&key),
-        Some(
-            &json!({"name": "heap", "url": "https://heap.example/braze/currents",
-            "event_types": ["users.cohorts.Entered"]}),
-        ),
-        &[],
-    );
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (501, Some("not_in_cluster_mode")),
-        "{}",
-        r.body
-    );
     let r = call(
         d(1),
         "POST",
@@ -1118,4 +1105,146 @@ fn snapshot_sets_trim_the_streams(
         let v = must(&urls[0], "GET", "/cluster", Some(ADMIN), None, &[]).body;
         v["shards"][shard as usize]["first_sequence"].as_u64() > Some(20)
     });
+}
+
+/// A connector created through a node that does not lead its workspace's
+/// shard is delivered by the leader alone (each event once); killed with
+/// `kill -9`, the leader's successor resumes after the last batch the old
+/// one had acknowledged, in feed order, and every node reports the same
+/// progress.
+#[test]
+fn a_connector_is_delivered_by_its_shards_leader_and_resumes_on_the_next() {
+    let Some((_nats, mut nodes, urls)) = led_cluster() else {
+        return;
+    };
+    let Busy {
+        key,
+        secret,
+        start,
+        leader,
+        ..
+    } = busy_workspace(&urls, 60);
+    let rx = Receiver::start();
+    let r = must(
+        &urls[(leader + 1) % 3],
+        "POST",
+        "/connectors",
+        Some(&key),
+        Some(&json!({"name": "heap", "url": rx.url(),
+                     "event_types": ["users.cohorts.Entered"]})),
+        &at_least(start),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["connector_id"].as_str().unwrap().to_string();
+    let mut last = sequence(&r);
+    let mut enter = |urls: &[String], ids: std::ops::Range<usize>| {
+        for i in ids {
+            let body = delta(&secret, "aud", json!([{"user_ids": [format!("u{i}")]}]));
+            let url = &urls[i % urls.len()];
+            let mut answered = None;
+            common::wait_for("a delta taken", || {
+                answered = try_call(
+                    url,
+                    "POST",
+                    "/partners/segment/cohorts/users",
+                    None,
+                    Some(&body),
+                    &at_least(start),
+                )
+                .filter(|r| r.status == 201);
+                answered.is_some()
+            });
+            last = last.max(sequence(&answered.unwrap()));
+        }
+        last
+    };
+    let delivered = |rx: &Receiver| -> Vec<String> {
+        rx.acknowledged_events()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let at = enter(&urls, 0..20);
+    assert!(
+        rx.wait_for_events(20, Duration::from_secs(30)),
+        "{:?}",
+        rx.requests().len()
+    );
+    // Every node shows the same progress: all 20 acknowledged.
+    let (feed_ids, cursor) = feed(&urls[0], &key, at);
+    assert_eq!(feed_ids.len(), 20);
+    common::wait_for("every node reports the connector caught up", || {
+        urls.iter().all(|u| {
+            let r = must(
+                u,
+                "GET",
+                &format!("/connectors/{id}"),
+                Some(&key),
+                None,
+                &[],
+            );
+            r.status == 200
+                && r.body["acknowledged_cursor"] == cursor.as_str()
+                && r.body["state"] == "active"
+                && r.body["sent"] == 20
+                && r.body["lag_seconds"] == 0
+        })
+    });
+    // One node delivered: each event once, in feed order.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(delivered(&rx), feed_ids);
+
+    nodes.remove(leader).daemon.kill9();
+    let survivors: Vec<String> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| urls[i].clone())
+        .collect();
+    let at = enter(&survivors, 20..40);
+    let (feed_ids, cursor) = feed(&survivors[0], &key, at);
+    assert_eq!(feed_ids.len(), 40);
+    assert!(
+        rx.wait_until(Duration::from_secs(60), |requests| {
+            // (The receiver is locked here: its requests, not `delivered`.)
+            let got: Vec<String> = requests
+                .iter()
+                .filter(|r| r.acknowledged())
+                .flat_map(|r| r.events())
+                .filter_map(|e| e["id"].as_str().map(str::to_string))
+                .collect();
+            feed_ids.iter().all(|id| got.contains(id))
+        }),
+        "delivered {} of 40",
+        delivered(&rx).len()
+    );
+    // The successor went on after the acknowledged 20, whose progress it
+    // had: nothing again, nothing skipped, in order.
+    assert_eq!(delivered(&rx), feed_ids);
+    common::wait_for("the survivors report the new progress", || {
+        survivors.iter().all(|u| {
+            let r = must(
+                u,
+                "GET",
+                &format!("/connectors/{id}"),
+                Some(&key),
+                None,
+                &[],
+            );
+            r.body["acknowledged_cursor"] == cursor.as_str() && r.body["lag_events"] == 0
+        })
+    });
+    // The same figures for operators, with each connector once.
+    let r = must(
+        &survivors[1],
+        "GET",
+        "/admin/connectors",
+        Some(ADMIN),
+        None,
+        &[],
+    );
+    assert_eq!(
+        r.body["connectors"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.body
+    );
 }

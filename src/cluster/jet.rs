@@ -24,6 +24,9 @@ pub const LEASES: &str = "COHORTD_LEASES";
 /// The snapshot object store.
 pub const SNAPSHOTS: &str = "COHORTD_SNAPSHOTS";
 
+/// The connectors' progress bucket.
+pub const CONNECTORS: &str = "COHORTD_CONNECTORS";
+
 /// Shard `n`'s stream.
 pub fn stream_name(shard: u32) -> String {
     format!("COHORTD_SHARD_{shard}")
@@ -102,19 +105,33 @@ impl Jet {
 
     /// The lease bucket, created if it does not exist.
     pub async fn leases(&self) -> Result<kv::Store> {
-        match self.js.get_key_value(LEASES).await {
+        self.bucket(LEASES, "cohortd shard leases (one key per shard)")
+            .await
+    }
+
+    /// The connectors' progress bucket (`connector::shared`), created if
+    /// it does not exist.
+    pub async fn connectors(&self) -> Result<kv::Store> {
+        self.bucket(CONNECTORS, "cohortd connectors' delivery progress")
+            .await
+    }
+
+    /// A key-value bucket keeping each key's last value, created if it
+    /// does not exist.
+    async fn bucket(&self, name: &str, description: &str) -> Result<kv::Store> {
+        match self.js.get_key_value(name).await {
             Ok(store) => return Ok(store),
             Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => {}
-            Err(e) => return Err(Error::Unavailable(format!("bucket {LEASES}: {e}"))),
+            Err(e) => return Err(Error::Unavailable(format!("bucket {name}: {e}"))),
         }
         // The bucket's stream, made as `create_key_value` makes it: that
         // call first reads the account's info, whose 2.9 form lacks fields
         // this client requires (`reserved_memory`), and so fails there.
         self.js
             .get_or_create_stream(stream::Config {
-                name: format!("KV_{LEASES}"),
-                description: Some("cohortd shard leases (one key per shard)".into()),
-                subjects: vec![format!("$KV.{LEASES}.>")],
+                name: format!("KV_{name}"),
+                description: Some(description.into()),
+                subjects: vec![format!("$KV.{name}.>")],
                 max_messages_per_subject: 1,
                 storage: stream::StorageType::File,
                 num_replicas: self.replicas,
@@ -125,10 +142,10 @@ impl Jet {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Unavailable(format!("bucket {LEASES}: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("bucket {name}: {e}")))?;
         self.js
-            .get_key_value(LEASES)
+            .get_key_value(name)
             .await
-            .map_err(|e| other(&format!("bucket {LEASES}"), e))
+            .map_err(|e| other(&format!("bucket {name}"), e))
     }
 }

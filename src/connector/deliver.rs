@@ -330,6 +330,19 @@ pub fn start(
     cfg: DeliveryConfig,
     status: Arc<Status>,
 ) -> Result<Handle> {
+    start_sharing(spec, source, progress_dir, cfg, status, None)
+}
+
+/// [`start`], with `on_save` called after each write of the progress file
+/// (cluster mode shares it: `connector::shared`).
+pub fn start_sharing(
+    spec: Spec,
+    source: Arc<dyn Source>,
+    progress_dir: &Path,
+    cfg: DeliveryConfig,
+    status: Arc<Status>,
+    on_save: Option<super::shared::OnSave>,
+) -> Result<Handle> {
     let (file, progress) = ProgressFile::open(progress_dir, &spec.id)?;
     status.acked.store(progress.acked, Ordering::Relaxed);
     status.set_error(&progress.last_error);
@@ -350,6 +363,7 @@ pub fn start(
         file,
         progress,
         sender,
+        on_save,
     };
     let thread = std::thread::Builder::new()
         .name(format!("connector-{prefix}"))
@@ -398,6 +412,7 @@ struct Worker {
     /// What the progress file says (or should: see `save`).
     progress: Progress,
     sender: Sender,
+    on_save: Option<super::shared::OnSave>,
 }
 
 impl Worker {
@@ -476,7 +491,12 @@ impl Worker {
             self.save();
             return Ok(Next::Moved);
         }
+        let was_behind = self.status.snapshot().oldest_unacked_ms.is_some();
         self.status.set_oldest(None);
+        if was_behind {
+            // Caught up: said to whoever shares the figures.
+            self.share();
+        }
         Ok(Next::Idle)
     }
 
@@ -512,8 +532,8 @@ impl Worker {
                 Ok(()) => {
                     self.progress.acked = b.last;
                     self.progress.inflight_through = 0;
-                    self.save();
                     self.status.sent.fetch_add(b.count, Ordering::Relaxed);
+                    self.save();
                     return true;
                 }
                 Err(msg) => {
@@ -576,6 +596,14 @@ impl Worker {
             let msg = format!("writing progress: {e}");
             tracing::warn!(connector = %self.spec.id, error = %msg);
             self.status.set_error(&msg);
+        }
+        self.share();
+    }
+
+    /// Hands the progress and figures to `on_save` (cluster mode).
+    fn share(&self) {
+        if let Some(f) = &self.on_save {
+            f(&self.progress, &self.status.snapshot());
         }
     }
 }

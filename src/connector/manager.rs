@@ -17,6 +17,13 @@
 //! Stopping a delivery joins its thread, which may be in the middle of a
 //! request (up to `timeout_ms`): that happens on a thread of its own,
 //! never on the caller's (an HTTP worker).
+//!
+//! In a cluster ([`Connectors::reconcile_where`]) a node delivers only the
+//! connectors of the workspaces whose shard it leads, and is reconciled
+//! again each time it starts or stops leading one. Each delivery shares
+//! its progress (`shared`), and starts from the shared progress when that
+//! is further on than its own file; a connector this node does not
+//! deliver is reported from what its deliverer shared.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +34,7 @@ use parking_lot::Mutex;
 
 use super::deliver::{self, DeliveryConfig, Handle, Source, Spec, Status, StatusSnapshot};
 use super::progress::{self, Progress, ProgressFile};
+use super::shared::SharedProgress;
 use crate::engine::state::{Connector, State};
 use crate::feed::{Feed, Feeds};
 use crate::model::WorkspaceId;
@@ -52,6 +60,9 @@ impl Source for Feed {
 pub struct Report {
     pub workspace: WorkspaceId,
     pub connector: Arc<Connector>,
+    /// Whether this node delivers it (in a cluster, the figures of one it
+    /// does not are its deliverer's, as last shared).
+    pub delivering: bool,
     pub status: StatusSnapshot,
     /// Events in the feed after the last one acknowledged.
     pub lag_events: u64,
@@ -74,15 +85,23 @@ pub struct Connectors {
     cfg: DeliveryConfig,
     feeds: Arc<Feeds>,
     running: Mutex<HashMap<(WorkspaceId, String), Running>>,
+    /// Cluster mode: the progress every node shares.
+    shared: Option<Arc<SharedProgress>>,
 }
 
 impl Connectors {
-    pub fn new(data_dir: &Path, cfg: DeliveryConfig, feeds: Arc<Feeds>) -> Connectors {
+    pub fn new(
+        data_dir: &Path,
+        cfg: DeliveryConfig,
+        feeds: Arc<Feeds>,
+        shared: Option<Arc<SharedProgress>>,
+    ) -> Connectors {
         Connectors {
             dir: data_dir.join("connectors"),
             cfg,
             feeds,
             running: Mutex::new(HashMap::new()),
+            shared,
         }
     }
 
@@ -94,13 +113,29 @@ impl Connectors {
     /// `state` is read once this holds the lock, so that of two calls at
     /// once the last sees the newest state.
     pub fn reconcile(&self, state: impl FnOnce() -> Arc<State>) {
+        self.reconcile_where(state, |_| true)
+    }
+
+    /// [`reconcile`](Self::reconcile), running only the connectors of the
+    /// workspaces `delivers` says this node delivers (in a cluster, those
+    /// whose shard it leads).
+    pub fn reconcile_where(
+        &self,
+        state: impl FnOnce() -> Arc<State>,
+        delivers: impl Fn(WorkspaceId) -> bool,
+    ) {
         let mut running = self.running.lock();
-        let mut wanted: HashMap<(WorkspaceId, String), Arc<Connector>> = HashMap::new();
+        let mut all: HashMap<(WorkspaceId, String), Arc<Connector>> = HashMap::new();
         for ws in state().workspaces_sorted() {
             for c in ws.connectors_sorted() {
-                wanted.insert((ws.id(), c.id.clone()), c);
+                all.insert((ws.id(), c.id.clone()), c);
             }
         }
+        let wanted: HashMap<(WorkspaceId, String), Arc<Connector>> = all
+            .iter()
+            .filter(|((ws, _), _)| delivers(*ws))
+            .map(|(k, c)| (k.clone(), c.clone()))
+            .collect();
         let gone: Vec<_> = running
             .keys()
             .filter(|k| wanted.get(*k) != running.get(*k).map(|r| &r.connector))
@@ -109,8 +144,14 @@ impl Connectors {
         let mut stopping = Vec::new();
         for key in gone {
             if let Some(r) = running.remove(&key) {
-                let removed = !wanted.contains_key(&key);
+                // Gone from the state, not only delivered elsewhere now.
+                let removed = !all.contains_key(&key);
                 stopping.push((key, r, removed));
+            }
+        }
+        if let Some(shared) = &self.shared {
+            for ((ws, id), _, _) in stopping.iter().filter(|(_, _, removed)| *removed) {
+                shared.remove(*ws, id);
             }
         }
         for (key, connector) in wanted {
@@ -162,18 +203,32 @@ impl Connectors {
             }
         };
         let dir = self.dir_of(ws);
-        let handle = first_progress(&dir, &c).and_then(|()| {
-            let spec = Spec {
-                id: c.id.clone(),
-                url: c.url.clone(),
-                bearer_token: c.bearer_token.clone(),
-                kinds: c
-                    .event_types
-                    .as_ref()
-                    .map(|t| t.iter().map(|t| t.code()).collect()),
-            };
-            deliver::start(spec, feed.clone(), &dir, self.cfg.clone(), status.clone())
-        });
+        let seeded = match &self.shared {
+            Some(shared) => shared.seed(&dir, ws, &c.id),
+            None => Ok(()),
+        };
+        let on_save = self.shared.as_ref().map(|s| s.on_save(ws, &c.id));
+        let handle = seeded
+            .and_then(|()| first_progress(&dir, &c))
+            .and_then(|()| {
+                let spec = Spec {
+                    id: c.id.clone(),
+                    url: c.url.clone(),
+                    bearer_token: c.bearer_token.clone(),
+                    kinds: c
+                        .event_types
+                        .as_ref()
+                        .map(|t| t.iter().map(|t| t.code()).collect()),
+                };
+                deliver::start_sharing(
+                    spec,
+                    feed.clone(),
+                    &dir,
+                    self.cfg.clone(),
+                    status.clone(),
+                    on_save,
+                )
+            });
         let handle = match handle {
             Ok(h) => Some(h),
             Err(e) => {
@@ -191,19 +246,45 @@ impl Connectors {
         }
     }
 
-    /// One connector's figures.
-    pub fn report(&self, ws: WorkspaceId, id: &str) -> Option<Report> {
-        let running = self.running.lock();
-        let r = running.get(&(ws, id.to_string()))?;
-        Some(report(ws, r))
+    /// One connector's figures: this node's if it delivers it, else (in
+    /// a cluster) its deliverer's as last shared.
+    pub fn report(&self, ws: WorkspaceId, c: &Arc<Connector>) -> Option<Report> {
+        if let Some(r) = self.running.lock().get(&(ws, c.id.clone())) {
+            return Some(report(ws, r));
+        }
+        self.shared_report(ws, c.clone())
     }
 
-    /// Every connector's figures, by workspace and id.
-    pub fn reports(&self) -> Vec<Report> {
-        let running = self.running.lock();
-        let mut all: Vec<Report> = running.iter().map(|((ws, _), r)| report(*ws, r)).collect();
-        all.sort_by(|a, b| (a.workspace, &a.connector.id).cmp(&(b.workspace, &b.connector.id)));
-        all
+    /// Every connector of `state` with figures ([`report`](Self::report)),
+    /// by workspace and id.
+    pub fn reports(&self, state: &State) -> Vec<Report> {
+        state
+            .workspaces_sorted()
+            .iter()
+            .flat_map(|ws| {
+                ws.connectors_sorted()
+                    .into_iter()
+                    .filter_map(|c| self.report(ws.id(), &c))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// A connector delivered by another node, from what it shared (`None`
+    /// on a single node, or before anything was shared: created a moment
+    /// ago).
+    fn shared_report(&self, ws: WorkspaceId, connector: Arc<Connector>) -> Option<Report> {
+        let shared = self.shared.as_ref()?.get(ws, &connector.id)?;
+        let status = shared.status();
+        let newest = self.feeds.feed(ws).map_or(0, |f| f.newest());
+        Some(Report {
+            workspace: ws,
+            lag_events: status.lag_events(newest),
+            lag_seconds: status.lag_seconds(crate::time::now_millis()),
+            delivering: false,
+            connector,
+            status,
+        })
     }
 
     /// Stops every delivery (at shutdown), waiting for each.
@@ -221,6 +302,7 @@ fn report(ws: WorkspaceId, r: &Running) -> Report {
     Report {
         workspace: ws,
         connector: r.connector.clone(),
+        delivering: true,
         lag_events: status.lag_events(r.feed.as_deref().map_or(0, Feed::newest)),
         lag_seconds: status.lag_seconds(now),
         status,

@@ -9,7 +9,10 @@
 //!   batch in flight, disabled and why), in one small file.
 //!
 //! - [`manager`]: which connectors run, following the state (one
-//!   delivery per connector the workspaces hold).
+//!   delivery per connector the workspaces hold; in a cluster, those of
+//!   the workspaces whose shard this node leads);
+//! - [`shared`]: cluster mode's copy of each connector's progress in
+//!   JetStream, from which the next leader resumes.
 //!
 //! `deliver` and `progress` do not depend on the engine: the feed is
 //! reached through [`deliver::Source`], which `manager` implements over
@@ -18,3 +21,4 @@
 pub mod deliver;
 pub mod manager;
 pub mod progress;
+pub mod shared;

@@ -101,6 +101,27 @@ const LAG_EVERY: Duration = Duration::from_secs(1);
 /// writer resolves each within JetStream's request timeout).
 const SETTLE_PATIENCE: Duration = Duration::from_secs(15);
 
+/// Runs `f` until it succeeds or [`CONNECT_PATIENCE`] is spent (a
+/// JetStream cluster that is starting, or busy placing replicas, times
+/// out for a while): what a node does at start-up.
+pub async fn patiently<T, E: std::fmt::Display, F, Fut>(what: &str, mut f: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "{what} not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The position of shard `shard`'s record `sequence`.
 pub fn position(shard: u32, sequence: u64) -> u64 {
     (sequence << SHARD_BITS) | u64::from(shard)
@@ -210,6 +231,8 @@ pub struct Clustered {
     leadership: Mutex<Option<Leadership>>,
     /// Run each time this node starts leading the control shard.
     on_control_lead: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Run each time this node starts or stops leading a shard.
+    on_side_change: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// One shard as `GET /cluster` shows it.
@@ -273,6 +296,7 @@ impl Clustered {
             router: OnceLock::new(),
             leadership: Mutex::new(None),
             on_control_lead: OnceLock::new(),
+            on_side_change: OnceLock::new(),
         }))
     }
 
@@ -289,6 +313,23 @@ impl Clustered {
     /// (set once, before [`start`](Self::start)).
     pub fn on_control_lead(&self, f: impl Fn() + Send + Sync + 'static) {
         let _ = self.on_control_lead.set(Box::new(f));
+    }
+
+    /// What to run each time this node starts or stops leading a shard
+    /// (set once, before [`start`](Self::start)): its connectors follow.
+    pub fn on_side_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_side_change.set(Box::new(f));
+    }
+
+    fn side_changed(&self) {
+        if let Some(f) = self.on_side_change.get() {
+            f();
+        }
+    }
+
+    /// Whether this node leads workspace `ws`'s shard now.
+    pub fn leads(&self, ws: WorkspaceId) -> bool {
+        self.check_leads(Some(ws)).is_ok()
     }
 
     /// Follows every shard from the start of its stream, takes part in
@@ -568,8 +609,9 @@ impl Clustered {
                             if let Some(f) = self.on_control_lead.get() {
                                 f();
                             }
+                            self.side_changed();
                         }
-                        Ok(()) => {}
+                        Ok(()) => self.side_changed(),
                         Err(e) => {
                             tracing::warn!(shard = index, error = %e, "cannot take the lead yet");
                             tail = Some(self.start_tail(index, shard.applied()));
@@ -646,6 +688,8 @@ impl Clustered {
             Side::Leading { writer, .. } => writer,
             Side::Other => return self.start_tail(index, shard.applied()),
         };
+        // Its connectors stop now, not once the records in flight settle.
+        self.side_changed();
         let last = writer.last_sequence();
         let mut rx = shard.applied.subscribe();
         if tokio::time::timeout(SETTLE_PATIENCE, rx.wait_for(|a| *a >= last))

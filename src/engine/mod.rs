@@ -66,6 +66,7 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::config::Config;
 use crate::connector::manager::Connectors;
 pub use crate::connector::manager::Report as ConnectorReport;
+use crate::connector::shared::SharedProgress;
 use crate::error::{Error, Result, StartError};
 use crate::feed::{EventType, Feeds};
 use crate::keys::{self, KeyHash};
@@ -186,12 +187,13 @@ impl Engine {
                 let c = clustered::Clustered::connect(cfg).await.map_err(|e| {
                     StartError::Runtime(format!("cluster mode cannot reach JetStream: {e}"))
                 })?;
-                if let Some(boot) = shard_snapshots::bootstrap(&c, &config.data_dir)
-                    .await
-                    .map_err(|e| {
-                        StartError::Runtime(format!("cluster mode cannot bootstrap: {e}"))
-                    })?
-                {
+                let boot = clustered::patiently("the snapshot bucket", || {
+                    shard_snapshots::bootstrap(&c, &config.data_dir)
+                })
+                .await;
+                if let Some(boot) = boot.map_err(|e| {
+                    StartError::Runtime(format!("cluster mode cannot bootstrap: {e}"))
+                })? {
                     recovered.image = boot.image;
                     c.start_from(&boot.sequences);
                     feed_seqs = boot.feeds;
@@ -255,6 +257,18 @@ impl Engine {
                 // The limits go into the control shard's stream whenever
                 // this node starts leading it (no record when in force).
                 let (to, limits) = (router.clone(), limits.clone());
+                // A node delivers the connectors of the shards it leads.
+                let engine = Arc::downgrade(&self.inner);
+                c.on_side_change(move || {
+                    if let Some(inner) = engine.upgrade() {
+                        let engine = Engine { inner };
+                        tokio::spawn(async move {
+                            if let Err(e) = engine.reconcile_connectors().await {
+                                tracing::debug!(error = %e, "connectors not reconciled");
+                            }
+                        });
+                    }
+                });
                 c.on_control_lead(move || {
                     let (reply, _) = oneshot::channel();
                     to.do_send(Submit {
@@ -288,25 +302,38 @@ impl Engine {
                     .map_err(|e| limits_failed(e.to_string()))?;
             }
         }
+        // In a cluster, connectors share their progress (and run where
+        // their shard is led: `reconcile_connectors`).
+        let shared = match &cluster {
+            None => None,
+            Some(c) => Some(
+                clustered::patiently("the connectors' bucket", || SharedProgress::open(c.jet()))
+                    .await
+                    .map_err(|e| {
+                        StartError::Runtime(format!(
+                            "cluster mode cannot share connector progress: {e}"
+                        ))
+                    })?,
+            ),
+        };
         let connectors = Arc::new(Connectors::new(
             &config.data_dir,
             config.connectors.delivery(),
             feeds.clone(),
+            shared,
         ));
-        // Cluster mode takes no connector yet (`create_connector`).
-        if cluster.is_none() {
-            connectors.reconcile(|| self.state());
-        }
         let shard_snapshots = match &cluster {
             None => None,
             Some(c) => {
-                let sets = shard_snapshots::ShardSnapshots::open(
-                    router.clone(),
-                    c.clone(),
-                    feeds.clone(),
-                    &config.data_dir,
-                    config.snapshot.retain,
-                )
+                let sets = clustered::patiently("the snapshot bucket", || {
+                    shard_snapshots::ShardSnapshots::open(
+                        router.clone(),
+                        c.clone(),
+                        feeds.clone(),
+                        &config.data_dir,
+                        config.snapshot.retain,
+                    )
+                })
                 .await
                 .map_err(|e| {
                     StartError::Runtime(format!("cluster mode cannot open its snapshots: {e}"))
@@ -348,7 +375,10 @@ impl Engine {
         self.inner
             .core
             .set(core)
-            .map_err(|_| StartError::Runtime("the engine recovered twice".into()))
+            .map_err(|_| StartError::Runtime("the engine recovered twice".into()))?;
+        self.reconcile_connectors()
+            .await
+            .map_err(|e| StartError::Runtime(format!("cannot start the connectors: {e}")))
     }
 
     /// Up to `limit` events of workspace `ws`'s feed after seq `after`, of
@@ -863,11 +893,6 @@ impl Engine {
         ws: &Workspace,
         new: NewConnector,
     ) -> Result<Arc<Connector>> {
-        // Refused rather than stored undelivered: every node would send
-        // each batch (docs/cluster.md).
-        if self.core()?.cluster.is_some() {
-            return Err(Error::NotInClusterMode("delivering to a connector"));
-        }
         self.check_string(&new.name, "name")?;
         let max = self.inner.config.connectors.max_per_workspace;
         Exceeded::check(
@@ -921,24 +946,28 @@ impl Engine {
     /// its progress file.
     async fn reconcile_connectors(&self) -> Result<()> {
         let core = self.core()?;
-        if core.cluster.is_some() {
-            return Ok(());
-        }
         let connectors = core.connectors.clone();
         let engine = self.clone();
-        tokio::task::spawn_blocking(move || connectors.reconcile(|| engine.state()))
-            .await
-            .map_err(|e| Error::Internal(format!("starting or stopping connectors: {e}")))
+        let cluster = core.cluster.clone();
+        tokio::task::spawn_blocking(move || match cluster {
+            None => connectors.reconcile(|| engine.state()),
+            Some(c) => connectors.reconcile_where(|| engine.state(), |ws| c.leads(ws)),
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("starting or stopping connectors: {e}")))
     }
 
     /// A connector's delivery figures (`None`: no such connector).
     pub fn connector_report(&self, ws: &Workspace, id: &str) -> Result<Option<ConnectorReport>> {
-        Ok(self.core()?.connectors.report(ws.id, id))
+        let Some(c) = ws.connector(id) else {
+            return Ok(None);
+        };
+        Ok(self.core()?.connectors.report(ws.id, &c))
     }
 
     /// Every connector's figures, by workspace and id (operators).
     pub fn connector_reports(&self) -> Result<Vec<ConnectorReport>> {
-        Ok(self.core()?.connectors.reports())
+        Ok(self.core()?.connectors.reports(&self.state()))
     }
 
     /// Writes admitted and not yet answered.
@@ -1047,7 +1076,13 @@ impl Engine {
             m.feed_write_errors
                 .set(feed.write_errors.load(std::sync::atomic::Ordering::Relaxed) as i64);
             m.connectors.clear();
-            for r in c.connectors.reports() {
+            // Each node counts what it delivers.
+            for r in c
+                .connectors
+                .reports(&self.state())
+                .into_iter()
+                .filter(|r| r.delivering)
+            {
                 let labels = crate::metrics::ConnectorLabels {
                     workspace: r.workspace.to_string(),
                     connector: r.connector.id.clone(),
