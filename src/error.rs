@@ -60,9 +60,6 @@ pub enum Error {
     /// 503 (no leader known, or the request was forwarded already).
     #[error("this node does not lead shard {shard} and cannot forward the write (a leader is being chosen); retry shortly (nothing was applied)")]
     NotLeader { shard: u32, leader: Option<String> },
-    /// Cluster mode does not do this yet (docs/cluster.md).
-    #[error("{0} is not available in cluster mode yet (docs/cluster.md)")]
-    NotInClusterMode(&'static str),
     /// Every thread of the read pool stayed busy for `reads.queue_wait_millis`.
     #[error("every read thread is busy (reads.threads); nothing was evaluated, retry shortly")]
     ReadPoolBusy,
@@ -166,7 +163,6 @@ impl Error {
             Error::WorkspaceSaturated(_) => "workspace_saturated",
             Error::Unavailable(_) => "unavailable",
             Error::NotLeader { .. } => "not_leader",
-            Error::NotInClusterMode(_) => "not_in_cluster_mode",
             Error::ReadPoolBusy | Error::ReadShareBusy(_) => "read_pool_busy",
             Error::ReadBudgetExceeded(_) => "read_budget_exceeded",
             Error::CursorExpired { .. } => "cursor_expired",
@@ -215,7 +211,6 @@ impl ResponseError for Error {
             | Error::ReadShareBusy(_)
             | Error::ReadBudgetExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::CursorExpired { .. } => StatusCode::GONE,
-            Error::NotInClusterMode(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -251,7 +251,7 @@ fn writes_through_any_node_are_read_on_every_node() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
 
-    // Not in cluster mode yet, and said so rather than half done.
+    // A restore of a set that does not exist changes nothing.
     let r = call(
         d(1),
         "POST",
@@ -260,12 +260,7 @@ fn writes_through_any_node_are_read_on_every_node() {
         Some(&json!({"snapshot_id": "set-0001700000000000"})),
         &[],
     );
-    assert_eq!(
-        (r.status, r.body["code"].as_str()),
-        (501, Some("not_in_cluster_mode")),
-        "{}",
-        r.body
-    );
+    assert_eq!(r.status, 404, "{}", r.body);
 
     // And in /metrics: every shard's applied sequence, lag and leadership,
     // each shard led by exactly one node.
@@ -1012,6 +1007,49 @@ fn a_restarted_or_wiped_node_answers_like_the_others() {
             assert_eq!(since[..], all[all.len() - since.len()..]);
         }
     }
+    // A restore through any node takes every node back to a set: the
+    // writes and the workspace made after it are gone, everywhere, and
+    // writes go on after it.
+    let set = must(&urls[0], "POST", "/admin/snapshots", Some(ADMIN), None, &[]);
+    assert_eq!(set.status, 201, "{}", set.body);
+    let set = set.body["snapshot_id"].as_str().unwrap().to_string();
+    let at_set = view(&urls[0], send(&urls, 0..0, &[0]));
+    send(&urls, 30..40, &[0, 1, 2]);
+    let (later_key, _, _) = create_workspace(&urls[1], "made after the set");
+    let r = must(
+        &urls[2],
+        "POST",
+        "/admin/restore",
+        Some(ADMIN),
+        Some(&json!({ "snapshot_id": set })),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["restored"], set.as_str());
+    assert_ne!(
+        r.body["snapshot"]["snapshot_id"],
+        set.as_str(),
+        "a new starting point"
+    );
+    let after = send(&urls, 40..41, &[0]);
+    let restored = view(&urls[0], after);
+    let mut want = at_set.0.clone();
+    want.insert("u40".to_string());
+    assert_eq!(restored.0, want);
+    assert_eq!(
+        restored.1.as_array().map(Vec::len),
+        at_set.1.as_array().map(|a| a.len() + 1),
+        "the set's imports, then the one after"
+    );
+    for url in &urls[1..] {
+        assert_eq!(view(url, after), restored);
+    }
+    common::wait_for("the workspace made after the set gone everywhere", || {
+        urls.iter().all(|u| {
+            try_call(u, "GET", "/cohorts", Some(&later_key), None, &[])
+                .is_some_and(|r| r.status == 401)
+        })
+    });
 }
 
 /// A workspace's whole change feed on the node at `url`, once it applied

@@ -168,7 +168,9 @@ fn the_document_describes_exactly_the_route_table() {
             "/healthz" | "/readyz" | "/openapi.json" => &[],
             "/metrics" => &["admin_token"], // optional: `security: [{}, {admin_token}]`
             p if p.starts_with("/admin/") => &["admin_token"],
-            "/cluster" => &["admin_token"], // SPEC §11 pins the path
+            // SPEC §11 pins the path; the shard restore is its
+            // companion (a step of `POST /admin/restore`).
+            "/cluster" | "/cluster/restore-shard" => &["admin_token"],
             _ => &["workspace_key"],
         };
         let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
@@ -888,6 +890,18 @@ fn the_documented_examples_are_what_the_server_answers() {
     // 200 from three nodes).
     let r = c.call("GET", "/cluster", &[], "", Some(ADMIN), None);
     assert_eq!(r.status, 404);
+    // Nor does it restore one shard of a set (tests/cluster_nodes.rs does).
+    let body = json!({"snapshot_id": "set-0001796306505313", "shard": 3, "cutoff": 12,
+                      "control_sequence": 40});
+    let r = c.call(
+        "POST",
+        "/cluster/restore-shard",
+        &[],
+        "",
+        Some(ADMIN),
+        Some(&body),
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
 
     // Probes, metrics, the document.
     for template in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {

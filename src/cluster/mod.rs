@@ -28,8 +28,9 @@
 //!   from the last it applied (`tail::Tail`), and says how far it got.
 //!
 //! The engine stands on these parts in `engine::clustered` (positions,
-//! sides, the control dependency) and `http::cluster` (forwarding, the
-//! sequence headers); docs/cluster.md says what is still to come.
+//! sides, the control dependency), `engine::shard_snapshots` (snapshot
+//! sets in the object store), `connector::shared` (connectors' progress)
+//! and `http::cluster` (forwarding, the sequence headers).
 
 pub mod jet;
 pub mod leadership;

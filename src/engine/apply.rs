@@ -62,6 +62,8 @@ pub struct Applier {
     /// Work a logged command leaves to do once it is answered, by log
     /// position ([`Applier::after`]).
     after: Arc<Mutex<HashMap<u64, After>>>,
+    /// Cluster mode: the shard count ([`Applier::set_cluster_shards`]).
+    cluster_shards: std::sync::OnceLock<u32>,
 }
 
 /// What a command leaves to do after its answer: a partner delta's saved
@@ -96,6 +98,7 @@ impl Applier {
             }),
             configured,
             after: Arc::default(),
+            cluster_shards: std::sync::OnceLock::new(),
         }
     }
 
@@ -371,7 +374,15 @@ impl Applier {
                 keep_counters,
             } => {
                 let image = decode_image(&snapshot_id, format, &image)?;
-                Ok(self.restore(&snapshot_id, image, keep_counters))
+                // In a cluster a restore record is one shard's part of a
+                // set, found in that shard's stream.
+                match (self.cluster_shards.get(), position) {
+                    (Some(&shards), Some(position)) => {
+                        let (shard, _) = super::clustered::split(position);
+                        Ok(self.restore_shard(&snapshot_id, shard, shards, image, keep_counters))
+                    }
+                    _ => Ok(self.restore(&snapshot_id, image, keep_counters)),
+                }
             }
             Command::PutConnector { ws, connector } => {
                 let ws = self.workspace(ws)?;
@@ -402,7 +413,63 @@ impl Applier {
     /// the live state's and the image's, so no id given out before the
     /// restore is given again.
     pub fn restore(&self, snapshot_id: &str, mut image: Image, keep_counters: bool) -> Pending {
-        if keep_counters {
+        self.keep_counters(&mut image, keep_counters);
+        self.install(image);
+        tracing::info!(%snapshot_id, "state restored from snapshot");
+        done(Outcome::Done)
+    }
+
+    /// Cluster mode: the shard count, set once at start. A restore record
+    /// then restores its shard's part only ([`restore_shard`]).
+    ///
+    /// [`restore_shard`]: Self::restore_shard
+    pub fn set_cluster_shards(&self, shards: u32) {
+        let _ = self.cluster_shards.set(shards);
+    }
+
+    /// Cluster mode: replaces shard `shard`'s workspaces with those of
+    /// `image` (one shard's file of a snapshot set), in place: the other
+    /// shards' tails go on applying meanwhile, each to its own workspaces,
+    /// and a reader sees each workspace wholly before or after. Only
+    /// workspaces that existed when the restore began are replaced or
+    /// removed: those up to the workspace counter then, which is the
+    /// state's own on the control shard and, on the others, the image's
+    /// `next_workspace` (the restore's leader writes it there: workspaces
+    /// are created on the control shard's stream, so another shard's
+    /// stream cannot say which exist). With `keep_counters`, as in
+    /// [`restore`](Self::restore).
+    pub fn restore_shard(
+        &self,
+        snapshot_id: &str,
+        shard: u32,
+        shards: u32,
+        mut image: Image,
+        keep_counters: bool,
+    ) -> Pending {
+        let live = self.state();
+        let control = shard == super::clustered::CONTROL;
+        let cutoff = if control {
+            live.next_workspace()
+        } else {
+            image.next_workspace
+        };
+        self.keep_counters(&mut image, keep_counters);
+        let counter = if control { image.next_workspace } else { 0 };
+        image.next_workspace = 0;
+        let restored = State::from_image(image, |c| self.spawn_cohort(c));
+        live.replace(
+            |id| crate::cluster::shard_of(id, shards) == shard && id.0 <= cutoff,
+            restored,
+            counter,
+        );
+        tracing::info!(%snapshot_id, shard, "shard restored from snapshot set");
+        done(Outcome::Done)
+    }
+
+    /// With `keep`, the image's id counters go no lower than the live
+    /// state's (see [`restore`](Self::restore)).
+    fn keep_counters(&self, image: &mut Image, keep: bool) {
+        if keep {
             let live = self.state();
             image.next_workspace = image.next_workspace.max(live.next_workspace());
             for w in &mut image.workspaces {
@@ -414,9 +481,6 @@ impl Applier {
                 }
             }
         }
-        self.install(image);
-        tracing::info!(%snapshot_id, "state restored from snapshot");
-        done(Outcome::Done)
     }
 
     /// The cohort, created (named after its id) if it does not exist yet

@@ -33,8 +33,9 @@
 //! - **Applied sequences** per shard, which `X-Cohortd-Min-Sequence`
 //!   waits on and `GET /cluster` reports.
 //!
-//! Not yet in cluster mode (refused, not ignored): snapshots and restores,
-//! connectors' delivery. The issue says what is left.
+//! Built on these: snapshot sets, their bootstrap and restore
+//! (`shard_snapshots`, `router::RestoreShard`), and connectors delivered
+//! by their shard's leader (`connector::shared`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -327,6 +328,32 @@ impl Clustered {
         }
     }
 
+    /// [`wait_leads`](Self::wait_leads) for shard `index`.
+    pub async fn wait_leads_shard(&self, index: u32) -> Result<(), Error> {
+        let shard = self
+            .shards
+            .get(index as usize)
+            .ok_or(Error::NotFound("shard"))?;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.config.lease_ttl_millis);
+        loop {
+            if matches!(*shard.side.lock(), Side::Leading { .. }) {
+                return Ok(());
+            }
+            match self.not_leader(shard) {
+                Error::NotLeader { leader: None, .. } if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                e => return Err(e),
+            }
+        }
+    }
+
+    /// The sequence of shard `index` this node has applied.
+    pub fn applied(&self, index: u32) -> u64 {
+        self.shards.get(index as usize).map_or(0, Shard::applied)
+    }
+
     /// Whether this node leads workspace `ws`'s shard now.
     pub fn leads(&self, ws: WorkspaceId) -> bool {
         self.check_leads(Some(ws)).is_ok()
@@ -418,7 +445,12 @@ impl Clustered {
     /// Queues `record` (a `persist::schema` record of the current version)
     /// on the command's shard, through this node's writer.
     pub fn append(&self, ws: Option<WorkspaceId>, record: Vec<u8>) -> Result<Appended, Error> {
-        let index = self.shard_of(ws);
+        self.append_to(self.shard_of(ws), record)
+    }
+
+    /// [`append`](Self::append) to shard `index`'s stream (a shard's
+    /// restore: `router::RestoreShard`).
+    pub fn append_to(&self, index: u32, record: Vec<u8>) -> Result<Appended, Error> {
         let shard = &self.shards[index as usize];
         let control = if index == CONTROL {
             0

@@ -88,6 +88,25 @@ impl Log {
         }
     }
 
+    /// Cluster mode: appends `cmd` to shard `shard`'s stream, whatever its
+    /// workspace (a shard's restore), and waits until it is durable.
+    pub async fn append_to_shard_and_wait(&self, shard: u32, cmd: &Command) -> Result<u64, Error> {
+        let Log::Cluster(c) = self else {
+            return Err(Error::Internal("a shard append on a single node".into()));
+        };
+        let bytes = schema::encode_record(cmd).map_err(|e| Error::Internal(e.to_string()))?;
+        let appended = c.append_to(shard, bytes)?;
+        let position = appended.position;
+        match appended.durable.await {
+            Ok(()) => Ok(position),
+            Err(e) => {
+                tracing::error!(error = %e, "log append failed; command not applied");
+                self.settled(position, false);
+                Err(Error::Unavailable(LOG_FAILED.into()))
+            }
+        }
+    }
+
     /// The command at `position` is applied (`ok`) or was refused by the
     /// log: in a cluster, how far this node applied the shard it leads.
     pub fn settled(&self, position: u64, ok: bool) {

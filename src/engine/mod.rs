@@ -225,6 +225,9 @@ impl Engine {
             config.limits.clone(),
             recovered.image.limits,
         ));
+        if let Some(c) = &cluster {
+            applier.set_cluster_shards(c.shard_count());
+        }
         let lanes = Arc::new(Lanes::new(
             lane_arbiters.iter().map(Arbiter::handle).collect(),
             applier.clone(),
@@ -491,9 +494,19 @@ impl Engine {
     /// Replaces the live state with a snapshot's. The restore goes through
     /// the log like any write (so a crash after it does not bring the old
     /// state back), then a fresh snapshot makes it the new starting point.
-    pub async fn restore(&self, snapshot_id: &str) -> Result<SnapshotInfo> {
+    ///
+    /// In a cluster, `shard_at_leader` restores one shard at the node
+    /// leading it (`POST /cluster/restore-shard` there, with the
+    /// operator's token): see [`restore_set`](Self::restore_set).
+    pub async fn restore(
+        &self,
+        snapshot_id: &str,
+        shard_at_leader: impl Fn(String, serde_json::Value) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<SnapshotInfo> {
         if self.core()?.cluster.is_some() {
-            return Err(Error::NotInClusterMode("restoring a snapshot"));
+            return self
+                .restore_set(snapshot_id, Arc::new(shard_at_leader))
+                .await;
         }
         if !self.snapshots()?.iter().any(|s| s.id == snapshot_id) {
             return Err(Error::NotFound("snapshot"));
@@ -509,6 +522,122 @@ impl Engine {
         self.reconcile_connectors().await?;
         // The new starting point must contain the restore itself.
         self.take_snapshot(Wanted::AfterRequest).await
+    }
+
+    /// Cluster mode's restore of a snapshot set, run by the node leading
+    /// the control shard: each shard is restored by its own leader, as a
+    /// record in its own stream (`router::RestoreShard`), the other shards
+    /// first and the control shard last; then a new set is taken, the new
+    /// starting point. Workspaces created once the restore began are left
+    /// alone. Each workspace is restored at once, so no answer about one
+    /// workspace mixes states; an answer about several (a list of
+    /// workspaces) may, while the restore runs. A restore that fails part
+    /// way says which shards it restored; restoring again is safe.
+    async fn restore_set(
+        &self,
+        id: &str,
+        shard_at_leader: Arc<dyn Fn(String, serde_json::Value) -> Result<()> + Send + Sync>,
+    ) -> Result<SnapshotInfo> {
+        let core = self.core()?;
+        let (Some(c), Some(sets)) = (&core.cluster, &core.shard_snapshots) else {
+            return Err(Error::Internal("not a cluster".into()));
+        };
+        if let Err(e) = c.wait_leads(None).await {
+            if let Error::NotLeader {
+                leader: Some(url), ..
+            } = &e
+            {
+                clustered::note(|r| r.leader = Some(url.clone()));
+            }
+            return Err(e);
+        }
+        // Every file there and whole before any shard is touched.
+        sets.local_files(id).await?;
+        let cutoff = self.state().next_workspace();
+        let control_sequence = c.applied(clustered::CONTROL);
+        let shards = c.shard_count();
+        let mut done = Vec::new();
+        for shard in (1..shards).chain([clustered::CONTROL]) {
+            let step = match c.wait_leads_shard(shard).await {
+                Ok(()) => self
+                    .restore_shard(id, shard, cutoff, control_sequence)
+                    .await
+                    .map(drop),
+                Err(Error::NotLeader {
+                    leader: Some(url), ..
+                }) => {
+                    let body = serde_json::json!({"snapshot_id": id, "shard": shard,
+                        "cutoff": cutoff, "control_sequence": control_sequence});
+                    let call = shard_at_leader.clone();
+                    tokio::task::spawn_blocking(move || call(url, body))
+                        .await
+                        .map_err(|e| Error::Internal(format!("restore call: {e}")))?
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = step {
+                tracing::error!(set = %id, shard, restored = ?done, error = %e, "restore stopped part way");
+                return Err(Error::Unavailable(format!(
+                    "the restore of {id} stopped at shard {shard} ({e}); shards {done:?} are                      restored: restore it again"
+                )));
+            }
+            done.push(shard);
+        }
+        self.reconcile_connectors().await?;
+        sets.take().await
+    }
+
+    /// Cluster mode: restores shard `shard` from set `id` on this node,
+    /// which must lead it (else [`Error::NotLeader`], which the HTTP layer
+    /// forwards), once it has applied the control shard up to
+    /// `control_sequence` (where the restore began: every workspace up to
+    /// `cutoff` exists here then). The restore record's position.
+    pub async fn restore_shard(
+        &self,
+        id: &str,
+        shard: u32,
+        cutoff: u32,
+        control_sequence: u64,
+    ) -> Result<u64> {
+        let core = self.core()?;
+        let (Some(c), Some(sets)) = (&core.cluster, &core.shard_snapshots) else {
+            return Err(Error::NotFound("cluster (this node runs alone)"));
+        };
+        if let Err(e) = c.wait_leads_shard(shard).await {
+            if let Error::NotLeader {
+                leader: Some(url), ..
+            } = &e
+            {
+                clustered::note(|r| r.leader = Some(url.clone()));
+            }
+            return Err(e);
+        }
+        let at = clustered::position(clustered::CONTROL, control_sequence);
+        if !c.wait_applied(at, std::time::Duration::from_secs(5)).await {
+            return Err(Error::Unavailable(format!(
+                "this node has not applied the control shard to sequence {control_sequence}                  yet; retry"
+            )));
+        }
+        let mut paths = sets.local_files(id).await?;
+        if shard as usize >= paths.len() {
+            return Err(Error::NotFound("shard"));
+        }
+        let path = paths.swap_remove(shard as usize);
+        let (reply, rx) = oneshot::channel();
+        core.router.do_send(router::RestoreShard {
+            shard,
+            shards: c.shard_count(),
+            set: id.to_string(),
+            path,
+            cutoff,
+            reply,
+        });
+        let position = rx
+            .await
+            .map_err(|_| Error::Internal("router stopped".into()))??;
+        clustered::note(|r| r.written = Some(position));
+        self.reconcile_connectors().await?;
+        Ok(position)
     }
 
     /// Shutdown: a final snapshot, then every queued log record synced.

@@ -75,6 +75,24 @@ pub struct Checkpoint {
     pub at_cut: Option<Box<dyn FnOnce() + Send>>,
 }
 
+/// Cluster mode: restores shard `shard` from its file of a snapshot set
+/// (`shard_snapshots`), on the node leading the shard: a barrier like a
+/// single node's restore, whose record goes to that shard's stream with
+/// the image it restores (carrying in `next_workspace` which workspaces
+/// existed when the restore began: `Applier::restore_shard`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RestoreShard {
+    pub shard: u32,
+    pub shards: u32,
+    pub set: String,
+    /// The shard's file, verified when read here.
+    pub path: PathBuf,
+    /// The workspace counter when the restore began.
+    pub cutoff: u32,
+    pub reply: oneshot::Sender<Result<u64>>,
+}
+
 pub struct Router {
     applier: Arc<Applier>,
     lanes: Arc<Lanes>,
@@ -227,6 +245,67 @@ impl Handler<Submit> for Router {
                 let _ = reply.send(future::ready(outcome).boxed());
             }),
         );
+    }
+}
+
+impl Handler<RestoreShard> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RestoreShard, ctx: &mut Context<Self>) {
+        let (applier, lanes, log) = (self.applier.clone(), self.lanes.clone(), self.log.clone());
+        let RestoreShard {
+            shard,
+            shards,
+            set,
+            path,
+            cutoff,
+            reply,
+        } = msg;
+        let run = async move {
+            let id = set.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                let (info, bytes) = persist::snapshot::load(&path).map_err(|e| {
+                    tracing::error!(set = %id, error = %e, "shard snapshot cannot be restored");
+                    Error::bad_request(
+                        "corrupt_snapshot",
+                        format!("snapshot {id} is damaged and cannot be restored"),
+                    )
+                })?;
+                let mut image = decode_image(&id, info.format_version, &bytes)?;
+                if shard != super::clustered::CONTROL {
+                    image.next_workspace = cutoff;
+                }
+                let bytes = persist::schema::encode_image(&image)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                Ok::<_, Error>((image, bytes))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("loading the snapshot: {e}")))??;
+            let (image, bytes) = loaded;
+            let cmd = Command::Restore {
+                snapshot_id: set.clone(),
+                format: persist::schema::SNAPSHOT_VERSION,
+                image: bytes,
+                keep_counters: true,
+            };
+            lanes.hold().await;
+            let logged = log.append_to_shard_and_wait(shard, &cmd).await;
+            let result = match logged {
+                Err(e) => Err(e),
+                Ok(position) => {
+                    let r = applier
+                        .restore_shard(&set, shard, shards, image, true)
+                        .await;
+                    log.settled(position, true);
+                    r.map(|_| position)
+                }
+            };
+            lanes.release();
+            result
+        };
+        ctx.wait(wrap_future(run).map(move |result, _, _| {
+            let _ = reply.send(result);
+        }));
     }
 }
 

@@ -277,6 +277,45 @@ impl ShardSnapshots {
         Ok(sets.iter().map(|s| s.info(&self.dir)).collect())
     }
 
+    /// Set `id`'s shard files in the data dir, each verified (the header;
+    /// the restore reads the whole file), downloaded when missing or
+    /// damaged; by shard.
+    pub async fn local_files(&self, id: &str) -> Result<Vec<PathBuf>> {
+        let objects = self.store.objects().await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot list the snapshot bucket");
+            Error::Unavailable("the snapshot bucket cannot be read now; retry later".into())
+        })?;
+        let set = complete_sets(&objects, self.cluster.shard_count())
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or(Error::NotFound("snapshot"))?;
+        let dir = self.dir.join(&set.id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
+        let mut paths = Vec::with_capacity(set.sequences.len());
+        for (shard, name) in set.objects() {
+            let path = dir.join(format!("{name}.snap"));
+            let want = position(shard, set.sequences[shard as usize]);
+            let ok = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    snapshot::inspect(&path).is_ok_and(|i| i.log_position == want)
+                })
+                .await
+                .unwrap_or(false)
+            };
+            if !ok {
+                self.store.fetch(&name, &path).await.map_err(|e| {
+                    tracing::warn!(object = %name, error = %e, "cannot fetch a shard snapshot");
+                    Error::Unavailable("the snapshot bucket cannot be read now; retry later".into())
+                })?;
+            }
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+
     /// Takes a set now: cut, write each shard's file, upload, prune,
     /// trim. Only on the control shard's leader (the caller checks).
     pub async fn take(&self) -> Result<SnapshotInfo> {

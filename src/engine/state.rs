@@ -392,6 +392,50 @@ impl State {
         self.workspaces.insert(ws.id, Arc::new(ws));
     }
 
+    /// A shard's restore, in place (`Applier::restore_shard`): removes
+    /// the workspaces `replaced` names, takes in `restored`'s, and moves
+    /// the workspace counter up to `counter` if it is lower.
+    pub(super) fn replace(
+        &self,
+        replaced: impl Fn(WorkspaceId) -> bool,
+        restored: State,
+        counter: u32,
+    ) {
+        let gone: Vec<WorkspaceId> = self
+            .workspaces
+            .iter()
+            .map(|w| w.id)
+            .filter(|id| replaced(*id))
+            .collect();
+        for id in gone {
+            if let Some((_, ws)) = self.workspaces.remove(&id) {
+                self.by_rest_key.remove(&ws.rest_key);
+                for k in ws.import_keys.read().iter() {
+                    self.by_import_key.remove(&k.hash);
+                }
+            }
+        }
+        for ws in restored.workspaces_sorted() {
+            self.adopt(ws);
+        }
+        self.next_workspace.fetch_max(counter, Ordering::Relaxed);
+    }
+
+    /// Takes in a live workspace as it is.
+    fn adopt(&self, ws: Arc<Workspace>) {
+        for k in ws.import_keys.read().iter() {
+            self.by_import_key.insert(
+                k.hash,
+                ImportKeyOwner {
+                    workspace: ws.id,
+                    partner: k.partner.clone(),
+                },
+            );
+        }
+        self.by_rest_key.insert(ws.rest_key, ws.id);
+        self.workspaces.insert(ws.id, ws);
+    }
+
     pub(super) fn insert_import_key(&self, ws: &Workspace, key: ImportKey) {
         self.by_import_key.insert(
             key.hash,

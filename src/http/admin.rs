@@ -172,10 +172,22 @@ pub struct RestoreBody {
 )]
 pub async fn restore(
     _: AdminAuth,
+    req: actix_web::HttpRequest,
     engine: web::Data<Engine>,
     body: Json<RestoreBody>,
 ) -> Result<HttpResponse> {
-    let after = engine.restore(&body.snapshot_id).await?;
+    // In a cluster, each shard is restored at its leader, with this token.
+    let authorization = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let after = engine
+        .restore(
+            &body.snapshot_id,
+            super::cluster::restore_shard_at(authorization),
+        )
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
         "message": "success",
         "restored": body.snapshot_id,

@@ -36,6 +36,8 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 
+use serde_json::json;
+
 use super::AdminAuth;
 use crate::engine::clustered::{Routed, ROUTED};
 use crate::engine::Engine;
@@ -325,3 +327,92 @@ pub async fn status(_: AdminAuth, engine: web::Data<Engine>) -> Result<HttpRespo
     };
     Ok(HttpResponse::Ok().json(cluster.status().await))
 }
+
+/// One shard of a cluster restore (`Engine::restore_set`), sent by the
+/// node running the restore to the shard's leader.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreShardBody {
+    /// The snapshot set.
+    snapshot_id: String,
+    shard: u32,
+    /// The workspace counter when the restore began.
+    cutoff: u32,
+    /// The control shard's sequence when the restore began.
+    control_sequence: u64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/cluster/restore-shard",
+    tag = "Operators",
+    operation_id = "clusterRestoreShard",
+    summary = "Restore one shard of a snapshot set (a step of a cluster restore)",
+    description = "Cluster mode only: sent by the node running `POST /admin/restore` to each \
+        shard's leader, with the operator's token. Restores the shard's workspaces that existed \
+        when the restore began (up to `cutoff`) from the set's file for the shard, as a record \
+        in the shard's stream. A single node answers 404.",
+    request_body(content = RestoreShardBody, example = json!({
+        "snapshot_id": "set-0001796306505313", "shard": 3, "cutoff": 12,
+        "control_sequence": 40})),
+    responses(
+        (status = 200, description = "Restored", example = json!({"shard": 3, "sequence": 57})),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("admin_token" = [])),
+)]
+pub async fn restore_shard(
+    _: AdminAuth,
+    engine: web::Data<Engine>,
+    body: super::body::Json<RestoreShardBody>,
+) -> Result<HttpResponse> {
+    let position = engine
+        .restore_shard(
+            &body.snapshot_id,
+            body.shard,
+            body.cutoff,
+            body.control_sequence,
+        )
+        .await?;
+    let (_, sequence) = crate::engine::clustered::split(position);
+    Ok(HttpResponse::Ok().json(json!({"shard": body.shard, "sequence": sequence})))
+}
+
+/// A restore's step at another node (`Engine::restore`'s
+/// `shard_at_leader`): `POST {url}/cluster/restore-shard` with the
+/// operator's `authorization`, blocking.
+pub fn restore_shard_at(
+    authorization: Option<String>,
+) -> impl Fn(String, serde_json::Value) -> Result<()> + Send + Sync + 'static {
+    move |url: String, body: serde_json::Value| {
+        let target = format!("{}/cluster/restore-shard", url.trim_end_matches('/'));
+        let mut request = ureq::AgentBuilder::new()
+            .timeout(RESTORE_SHARD_TIMEOUT)
+            .redirects(0)
+            .build()
+            .post(&target)
+            .set(FORWARDED, "restore");
+        if let Some(a) = &authorization {
+            request = request.set("authorization", a);
+        }
+        match request.send_json(body) {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                Err(Error::Unavailable(format!(
+                    "the shard's leader ({url}) answered {code}: {text}"
+                )))
+            }
+            Err(e) => Err(Error::Unavailable(format!(
+                "the shard's leader ({url}) did not answer: {e}"
+            ))),
+        }
+    }
+}
+
+/// How long one shard's restore may take at its leader (it loads the
+/// shard's file and appends it to the stream).
+const RESTORE_SHARD_TIMEOUT: Duration = Duration::from_secs(120);

@@ -104,6 +104,7 @@ route_table! {
     DELETE "/connectors/{id}" => connectors::delete,
     GET "/admin/connectors" => connectors::admin_list,
     GET "/cluster" => cluster::status,
+    POST "/cluster/restore-shard" => cluster::restore_shard,
     GET "/healthz" => ops::healthz,
     GET "/readyz" => ops::readyz,
     GET "/metrics" => ops::metrics,

@@ -105,6 +105,7 @@ position, never an offset.";
         admin::list_snapshots,
         admin::restore,
         cluster::status,
+        cluster::restore_shard,
         feed::read,
         connectors::create,
         connectors::list,
