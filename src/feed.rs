@@ -678,8 +678,10 @@ impl Feeds {
     }
 
     /// Makes workspace `ws`'s feed, which must not exist yet, go on after
-    /// seq `after`: a cluster node started from a snapshot set numbers
-    /// its events as the nodes that made the ones before did.
+    /// seq `after`, and opens it: a cluster node started from a snapshot
+    /// set numbers its events as the nodes that made the ones before did
+    /// (and, the feed being open, the next set it takes marks it even if
+    /// it has no new event: [`all`](Self::all)).
     pub fn start_after(&self, ws: WorkspaceId, after: u64) -> Result<()> {
         let dir = self.dir.join(ws.to_string());
         if self.feeds.lock().contains_key(&ws) {
@@ -688,7 +690,8 @@ impl Feeds {
                 format!("cannot start the feed after {after}: it is open"),
             ));
         }
-        FeedStore::start_after(&dir, after)
+        FeedStore::start_after(&dir, after)?;
+        self.feed(ws).map(drop)
     }
 
     /// Makes every feed's events durable (before a snapshot is written:
@@ -817,8 +820,15 @@ mod tests {
         };
         let feeds = Feeds::new(d.path(), cfg);
         feeds.start_after(WorkspaceId(3), 41).unwrap();
+        assert_eq!(
+            feeds.all().iter().map(|(ws, _)| *ws).collect::<Vec<_>>(),
+            [WorkspaceId(3)],
+            "open, so that the next cut marks it"
+        );
         let f = feeds.feed(WorkspaceId(3)).unwrap();
         assert_eq!(f.newest(), 41);
+        let mut mark = f.seq_through();
+        assert_eq!(mark.try_recv(), Ok(41), "a cut with no new event marks 41");
         f.reserve(7, 1000).unwrap().complete(vec![ev(1)]);
         let Read::Events { events, through } = f.read(0, 10, None).unwrap() else {
             panic!("expired")
