@@ -82,6 +82,18 @@ pub fn note(f: impl FnOnce(&mut Routed)) {
     let _ = ROUTED.try_with(|r| f(&mut r.borrow_mut()));
 }
 
+/// Passes `e` on, noting first, when it is [`Error::NotLeader`] naming a
+/// leader, that the request is to be forwarded there (`http::cluster`).
+pub fn forward_to_leader(e: Error) -> Error {
+    if let Error::NotLeader {
+        leader: Some(url), ..
+    } = &e
+    {
+        note(|r| r.leader = Some(url.clone()));
+    }
+    e
+}
+
 /// Bits of a position that name the shard (so at most 1024 shards).
 pub const SHARD_BITS: u32 = 10;
 

@@ -95,16 +95,7 @@ impl Log {
             return Err(Error::Internal("a shard append on a single node".into()));
         };
         let bytes = schema::encode_record(cmd).map_err(|e| Error::Internal(e.to_string()))?;
-        let appended = c.append_to(shard, bytes)?;
-        let position = appended.position;
-        match appended.durable.await {
-            Ok(()) => Ok(position),
-            Err(e) => {
-                tracing::error!(error = %e, "log append failed; command not applied");
-                self.settled(position, false);
-                Err(Error::Unavailable(LOG_FAILED.into()))
-            }
-        }
+        self.durable_at(c.append_to(shard, bytes)?).await
     }
 
     /// The command at `position` is applied (`ok`) or was refused by the
@@ -118,7 +109,12 @@ impl Log {
     /// Appends one record and waits until it is durable (the router's
     /// commands, applied only then).
     pub async fn append_and_wait(&self, cmd: &Command) -> Result<u64, Error> {
-        let appended = self.append(cmd)?;
+        self.durable_at(self.append(cmd)?).await
+    }
+
+    /// Waits until `appended` is durable; its position, or (settled as
+    /// refused) the 503 of a write the log could not take.
+    async fn durable_at(&self, appended: Appended) -> Result<u64, Error> {
         let position = appended.position;
         match appended.durable.await {
             Ok(()) => Ok(position),

@@ -455,15 +455,9 @@ impl Engine {
         let core = self.core()?;
         if let (Some(c), Some(sets)) = (&core.cluster, &core.shard_snapshots) {
             // The control shard's leader takes the cluster's sets.
-            if let Err(e) = c.wait_leads(None).await {
-                if let Error::NotLeader {
-                    leader: Some(url), ..
-                } = &e
-                {
-                    clustered::note(|r| r.leader = Some(url.clone()));
-                }
-                return Err(e);
-            }
+            c.wait_leads(None)
+                .await
+                .map_err(clustered::forward_to_leader)?;
             return sets.take().await;
         }
         let Some(snapshotter) = &core.snapshotter else {
@@ -542,43 +536,56 @@ impl Engine {
         let (Some(c), Some(sets)) = (&core.cluster, &core.shard_snapshots) else {
             return Err(Error::Internal("not a cluster".into()));
         };
-        if let Err(e) = c.wait_leads(None).await {
-            if let Error::NotLeader {
-                leader: Some(url), ..
-            } = &e
-            {
-                clustered::note(|r| r.leader = Some(url.clone()));
-            }
-            return Err(e);
-        }
+        c.wait_leads(None)
+            .await
+            .map_err(clustered::forward_to_leader)?;
         // Every file there and whole before any shard is touched.
         sets.local_files(id).await?;
         let cutoff = self.state().next_workspace();
         let control_sequence = c.applied(clustered::CONTROL);
         let shards = c.shard_count();
         let mut done = Vec::new();
+        // A step that was not taken (the leader it went to is gone or no
+        // longer leads: `NotLeader`) is tried again at the leader of the
+        // moment, for a while; one whose outcome is unknown is not.
+        let ttl = self
+            .config()
+            .cluster
+            .as_ref()
+            .map_or(3000, |c| c.lease_ttl_millis);
+        let patience = std::time::Duration::from_millis(2 * ttl);
         for shard in (1..shards).chain([clustered::CONTROL]) {
-            let step = match c.wait_leads_shard(shard).await {
-                Ok(()) => self
-                    .restore_shard(id, shard, cutoff, control_sequence)
-                    .await
-                    .map(drop),
-                Err(Error::NotLeader {
-                    leader: Some(url), ..
-                }) => {
-                    let body = serde_json::json!({"snapshot_id": id, "shard": shard,
-                        "cutoff": cutoff, "control_sequence": control_sequence});
-                    let call = shard_at_leader.clone();
-                    tokio::task::spawn_blocking(move || call(url, body))
+            let deadline = tokio::time::Instant::now() + patience;
+            let step = loop {
+                let step = match c.wait_leads_shard(shard).await {
+                    Ok(()) => self
+                        .restore_shard(id, shard, cutoff, control_sequence)
                         .await
-                        .map_err(|e| Error::Internal(format!("restore call: {e}")))?
+                        .map(drop),
+                    Err(Error::NotLeader {
+                        leader: Some(url), ..
+                    }) => {
+                        let body = serde_json::json!({"snapshot_id": id, "shard": shard,
+                            "cutoff": cutoff, "control_sequence": control_sequence});
+                        let call = shard_at_leader.clone();
+                        tokio::task::spawn_blocking(move || call(url, body))
+                            .await
+                            .map_err(|e| Error::Internal(format!("restore call: {e}")))?
+                    }
+                    Err(e) => Err(e),
+                };
+                match step {
+                    Err(Error::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    step => break step,
                 }
-                Err(e) => Err(e),
             };
             if let Err(e) = step {
                 tracing::error!(set = %id, shard, restored = ?done, error = %e, "restore stopped part way");
                 return Err(Error::Unavailable(format!(
-                    "the restore of {id} stopped at shard {shard} ({e}); shards {done:?} are                      restored: restore it again"
+                    "the restore of {id} stopped at shard {shard} ({e}); shards {done:?} are \
+                     restored: restore it again"
                 )));
             }
             done.push(shard);
@@ -603,15 +610,9 @@ impl Engine {
         let (Some(c), Some(sets)) = (&core.cluster, &core.shard_snapshots) else {
             return Err(Error::NotFound("cluster (this node runs alone)"));
         };
-        if let Err(e) = c.wait_leads_shard(shard).await {
-            if let Error::NotLeader {
-                leader: Some(url), ..
-            } = &e
-            {
-                clustered::note(|r| r.leader = Some(url.clone()));
-            }
-            return Err(e);
-        }
+        c.wait_leads_shard(shard)
+            .await
+            .map_err(clustered::forward_to_leader)?;
         let at = clustered::position(clustered::CONTROL, control_sequence);
         if !c.wait_applied(at, std::time::Duration::from_secs(5)).await {
             return Err(Error::Unavailable(format!(
@@ -736,15 +737,9 @@ impl Engine {
         let core = self.core()?;
         // Before taking a slot: waiting out a hand-over holds none.
         if let Some(c) = &core.cluster {
-            if let Err(e) = c.wait_leads(cmd.workspace()).await {
-                if let Error::NotLeader {
-                    leader: Some(url), ..
-                } = &e
-                {
-                    clustered::note(|r| r.leader = Some(url.clone()));
-                }
-                return Err(e);
-            }
+            c.wait_leads(cmd.workspace())
+                .await
+                .map_err(clustered::forward_to_leader)?;
         }
         let Ok(_slot) = self.inner.slots.clone().try_acquire_owned() else {
             self.inner.metrics.reject("saturated");

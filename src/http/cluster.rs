@@ -383,7 +383,9 @@ pub async fn restore_shard(
 
 /// A restore's step at another node (`Engine::restore`'s
 /// `shard_at_leader`): `POST {url}/cluster/restore-shard` with the
-/// operator's `authorization`, blocking.
+/// operator's `authorization`, blocking. A step that was surely not taken
+/// (the node could not be reached, or answered that it does not lead
+/// the shard) is [`Error::NotLeader`], which the restore tries again.
 pub fn restore_shard_at(
     authorization: Option<String>,
 ) -> impl Fn(String, serde_json::Value) -> Result<()> + Send + Sync + 'static {
@@ -398,13 +400,25 @@ pub fn restore_shard_at(
         if let Some(a) = &authorization {
             request = request.set("authorization", a);
         }
+        let shard = body["shard"].as_u64().unwrap_or(0) as u32;
+        let not_taken = || Error::NotLeader {
+            shard,
+            leader: None,
+        };
         match request.send_json(body) {
             Ok(_) => Ok(()),
             Err(ureq::Error::Status(code, r)) => {
                 let text = r.into_string().unwrap_or_default();
+                if code == 503 && text.contains("\"not_leader\"") {
+                    return Err(not_taken());
+                }
                 Err(Error::Unavailable(format!(
                     "the shard's leader ({url}) answered {code}: {text}"
                 )))
+            }
+            Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::ConnectionFailed => {
+                tracing::warn!(node = %url, error = %t, "a restore step could not reach the shard's leader");
+                Err(not_taken())
             }
             Err(e) => Err(Error::Unavailable(format!(
                 "the shard's leader ({url}) did not answer: {e}"
