@@ -1199,16 +1199,20 @@ fn a_connector_is_delivered_by_its_shards_leader_and_resumes_on_the_next() {
     // Every node shows the same progress: all 20 acknowledged.
     let (feed_ids, cursor) = feed(&urls[0], &key, at);
     assert_eq!(feed_ids.len(), 20);
+    // The connector as the node at `url` reports it.
+    let shown = |url: &str| {
+        must(
+            url,
+            "GET",
+            &format!("/connectors/{id}"),
+            Some(&key),
+            None,
+            &[],
+        )
+    };
     common::wait_for("every node reports the connector caught up", || {
         urls.iter().all(|u| {
-            let r = must(
-                u,
-                "GET",
-                &format!("/connectors/{id}"),
-                Some(&key),
-                None,
-                &[],
-            );
+            let r = shown(u);
             r.status == 200
                 && r.body["acknowledged_cursor"] == cursor.as_str()
                 && r.body["state"] == "active"
@@ -1247,14 +1251,7 @@ fn a_connector_is_delivered_by_its_shards_leader_and_resumes_on_the_next() {
     assert_eq!(delivered(&rx), feed_ids);
     common::wait_for("the survivors report the new progress", || {
         survivors.iter().all(|u| {
-            let r = must(
-                u,
-                "GET",
-                &format!("/connectors/{id}"),
-                Some(&key),
-                None,
-                &[],
-            );
+            let r = shown(u);
             r.body["acknowledged_cursor"] == cursor.as_str() && r.body["lag_events"] == 0
         })
     });
