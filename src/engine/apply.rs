@@ -377,9 +377,9 @@ impl Applier {
                 // In a cluster a restore record is one shard's part of a
                 // set, found in that shard's stream.
                 match (self.cluster_shards.get(), position) {
-                    (Some(&shards), Some(position)) => {
+                    (Some(_), Some(position)) => {
                         let (shard, _) = super::clustered::split(position);
-                        Ok(self.restore_shard(&snapshot_id, shard, shards, image, keep_counters))
+                        Ok(self.restore_shard(&snapshot_id, shard, image, keep_counters))
                     }
                     _ => Ok(self.restore(&snapshot_id, image, keep_counters)),
                 }
@@ -442,10 +442,13 @@ impl Applier {
         &self,
         snapshot_id: &str,
         shard: u32,
-        shards: u32,
         mut image: Image,
         keep_counters: bool,
     ) -> Pending {
+        let shards = *self
+            .cluster_shards
+            .get()
+            .expect("a shard's restore runs in cluster mode");
         let live = self.state();
         let control = shard == super::clustered::CONTROL;
         let cutoff = if control {

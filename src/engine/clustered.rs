@@ -620,6 +620,10 @@ impl Clustered {
         &self.shards[shard as usize].log
     }
 
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.config.lease_ttl_millis)
+    }
+
     pub fn shard_count(&self) -> u32 {
         self.config.shards
     }

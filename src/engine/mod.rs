@@ -548,12 +548,7 @@ impl Engine {
         // A step that was not taken (the leader it went to is gone or no
         // longer leads: `NotLeader`) is tried again at the leader of the
         // moment, for a while; one whose outcome is unknown is not.
-        let ttl = self
-            .config()
-            .cluster
-            .as_ref()
-            .map_or(3000, |c| c.lease_ttl_millis);
-        let patience = std::time::Duration::from_millis(2 * ttl);
+        let patience = 2 * c.lease_ttl();
         for shard in (1..shards).chain([clustered::CONTROL]) {
             let deadline = tokio::time::Instant::now() + patience;
             let step = loop {
@@ -590,7 +585,7 @@ impl Engine {
             }
             done.push(shard);
         }
-        self.reconcile_connectors().await?;
+        // (Each shard's leader reconciled its connectors as it restored.)
         sets.take().await
     }
 
@@ -616,7 +611,8 @@ impl Engine {
         let at = clustered::position(clustered::CONTROL, control_sequence);
         if !c.wait_applied(at, std::time::Duration::from_secs(5)).await {
             return Err(Error::Unavailable(format!(
-                "this node has not applied the control shard to sequence {control_sequence}                  yet; retry"
+                "this node has not applied the control shard to sequence {control_sequence} \
+                 yet; retry"
             )));
         }
         let mut paths = sets.local_files(id).await?;
@@ -627,7 +623,6 @@ impl Engine {
         let (reply, rx) = oneshot::channel();
         core.router.do_send(router::RestoreShard {
             shard,
-            shards: c.shard_count(),
             set: id.to_string(),
             path,
             cutoff,

@@ -84,7 +84,6 @@ pub struct Checkpoint {
 #[rtype(result = "()")]
 pub struct RestoreShard {
     pub shard: u32,
-    pub shards: u32,
     pub set: String,
     /// The shard's file, verified when read here.
     pub path: PathBuf,
@@ -210,7 +209,13 @@ fn load_snapshot(dir: &Path, id: &str) -> Result<(u32, Vec<u8>, Image)> {
         .into_iter()
         .find(|s| s.id == id)
         .ok_or(Error::NotFound("snapshot"))?;
-    let (_, bytes) = persist::snapshot::load(&info.path).map_err(|e| {
+    load_file(&info.path, id)
+}
+
+/// Loads, verifies and decodes the snapshot file at `path`, named `id` to
+/// the client (blocking): its format version, payload and image.
+fn load_file(path: &Path, id: &str) -> Result<(u32, Vec<u8>, Image)> {
+    let (info, bytes) = persist::snapshot::load(path).map_err(|e| {
         // The cause names files: it goes to the log, not the body.
         tracing::error!(snapshot = %id, error = %e, "snapshot cannot be restored");
         Error::bad_request(
@@ -255,7 +260,6 @@ impl Handler<RestoreShard> for Router {
         let (applier, lanes, log) = (self.applier.clone(), self.lanes.clone(), self.log.clone());
         let RestoreShard {
             shard,
-            shards,
             set,
             path,
             cutoff,
@@ -264,14 +268,7 @@ impl Handler<RestoreShard> for Router {
         let run = async move {
             let id = set.clone();
             let loaded = tokio::task::spawn_blocking(move || {
-                let (info, bytes) = persist::snapshot::load(&path).map_err(|e| {
-                    tracing::error!(set = %id, error = %e, "shard snapshot cannot be restored");
-                    Error::bad_request(
-                        "corrupt_snapshot",
-                        format!("snapshot {id} is damaged and cannot be restored"),
-                    )
-                })?;
-                let mut image = decode_image(&id, info.format_version, &bytes)?;
+                let (_, _, mut image) = load_file(&path, &id)?;
                 if shard != super::clustered::CONTROL {
                     image.next_workspace = cutoff;
                 }
@@ -293,9 +290,7 @@ impl Handler<RestoreShard> for Router {
             let result = match logged {
                 Err(e) => Err(e),
                 Ok(position) => {
-                    let r = applier
-                        .restore_shard(&set, shard, shards, image, true)
-                        .await;
+                    let r = applier.restore_shard(&set, shard, image, true).await;
                     log.settled(position, true);
                     r.map(|_| position)
                 }

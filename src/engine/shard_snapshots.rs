@@ -289,31 +289,12 @@ impl ShardSnapshots {
             .into_iter()
             .find(|s| s.id == id)
             .ok_or(Error::NotFound("snapshot"))?;
-        let dir = self.dir.join(&set.id);
-        tokio::fs::create_dir_all(&dir)
+        ensure_files(&self.store, &self.dir.join(&set.id), &set)
             .await
-            .map_err(|e| Error::Internal(format!("create {}: {e}", dir.display())))?;
-        let mut paths = Vec::with_capacity(set.sequences.len());
-        for (shard, name) in set.objects() {
-            let path = dir.join(format!("{name}.snap"));
-            let want = position(shard, set.sequences[shard as usize]);
-            let ok = {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || {
-                    snapshot::inspect(&path).is_ok_and(|i| i.log_position == want)
-                })
-                .await
-                .unwrap_or(false)
-            };
-            if !ok {
-                self.store.fetch(&name, &path).await.map_err(|e| {
-                    tracing::warn!(object = %name, error = %e, "cannot fetch a shard snapshot");
-                    Error::Unavailable("the snapshot bucket cannot be read now; retry later".into())
-                })?;
-            }
-            paths.push(path);
-        }
-        Ok(paths)
+            .map_err(|e| {
+                tracing::warn!(set = %set.id, error = %e, "cannot fetch a snapshot set");
+                Error::Unavailable("the snapshot bucket cannot be read now; retry later".into())
+            })
     }
 
     /// Takes a set now: cut, write each shard's file, upload, prune,
@@ -576,6 +557,36 @@ pub async fn bootstrap(
     Ok(None)
 }
 
+/// A set's shard files in `dir`, by shard: those there whose header
+/// verifies and names the set's position, the others downloaded.
+async fn ensure_files(
+    store: &SnapshotStore,
+    dir: &Path,
+    set: &Set,
+) -> std::result::Result<Vec<PathBuf>, String> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let mut paths = Vec::with_capacity(set.sequences.len());
+    for (shard, name) in set.objects() {
+        let path = dir.join(format!("{name}.snap"));
+        let want = position(shard, set.sequences[shard as usize]);
+        let there = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                snapshot::inspect(&path).is_ok_and(|i| i.log_position == want)
+            })
+            .await
+            .unwrap_or(false)
+        };
+        if !there {
+            store.fetch(&name, &path).await.map_err(|e| e.to_string())?;
+        }
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 /// Loads a set's files, from `dir` when they are there and verify, else
 /// downloaded into it; the merged image and the feeds' seqs.
 async fn load_set(
@@ -611,9 +622,9 @@ async fn load_set(
             read_feeds(&bytes)?
         }
     };
-    let mut parts = Vec::with_capacity(set.sequences.len());
-    for (shard, name) in set.objects() {
-        let path = dir.join(format!("{name}.snap"));
+    let paths = ensure_files(store, dir, set).await?;
+    let mut parts = Vec::with_capacity(paths.len());
+    for ((shard, name), path) in set.objects().zip(paths) {
         let want = position(shard, set.sequences[shard as usize]);
         let load = {
             let (path, name) = (path.clone(), name.clone());
@@ -628,18 +639,14 @@ async fn load_set(
                 schema::decode_image(info.format_version, &bytes).map_err(|e| e.to_string())
             }
         };
-        let local = if path.exists() {
-            let l = load.clone();
-            tokio::task::spawn_blocking(l)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok()
-        } else {
-            None
-        };
-        let image = match local {
-            Some(image) => image,
-            None => {
+        let image = match tokio::task::spawn_blocking(load.clone())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Ok(image) => image,
+            // Its header was whole, its payload is not: once more from
+            // the bucket.
+            Err(_) => {
                 store.fetch(&name, &path).await.map_err(|e| e.to_string())?;
                 tokio::task::spawn_blocking(load)
                     .await
